@@ -1,0 +1,265 @@
+//! How a store is set up: where it lives and how it behaves.
+//!
+//! Settings come, lowest precedence first, from the defaults, an optional
+//! TOML file, `BV_*` environment variables, and the builder methods (the CLI
+//! maps its flags onto those).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The settings of a [`Store`](crate::Store).
+///
+/// ## Defaults
+///
+/// | setting | default | env |
+/// |---|---|---|
+/// | `data_dir` | `./bharatvoice-data` | `BV_DATA_DIR` |
+/// | `max_batch` | 512 requests per group commit | `BV_MAX_BATCH` |
+/// | `write_queue` | 8192 queued write requests | |
+/// | `db_cache_bytes` | 64 MiB of redb page cache | `BV_DB_CACHE_BYTES` |
+/// | `session_idle_timeout` | 30 minutes | `BV_SESSION_IDLE_SECS` |
+/// | `session_max_turns` | 32 turns of context | `BV_SESSION_MAX_TURNS` |
+/// | `session_max_context_bytes` | 16 KiB of context text | `BV_SESSION_MAX_CONTEXT_BYTES` |
+/// | `password_memory_kib` | 19456 (argon2id, OWASP) | `BV_PASSWORD_MEMORY_KIB` |
+/// | `password_iterations` | 2 | `BV_PASSWORD_ITERATIONS` |
+/// | `default_retention_days` | 90 | `BV_DEFAULT_RETENTION_DAYS` |
+///
+/// A TOML file uses the same names, durations in seconds
+/// (`session_idle_timeout_secs`).
+///
+/// ```
+/// use std::time::Duration;
+/// use bharatvoice_store::Config;
+/// let config = Config::new("/tmp/bv-example")
+///     .session_idle_timeout(Duration::from_secs(600))
+///     .session_max_turns(16);
+/// assert_eq!(config.session_max_turns, 16);
+/// let from_toml = Config::from_toml_str("data_dir = '/srv/bv'\nmax_batch = 64").unwrap();
+/// assert_eq!(from_toml.max_batch, 64);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The data directory; created on first use.
+    pub data_dir: PathBuf,
+    /// Most write requests packed into one transaction.
+    pub max_batch: usize,
+    /// Most write requests waiting for the writer (callers wait beyond it).
+    pub write_queue: usize,
+    /// Bytes of page cache redb may use.
+    pub db_cache_bytes: usize,
+    /// A session idle this long counts as expired.
+    pub session_idle_timeout: Duration,
+    /// Most turns kept in a session's context.
+    pub session_max_turns: usize,
+    /// Most bytes of turn text kept in a session's context.
+    pub session_max_context_bytes: usize,
+    /// argon2id memory cost in KiB.
+    pub password_memory_kib: u32,
+    /// argon2id iterations.
+    pub password_iterations: u32,
+    /// Retention of audio when a profile does not set one.
+    pub default_retention_days: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(crate::DEFAULT_DATA_DIR),
+            max_batch: 512,
+            write_queue: 8192,
+            db_cache_bytes: 64 << 20,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            session_max_turns: 32,
+            session_max_context_bytes: 16 << 10,
+            password_memory_kib: 19_456,
+            password_iterations: 2,
+            default_retention_days: 90,
+        }
+    }
+}
+
+/// The TOML shape: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    max_batch: Option<usize>,
+    write_queue: Option<usize>,
+    db_cache_bytes: Option<usize>,
+    session_idle_timeout_secs: Option<u64>,
+    session_max_turns: Option<usize>,
+    session_max_context_bytes: Option<usize>,
+    password_memory_kib: Option<u32>,
+    password_iterations: Option<u32>,
+    default_retention_days: Option<u32>,
+}
+
+impl Config {
+    /// Defaults with this data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Defaults, then an optional TOML file, then `BV_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        let mut config = match file {
+            Some(path) => Self::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Defaults overlaid with a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Defaults overlaid with TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, Error> {
+        let f: FileConfig = toml::from_str(text).map_err(|e| Error::Config {
+            reason: e.to_string(),
+        })?;
+        let d = Config::default();
+        let config = Config {
+            data_dir: f.data_dir.unwrap_or(d.data_dir),
+            max_batch: f.max_batch.unwrap_or(d.max_batch),
+            write_queue: f.write_queue.unwrap_or(d.write_queue),
+            db_cache_bytes: f.db_cache_bytes.unwrap_or(d.db_cache_bytes),
+            session_idle_timeout: f
+                .session_idle_timeout_secs
+                .map_or(d.session_idle_timeout, Duration::from_secs),
+            session_max_turns: f.session_max_turns.unwrap_or(d.session_max_turns),
+            session_max_context_bytes: f
+                .session_max_context_bytes
+                .unwrap_or(d.session_max_context_bytes),
+            password_memory_kib: f.password_memory_kib.unwrap_or(d.password_memory_kib),
+            password_iterations: f.password_iterations.unwrap_or(d.password_iterations),
+            default_retention_days: f.default_retention_days.unwrap_or(d.default_retention_days),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Overlays `BV_*` variables read through `get` (tests pass a map).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, Error> {
+            v.trim().parse().map_err(|_| Error::Config {
+                reason: format!("{name}={v:?} is not a number"),
+            })
+        }
+        if let Some(v) = get("BV_DATA_DIR").filter(|v| !v.is_empty()) {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("BV_MAX_BATCH") {
+            self.max_batch = num("BV_MAX_BATCH", v)?;
+        }
+        if let Some(v) = get("BV_DB_CACHE_BYTES") {
+            self.db_cache_bytes = num("BV_DB_CACHE_BYTES", v)?;
+        }
+        if let Some(v) = get("BV_SESSION_IDLE_SECS") {
+            self.session_idle_timeout = Duration::from_secs(num("BV_SESSION_IDLE_SECS", v)?);
+        }
+        if let Some(v) = get("BV_SESSION_MAX_TURNS") {
+            self.session_max_turns = num("BV_SESSION_MAX_TURNS", v)?;
+        }
+        if let Some(v) = get("BV_SESSION_MAX_CONTEXT_BYTES") {
+            self.session_max_context_bytes = num("BV_SESSION_MAX_CONTEXT_BYTES", v)?;
+        }
+        if let Some(v) = get("BV_PASSWORD_MEMORY_KIB") {
+            self.password_memory_kib = num("BV_PASSWORD_MEMORY_KIB", v)?;
+        }
+        if let Some(v) = get("BV_PASSWORD_ITERATIONS") {
+            self.password_iterations = num("BV_PASSWORD_ITERATIONS", v)?;
+        }
+        if let Some(v) = get("BV_DEFAULT_RETENTION_DAYS") {
+            self.default_retention_days = num("BV_DEFAULT_RETENTION_DAYS", v)?;
+        }
+        self.validate()
+    }
+
+    /// Checks that the settings can work together.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: &str| {
+            Err(Error::Config {
+                reason: reason.into(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir must not be empty");
+        }
+        if self.max_batch == 0 || self.write_queue == 0 {
+            return bad("max_batch and write_queue must be at least 1");
+        }
+        if self.session_max_turns == 0 || self.session_max_context_bytes == 0 {
+            return bad("session context limits must be at least 1");
+        }
+        if self.password_memory_kib < 8 || self.password_iterations == 0 {
+            return bad(
+                "password_memory_kib must be at least 8 and password_iterations at least 1",
+            );
+        }
+        if !(1..=3650).contains(&self.default_retention_days) {
+            return bad("default_retention_days must be 1 to 3650");
+        }
+        Ok(())
+    }
+
+    /// Sets the data directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+    /// Sets the most requests per group commit.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n;
+        self
+    }
+    /// Sets redb's page cache size.
+    pub fn db_cache_bytes(mut self, n: usize) -> Self {
+        self.db_cache_bytes = n;
+        self
+    }
+    /// Sets the session idle timeout.
+    pub fn session_idle_timeout(mut self, d: Duration) -> Self {
+        self.session_idle_timeout = d;
+        self
+    }
+    /// Sets the most turns of context per session.
+    pub fn session_max_turns(mut self, n: usize) -> Self {
+        self.session_max_turns = n;
+        self
+    }
+    /// Sets the most bytes of context per session.
+    pub fn session_max_context_bytes(mut self, n: usize) -> Self {
+        self.session_max_context_bytes = n;
+        self
+    }
+    /// Sets the argon2id cost (memory in KiB, iterations). Tests use a low
+    /// cost; keep the default in production.
+    pub fn password_cost(mut self, memory_kib: u32, iterations: u32) -> Self {
+        self.password_memory_kib = memory_kib;
+        self.password_iterations = iterations;
+        self
+    }
+    /// Sets the default audio retention.
+    pub fn default_retention_days(mut self, days: u32) -> Self {
+        self.default_retention_days = days;
+        self
+    }
+
+    /// The metadata database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("store.redb")
+    }
+}

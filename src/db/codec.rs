@@ -1,0 +1,133 @@
+//! Record encoding: one format-version byte, then the record in postcard.
+//!
+//! ```text
+//! +---------+------------------------------+
+//! | version | postcard(record)             |
+//! |  1 byte | rest of the value            |
+//! +---------+------------------------------+
+//! ```
+//!
+//! postcard is a stable, specified wire format (varints, length-prefixed
+//! strings and sequences, no field names). The version byte lets a
+//! migration tell an old shape from the current one. Decoding refuses an
+//! unknown version, trailing bytes and anything postcard refuses, with
+//! [`Error::Corrupt`]; postcard checks every length against the bytes left
+//! before it allocates, so corrupt input cannot make it allocate more than
+//! the input justifies.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// A type stored as a record.
+pub(crate) trait Record: Serialize + DeserializeOwned {
+    /// What the record is, for error messages.
+    const KIND: &'static str;
+    /// The format version written now.
+    const VERSION: u8;
+}
+
+impl Record for crate::User {
+    const KIND: &'static str = "user record";
+    const VERSION: u8 = 2;
+}
+impl Record for crate::UserProfile {
+    const KIND: &'static str = "profile record";
+    const VERSION: u8 = 2;
+}
+impl Record for crate::ConversationSession {
+    const KIND: &'static str = "session record";
+    const VERSION: u8 = 1;
+}
+impl Record for crate::AudioFile {
+    const KIND: &'static str = "audio file record";
+    const VERSION: u8 = 1;
+}
+impl Record for crate::MetricSample {
+    const KIND: &'static str = "metric record";
+    const VERSION: u8 = 1;
+}
+
+/// Encodes a record with its version byte.
+pub(crate) fn encode<T: Record>(record: &T) -> Result<Vec<u8>, Error> {
+    encode_versioned(T::VERSION, record)
+}
+
+/// Encodes any serialisable value behind a given version byte (migrations
+/// and tests write old shapes with it).
+pub(crate) fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, Error> {
+    let out = vec![version];
+    postcard::to_extend(value, out)
+        .map_err(|e| Error::invalid("record", format!("cannot be encoded: {e}")))
+}
+
+/// Decodes a record written by [`encode`]; `id` names it in errors.
+pub(crate) fn decode<T: Record>(bytes: &[u8], id: impl std::fmt::Display) -> Result<T, Error> {
+    decode_versioned(T::VERSION, bytes, || format!("{} {id}", T::KIND))
+}
+
+/// Decodes a value that must carry `version`.
+pub(crate) fn decode_versioned<T: DeserializeOwned>(
+    version: u8,
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, Error> {
+    let Some((&found, body)) = bytes.split_first() else {
+        return Err(Error::corrupt(what(), "empty value"));
+    };
+    if found != version {
+        return Err(Error::corrupt(
+            what(),
+            format!("format version {found}, expected {version}"),
+        ));
+    }
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Error::corrupt(
+            what(),
+            format!("{} trailing bytes", rest.len()),
+        )),
+        Err(e) => Err(Error::corrupt(what(), e.to_string())),
+    }
+}
+
+/// Reads the format version byte of a stored value, if any.
+pub(crate) fn version_of(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MetricSample, Timestamp};
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let m = MetricSample::new("db.commit", 1.5).at(Timestamp::from_micros(7));
+        let bytes = encode(&m).unwrap();
+        assert_eq!(decode::<MetricSample>(&bytes, "x").unwrap(), m);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode::<MetricSample>(&trailing, "x"),
+            Err(Error::Corrupt { .. })
+        ));
+        let mut wrong_version = bytes.clone();
+        wrong_version[0] = 9;
+        assert!(matches!(
+            decode::<MetricSample>(&wrong_version, "x"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode::<MetricSample>(&[], "x"),
+            Err(Error::Corrupt { .. })
+        ));
+        for cut in 0..bytes.len() {
+            assert!(
+                decode::<MetricSample>(&bytes[..cut], "x").is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+}

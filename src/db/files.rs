@@ -1,0 +1,234 @@
+//! Audio-file metadata records. The blob layer fills them; this module
+//! keeps them and their indexes: by owner (newest first, since file ids are
+//! time-ordered), by expiry, and by blob address (for reference counts).
+
+use redb::WriteTransaction;
+use tracing::instrument;
+
+use crate::db::schema::{FILES, FILES_BY_BLOB, FILES_BY_EXPIRY, FILES_BY_OWNER};
+use crate::db::users::require_live;
+use crate::db::{Db, codec, get_record, put_record};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::file::{AudioFile, NewAudioFile};
+use crate::types::{BlobAddress, Cursor, FileId, ListOptions, Page, Timestamp, UserId};
+
+/// Audio-file metadata; from [`Store::file_records`](crate::Store::file_records).
+pub struct FileRecords<'a> {
+    pub(crate) db: &'a Db,
+}
+
+fn check(new: &NewAudioFile) -> Result<(), Error> {
+    if new.content_type.is_empty()
+        || new.content_type.len() > 128
+        || !new.content_type.contains('/')
+    {
+        return Err(Error::invalid(
+            "content type",
+            format!("{:?} is not a MIME type", new.content_type),
+        ));
+    }
+    if new.name.as_ref().is_some_and(|n| n.len() > 255) {
+        return Err(Error::invalid("file name", "at most 255 bytes"));
+    }
+    if new.tags.len() > 32 || new.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
+        return Err(Error::invalid("tags", "at most 32 tags of 1 to 64 bytes"));
+    }
+    Ok(())
+}
+
+fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<AudioFile, Error> {
+    let mut files = txn.open_table(FILES).ctx("opening files")?;
+    let mut f: AudioFile = get_record(&files, id.to_key(), id)?
+        .ok_or_else(|| Error::not_found(Entity::AudioFile, id))?;
+    let mut by_expiry = txn
+        .open_table(FILES_BY_EXPIRY)
+        .ctx("opening files_by_expiry")?;
+    match (deleted, f.deleted_at) {
+        (true, Some(_)) => return Err(Error::not_found(Entity::AudioFile, id)),
+        (false, None) => return Ok(f),
+        (true, None) => {
+            f.deleted_at = Some(Timestamp::now());
+            if let Some(e) = f.expires_at {
+                by_expiry
+                    .remove((e.as_micros(), id.to_key()))
+                    .ctx("writing files_by_expiry")?;
+            }
+        }
+        (false, Some(_)) => {
+            f.deleted_at = None;
+            if let Some(e) = f.expires_at {
+                by_expiry
+                    .insert((e.as_micros(), id.to_key()), ())
+                    .ctx("writing files_by_expiry")?;
+            }
+        }
+    }
+    f.updated_at = Timestamp::now();
+    put_record(&mut files, id.to_key(), &f)?;
+    Ok(f)
+}
+
+impl FileRecords<'_> {
+    /// Inserts a record for a live owner.
+    #[instrument(skip_all, fields(owner = %new.owner))]
+    pub async fn insert(&self, new: NewAudioFile) -> Result<AudioFile, Error> {
+        check(&new)?;
+        self.db
+            .write(move |txn| {
+                require_live(txn, new.owner)?;
+                let now = Timestamp::now();
+                let f = AudioFile {
+                    id: FileId::new(),
+                    owner: new.owner,
+                    blob: new.blob,
+                    name: new.name.clone(),
+                    content_type: new.content_type.clone(),
+                    plain_bytes: new.plain_bytes,
+                    stored_bytes: new.stored_bytes,
+                    sha256: new.sha256,
+                    encryption: new.encryption,
+                    codec: new.codec,
+                    key_version: new.key_version,
+                    session_id: new.session_id,
+                    tags: new.tags.clone(),
+                    expires_at: new.expires_at,
+                    access_count: 0,
+                    created_at: now,
+                    updated_at: now,
+                    deleted_at: None,
+                };
+                let key = f.id.to_key();
+                put_record(&mut txn.open_table(FILES).ctx("opening files")?, key, &f)?;
+                txn.open_table(FILES_BY_OWNER)
+                    .ctx("opening files_by_owner")?
+                    .insert((f.owner.to_key(), key), ())
+                    .ctx("writing files_by_owner")?;
+                txn.open_table(FILES_BY_BLOB)
+                    .ctx("opening files_by_blob")?
+                    .insert((f.blob.0, key), ())
+                    .ctx("writing files_by_blob")?;
+                if let Some(e) = f.expires_at {
+                    txn.open_table(FILES_BY_EXPIRY)
+                        .ctx("opening files_by_expiry")?
+                        .insert((e.as_micros(), key), ())
+                        .ctx("writing files_by_expiry")?;
+                }
+                Ok(f)
+            })
+            .await
+    }
+
+    /// A live record.
+    #[instrument(skip(self), fields(file = %id))]
+    pub fn get(&self, id: FileId) -> Result<AudioFile, Error> {
+        self.db.read(|txn| {
+            let files = txn.open_table(FILES).ctx("opening files")?;
+            get_record::<AudioFile>(&files, id.to_key(), id)?
+                .filter(|f| f.deleted_at.is_none())
+                .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
+        })
+    }
+
+    /// An owner's live records, newest first, a page at a time.
+    #[instrument(skip(self), fields(owner = %owner))]
+    pub async fn list_by_owner(
+        &self,
+        owner: UserId,
+        options: ListOptions,
+    ) -> Result<Page<AudioFile>, Error> {
+        let limit = options.effective_limit();
+        let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
+        self.db
+            .scan(move |txn| {
+                let by_owner = txn
+                    .open_table(FILES_BY_OWNER)
+                    .ctx("opening files_by_owner")?;
+                let files = txn.open_table(FILES).ctx("opening files")?;
+                let o = owner.to_key();
+                let mut items: Vec<AudioFile> = Vec::with_capacity(limit.min(64));
+                let mut next = None;
+                for row in by_owner
+                    .range((o, 0)..(o, before))
+                    .ctx("listing files")?
+                    .rev()
+                {
+                    let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
+                    let f: AudioFile = get_record(&files, id.to_key(), id)?.ok_or_else(|| {
+                        Error::corrupt("files_by_owner", format!("points to missing file {id}"))
+                    })?;
+                    if f.deleted_at.is_some() {
+                        continue;
+                    }
+                    if items.len() == limit {
+                        next = items.last().map(|f| Cursor(f.id.as_uuid()));
+                        break;
+                    }
+                    items.push(f);
+                }
+                Ok(Page { items, next })
+            })
+            .await
+    }
+
+    /// Live records whose retention ends before `t`, soonest first.
+    #[instrument(skip(self))]
+    pub async fn expiring_before(
+        &self,
+        t: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AudioFile>, Error> {
+        let limit = ListOptions::first(limit).effective_limit();
+        self.db
+            .scan(move |txn| {
+                let by_expiry = txn
+                    .open_table(FILES_BY_EXPIRY)
+                    .ctx("opening files_by_expiry")?;
+                let files = txn.open_table(FILES).ctx("opening files")?;
+                let mut out = Vec::new();
+                for row in by_expiry
+                    .range(..(t.as_micros(), 0))
+                    .ctx("scanning expiry")?
+                {
+                    let id = FileId::from_key(row.ctx("scanning expiry")?.0.value().1);
+                    let bytes = files.get(id.to_key()).ctx("reading a file")?;
+                    let bytes = bytes.ok_or_else(|| {
+                        Error::corrupt("files_by_expiry", format!("points to missing file {id}"))
+                    })?;
+                    out.push(codec::decode::<AudioFile>(bytes.value(), id)?);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// How many records (live or soft-deleted) point at a blob.
+    pub fn blob_references(&self, blob: BlobAddress) -> Result<u64, Error> {
+        self.db.read(|txn| {
+            let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
+            let mut n = 0;
+            for row in by_blob
+                .range((blob.0, 0)..=(blob.0, u128::MAX))
+                .ctx("counting references")?
+            {
+                row.ctx("counting references")?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Soft-deletes a record (it leaves lists and the expiry index).
+    #[instrument(skip(self), fields(file = %id))]
+    pub async fn delete(&self, id: FileId) -> Result<AudioFile, Error> {
+        self.db.write(move |txn| set_deleted(txn, id, true)).await
+    }
+
+    /// Brings back a soft-deleted record.
+    #[instrument(skip(self), fields(file = %id))]
+    pub async fn restore(&self, id: FileId) -> Result<AudioFile, Error> {
+        self.db.write(move |txn| set_deleted(txn, id, false)).await
+    }
+}

@@ -1,0 +1,95 @@
+//! System metrics: samples keyed (name, time, id), so a name over a time
+//! range is one range scan.
+
+use tracing::instrument;
+
+use crate::db::schema::METRICS;
+use crate::db::{Db, codec};
+use crate::error::{Error, StorageContext};
+use crate::model::metric::MetricSample;
+use crate::model::validate::check_metric_name;
+use crate::types::{MetricId, Timestamp};
+
+/// System metric samples; from [`Store::metrics`](crate::Store::metrics).
+///
+/// ```
+/// # use bharatvoice_store::*;
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = Store::open(Config::new(dir.path())).await?;
+/// let t = Timestamp::from_micros(1_000);
+/// store.metrics().record(MetricSample::new("asr.latency_ms", 42.0).at(t).label("lang", "hi-IN")).await?;
+/// let got = store.metrics().query("asr.latency_ms", Timestamp::MIN, Timestamp::MAX).await?;
+/// assert_eq!(got[0].value, 42.0);
+/// # Ok(()) }
+/// ```
+pub struct Metrics<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl Metrics<'_> {
+    /// Records a sample durably.
+    #[instrument(skip_all, fields(name = %sample.name))]
+    pub async fn record(&self, sample: MetricSample) -> Result<MetricId, Error> {
+        check_metric_name(&sample.name)?;
+        if sample.labels.len() > 16
+            || sample
+                .labels
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+        {
+            return Err(Error::invalid(
+                "labels",
+                "at most 16 labels, keys 1-64 bytes, values up to 256 bytes",
+            ));
+        }
+        if !sample.value.is_finite() {
+            return Err(Error::invalid("metric value", "must be a finite number"));
+        }
+        let bytes = codec::encode(&sample)?;
+        self.db
+            .write(move |txn| {
+                let mut t = txn.open_table(METRICS).ctx("opening metrics")?;
+                t.insert(
+                    (
+                        sample.name.as_str(),
+                        sample.at.as_micros(),
+                        sample.id.to_key(),
+                    ),
+                    bytes.as_slice(),
+                )
+                .ctx("writing metrics")?;
+                Ok(sample.id)
+            })
+            .await
+    }
+
+    /// Samples of `name` with `from <= at < to`, oldest first.
+    #[instrument(skip(self))]
+    pub async fn query(
+        &self,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<MetricSample>, Error> {
+        check_metric_name(name)?;
+        let name = name.to_string();
+        self.db
+            .scan(move |txn| {
+                let t = txn.open_table(METRICS).ctx("opening metrics")?;
+                let mut out = Vec::new();
+                if from >= to {
+                    return Ok(out);
+                }
+                let range = (name.as_str(), from.as_micros(), 0u128)
+                    ..(name.as_str(), to.as_micros(), 0u128);
+                for row in t.range(range).ctx("scanning metrics")? {
+                    let (k, v) = row.ctx("scanning metrics")?;
+                    let id = MetricId::from_key(k.value().2);
+                    out.push(codec::decode::<MetricSample>(v.value(), id)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+}

@@ -1,0 +1,270 @@
+//! Schema migrations: ordered steps from one schema version to the next.
+//!
+//! The applied version lives in the `meta` table. At open, a new store gets
+//! every table and the current version in one transaction; an older store
+//! runs each pending step in its own write transaction (the step's changes
+//! and the new version commit together, so a crash leaves the store at a
+//! whole version); a store with a newer version is refused with
+//! [`Error::VersionTooNew`], naming both versions.
+//!
+//! # History
+//!
+//! * **1**: the first shape. Users carried their password hash in the
+//!   record; profiles held a single language and one audio consent flag.
+//! * **2**: password hashes move to `credentials` (so a user record can be
+//!   printed safely); users gain display name, status and last login;
+//!   profiles hold a language list, accent, voice preferences, consent flags
+//!   with times and free preferences; sessions, files and metrics tables.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::db::codec::{self, Record};
+use crate::db::schema::{self, META, SCHEMA_VERSION_KEY};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::profile::{ConsentKind, ConsentState, UserProfile, VoicePreferences};
+use crate::model::user::{User, UserStatus};
+use crate::types::{ProfileId, Timestamp, UserId};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// One migration step.
+struct Step {
+    from: u32,
+    name: &'static str,
+    run: fn(&WriteTransaction) -> Result<(), Error>,
+}
+
+const STEPS: &[Step] = &[Step {
+    from: 1,
+    name: "move password hashes to credentials; profile language lists and consent times",
+    run: v1_to_v2,
+}];
+
+/// Where a store stands against this build's schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationStatus {
+    /// The version the store is at (`None`: no store there yet).
+    pub applied: Option<u32>,
+    /// The version this build writes.
+    pub latest: u32,
+    /// Steps that an open would run, oldest first.
+    pub pending: Vec<PendingStep>,
+}
+
+/// A migration step not yet applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingStep {
+    /// Version it starts from.
+    pub from: u32,
+    /// Version it leads to.
+    pub to: u32,
+    /// What it does.
+    pub name: &'static str,
+}
+
+pub(crate) fn pending_from(applied: Option<u32>) -> Vec<PendingStep> {
+    let start = applied.unwrap_or(SCHEMA_VERSION);
+    STEPS
+        .iter()
+        .filter(|s| s.from >= start)
+        .map(|s| PendingStep {
+            from: s.from,
+            to: s.from + 1,
+            name: s.name,
+        })
+        .collect()
+}
+
+/// Reads the applied schema version, `None` for an empty database.
+pub(crate) fn applied_version(db: &impl ReadableDatabase) -> Result<Option<u32>, Error> {
+    let txn = db.begin_read().ctx("reading the schema version")?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(Error::storage("opening the meta table", e)),
+    };
+    let Some(v) = meta
+        .get(SCHEMA_VERSION_KEY)
+        .ctx("reading the schema version")?
+    else {
+        return Ok(None);
+    };
+    let bytes: [u8; 4] = v
+        .value()
+        .try_into()
+        .map_err(|_| Error::corrupt("schema version", "not 4 bytes"))?;
+    Ok(Some(u32::from_le_bytes(bytes)))
+}
+
+fn set_version(txn: &WriteTransaction, version: u32) -> Result<(), Error> {
+    let mut meta = txn.open_table(META).ctx("opening the meta table")?;
+    meta.insert(SCHEMA_VERSION_KEY, version.to_le_bytes().as_slice())
+        .ctx("writing the schema version")?;
+    Ok(())
+}
+
+/// Brings the store at `path` to [`SCHEMA_VERSION`]; returns the steps run.
+pub(crate) fn migrate(
+    db: &redb::Database,
+    path: &std::path::Path,
+) -> Result<Vec<PendingStep>, Error> {
+    let applied = applied_version(db)?;
+    match applied {
+        None => {
+            let txn = db.begin_write().ctx("creating the schema")?;
+            schema::create_all(&txn).ctx("creating tables")?;
+            set_version(&txn, SCHEMA_VERSION)?;
+            let id = uuid::Uuid::now_v7();
+            txn.open_table(META)
+                .ctx("opening the meta table")?
+                .insert(schema::STORE_ID_KEY, id.as_bytes().as_slice())
+                .ctx("writing the store id")?;
+            txn.commit().ctx("committing the new schema")?;
+            tracing::info!(path = %path.display(), version = SCHEMA_VERSION, "created a new store");
+            Ok(Vec::new())
+        }
+        Some(v) if v > SCHEMA_VERSION => Err(Error::VersionTooNew {
+            path: path.to_path_buf(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        Some(v) => {
+            let pending = pending_from(Some(v));
+            for step in STEPS.iter().filter(|s| s.from >= v) {
+                let _span =
+                    tracing::info_span!("migrate", from = step.from, to = step.from + 1).entered();
+                let txn = db.begin_write().ctx("beginning a migration")?;
+                (step.run)(&txn)?;
+                set_version(&txn, step.from + 1)?;
+                txn.commit().ctx("committing a migration")?;
+                tracing::info!(
+                    from = step.from,
+                    to = step.from + 1,
+                    step = step.name,
+                    "migrated"
+                );
+            }
+            Ok(pending)
+        }
+    }
+}
+
+/// The user record of schema 1.
+#[derive(Deserialize)]
+struct UserV1 {
+    id: UserId,
+    username: String,
+    email: String,
+    password_hash: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    deleted_at: Option<Timestamp>,
+}
+
+/// The profile record of schema 1.
+#[derive(Deserialize)]
+struct ProfileV1 {
+    id: ProfileId,
+    user_id: UserId,
+    language: String,
+    region: Option<String>,
+    retention_days: Option<u32>,
+    audio_consent: bool,
+    consent_at: Option<Timestamp>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+fn v1_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
+    schema::create_all(txn).ctx("creating tables")?;
+    let mut users = txn.open_table(schema::USERS).ctx("opening users")?;
+    let mut creds = txn
+        .open_table(schema::CREDENTIALS)
+        .ctx("opening credentials")?;
+    let mut rewritten = Vec::new();
+    for row in users.iter().ctx("reading users")? {
+        let (k, v) = row.ctx("reading users")?;
+        let (key, bytes) = (k.value(), v.value());
+        if codec::version_of(bytes) != Some(1) {
+            continue;
+        }
+        let old: UserV1 = codec::decode_versioned(1, bytes, || {
+            format!("user record {}", UserId::from_key(key))
+        })?;
+        let user = User {
+            id: old.id,
+            username: old.username,
+            email: old.email,
+            display_name: None,
+            status: UserStatus::Active,
+            has_password: old.password_hash.is_some(),
+            last_login_at: None,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            deleted_at: old.deleted_at,
+        };
+        if let Some(hash) = old.password_hash {
+            creds
+                .insert(key, hash.as_str())
+                .ctx("writing credentials")?;
+        }
+        rewritten.push((key, codec::encode(&user)?));
+    }
+    for (key, bytes) in rewritten {
+        users.insert(key, bytes.as_slice()).ctx("rewriting users")?;
+    }
+    let mut profiles = txn.open_table(schema::PROFILES).ctx("opening profiles")?;
+    let mut rewritten = Vec::new();
+    for row in profiles.iter().ctx("reading profiles")? {
+        let (k, v) = row.ctx("reading profiles")?;
+        let (key, bytes) = (k.value(), v.value());
+        if codec::version_of(bytes) != Some(1) {
+            continue;
+        }
+        let old: ProfileV1 = codec::decode_versioned(1, bytes, || {
+            format!("profile record {}", UserId::from_key(key))
+        })?;
+        let languages = match old.language.parse() {
+            Ok(tag) => vec![tag],
+            Err(_) => {
+                tracing::warn!(user = %old.user_id, "dropping an invalid v1 language tag");
+                Vec::new()
+            }
+        };
+        let mut consents = BTreeMap::new();
+        if let Some(at) = old.consent_at {
+            consents.insert(
+                ConsentKind::AudioStorage,
+                ConsentState {
+                    granted: old.audio_consent,
+                    at,
+                },
+            );
+        }
+        let profile = UserProfile {
+            id: old.id,
+            user_id: old.user_id,
+            languages,
+            region: old.region,
+            accent: None,
+            voice: VoicePreferences::default(),
+            audio_retention_days: old.retention_days,
+            consents,
+            preferences: BTreeMap::new(),
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+        };
+        rewritten.push((key, codec::encode(&profile)?));
+    }
+    for (key, bytes) in rewritten {
+        profiles
+            .insert(key, bytes.as_slice())
+            .ctx("rewriting profiles")?;
+    }
+    let _ = (Entity::Meta, <User as Record>::VERSION);
+    Ok(())
+}

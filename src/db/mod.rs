@@ -1,0 +1,167 @@
+//! The metadata database: `store.redb`, its tables, indexes and writer.
+//!
+//! # Where work runs
+//!
+//! * **Writes** go to the group-commit [`writer`] thread; a caller's future
+//!   resolves once its transaction is durably committed.
+//! * **Point reads** (get by id, username, email) run *inline* on the
+//!   calling task: a redb read transaction plus one or two B-tree lookups
+//!   costs about 1–2 µs here, while a hop to another thread
+//!   (`spawn_blocking`) measured 15–40 µs on this 2-vCPU VM (see
+//!   `benches/db.rs`, group `read_placement`). Blocking a runtime thread for
+//!   a microsecond is cheaper than the hop.
+//! * **Scans** (lists, range queries, anything that may touch many rows) run
+//!   on the blocking pool through [`Db::scan`], so that a long read never
+//!   stalls the async threads. redb read transactions are MVCC snapshots:
+//!   a long scan never blocks the writer, and the writer never blocks it.
+
+pub(crate) mod codec;
+pub(crate) mod files;
+pub(crate) mod metrics;
+pub(crate) mod migrate;
+pub(crate) mod profiles;
+pub(crate) mod schema;
+pub(crate) mod sessions;
+pub(crate) mod users;
+pub(crate) mod users_password;
+pub(crate) mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use crate::config::Config;
+use crate::error::{Error, StorageContext};
+use codec::Record;
+
+/// Settings the db modules read at run time.
+#[derive(Debug, Clone)]
+pub(crate) struct DbSettings {
+    pub(crate) context: crate::model::session::ContextLimits,
+    pub(crate) session_idle: std::time::Duration,
+    pub(crate) password_memory_kib: u32,
+    pub(crate) password_iterations: u32,
+}
+
+/// The open metadata database.
+pub(crate) struct Db {
+    database: Arc<Database>,
+    writer: writer::Writer,
+    path: PathBuf,
+    pub(crate) settings: DbSettings,
+}
+
+impl Db {
+    /// Opens (or creates) `store.redb` in the data directory and migrates it.
+    /// Blocking: call from a blocking context.
+    pub(crate) fn open(config: &Config) -> Result<Db, Error> {
+        let path = config.db_path();
+        let mut builder = Database::builder();
+        builder.set_cache_size(config.db_cache_bytes);
+        let database = builder.create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                Error::io(format!("opening {}", path.display()), io)
+            }
+            other => Error::storage(format!("opening {}", path.display()), other),
+        })?;
+        let steps = migrate::migrate(&database, &path)?;
+        if !steps.is_empty() {
+            tracing::info!(steps = steps.len(), "store migrated");
+        }
+        let database = Arc::new(database);
+        let writer =
+            writer::Writer::start(Arc::clone(&database), config.max_batch, config.write_queue)?;
+        Ok(Db {
+            database,
+            writer,
+            path,
+            settings: DbSettings {
+                context: crate::model::session::ContextLimits {
+                    max_turns: config.session_max_turns,
+                    max_bytes: config.session_max_context_bytes,
+                },
+                session_idle: config.session_idle_timeout,
+                password_memory_kib: config.password_memory_kib,
+                password_iterations: config.password_iterations,
+            },
+        })
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a short read inline on a fresh snapshot.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let txn = self
+            .database
+            .begin_read()
+            .ctx("beginning a read transaction")?;
+        f(&txn)
+    }
+
+    /// Runs a scan on the blocking pool on a fresh snapshot.
+    pub(crate) async fn scan<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        let database = Arc::clone(&self.database);
+        tokio::task::spawn_blocking(move || {
+            let txn = database.begin_read().ctx("beginning a read transaction")?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| Error::io("running a scan", std::io::Error::other(e.to_string())))?
+    }
+
+    /// Queues a write for the next group commit and waits until it is durable.
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        self.writer.write(op).await
+    }
+
+    /// Stops the writer after the queued writes.
+    pub(crate) fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+
+    /// The applied schema version.
+    pub(crate) fn schema_version(&self) -> Result<Option<u32>, Error> {
+        migrate::applied_version(self.database.as_ref())
+    }
+}
+
+/// Reads and decodes the record under `key` of a `u128 → bytes` table.
+pub(crate) fn get_record<T: Record>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    key: u128,
+    id: impl std::fmt::Display,
+) -> Result<Option<T>, Error> {
+    match table.get(key).ctx("reading a record")? {
+        Some(v) => codec::decode::<T>(v.value(), id).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Encodes and writes a record under `key`.
+pub(crate) fn put_record<T: Record>(
+    table: &mut redb::Table<u128, &'static [u8]>,
+    key: u128,
+    record: &T,
+) -> Result<(), Error> {
+    let bytes = codec::encode(record)?;
+    table
+        .insert(key, bytes.as_slice())
+        .ctx("writing a record")?;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Profiles: one per user, created on the first upsert.
+
+use std::collections::BTreeMap;
+
+use tracing::instrument;
+
+use crate::db::schema::PROFILES;
+use crate::db::users::require_live;
+use crate::db::{Db, get_record, put_record};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::profile::{ConsentKind, ProfileUpdate, UserProfile, VoicePreferences};
+use crate::types::{ProfileId, Timestamp, UserId};
+
+/// User profiles; from [`Store::profiles`](crate::Store::profiles).
+///
+/// ```
+/// # use bharatvoice_store::*;
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = Store::open(Config::new(dir.path())).await?;
+/// let user = store.users().create(NewUser::new("meena", "meena@example.in")).await?;
+/// let change = ProfileUpdate {
+///     languages: Some(vec!["ta-IN".parse()?, "en-IN".parse()?]),
+///     consents: vec![(ConsentKind::AudioStorage, true)],
+///     ..Default::default()
+/// };
+/// let profile = store.profiles().upsert(user.id, change).await?;
+/// assert!(profile.has_consent(ConsentKind::AudioStorage));
+/// assert_eq!(store.profiles().get(user.id)?.languages[0].as_str(), "ta-IN");
+/// # Ok(()) }
+/// ```
+pub struct Profiles<'a> {
+    pub(crate) db: &'a Db,
+}
+
+impl Profiles<'_> {
+    /// The profile of a live user; `NotFound` if the user has none yet.
+    #[instrument(skip(self), fields(user = %user))]
+    pub fn get(&self, user: UserId) -> Result<UserProfile, Error> {
+        self.db.read(|txn| {
+            let users = txn
+                .open_table(crate::db::schema::USERS)
+                .ctx("opening users")?;
+            crate::db::users::load_live(&users, user)?;
+            let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+            get_record(&profiles, user.to_key(), user)?
+                .ok_or_else(|| Error::not_found(Entity::Profile, user))
+        })
+    }
+
+    /// Applies `change` to the user's profile, creating it first if needed.
+    #[instrument(skip(self, change), fields(user = %user))]
+    pub async fn upsert(&self, user: UserId, change: ProfileUpdate) -> Result<UserProfile, Error> {
+        change.validate()?;
+        self.db
+            .write(move |txn| {
+                require_live(txn, user)?;
+                let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+                let now = Timestamp::now();
+                let mut profile =
+                    get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| UserProfile {
+                        id: ProfileId::new(),
+                        user_id: user,
+                        languages: Vec::new(),
+                        region: None,
+                        accent: None,
+                        voice: VoicePreferences::default(),
+                        audio_retention_days: None,
+                        consents: BTreeMap::new(),
+                        preferences: BTreeMap::new(),
+                        created_at: now,
+                        updated_at: now,
+                    });
+                change.apply(&mut profile, now);
+                put_record(&mut profiles, user.to_key(), &profile)?;
+                Ok(profile)
+            })
+            .await
+    }
+
+    /// Gives (`true`) or withdraws (`false`) a consent, stamped with now.
+    pub async fn set_consent(
+        &self,
+        user: UserId,
+        kind: ConsentKind,
+        granted: bool,
+    ) -> Result<UserProfile, Error> {
+        let change = ProfileUpdate {
+            consents: vec![(kind, granted)],
+            ..Default::default()
+        };
+        self.upsert(user, change).await
+    }
+}

@@ -1,0 +1,73 @@
+//! The tables of `store.redb` and the keys they use.
+//!
+//! Ids are stored as `u128` (a UUID's big-endian value) so that numeric
+//! order is creation order; timestamps as `i64` microseconds. Index tables
+//! map a composite key to `()`: the key alone answers the lookup, and the
+//! record is fetched from its primary table. Every index is written in the
+//! same write transaction as its row.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | name | bytes (schema version as `u32` LE, store id) |
+//! | `users` | user id | `User` record |
+//! | `users_by_username` | normalised username | user id |
+//! | `users_by_email` | lower-case email | user id |
+//! | `credentials` | user id | argon2id PHC string |
+//! | `profiles` | user id | `UserProfile` record |
+//! | `sessions` | session id | `ConversationSession` record |
+//! | `sessions_by_user` | (user, last active, session) | () |
+//! | `sessions_by_expiry` | (expires at, session) | () |
+//! | `files` | file id | `AudioFile` record |
+//! | `files_by_owner` | (owner, file) | () |
+//! | `files_by_expiry` | (expires at, file) | () |
+//! | `files_by_blob` | (blob address, file) | () |
+//! | `metrics` | (name, time, sample id) | `MetricSample` record |
+
+use redb::TableDefinition;
+
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+pub(crate) const USERS_BY_USERNAME: TableDefinition<&str, u128> =
+    TableDefinition::new("users_by_username");
+pub(crate) const USERS_BY_EMAIL: TableDefinition<&str, u128> =
+    TableDefinition::new("users_by_email");
+pub(crate) const CREDENTIALS: TableDefinition<u128, &str> = TableDefinition::new("credentials");
+pub(crate) const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
+pub(crate) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
+pub(crate) const SESSIONS_BY_USER: TableDefinition<(u128, i64, u128), ()> =
+    TableDefinition::new("sessions_by_user");
+pub(crate) const SESSIONS_BY_EXPIRY: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("sessions_by_expiry");
+pub(crate) const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
+pub(crate) const FILES_BY_OWNER: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("files_by_owner");
+pub(crate) const FILES_BY_EXPIRY: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("files_by_expiry");
+pub(crate) const FILES_BY_BLOB: TableDefinition<([u8; 32], u128), ()> =
+    TableDefinition::new("files_by_blob");
+pub(crate) const METRICS: TableDefinition<(&str, i64, u128), &[u8]> =
+    TableDefinition::new("metrics");
+
+/// `meta` key holding the applied schema version (`u32` LE).
+pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
+/// `meta` key holding the store's id (16 bytes).
+pub(crate) const STORE_ID_KEY: &str = "store_id";
+
+/// Creates every table of the current schema (a no-op for those that exist).
+pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(META)?;
+    txn.open_table(USERS)?;
+    txn.open_table(USERS_BY_USERNAME)?;
+    txn.open_table(USERS_BY_EMAIL)?;
+    txn.open_table(CREDENTIALS)?;
+    txn.open_table(PROFILES)?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(SESSIONS_BY_USER)?;
+    txn.open_table(SESSIONS_BY_EXPIRY)?;
+    txn.open_table(FILES)?;
+    txn.open_table(FILES_BY_OWNER)?;
+    txn.open_table(FILES_BY_EXPIRY)?;
+    txn.open_table(FILES_BY_BLOB)?;
+    txn.open_table(METRICS)?;
+    Ok(())
+}

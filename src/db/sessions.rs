@@ -1,0 +1,308 @@
+//! Conversation sessions: turns kept as bounded context, activity and expiry.
+//!
+//! `sessions_by_user` is keyed (user, last active, session) so a user's
+//! sessions come newest-active first from one reverse range scan;
+//! `sessions_by_expiry` is keyed (expires at, session) so idle sessions come
+//! from one forward scan. Both move when a session is touched and are
+//! written in the same transaction as the row. Ended or soft-deleted
+//! sessions leave the expiry index.
+
+use redb::WriteTransaction;
+use tracing::instrument;
+
+use crate::db::schema::{SESSIONS, SESSIONS_BY_EXPIRY, SESSIONS_BY_USER};
+use crate::db::users::require_live;
+use crate::db::{Db, codec, get_record, put_record};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::session::{ConversationSession, Turn};
+use crate::model::validate::LanguageTag;
+use crate::types::{SessionId, Timestamp, UserId};
+
+/// Conversation sessions; from [`Store::sessions`](crate::Store::sessions).
+///
+/// ```
+/// # use bharatvoice_store::*;
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = Store::open(Config::new(dir.path())).await?;
+/// let user = store.users().create(NewUser::new("arjun", "arjun@example.in")).await?;
+/// let s = store.sessions().create(user.id, Some("hi-IN".parse()?)).await?;
+/// store.sessions().append_turn(s.id, Turn::new(Role::User, "कल मौसम कैसा रहेगा?")).await?;
+/// let s = store.sessions().append_turn(s.id, Turn::new(Role::Assistant, "कल धूप रहेगी।")).await?;
+/// assert_eq!(s.turn_count, 2);
+/// assert_eq!(store.sessions().list_for_user(user.id, 10).await?[0].id, s.id);
+/// # Ok(()) }
+/// ```
+pub struct Sessions<'a> {
+    pub(crate) db: &'a Db,
+}
+
+fn user_key(s: &ConversationSession) -> (u128, i64, u128) {
+    (
+        s.user_id.to_key(),
+        s.last_active_at.as_micros(),
+        s.id.to_key(),
+    )
+}
+
+fn expiry_key(s: &ConversationSession) -> (i64, u128) {
+    (s.expires_at.as_micros(), s.id.to_key())
+}
+
+/// Loads a live session for change, applies `f`, and rewrites row and indexes.
+fn modify(
+    txn: &WriteTransaction,
+    id: SessionId,
+    f: impl FnOnce(&mut ConversationSession) -> Result<(), Error>,
+) -> Result<ConversationSession, Error> {
+    let mut sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+    let mut s: ConversationSession = get_record(&sessions, id.to_key(), id)?
+        .filter(|s: &ConversationSession| s.deleted_at.is_none())
+        .ok_or_else(|| Error::not_found(Entity::Session, id))?;
+    let (old_user_key, old_expiry_key, was_open) =
+        (user_key(&s), expiry_key(&s), s.ended_at.is_none());
+    f(&mut s)?;
+    s.updated_at = Timestamp::now();
+    let mut by_user = txn
+        .open_table(SESSIONS_BY_USER)
+        .ctx("opening sessions_by_user")?;
+    let mut by_expiry = txn
+        .open_table(SESSIONS_BY_EXPIRY)
+        .ctx("opening sessions_by_expiry")?;
+    by_user
+        .remove(old_user_key)
+        .ctx("writing sessions_by_user")?;
+    by_user
+        .insert(user_key(&s), ())
+        .ctx("writing sessions_by_user")?;
+    if was_open {
+        by_expiry
+            .remove(old_expiry_key)
+            .ctx("writing sessions_by_expiry")?;
+    }
+    if s.ended_at.is_none() && s.deleted_at.is_none() {
+        by_expiry
+            .insert(expiry_key(&s), ())
+            .ctx("writing sessions_by_expiry")?;
+    }
+    put_record(&mut sessions, id.to_key(), &s)?;
+    Ok(s)
+}
+
+impl Sessions<'_> {
+    /// Starts a session for a live user.
+    #[instrument(skip(self), fields(user = %user))]
+    pub async fn create(
+        &self,
+        user: UserId,
+        language: Option<LanguageTag>,
+    ) -> Result<ConversationSession, Error> {
+        let idle = self.db.settings.session_idle;
+        self.db
+            .write(move |txn| {
+                require_live(txn, user)?;
+                let now = Timestamp::now();
+                let s = ConversationSession {
+                    id: SessionId::new(),
+                    user_id: user,
+                    language: language.clone(),
+                    last_active_at: now,
+                    expires_at: now.plus(idle),
+                    ended_at: None,
+                    turn_count: 0,
+                    context: Vec::new(),
+                    created_at: now,
+                    updated_at: now,
+                    deleted_at: None,
+                };
+                put_record(
+                    &mut txn.open_table(SESSIONS).ctx("opening sessions")?,
+                    s.id.to_key(),
+                    &s,
+                )?;
+                txn.open_table(SESSIONS_BY_USER)
+                    .ctx("opening sessions_by_user")?
+                    .insert(user_key(&s), ())
+                    .ctx("writing sessions_by_user")?;
+                txn.open_table(SESSIONS_BY_EXPIRY)
+                    .ctx("opening sessions_by_expiry")?
+                    .insert(expiry_key(&s), ())
+                    .ctx("writing sessions_by_expiry")?;
+                Ok(s)
+            })
+            .await
+    }
+
+    /// A live session.
+    #[instrument(skip(self), fields(session = %id))]
+    pub fn get(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        self.db.read(|txn| {
+            let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+            get_record::<ConversationSession>(&sessions, id.to_key(), id)?
+                .filter(|s| s.deleted_at.is_none())
+                .ok_or_else(|| Error::not_found(Entity::Session, id))
+        })
+    }
+
+    /// Appends a turn; the context keeps the newest turns within the
+    /// configured turns and bytes. A turn longer than the byte bound alone
+    /// is refused. Appending to an ended session is refused.
+    #[instrument(skip(self, turn), fields(session = %id))]
+    pub async fn append_turn(
+        &self,
+        id: SessionId,
+        turn: Turn,
+    ) -> Result<ConversationSession, Error> {
+        let limits = self.db.settings.context;
+        let idle = self.db.settings.session_idle;
+        if turn.text.len() > limits.max_bytes {
+            return Err(Error::invalid(
+                "turn",
+                format!(
+                    "{} bytes exceeds the context bound of {} bytes",
+                    turn.text.len(),
+                    limits.max_bytes
+                ),
+            ));
+        }
+        self.db
+            .write(move |txn| {
+                let turn = turn.clone();
+                modify(txn, id, |s| {
+                    if s.ended_at.is_some() {
+                        return Err(Error::invalid("session", format!("{id} has ended")));
+                    }
+                    let now = Timestamp::now();
+                    s.context.push(turn);
+                    limits.trim(&mut s.context);
+                    s.turn_count += 1;
+                    s.last_active_at = now;
+                    s.expires_at = now.plus(idle);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Marks a session active now, pushing its expiry out.
+    #[instrument(skip(self), fields(session = %id))]
+    pub async fn touch(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        let idle = self.db.settings.session_idle;
+        self.db
+            .write(move |txn| {
+                modify(txn, id, |s| {
+                    let now = Timestamp::now();
+                    s.last_active_at = now;
+                    if s.ended_at.is_none() {
+                        s.expires_at = now.plus(idle);
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Ends a session (it keeps its context; it no longer expires).
+    #[instrument(skip(self), fields(session = %id))]
+    pub async fn end(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        self.db
+            .write(move |txn| {
+                modify(txn, id, |s| {
+                    s.ended_at.get_or_insert_with(Timestamp::now);
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Soft-deletes a session.
+    #[instrument(skip(self), fields(session = %id))]
+    pub async fn delete(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        self.db
+            .write(move |txn| {
+                modify(txn, id, |s| {
+                    s.deleted_at = Some(Timestamp::now());
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A user's live sessions, most recently active first.
+    #[instrument(skip(self), fields(user = %user))]
+    pub async fn list_for_user(
+        &self,
+        user: UserId,
+        limit: usize,
+    ) -> Result<Vec<ConversationSession>, Error> {
+        let limit = crate::types::ListOptions::first(limit).effective_limit();
+        self.db
+            .scan(move |txn| {
+                let by_user = txn
+                    .open_table(SESSIONS_BY_USER)
+                    .ctx("opening sessions_by_user")?;
+                let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+                let u = user.to_key();
+                let mut out = Vec::with_capacity(limit.min(64));
+                for row in by_user
+                    .range((u, i64::MIN, 0)..=(u, i64::MAX, u128::MAX))
+                    .ctx("listing sessions")?
+                    .rev()
+                {
+                    let id = SessionId::from_key(row.ctx("listing sessions")?.0.value().2);
+                    let s: ConversationSession = get_record(&sessions, id.to_key(), id)?
+                        .ok_or_else(|| {
+                            Error::corrupt(
+                                "sessions_by_user",
+                                format!("points to missing session {id}"),
+                            )
+                        })?;
+                    if s.deleted_at.is_none() {
+                        out.push(s);
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Open sessions whose expiry is at or before `now`, oldest expiry first.
+    #[instrument(skip(self))]
+    pub async fn find_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConversationSession>, Error> {
+        let limit = crate::types::ListOptions::first(limit).effective_limit();
+        self.db
+            .scan(move |txn| {
+                let by_expiry = txn
+                    .open_table(SESSIONS_BY_EXPIRY)
+                    .ctx("opening sessions_by_expiry")?;
+                let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+                let mut out = Vec::new();
+                for row in by_expiry
+                    .range(..=(now.as_micros(), u128::MAX))
+                    .ctx("scanning expiry")?
+                {
+                    let id = SessionId::from_key(row.ctx("scanning expiry")?.0.value().1);
+                    let bytes = sessions.get(id.to_key()).ctx("reading a session")?;
+                    let bytes = bytes.ok_or_else(|| {
+                        Error::corrupt(
+                            "sessions_by_expiry",
+                            format!("points to missing session {id}"),
+                        )
+                    })?;
+                    out.push(codec::decode::<ConversationSession>(bytes.value(), id)?);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+}

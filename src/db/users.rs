@@ -1,0 +1,338 @@
+//! Users: create, look up, change, soft delete, list, passwords.
+//!
+//! Usernames and emails are unique after normalisation, enforced through
+//! the `users_by_username` and `users_by_email` indexes inside the same
+//! write transaction as the row. A soft-deleted user keeps its username and
+//! email reserved (so that a restore never collides) but is invisible to
+//! gets and lists.
+
+use redb::{ReadableTable, WriteTransaction};
+use tracing::instrument;
+
+use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
+use crate::db::{Db, get_record, put_record};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
+use crate::model::validate::{normalize_email, normalize_username};
+use crate::types::{Cursor, ListOptions, Page, Timestamp, UserId};
+
+/// User accounts; from [`Store::users`](crate::Store::users).
+///
+/// ```
+/// # use bharatvoice_store::{Store, Config, NewUser, Error};
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(Config::new(dir.path())).await?;
+/// let ravi = store.users().create(NewUser::new("Ravi", "ravi@example.in")).await?;
+/// assert_eq!(store.users().get_by_username("RAVI")?.id, ravi.id);
+/// let dup = store.users().create(NewUser::new("ravi", "other@example.in")).await;
+/// assert!(matches!(dup, Err(Error::Conflict { field: "username", .. })));
+/// # Ok(()) }
+/// ```
+pub struct Users<'a> {
+    pub(crate) db: &'a Db,
+}
+
+fn check_display_name(name: &Option<String>) -> Result<(), Error> {
+    match name {
+        Some(n) if n.trim().is_empty() || n.len() > 128 => Err(Error::invalid(
+            "display name",
+            "must be 1 to 128 bytes and not blank",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Loads a user, live or soft-deleted.
+pub(crate) fn load(
+    txn_users: &impl ReadableTable<u128, &'static [u8]>,
+    id: UserId,
+) -> Result<User, Error> {
+    get_record::<User>(txn_users, id.to_key(), id)?
+        .ok_or_else(|| Error::not_found(Entity::User, id))
+}
+
+/// Loads a live user (soft-deleted ones are not found).
+pub(crate) fn load_live(
+    txn_users: &impl ReadableTable<u128, &'static [u8]>,
+    id: UserId,
+) -> Result<User, Error> {
+    let user = load(txn_users, id)?;
+    match user.deleted_at {
+        None => Ok(user),
+        Some(_) => Err(Error::not_found(Entity::User, id)),
+    }
+}
+
+/// Fails with `NotFound` unless `id` is a live user; used by other tables.
+pub(crate) fn require_live(txn: &WriteTransaction, id: UserId) -> Result<(), Error> {
+    let users = txn.open_table(USERS).ctx("opening users")?;
+    load_live(&users, id).map(|_| ())
+}
+
+fn insert_user(
+    txn: &WriteTransaction,
+    new: &NewUser,
+    username: &str,
+    email: &str,
+) -> Result<User, Error> {
+    let mut by_name = txn
+        .open_table(USERS_BY_USERNAME)
+        .ctx("opening users_by_username")?;
+    let mut by_email = txn
+        .open_table(USERS_BY_EMAIL)
+        .ctx("opening users_by_email")?;
+    if let Some(existing) = by_name.get(username).ctx("reading users_by_username")? {
+        return Err(Error::Conflict {
+            entity: Entity::User,
+            field: "username",
+            value: username.to_string(),
+            existing: UserId::from_key(existing.value()).to_string(),
+        });
+    }
+    if let Some(existing) = by_email.get(email).ctx("reading users_by_email")? {
+        return Err(Error::Conflict {
+            entity: Entity::User,
+            field: "email",
+            value: email.to_string(),
+            existing: UserId::from_key(existing.value()).to_string(),
+        });
+    }
+    let now = Timestamp::now();
+    let user = User {
+        id: UserId::new(),
+        username: username.to_string(),
+        email: email.to_string(),
+        display_name: new.display_name.clone(),
+        status: UserStatus::Active,
+        has_password: false,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    let key = user.id.to_key();
+    put_record(&mut txn.open_table(USERS).ctx("opening users")?, key, &user)?;
+    by_name
+        .insert(username, key)
+        .ctx("writing users_by_username")?;
+    by_email.insert(email, key).ctx("writing users_by_email")?;
+    Ok(user)
+}
+
+fn update_user(
+    txn: &WriteTransaction,
+    id: UserId,
+    change: &UserUpdate,
+    email: Option<&str>,
+) -> Result<User, Error> {
+    let mut users = txn.open_table(USERS).ctx("opening users")?;
+    let mut user = load_live(&users, id)?;
+    let mut by_email = txn
+        .open_table(USERS_BY_EMAIL)
+        .ctx("opening users_by_email")?;
+    let new_email = email.filter(|e| *e != user.email);
+    if let Some(e) = new_email {
+        if let Some(existing) = by_email.get(e).ctx("reading users_by_email")? {
+            return Err(Error::Conflict {
+                entity: Entity::User,
+                field: "email",
+                value: e.to_string(),
+                existing: UserId::from_key(existing.value()).to_string(),
+            });
+        }
+    }
+    if let Some(e) = new_email {
+        by_email
+            .remove(user.email.as_str())
+            .ctx("writing users_by_email")?;
+        by_email
+            .insert(e, id.to_key())
+            .ctx("writing users_by_email")?;
+        user.email = e.to_string();
+    }
+    if let Some(d) = &change.display_name {
+        user.display_name = d.clone();
+    }
+    if let Some(s) = change.status {
+        user.status = s;
+    }
+    user.updated_at = Timestamp::now();
+    put_record(&mut users, id.to_key(), &user)?;
+    Ok(user)
+}
+
+fn set_deleted(txn: &WriteTransaction, id: UserId, deleted: bool) -> Result<User, Error> {
+    let mut users = txn.open_table(USERS).ctx("opening users")?;
+    let mut user = load(&users, id)?;
+    match (deleted, user.deleted_at) {
+        (true, Some(_)) => return Err(Error::not_found(Entity::User, id)),
+        (false, None) => return Ok(user),
+        (true, None) => user.deleted_at = Some(Timestamp::now()),
+        (false, Some(_)) => user.deleted_at = None,
+    }
+    user.updated_at = Timestamp::now();
+    put_record(&mut users, id.to_key(), &user)?;
+    Ok(user)
+}
+
+impl Users<'_> {
+    /// Creates a user; a taken username or email is [`Error::Conflict`]
+    /// naming the field.
+    #[instrument(skip_all, fields(username = %new.username))]
+    pub async fn create(&self, new: NewUser) -> Result<User, Error> {
+        let username = normalize_username(&new.username)?;
+        let email = normalize_email(&new.email)?;
+        check_display_name(&new.display_name)?;
+        self.db
+            .write(move |txn| insert_user(txn, &new, &username, &email))
+            .await
+    }
+
+    /// The live user with this id.
+    #[instrument(skip(self), fields(user = %id))]
+    pub fn get(&self, id: UserId) -> Result<User, Error> {
+        self.db.read(|txn| {
+            let users = txn.open_table(USERS).ctx("opening users")?;
+            load_live(&users, id)
+        })
+    }
+
+    /// The live user with this username (normalised before the lookup).
+    #[instrument(skip(self))]
+    pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
+        let name =
+            normalize_username(username).map_err(|_| Error::not_found(Entity::User, username))?;
+        self.get_by_index(USERS_BY_USERNAME, &name)
+    }
+
+    /// The live user with this email (case-insensitive).
+    #[instrument(skip(self))]
+    pub fn get_by_email(&self, email: &str) -> Result<User, Error> {
+        let email = normalize_email(email).map_err(|_| Error::not_found(Entity::User, email))?;
+        self.get_by_index(USERS_BY_EMAIL, &email)
+    }
+
+    fn get_by_index(
+        &self,
+        index: redb::TableDefinition<&str, u128>,
+        key: &str,
+    ) -> Result<User, Error> {
+        self.db.read(|txn| {
+            let idx = txn.open_table(index).ctx("opening a user index")?;
+            let id = idx
+                .get(key)
+                .ctx("reading a user index")?
+                .map(|v| UserId::from_key(v.value()))
+                .ok_or_else(|| Error::not_found(Entity::User, key))?;
+            let users = txn.open_table(USERS).ctx("opening users")?;
+            load_live(&users, id).map_err(|_| Error::not_found(Entity::User, key))
+        })
+    }
+
+    /// Changes a user and bumps `updated_at`.
+    #[instrument(skip(self, change), fields(user = %id))]
+    pub async fn update(&self, id: UserId, change: UserUpdate) -> Result<User, Error> {
+        let email = change.email.as_deref().map(normalize_email).transpose()?;
+        if let Some(d) = &change.display_name {
+            check_display_name(d)?;
+        }
+        self.db
+            .write(move |txn| update_user(txn, id, &change, email.as_deref()))
+            .await
+    }
+
+    /// Soft-deletes a user: it disappears from gets and lists, its names
+    /// stay reserved, and [`restore`](Self::restore) brings it back.
+    #[instrument(skip(self), fields(user = %id))]
+    pub async fn delete(&self, id: UserId) -> Result<User, Error> {
+        self.db.write(move |txn| set_deleted(txn, id, true)).await
+    }
+
+    /// Brings back a soft-deleted user (a live user is returned unchanged).
+    #[instrument(skip(self), fields(user = %id))]
+    pub async fn restore(&self, id: UserId) -> Result<User, Error> {
+        self.db.write(move |txn| set_deleted(txn, id, false)).await
+    }
+
+    /// Live users, newest first, a page at a time.
+    #[instrument(skip(self))]
+    pub async fn list(&self, options: ListOptions) -> Result<Page<User>, Error> {
+        let limit = options.effective_limit();
+        let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
+        self.db
+            .scan(move |txn| {
+                let users = txn.open_table(USERS).ctx("opening users")?;
+                let mut items = Vec::with_capacity(limit.min(64));
+                let mut next = None;
+                for row in users.range(..before).ctx("listing users")?.rev() {
+                    let (k, v) = row.ctx("listing users")?;
+                    let id = UserId::from_key(k.value());
+                    let user: User = crate::db::codec::decode(v.value(), id)?;
+                    if user.deleted_at.is_some() {
+                        continue;
+                    }
+                    if items.len() == limit {
+                        next = items.last().map(|u: &User| Cursor(u.id.as_uuid()));
+                        break;
+                    }
+                    items.push(user);
+                }
+                Ok(Page { items, next })
+            })
+            .await
+    }
+
+    /// Sets (or replaces) the user's password, hashed with argon2id.
+    #[instrument(skip(self, password), fields(user = %id))]
+    pub async fn set_password(&self, id: UserId, password: &str) -> Result<(), Error> {
+        let n = password.chars().count();
+        if !(8..=1024).contains(&n) {
+            return Err(Error::invalid("password", "must be 8 to 1024 characters"));
+        }
+        let hash = crate::db::users_password::hash(password, &self.db.settings).await?;
+        self.db
+            .write(move |txn| {
+                let mut users = txn.open_table(USERS).ctx("opening users")?;
+                let mut user = load_live(&users, id)?;
+                txn.open_table(CREDENTIALS)
+                    .ctx("opening credentials")?
+                    .insert(id.to_key(), hash.as_str())
+                    .ctx("writing credentials")?;
+                user.has_password = true;
+                user.updated_at = Timestamp::now();
+                put_record(&mut users, id.to_key(), &user)
+            })
+            .await
+    }
+
+    /// Checks a password. `Ok(false)` when it does not match or none is set;
+    /// a match records `last_login_at`.
+    #[instrument(skip(self, password), fields(user = %id))]
+    pub async fn verify_password(&self, id: UserId, password: &str) -> Result<bool, Error> {
+        let stored = self.db.read(|txn| {
+            let users = txn.open_table(USERS).ctx("opening users")?;
+            load_live(&users, id)?;
+            let creds = txn.open_table(CREDENTIALS).ctx("opening credentials")?;
+            Ok(creds
+                .get(id.to_key())
+                .ctx("reading credentials")?
+                .map(|v| v.value().to_string()))
+        })?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        if !crate::db::users_password::verify(password, stored, id).await? {
+            return Ok(false);
+        }
+        self.db
+            .write(move |txn| {
+                let mut users = txn.open_table(USERS).ctx("opening users")?;
+                let mut user = load_live(&users, id)?;
+                user.last_login_at = Some(Timestamp::now());
+                put_record(&mut users, id.to_key(), &user)
+            })
+            .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,213 @@
+//! The one error type of the crate.
+//!
+//! # Error policy
+//!
+//! * Every public operation returns [`Result<T>`](crate::Result) with this
+//!   [`Error`]. Callers match on the variant; the `Display` text is written
+//!   for a person and names what to do or what was wrong.
+//! * Input from users (names, ids, tags) that does not fit is
+//!   [`Error::InvalidInput`]; nothing was changed.
+//! * Bytes read from disk that do not decode are [`Error::Corrupt`]; they are
+//!   never trusted, and decoding them never panics.
+//! * Failures of the storage engine keep their source ([`Error::Storage`]);
+//!   it is shared through an `Arc` because a failed group commit answers
+//!   every caller of its batch with the same cause.
+//! * Secrets (password hashes, keys) never appear in any variant.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What kind of record an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Entity {
+    /// A [`User`](crate::User).
+    User,
+    /// A [`UserProfile`](crate::UserProfile).
+    Profile,
+    /// A [`ConversationSession`](crate::ConversationSession).
+    Session,
+    /// An [`AudioFile`](crate::AudioFile) record.
+    AudioFile,
+    /// A [`MetricSample`](crate::MetricSample).
+    Metric,
+    /// A record of the store itself (schema version, store id).
+    Meta,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::User => "user",
+            Entity::Profile => "profile",
+            Entity::Session => "session",
+            Entity::AudioFile => "audio file",
+            Entity::Metric => "metric",
+            Entity::Meta => "store metadata",
+        })
+    }
+}
+
+/// Every way an operation of this crate can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No live record has this id or name (soft-deleted records count as absent).
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// The kind of record looked for.
+        entity: Entity,
+        /// The id or name that was looked up.
+        id: String,
+    },
+    /// A unique field already holds this value.
+    #[error("{field} {value} is already used by {entity} {existing}")]
+    Conflict {
+        /// The kind of record that holds the value.
+        entity: Entity,
+        /// The unique field, e.g. `username` or `email`.
+        field: &'static str,
+        /// The value asked for (normalised).
+        value: String,
+        /// The id of the record that already holds it.
+        existing: String,
+    },
+    /// Input that does not fit the rules for a field; nothing was changed.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The field or argument at fault.
+        field: &'static str,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// Bytes on disk did not decode as the record they should hold.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was being read, e.g. `user record 0192…`.
+        what: String,
+        /// Why it was refused.
+        detail: String,
+    },
+    /// The store was written by a newer version of this crate.
+    #[error(
+        "the store at {path} has schema version {found}, but this build supports up to {supported}; upgrade bharatvoice-store to open it"
+    )]
+    VersionTooNew {
+        /// Where the store is.
+        path: PathBuf,
+        /// The version found in the store.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+    /// Another process (or another `Store` in this process) has the store open.
+    #[error("the store at {path} is in use by another process or handle; close it first")]
+    Locked {
+        /// The database file that is held.
+        path: PathBuf,
+    },
+    /// An operating-system I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The storage engine (redb) failed.
+    #[error("{context}: {source}")]
+    Storage {
+        /// What was being done.
+        context: String,
+        /// The underlying error, shared by every caller of a failed batch.
+        #[source]
+        source: Arc<redb::Error>,
+    },
+    /// The configuration could not be used.
+    #[error("configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store has been closed, or its writer stopped.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn not_found(entity: Entity, id: impl std::fmt::Display) -> Self {
+        Error::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn storage(context: impl Into<String>, source: impl Into<redb::Error>) -> Self {
+        Error::Storage {
+            context: context.into(),
+            source: Arc::new(source.into()),
+        }
+    }
+
+    /// True for errors about the request itself (not found, conflict,
+    /// invalid input, a corrupt record it read): they are raised before the
+    /// request writes anything, so they leave other requests alone.
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound { .. }
+                | Error::Conflict { .. }
+                | Error::InvalidInput { .. }
+                | Error::Corrupt { .. }
+        )
+    }
+
+    /// A copy of this error for another waiter of the same failed batch.
+    pub(crate) fn share(&self) -> Error {
+        match self {
+            Error::Storage { context, source } => Error::Storage {
+                context: context.clone(),
+                source: Arc::clone(source),
+            },
+            Error::Closed => Error::Closed,
+            other => Error::Storage {
+                context: "group commit failed".into(),
+                source: Arc::new(redb::Error::Io(std::io::Error::other(other.to_string()))),
+            },
+        }
+    }
+}
+
+/// Maps the engine's errors that can arise anywhere in a read or write.
+pub(crate) trait StorageContext<T> {
+    fn ctx(self, context: &str) -> Result<T, Error>;
+}
+
+impl<T, E: Into<redb::Error>> StorageContext<T> for Result<T, E> {
+    fn ctx(self, context: &str) -> Result<T, Error> {
+        self.map_err(|e| Error::storage(context, e))
+    }
+}

@@ -1,0 +1,80 @@
+//! **bharatvoice-store**: the embedded storage layer of an on-device voice
+//! assistant for Indian languages. One crate, no external server.
+//!
+//! # Features
+//!
+//! * Users, profiles (languages such as `hi-IN`, `ta-IN`, consent flags),
+//!   conversation sessions, audio-file metadata and system metrics in
+//!   [`redb`](https://docs.rs/redb) tables with secondary indexes written in
+//!   the same transaction as their rows.
+//! * A group-commit writer: concurrent writes share one durable commit; every
+//!   caller is answered only once its write is on disk.
+//! * Versioned records (serde + postcard) that refuse corrupt bytes with
+//!   [`Error::Corrupt`], and ordered schema migrations run at open.
+//! * argon2id password hashes kept apart from user records.
+//!
+//! # What it is not
+//!
+//! * Not a server: it is linked into the process that uses it, and one
+//!   process at a time holds a data directory ([`Error::Locked`]).
+//! * Not a general SQL database: the queries are the ones the assistant needs,
+//!   each backed by an index.
+//!
+//! # Example
+//!
+//! ```
+//! use bharatvoice_store::{Config, NewUser, ProfileUpdate, Role, Store, Turn};
+//! # #[tokio::main] async fn main() -> bharatvoice_store::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(Config::new(dir.path())).await?;
+//! let user = store.users().create(NewUser::new("priya", "priya@example.in")).await?;
+//! let langs = vec!["hi-IN".parse()?, "en-IN".parse()?];
+//! store.profiles().upsert(user.id, ProfileUpdate { languages: Some(langs), ..Default::default() }).await?;
+//! let session = store.sessions().create(user.id, Some("hi-IN".parse()?)).await?;
+//! store.sessions().append_turn(session.id, Turn::new(Role::User, "नमस्ते")).await?;
+//! assert_eq!(store.sessions().get(session.id)?.turn_count, 1);
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod blob;
+mod cache;
+mod config;
+mod db;
+mod error;
+mod lifecycle;
+mod model;
+mod ops;
+mod store;
+mod types;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./bharatvoice-data";
+
+pub use config::Config;
+pub use db::files::FileRecords;
+pub use db::metrics::Metrics;
+pub use db::migrate::{MigrationStatus, PendingStep, SCHEMA_VERSION};
+pub use db::profiles::Profiles;
+pub use db::sessions::Sessions;
+pub use db::users::Users;
+pub use error::{Entity, Error};
+pub use model::file::{AudioFile, Codec, Encryption, NewAudioFile};
+pub use model::metric::MetricSample;
+pub use model::profile::{ConsentKind, ConsentState, ProfileUpdate, UserProfile, VoicePreferences};
+pub use model::session::{ConversationSession, Role, Turn};
+pub use model::user::{NewUser, User, UserStatus, UserUpdate};
+pub use model::validate::{LanguageTag, normalize_email, normalize_username};
+pub use store::Store;
+pub use types::{
+    BlobAddress, Cursor, FileId, ListOptions, MetricId, Page, ProfileId, SessionId, Timestamp,
+    UserId,
+};
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,2 @@
+//! Seam for background jobs: retention, purge, GC, erasure, audit, rate
+//! limits, watchers. They call `db`, `cache` and `blob` through their APIs.

@@ -1,0 +1,1 @@
+//! Seam for operations: backup, restore, verify, health, metrics export.

@@ -1,0 +1,170 @@
+//! The [`Store`] handle: opens the data directory and hands out views.
+//!
+//! No logic lives here; every method delegates to its module.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::db::files::FileRecords;
+use crate::db::metrics::Metrics;
+use crate::db::migrate::{self, MigrationStatus};
+use crate::db::profiles::Profiles;
+use crate::db::sessions::Sessions;
+use crate::db::users::Users;
+use crate::error::Error;
+
+/// One open store. Cheap to clone; every clone is the same store.
+///
+/// ```
+/// # use bharatvoice_store::*;
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(Config::new(dir.path())).await?;
+/// let again = Store::open(Config::new(dir.path())).await;
+/// assert!(matches!(again, Err(Error::Locked { .. })));
+/// store.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    config: Config,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.db.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store in `config.data_dir`, creating the directory and the
+    /// database on first use and migrating an older schema. A store held by
+    /// another process (or another open `Store`) is [`Error::Locked`]; one
+    /// written by a newer version is [`Error::VersionTooNew`].
+    #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
+    pub async fn open(config: Config) -> Result<Store, Error> {
+        config.validate()?;
+        let config2 = config.clone();
+        let db = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&config2.data_dir).map_err(|e| {
+                Error::io(
+                    format!("creating data directory {}", config2.data_dir.display()),
+                    e,
+                )
+            })?;
+            Db::open(&config2)
+        })
+        .await
+        .map_err(|e| Error::io("opening the store", std::io::Error::other(e.to_string())))??;
+        Ok(Store {
+            inner: Arc::new(Inner { db, config }),
+        })
+    }
+
+    /// Where a store stands against this build's schema, without opening it
+    /// for writing (and without migrating it).
+    pub async fn migration_status(config: &Config) -> Result<MigrationStatus, Error> {
+        let path = config.db_path();
+        tokio::task::spawn_blocking(move || {
+            if !path.exists() {
+                return Ok(MigrationStatus {
+                    applied: None,
+                    latest: migrate::SCHEMA_VERSION,
+                    pending: Vec::new(),
+                });
+            }
+            let db = redb::Builder::new()
+                .open_read_only(&path)
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        Error::Locked { path: path.clone() }
+                    }
+                    other => Error::storage(format!("opening {}", path.display()), other),
+                })?;
+            let applied = migrate::applied_version(&db)?;
+            Ok(MigrationStatus {
+                applied,
+                latest: migrate::SCHEMA_VERSION,
+                pending: migrate::pending_from(applied),
+            })
+        })
+        .await
+        .map_err(|e| {
+            Error::io(
+                "reading the schema version",
+                std::io::Error::other(e.to_string()),
+            )
+        })?
+    }
+
+    /// The settings this store was opened with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The metadata database file (`store.redb` in the data directory).
+    pub fn db_file(&self) -> &std::path::Path {
+        self.inner.db.path()
+    }
+
+    /// The applied schema version.
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        Ok(self
+            .inner
+            .db
+            .schema_version()?
+            .unwrap_or(migrate::SCHEMA_VERSION))
+    }
+
+    /// User accounts.
+    pub fn users(&self) -> Users<'_> {
+        Users { db: &self.inner.db }
+    }
+
+    /// User profiles.
+    pub fn profiles(&self) -> Profiles<'_> {
+        Profiles { db: &self.inner.db }
+    }
+
+    /// Conversation sessions.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { db: &self.inner.db }
+    }
+
+    /// Audio-file metadata records.
+    pub fn file_records(&self) -> FileRecords<'_> {
+        FileRecords { db: &self.inner.db }
+    }
+
+    /// System metric samples.
+    pub fn metrics(&self) -> Metrics<'_> {
+        Metrics { db: &self.inner.db }
+    }
+
+    /// Waits for queued writes and stops the writer; later writes fail with
+    /// [`Error::Closed`]. The database file is released when the last clone
+    /// of this handle is dropped.
+    pub async fn close(&self) {
+        let inner = Arc::clone(&self.inner);
+        let _ = tokio::task::spawn_blocking(move || inner.db.shutdown()).await;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+}

@@ -1,0 +1,364 @@
+//! Small value types shared by every part: ids, timestamps, pages.
+//!
+//! Ids are UUID v7 newtypes: time-ordered, so B-tree inserts stay local and
+//! "newest first" is a reverse scan of the primary key. They are stored in
+//! redb as `u128` (big-endian value, so numeric order is creation order).
+//! [`Timestamp`] is microseconds since the Unix epoch (UTC) everywhere; it
+//! prints as RFC 3339 in JSON and on the terminal and as an `i64` in records.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+
+macro_rules! define_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
+            /// The UUID inside.
+            pub fn as_uuid(&self) -> uuid::Uuid {
+                self.0
+            }
+            #[allow(dead_code)]
+            pub(crate) fn to_key(self) -> u128 {
+                self.0.as_u128()
+            }
+            #[allow(dead_code)]
+            pub(crate) fn from_key(key: u128) -> Self {
+                Self(uuid::Uuid::from_u128(key))
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<uuid::Uuid> for $name {
+            fn from(u: uuid::Uuid) -> Self {
+                Self(u)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self, Error> {
+                uuid::Uuid::parse_str(s.trim())
+                    .map(Self)
+                    .map_err(|e| Error::invalid($field, format!("{s:?} is not a UUID: {e}")))
+            }
+        }
+    };
+}
+
+define_id!(
+    /// Identifies a [`User`](crate::User).
+    UserId,
+    "user id"
+);
+define_id!(
+    /// Identifies a [`UserProfile`](crate::UserProfile).
+    ProfileId,
+    "profile id"
+);
+define_id!(
+    /// Identifies a [`ConversationSession`](crate::ConversationSession).
+    SessionId,
+    "session id"
+);
+define_id!(
+    /// Identifies an [`AudioFile`](crate::AudioFile) record.
+    FileId,
+    "file id"
+);
+define_id!(
+    /// Identifies one [`MetricSample`](crate::MetricSample).
+    MetricId,
+    "metric id"
+);
+
+/// A point in time: microseconds since 1970-01-01T00:00:00Z.
+///
+/// ```
+/// use bharatvoice_store::Timestamp;
+/// let t = Timestamp::from_micros(1_700_000_000_123_456);
+/// assert_eq!(t.to_string(), "2023-11-14T22:13:20.123456Z");
+/// assert_eq!("2023-11-14T22:13:20.123456Z".parse::<Timestamp>().unwrap(), t);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The earliest representable time.
+    pub const MIN: Timestamp = Timestamp(i64::MIN);
+    /// The latest representable time.
+    pub const MAX: Timestamp = Timestamp(i64::MAX);
+
+    /// The current time from the system clock.
+    pub fn now() -> Self {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+    }
+    /// From microseconds since the epoch.
+    pub const fn from_micros(us: i64) -> Self {
+        Timestamp(us)
+    }
+    /// Microseconds since the epoch.
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+    /// This time plus a duration (saturating).
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(us))
+    }
+    /// This time minus a duration (saturating).
+    pub fn minus(self, d: std::time::Duration) -> Self {
+        let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_sub(us))
+    }
+}
+
+// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000);
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        write!(
+            f,
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )?;
+        if micros != 0 {
+            write!(f, ".{micros:06}")?;
+        }
+        f.write_str("Z")
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = Error;
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (UTC only) or an integer of
+    /// microseconds since the epoch.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || {
+            Error::invalid(
+                "timestamp",
+                format!("{s:?} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z"),
+            )
+        };
+        if let Ok(us) = s.parse::<i64>() {
+            return Ok(Timestamp(us));
+        }
+        let b = s.as_bytes();
+        if b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+            || b.last() != Some(&b'Z')
+        {
+            return Err(bad());
+        }
+        let num = |r: std::ops::Range<usize>| -> Result<i64, Error> {
+            let part = s.get(r).ok_or_else(bad)?;
+            if !part.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            part.parse::<i64>().map_err(|_| bad())
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+            return Err(bad());
+        }
+        let mut micros = 0i64;
+        let rest = &s[19..s.len() - 1];
+        if !rest.is_empty() {
+            let frac = rest.strip_prefix('.').ok_or_else(bad)?;
+            if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let padded = format!("{frac:0<6}");
+            micros = padded[..6].parse::<i64>().map_err(|_| bad())?;
+        }
+        let days = days_from_civil(y, mo as u32, d as u32);
+        Ok(Timestamp(
+            ((days * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000) + micros,
+        ))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            i64::deserialize(d).map(Timestamp)
+        }
+    }
+}
+
+/// The address of a stored blob: a keyed hash, 32 bytes, shown as hex.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct BlobAddress(pub [u8; 32]);
+
+impl fmt::Display for BlobAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&to_hex(&self.0))
+    }
+}
+
+impl fmt::Debug for BlobAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobAddress({self})")
+    }
+}
+
+/// Lower-case hex of some bytes.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Where a listing starts and how much it returns.
+///
+/// ```
+/// use bharatvoice_store::ListOptions;
+/// let first = ListOptions::first(20);
+/// assert_eq!(first.limit, 20);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// At most this many items (0 means the default of 50; capped at 1000).
+    pub limit: usize,
+    /// Continue after this cursor, taken from a previous [`Page::next`].
+    pub after: Option<Cursor>,
+}
+
+impl ListOptions {
+    /// The first `limit` items.
+    pub fn first(limit: usize) -> Self {
+        ListOptions { limit, after: None }
+    }
+    /// The `limit` items after `cursor`.
+    pub fn after(cursor: Cursor, limit: usize) -> Self {
+        ListOptions {
+            limit,
+            after: Some(cursor),
+        }
+    }
+    pub(crate) fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => 50,
+            n => n.min(1000),
+        }
+    }
+}
+
+/// An opaque position in a listing; pass it back to get the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cursor(pub(crate) uuid::Uuid);
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.simple(), f)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        uuid::Uuid::parse_str(s).map(Cursor).map_err(|_| {
+            Error::invalid(
+                "cursor",
+                format!("{s:?} is not a cursor from a previous page"),
+            )
+        })
+    }
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Where the next page starts, or `None` when this was the last.
+    pub next: Option<Cursor>,
+}
