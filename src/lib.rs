@@ -63,6 +63,7 @@ pub use db::migrate::{MigrationStatus, PendingStep, SCHEMA_VERSION};
 pub use db::profiles::Profiles;
 pub use db::sessions::Sessions;
 pub use db::users::Users;
+pub use db::writer::WriteStats;
 pub use error::{Entity, Error};
 pub use model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 pub use model::metric::MetricSample;

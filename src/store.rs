@@ -130,6 +130,12 @@ impl Store {
             .unwrap_or(migrate::SCHEMA_VERSION))
     }
 
+    /// Counts of the group-commit writer's work since open: requests,
+    /// commits, largest batch.
+    pub fn write_stats(&self) -> crate::WriteStats {
+        self.inner.db.write_stats()
+    }
+
     /// User accounts.
     pub fn users(&self) -> Users<'_> {
         Users { db: &self.inner.db }
@@ -161,10 +167,5 @@ impl Store {
     pub async fn close(&self) {
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || inner.db.shutdown()).await;
-    }
-
-    #[cfg(test)]
-    pub(crate) fn db(&self) -> &Db {
-        &self.inner.db
     }
 }

@@ -130,6 +130,11 @@ impl Db {
         self.writer.write(op).await
     }
 
+    /// What the group-commit writer has done so far.
+    pub(crate) fn write_stats(&self) -> writer::WriteStats {
+        self.writer.stats()
+    }
+
     /// Stops the writer after the queued writes.
     pub(crate) fn shutdown(&self) {
         self.writer.shutdown();

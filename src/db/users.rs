@@ -132,15 +132,15 @@ fn update_user(
         .open_table(USERS_BY_EMAIL)
         .ctx("opening users_by_email")?;
     let new_email = email.filter(|e| *e != user.email);
-    if let Some(e) = new_email {
-        if let Some(existing) = by_email.get(e).ctx("reading users_by_email")? {
-            return Err(Error::Conflict {
-                entity: Entity::User,
-                field: "email",
-                value: e.to_string(),
-                existing: UserId::from_key(existing.value()).to_string(),
-            });
-        }
+    if let Some(e) = new_email
+        && let Some(existing) = by_email.get(e).ctx("reading users_by_email")?
+    {
+        return Err(Error::Conflict {
+            entity: Entity::User,
+            field: "email",
+            value: e.to_string(),
+            existing: UserId::from_key(existing.value()).to_string(),
+        });
     }
     if let Some(e) = new_email {
         by_email
@@ -226,7 +226,10 @@ impl Users<'_> {
                 .map(|v| UserId::from_key(v.value()))
                 .ok_or_else(|| Error::not_found(Entity::User, key))?;
             let users = txn.open_table(USERS).ctx("opening users")?;
-            load_live(&users, id).map_err(|_| Error::not_found(Entity::User, key))
+            load_live(&users, id).map_err(|e| match e {
+                Error::NotFound { .. } => Error::not_found(Entity::User, key),
+                other => other,
+            })
         })
     }
 

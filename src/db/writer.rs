@@ -21,6 +21,7 @@
 //!   commit error; nothing of the batch is visible.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use redb::{Database, WriteTransaction};
@@ -32,6 +33,8 @@ use crate::error::{Error, StorageContext};
 trait Job: Send {
     /// Runs the request in `txn`; `Err` means the transaction must be aborted.
     fn run(&mut self, txn: &WriteTransaction) -> Result<(), Error>;
+    /// Whether the request itself failed (before the commit).
+    fn failed(&self) -> bool;
     /// Answers the caller once the fate of the transaction is known.
     fn finish(self: Box<Self>, commit: Result<(), &Error>);
 }
@@ -57,6 +60,10 @@ where
         fatal.map_or(Ok(()), Err)
     }
 
+    fn failed(&self) -> bool {
+        matches!(self.result, Some(Err(_)))
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), &Error>) {
         let answer = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
@@ -69,10 +76,45 @@ where
     }
 }
 
+/// Counts of the writer's work since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteStats {
+    /// Write requests answered.
+    pub requests: u64,
+    /// Transactions committed (or attempted) for them.
+    pub commits: u64,
+    /// The most requests one commit carried.
+    pub largest_batch: u64,
+    /// Requests refused (conflict, not found, ...) or failed.
+    pub failed_requests: u64,
+    /// Commits that carried both refused and successful requests: the
+    /// successful ones committed, the refused ones changed nothing.
+    pub mixed_commits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    commits: AtomicU64,
+    largest_batch: AtomicU64,
+    failed_requests: AtomicU64,
+    mixed_commits: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, requests: usize) {
+        let n = requests as u64;
+        self.requests.fetch_add(n, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.largest_batch.fetch_max(n, Ordering::Relaxed);
+    }
+}
+
 /// Sends requests to the writer thread.
 pub(crate) struct Writer {
     queue: std::sync::Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
 }
 
 impl Writer {
@@ -83,14 +125,28 @@ impl Writer {
         queue_len: usize,
     ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::channel(queue_len.max(1));
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("bv-writer".into())
-            .spawn(move || run_writer(&db, rx, max_batch.max(1)))
+            .spawn(move || run_writer(&db, rx, max_batch.max(1), &thread_counters))
             .map_err(|e| Error::io("starting the writer thread", e))?;
         Ok(Writer {
             queue: std::sync::Mutex::new(Some(tx)),
             thread: std::sync::Mutex::new(Some(thread)),
+            counters,
         })
+    }
+
+    /// What the writer has done so far.
+    pub(crate) fn stats(&self) -> WriteStats {
+        WriteStats {
+            requests: self.counters.requests.load(Ordering::Relaxed),
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            largest_batch: self.counters.largest_batch.load(Ordering::Relaxed),
+            failed_requests: self.counters.failed_requests.load(Ordering::Relaxed),
+            mixed_commits: self.counters.mixed_commits.load(Ordering::Relaxed),
+        }
     }
 
     /// Queues `op` and waits until its transaction is durably committed.
@@ -136,7 +192,12 @@ impl Drop for Writer {
     }
 }
 
-fn run_writer(db: &Database, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+fn run_writer(
+    db: &Database,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    counters: &Counters,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -147,11 +208,12 @@ fn run_writer(db: &Database, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
             }
         }
         let _span = tracing::debug_span!("group_commit", requests = batch.len()).entered();
-        commit_batch(db, std::mem::take(&mut batch));
+        counters.record(batch.len());
+        commit_batch(db, std::mem::take(&mut batch), counters);
     }
 }
 
-fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
+fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
     let txn = match db.begin_write().ctx("beginning a write transaction") {
         Ok(t) => t,
         Err(e) => return batch.into_iter().for_each(|j| j.finish(Err(&e))),
@@ -165,8 +227,17 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>) {
             return batch.into_iter().for_each(|job| commit_alone(db, job));
         }
     }
+    let failed = batch.iter().filter(|j| j.failed()).count() as u64;
+    counters
+        .failed_requests
+        .fetch_add(failed, Ordering::Relaxed);
     match txn.commit().ctx("committing a write transaction") {
-        Ok(()) => batch.into_iter().for_each(|j| j.finish(Ok(()))),
+        Ok(()) => {
+            if failed > 0 && (failed as usize) < batch.len() {
+                counters.mixed_commits.fetch_add(1, Ordering::Relaxed);
+            }
+            batch.into_iter().for_each(|j| j.finish(Ok(())))
+        }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed");
             batch.into_iter().for_each(|j| j.finish(Err(&e)));

@@ -123,10 +123,10 @@ pub struct ProfileUpdate {
 impl ProfileUpdate {
     /// Checks every field; nothing is written when this fails.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        if let Some(langs) = &self.languages {
-            if langs.is_empty() || langs.len() > 16 {
-                return Err(Error::invalid("languages", "give 1 to 16 language tags"));
-            }
+        if let Some(langs) = &self.languages
+            && (langs.is_empty() || langs.len() > 16)
+        {
+            return Err(Error::invalid("languages", "give 1 to 16 language tags"));
         }
         for text in [&self.region, &self.accent].into_iter().flatten().flatten() {
             if text.len() > 128 {
@@ -147,13 +147,13 @@ impl ProfileUpdate {
                 ));
             }
         }
-        if let Some(Some(days)) = self.audio_retention_days {
-            if !(1..=3650).contains(&days) {
-                return Err(Error::invalid(
-                    "retention days",
-                    format!("{days} must be 1 to 3650"),
-                ));
-            }
+        if let Some(Some(days)) = self.audio_retention_days
+            && !(1..=3650).contains(&days)
+        {
+            return Err(Error::invalid(
+                "retention days",
+                format!("{days} must be 1 to 3650"),
+            ));
         }
         for (k, v) in &self.preferences {
             if k.is_empty() || k.len() > 64 || v.as_ref().is_some_and(|v| v.len() > 4096) {

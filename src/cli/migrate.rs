@@ -1,0 +1,52 @@
+//! `bvstore migrate status|run`.
+
+use bharatvoice_store::{Error, Store};
+use clap::Subcommand;
+
+use super::{Cli, Out, config_of, open};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateCommand {
+    /// Show the applied schema version and pending steps (changes nothing).
+    Status,
+    /// Open the store, which runs any pending steps.
+    Run,
+}
+
+pub(crate) async fn run(cli: &Cli, cmd: &MigrateCommand, out: &Out) -> Result<(), Error> {
+    match cmd {
+        MigrateCommand::Status => {
+            let status = Store::migration_status(&config_of(cli)?).await?;
+            out.emit(&status, || {
+                let applied = status
+                    .applied
+                    .map_or("none (no store yet)".to_string(), |v| v.to_string());
+                let mut s = format!(
+                    "applied schema version: {applied}\nlatest schema version:  {}",
+                    status.latest
+                );
+                if status.applied.is_some_and(|v| v > status.latest) {
+                    s.push_str("\nthis store is newer than this build: upgrade bvstore");
+                } else if status.pending.is_empty() {
+                    s.push_str("\nup to date");
+                }
+                for p in &status.pending {
+                    s.push_str(&format!("\npending {} -> {}: {}", p.from, p.to, p.name));
+                }
+                s
+            })
+        }
+        MigrateCommand::Run => {
+            let before = Store::migration_status(&config_of(cli)?).await?;
+            let store = open(cli).await?;
+            let version = store.schema_version()?;
+            let doc = serde_json::json!({ "applied": before.pending, "schema_version": version });
+            out.emit(&doc, || {
+                format!(
+                    "{} step(s) applied; schema version {version}",
+                    before.pending.len()
+                )
+            })
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Argument parsing, dispatch and output for `bvstore`.
+//!
+//! Exit codes: 0 success; 1 any other failure; 2 bad usage (from clap);
+//! 3 not found; 4 conflict (name or email taken); 5 invalid input;
+//! 6 store locked by another process; 7 store from a newer version;
+//! 8 corrupt data.
+
+mod debug;
+mod demo;
+mod migrate;
+mod output;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bharatvoice_store::{Config, Error, Store};
+use clap::{Parser, Subcommand};
+
+pub(crate) use output::Out;
+
+/// bvstore: the embedded store of the BharatVoice assistant.
+#[derive(Debug, Parser)]
+#[command(name = "bvstore", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Data directory (default ./bharatvoice-data, or $BV_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML configuration file (or $BV_CONFIG).
+    #[arg(long, global = true, value_name = "FILE", env = "BV_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the data directory and the store (does nothing if it exists).
+    Init,
+    /// Manage users, their profiles and consents.
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Show or run schema migrations.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
+    /// Run a short realistic workload and print a summary.
+    Demo(demo::DemoArgs),
+    /// Commands for crash tests.
+    #[command(subcommand, hide = true)]
+    Debug(debug::DebugCommand),
+}
+
+/// Logs go to stderr; `RUST_LOG` sets the filter (default `warn`).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn config_of(cli: &Cli) -> Result<Config, Error> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        config = config.data_dir(dir);
+    }
+    Ok(config)
+}
+
+pub(crate) async fn open(cli: &Cli) -> Result<Store, Error> {
+    Store::open(config_of(cli)?).await
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
+    let out = Out::new(cli.json);
+    match &cli.command {
+        Command::Init => {
+            let store = open(&cli).await?;
+            let report = serde_json::json!({
+                "data_dir": store.config().data_dir,
+                "db_file": store.db_file(),
+                "schema_version": store.schema_version()?,
+            });
+            out.emit(&report, || {
+                format!(
+                    "store ready at {} (schema version {})",
+                    store.config().data_dir.display(),
+                    store.schema_version().unwrap_or_default()
+                )
+            })
+        }
+        Command::User(cmd) => user::run(&cli, cmd, &out).await,
+        Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
+        Command::Demo(args) => demo::run(&cli, args, &out).await,
+        Command::Debug(cmd) => debug::run(&cli, cmd).await,
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound { .. } => 3,
+        Error::Conflict { .. } => 4,
+        Error::InvalidInput { .. } => 5,
+        Error::Locked { .. } => 6,
+        Error::VersionTooNew { .. } => 7,
+        Error::Corrupt { .. } => 8,
+        _ => 1,
+    }
+}
+
+/// Prints the error with its chain to stderr and picks the exit code.
+pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
+    if output::is_broken_pipe(e) {
+        return ExitCode::SUCCESS;
+    }
+    let mut chain = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    if json {
+        let doc =
+            serde_json::json!({ "error": e.to_string(), "code": exit_code(e), "causes": chain });
+        eprintln!("{doc}");
+    } else {
+        eprintln!("error: {e}");
+        for c in chain {
+            eprintln!("  caused by: {c}");
+        }
+    }
+    ExitCode::from(exit_code(e))
+}

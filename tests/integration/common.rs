@@ -1,0 +1,73 @@
+//! Shared fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bharatvoice_store::{Config, NewUser, Store, User};
+
+/// A store in a temporary directory, with cheap password hashing.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+}
+
+pub fn config(dir: &Path) -> Config {
+    Config::new(dir).password_cost(8, 1)
+}
+
+pub async fn open_store() -> TestStore {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(config(dir.path())).await.expect("open store");
+    TestStore { dir, store }
+}
+
+impl TestStore {
+    pub async fn user(&self, name: &str) -> User {
+        self.store
+            .users()
+            .create(NewUser::new(name, format!("{name}@example.in")))
+            .await
+            .expect("create user")
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// Runs the built `bvstore` with `--data-dir dir` and the given arguments.
+pub fn bvstore(dir: &Path, args: &[&str]) -> Output {
+    bvstore_stdin(dir, args, None)
+}
+
+pub fn bvstore_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bvstore"));
+    cmd.arg("--data-dir").arg(dir).args(args);
+    cmd.env_remove("BV_DATA_DIR")
+        .env_remove("BV_CONFIG")
+        .env("BV_PASSWORD_MEMORY_KIB", "8")
+        .env("BV_PASSWORD_ITERATIONS", "1");
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run bvstore");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("bvstore output")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

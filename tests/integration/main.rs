@@ -1,0 +1,18 @@
+//! The integration tests: one binary, a module per part.
+
+mod common;
+
+mod cli;
+mod config;
+mod corrupt;
+mod crash;
+mod files;
+mod fuzz_corpus;
+mod locking;
+mod metrics;
+mod migrate;
+mod model;
+mod profiles;
+mod sessions;
+mod users;
+mod writer;
