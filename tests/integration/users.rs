@@ -297,3 +297,54 @@ async fn passwords_are_hashed_checked_and_never_printed() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn logs_carry_ids_but_never_passwords_or_hashes() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let t = open_store().await;
+    let u = t.user("logged").await;
+    t.store
+        .users()
+        .set_password(u.id, "sekrit passphrase")
+        .await
+        .unwrap();
+    assert!(
+        t.store
+            .users()
+            .verify_password(u.id, "sekrit passphrase")
+            .await
+            .unwrap()
+    );
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains(&u.id.to_string()),
+        "spans carry the user id:\n{logs}"
+    );
+    assert!(
+        logs.contains("set_password") && logs.contains("verify_password"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("sekrit") && !logs.contains("argon2"),
+        "secret in logs:\n{logs}"
+    );
+}
