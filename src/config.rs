@@ -27,6 +27,14 @@ use crate::error::Error;
 /// | `password_memory_kib` | 19456 (argon2id, OWASP) | `BV_PASSWORD_MEMORY_KIB` |
 /// | `password_iterations` | 2 | `BV_PASSWORD_ITERATIONS` |
 /// | `default_retention_days` | 90 | `BV_DEFAULT_RETENTION_DAYS` |
+/// | `blob_chunk_bytes` | 256 KiB per blob chunk | `BV_BLOB_CHUNK_BYTES` |
+/// | `master_key` | none: use `master_key_file`, else `<data_dir>/master.key` | `BV_MASTER_KEY` (hex or base64) |
+/// | `master_key_file` | none | `BV_MASTER_KEY_FILE` |
+///
+/// Without a master key or key file, the store uses the embedded default:
+/// `<data_dir>/master.key` (mode 0600), generated on first open. That key
+/// sits beside the data it protects: anyone who copies the directory can
+/// read the files. Production should pass its own key.
 ///
 /// A TOML file uses the same names, durations in seconds
 /// (`session_idle_timeout_secs`).
@@ -64,6 +72,12 @@ pub struct Config {
     pub password_iterations: u32,
     /// Retention of audio when a profile does not set one.
     pub default_retention_days: u32,
+    /// Plaintext bytes per blob chunk (4 KiB to 16 MiB).
+    pub blob_chunk_bytes: u32,
+    /// The master key, if given directly.
+    pub master_key: Option<crate::MasterKey>,
+    /// A file holding the master key (must not be readable by group/others).
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -79,6 +93,9 @@ impl Default for Config {
             password_memory_kib: 19_456,
             password_iterations: 2,
             default_retention_days: 90,
+            blob_chunk_bytes: crate::blob::format::DEFAULT_CHUNK,
+            master_key: None,
+            master_key_file: None,
         }
     }
 }
@@ -97,6 +114,8 @@ struct FileConfig {
     password_memory_kib: Option<u32>,
     password_iterations: Option<u32>,
     default_retention_days: Option<u32>,
+    blob_chunk_bytes: Option<u32>,
+    master_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -146,6 +165,9 @@ impl Config {
             password_memory_kib: f.password_memory_kib.unwrap_or(d.password_memory_kib),
             password_iterations: f.password_iterations.unwrap_or(d.password_iterations),
             default_retention_days: f.default_retention_days.unwrap_or(d.default_retention_days),
+            blob_chunk_bytes: f.blob_chunk_bytes.unwrap_or(d.blob_chunk_bytes),
+            master_key: None,
+            master_key_file: f.master_key_file,
         };
         config.validate()?;
         Ok(config)
@@ -185,6 +207,17 @@ impl Config {
         if let Some(v) = get("BV_DEFAULT_RETENTION_DAYS") {
             self.default_retention_days = num("BV_DEFAULT_RETENTION_DAYS", v)?;
         }
+        if let Some(v) = get("BV_BLOB_CHUNK_BYTES") {
+            self.blob_chunk_bytes = num("BV_BLOB_CHUNK_BYTES", v)?;
+        }
+        if let Some(v) = get("BV_MASTER_KEY").filter(|v| !v.is_empty()) {
+            self.master_key = Some(crate::MasterKey::parse(&v).map_err(|_| Error::Config {
+                reason: "BV_MASTER_KEY must be 64 hex digits or base64 of 32 bytes".into(),
+            })?);
+        }
+        if let Some(v) = get("BV_MASTER_KEY_FILE").filter(|v| !v.is_empty()) {
+            self.master_key_file = Some(PathBuf::from(v));
+        }
         self.validate()
     }
 
@@ -211,6 +244,9 @@ impl Config {
         }
         if !(1..=3650).contains(&self.default_retention_days) {
             return bad("default_retention_days must be 1 to 3650");
+        }
+        if !(4 << 10..=16 << 20).contains(&self.blob_chunk_bytes) {
+            return bad("blob_chunk_bytes must be 4 KiB to 16 MiB");
         }
         Ok(())
     }
@@ -255,6 +291,22 @@ impl Config {
     /// Sets the default audio retention.
     pub fn default_retention_days(mut self, days: u32) -> Self {
         self.default_retention_days = days;
+        self
+    }
+
+    /// Sets the plaintext bytes per blob chunk.
+    pub fn blob_chunk_bytes(mut self, n: u32) -> Self {
+        self.blob_chunk_bytes = n;
+        self
+    }
+    /// Uses this master key.
+    pub fn master_key(mut self, key: crate::MasterKey) -> Self {
+        self.master_key = Some(key);
+        self
+    }
+    /// Reads the master key from this file (mode 0600 or stricter).
+    pub fn master_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.master_key_file = Some(path.into());
         self
     }
 

@@ -131,6 +131,45 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The master key does not open this store (its check value fails).
+    #[error("the master key does not open the store at {path}: wrong key")]
+    WrongKey {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The store holds encrypted keys but no master key was given.
+    #[error("{reason}")]
+    MissingKey {
+        /// What is missing and where it was looked for.
+        reason: String,
+    },
+    /// A key file is readable by group or others, so it is refused.
+    #[error("key file {path} has mode {mode:o}; make it private (chmod 600) before use")]
+    InsecureKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Data read back does not match its recorded SHA-256: never returned as good.
+    #[error("integrity check failed for {what}: {detail}")]
+    Integrity {
+        /// What was read.
+        what: String,
+        /// What did not match.
+        detail: String,
+    },
+    /// The caller may see this record but not do this to it (a grantee
+    /// deleting or re-granting a file, say).
+    #[error("{actor} may not {action} {target}")]
+    PermissionDenied {
+        /// Who asked.
+        actor: String,
+        /// What was asked.
+        action: &'static str,
+        /// The record.
+        target: String,
+    },
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,
@@ -183,6 +222,7 @@ impl Error {
                 | Error::Conflict { .. }
                 | Error::InvalidInput { .. }
                 | Error::Corrupt { .. }
+                | Error::PermissionDenied { .. }
         )
     }
 

@@ -44,6 +44,7 @@ mod cache;
 mod config;
 mod db;
 mod error;
+mod fsutil;
 mod lifecycle;
 mod model;
 mod ops;
@@ -56,7 +57,15 @@ pub mod fuzzing;
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./bharatvoice-data";
 
+pub use blob::crypto::SecretKey as MasterKey;
+pub use blob::files::Files;
+pub use blob::keys::MasterKeySource;
+pub use blob::keys_view::{KeyStatus, Keys, MasterRotation};
+pub use blob::reader::FileReader;
+pub use blob::rotation::RotationProgress;
+pub use blob::{Actor, Compression, ListFilter, PutOptions, VerifyReport};
 pub use config::Config;
+pub use db::audit::AuditEvent;
 pub use db::files::FileRecords;
 pub use db::metrics::Metrics;
 pub use db::migrate::{MigrationStatus, PendingStep, SCHEMA_VERSION};

@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::blob::BlobStore;
+use crate::blob::files::Files;
+use crate::blob::keys_view::Keys;
 use crate::config::Config;
 use crate::db::Db;
+use crate::db::audit::AuditEvent;
 use crate::db::files::FileRecords;
 use crate::db::metrics::Metrics;
 use crate::db::migrate::{self, MigrationStatus};
@@ -33,6 +37,7 @@ pub struct Store {
 
 struct Inner {
     db: Db,
+    blobs: BlobStore,
     config: Config,
 }
 
@@ -70,9 +75,15 @@ impl Store {
         })
         .await
         .map_err(|e| Error::io("opening the store", std::io::Error::other(e.to_string())))??;
-        Ok(Store {
-            inner: Arc::new(Inner { db, config }),
-        })
+        let blobs = BlobStore::open(&db, &config).await?;
+        let store = Store {
+            inner: Arc::new(Inner { db, blobs, config }),
+        };
+        for owner in crate::blob::rotation::unfinished(&store.inner.db)? {
+            tracing::info!(owner = %owner, "resuming an owner key rotation");
+            store.spawn_rotation(owner);
+        }
+        Ok(store)
     }
 
     /// Where a store stands against this build's schema, without opening it
@@ -159,6 +170,62 @@ impl Store {
     /// System metric samples.
     pub fn metrics(&self) -> Metrics<'_> {
         Metrics { db: &self.inner.db }
+    }
+
+    /// Stored files: encrypted, compressed, content-addressed.
+    pub fn files(&self) -> Files<'_> {
+        Files {
+            db: &self.inner.db,
+            blobs: &self.inner.blobs,
+        }
+    }
+
+    /// Key status and rotation.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys { store: self }
+    }
+
+    /// The newest `limit` audit events (refused file operations, ...),
+    /// newest first.
+    pub fn audit_events(&self, limit: usize) -> Result<Vec<AuditEvent>, Error> {
+        self.inner
+            .db
+            .read(|txn| crate::db::audit::recent(txn, limit))
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub(crate) fn blobs(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// Runs an owner's key rotation to its end in the background, holding
+    /// only a weak handle: a store that is dropped stops it (it resumes at
+    /// the next open).
+    pub(crate) fn spawn_rotation(&self, owner: crate::UserId) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let store = Store { inner };
+                match store.keys().rotation_step(owner, 256).await {
+                    Ok(p) if p.finished => {
+                        tracing::info!(owner = %owner, version = p.current_version, "owner key rotation finished");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(Error::Closed) => return,
+                    Err(e) => {
+                        tracing::error!(owner = %owner, error = %e, "owner key rotation stopped; it resumes at the next open");
+                        return;
+                    }
+                }
+                drop(store);
+                tokio::task::yield_now().await;
+            }
+        });
     }
 
     /// Waits for queued writes and stops the writer; later writes fail with

@@ -1,3 +1,229 @@
-//! Seam for encrypted, compressed, content-addressed blob storage. It will
-//! own `blobs/` and `tmp/` and record references through `db`
-//! ([`FileRecords`](crate::FileRecords) and the `files_by_blob` index).
+//! Encrypted, compressed, content-addressed file storage.
+//!
+//! Files are streamed into blob files (see [`format`] for the container)
+//! under `blobs/ab/cd/<address>`, where the address is a keyed hash of the
+//! content under the owner's address key: the same bytes stored twice by
+//! one owner are stored once (a reference count in the `blobs` table), and
+//! no file name reveals a plain hash of anyone's audio. Each blob has its
+//! own random data key, wrapped under the owner's key (see [`keys`]).
+//!
+//! Write order, so that a committed record always points to a complete
+//! blob: write into `tmp/`, `fsync`, rename into place, `fsync` the
+//! directory, then commit the record and reference count in one
+//! transaction. A crash leaves at most an orphan file; `tmp/` is emptied at
+//! open.
+
+pub(crate) mod access;
+pub(crate) mod crypto;
+pub(crate) mod files;
+pub(crate) mod format;
+pub(crate) mod keys;
+pub(crate) mod keys_view;
+pub(crate) mod reader;
+pub(crate) mod rotation;
+pub(crate) mod writer;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::types::{BlobAddress, SessionId, UserId};
+
+/// Who asks for a file operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// A user: reaches its own files and those granted to it.
+    User(UserId),
+    /// The store itself or an operator: reaches everything.
+    System,
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::User(id) => write!(f, "user:{id}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+/// How a file's bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// zstd level 1, except for content types that are already compressed
+    /// (Opus, MP3, AAC, ...); chunks that do not shrink are stored raw.
+    #[default]
+    Auto,
+    /// Not compressed.
+    Off,
+    /// zstd at this level (1–19); chunks that do not shrink are stored raw.
+    Level(i32),
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "auto" => Ok(Compression::Auto),
+            "off" | "none" => Ok(Compression::Off),
+            n => match n.parse::<i32>() {
+                Ok(level) if (1..=19).contains(&level) => Ok(Compression::Level(level)),
+                _ => Err(Error::invalid(
+                    "compression",
+                    format!("{s:?} is not auto, off or a level 1-19"),
+                )),
+            },
+        }
+    }
+}
+
+/// Options of a stored file.
+///
+/// ## Defaults
+///
+/// Encrypted, `Compression::Auto`, `application/octet-stream`, no name,
+/// retention from the owner's profile (else the store default), no session,
+/// no tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Seal with AES-256-GCM-SIV (default `true`).
+    pub encrypt: bool,
+    /// Compression (default auto).
+    pub compression: Compression,
+    /// MIME type.
+    pub content_type: String,
+    /// Original file name (kept as metadata only; never used for a path).
+    pub name: Option<String>,
+    /// Days to keep it; `None` takes the profile's setting or the store default.
+    pub retention_days: Option<u32>,
+    /// The conversation it belongs to.
+    pub session_id: Option<SessionId>,
+    /// Free tags.
+    pub tags: Vec<String>,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        PutOptions {
+            encrypt: true,
+            compression: Compression::Auto,
+            content_type: "application/octet-stream".into(),
+            name: None,
+            retention_days: None,
+            session_id: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
+impl PutOptions {
+    /// Defaults with this content type.
+    pub fn content_type(content_type: impl Into<String>) -> Self {
+        PutOptions {
+            content_type: content_type.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The zstd level to use, if any.
+    pub(crate) fn level(&self) -> Option<i32> {
+        const PRECOMPRESSED: &[&str] = &[
+            "audio/ogg",
+            "audio/opus",
+            "audio/mpeg",
+            "audio/mp3",
+            "audio/mp4",
+            "audio/aac",
+            "audio/webm",
+            "audio/flac",
+            "video/",
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "application/zip",
+            "application/gzip",
+            "application/zstd",
+        ];
+        match self.compression {
+            Compression::Off => None,
+            Compression::Level(l) => Some(l),
+            Compression::Auto => {
+                let ct = self.content_type.to_ascii_lowercase();
+                (!PRECOMPRESSED.iter().any(|p| ct.starts_with(p))).then_some(1)
+            }
+        }
+    }
+}
+
+/// Which of an owner's files to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this content type.
+    pub content_type: Option<String>,
+    /// Only files of this session.
+    pub session_id: Option<SessionId>,
+    /// Only files with this tag.
+    pub tag: Option<String>,
+}
+
+/// What verifying a file found (an error is returned when it fails).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The file.
+    pub file: crate::FileId,
+    /// Its blob.
+    pub blob: BlobAddress,
+    /// Chunks authenticated.
+    pub chunks: u64,
+    /// Plaintext bytes read and hashed.
+    pub plain_bytes: u64,
+}
+
+/// The blob side of an open store: directories, keys and per-address locks.
+pub(crate) struct BlobStore {
+    pub(crate) blobs_dir: PathBuf,
+    pub(crate) tmp_dir: PathBuf,
+    pub(crate) keyring: keys::Keyring,
+    locks: Vec<tokio::sync::Mutex<()>>,
+    pub(crate) chunk_size: u32,
+    pub(crate) depth: usize,
+    pub(crate) default_retention_days: u32,
+}
+
+impl BlobStore {
+    /// Prepares `blobs/` and an empty `tmp/`, and opens the keyring.
+    pub(crate) async fn open(db: &Db, config: &crate::Config) -> Result<BlobStore, Error> {
+        let blobs_dir = config.data_dir.join("blobs");
+        let tmp_dir = config.data_dir.join("tmp");
+        std::fs::create_dir_all(&blobs_dir)
+            .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
+        let removed = crate::fsutil::empty_dir(&tmp_dir)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed left-over temporary blob files");
+        }
+        let keyring = keys::Keyring::open(db, config).await?;
+        Ok(BlobStore {
+            blobs_dir,
+            tmp_dir,
+            keyring,
+            locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            chunk_size: config.blob_chunk_bytes,
+            depth: 4,
+            default_retention_days: config.default_retention_days,
+        })
+    }
+
+    /// Serialises work on one address (puts of the same bytes, purges).
+    pub(crate) async fn lock(&self, address: BlobAddress) -> tokio::sync::MutexGuard<'_, ()> {
+        self.locks[usize::from(address.0[0]) % self.locks.len()]
+            .lock()
+            .await
+    }
+
+    pub(crate) fn path_of(&self, address: BlobAddress) -> PathBuf {
+        writer::blob_path(&self.blobs_dir, address)
+    }
+}

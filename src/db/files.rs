@@ -17,7 +17,7 @@ pub struct FileRecords<'a> {
     pub(crate) db: &'a Db,
 }
 
-fn check(new: &NewAudioFile) -> Result<(), Error> {
+pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     if new.content_type.is_empty()
         || new.content_type.len() > 128
         || !new.content_type.contains('/')
@@ -68,6 +68,53 @@ fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<Audi
     Ok(f)
 }
 
+/// Writes a new record and its indexes in `txn` (the owner is checked by
+/// the caller).
+pub(crate) fn insert_record(
+    txn: &WriteTransaction,
+    new: &NewAudioFile,
+) -> Result<AudioFile, Error> {
+    check(new)?;
+    let now = Timestamp::now();
+    let f = AudioFile {
+        id: FileId::new(),
+        owner: new.owner,
+        blob: new.blob,
+        name: new.name.clone(),
+        content_type: new.content_type.clone(),
+        plain_bytes: new.plain_bytes,
+        stored_bytes: new.stored_bytes,
+        sha256: new.sha256,
+        encryption: new.encryption,
+        codec: new.codec,
+        key_version: new.key_version,
+        session_id: new.session_id,
+        tags: new.tags.clone(),
+        expires_at: new.expires_at,
+        access_count: 0,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+    };
+    let key = f.id.to_key();
+    put_record(&mut txn.open_table(FILES).ctx("opening files")?, key, &f)?;
+    txn.open_table(FILES_BY_OWNER)
+        .ctx("opening files_by_owner")?
+        .insert((f.owner.to_key(), key), ())
+        .ctx("writing files_by_owner")?;
+    txn.open_table(FILES_BY_BLOB)
+        .ctx("opening files_by_blob")?
+        .insert((f.blob.0, key), ())
+        .ctx("writing files_by_blob")?;
+    if let Some(e) = f.expires_at {
+        txn.open_table(FILES_BY_EXPIRY)
+            .ctx("opening files_by_expiry")?
+            .insert((e.as_micros(), key), ())
+            .ctx("writing files_by_expiry")?;
+    }
+    Ok(f)
+}
+
 impl FileRecords<'_> {
     /// Inserts a record for a live owner.
     #[instrument(skip_all, fields(owner = %new.owner))]
@@ -76,44 +123,7 @@ impl FileRecords<'_> {
         self.db
             .write(move |txn| {
                 require_live(txn, new.owner)?;
-                let now = Timestamp::now();
-                let f = AudioFile {
-                    id: FileId::new(),
-                    owner: new.owner,
-                    blob: new.blob,
-                    name: new.name.clone(),
-                    content_type: new.content_type.clone(),
-                    plain_bytes: new.plain_bytes,
-                    stored_bytes: new.stored_bytes,
-                    sha256: new.sha256,
-                    encryption: new.encryption,
-                    codec: new.codec,
-                    key_version: new.key_version,
-                    session_id: new.session_id,
-                    tags: new.tags.clone(),
-                    expires_at: new.expires_at,
-                    access_count: 0,
-                    created_at: now,
-                    updated_at: now,
-                    deleted_at: None,
-                };
-                let key = f.id.to_key();
-                put_record(&mut txn.open_table(FILES).ctx("opening files")?, key, &f)?;
-                txn.open_table(FILES_BY_OWNER)
-                    .ctx("opening files_by_owner")?
-                    .insert((f.owner.to_key(), key), ())
-                    .ctx("writing files_by_owner")?;
-                txn.open_table(FILES_BY_BLOB)
-                    .ctx("opening files_by_blob")?
-                    .insert((f.blob.0, key), ())
-                    .ctx("writing files_by_blob")?;
-                if let Some(e) = f.expires_at {
-                    txn.open_table(FILES_BY_EXPIRY)
-                        .ctx("opening files_by_expiry")?
-                        .insert((e.as_micros(), key), ())
-                        .ctx("writing files_by_expiry")?;
-                }
-                Ok(f)
+                insert_record(txn, &new)
             })
             .await
     }

@@ -15,21 +15,23 @@
 //!   printed safely); users gain display name, status and last login;
 //!   profiles hold a language list, accent, voice preferences, consent flags
 //!   with times and free preferences; sessions, files and metrics tables.
+//! * **3**: `keys`, `blobs`, `blobs_by_owner`, `grants` and `audit` for
+//!   encrypted blob storage.
 
 use std::collections::BTreeMap;
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::db::codec::{self, Record};
+use crate::db::codec;
 use crate::db::schema::{self, META, SCHEMA_VERSION_KEY};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Error, StorageContext};
 use crate::model::profile::{ConsentKind, ConsentState, UserProfile, VoicePreferences};
 use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One migration step.
 struct Step {
@@ -38,11 +40,18 @@ struct Step {
     run: fn(&WriteTransaction) -> Result<(), Error>,
 }
 
-const STEPS: &[Step] = &[Step {
-    from: 1,
-    name: "move password hashes to credentials; profile language lists and consent times",
-    run: v1_to_v2,
-}];
+const STEPS: &[Step] = &[
+    Step {
+        from: 1,
+        name: "move password hashes to credentials; profile language lists and consent times",
+        run: v1_to_v2,
+    },
+    Step {
+        from: 2,
+        name: "tables for keys, blobs, grants and the audit log",
+        run: v2_to_v3,
+    },
+];
 
 /// Where a store stands against this build's schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -179,6 +188,10 @@ struct ProfileV1 {
     updated_at: Timestamp,
 }
 
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), Error> {
+    schema::create_all(txn).ctx("creating tables")
+}
+
 fn v1_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
     schema::create_all(txn).ctx("creating tables")?;
     let mut users = txn.open_table(schema::USERS).ctx("opening users")?;
@@ -265,6 +278,5 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
             .insert(key, bytes.as_slice())
             .ctx("rewriting profiles")?;
     }
-    let _ = (Entity::Meta, <User as Record>::VERSION);
     Ok(())
 }

@@ -15,8 +15,11 @@
 //!   stalls the async threads. redb read transactions are MVCC snapshots:
 //!   a long scan never blocks the writer, and the writer never blocks it.
 
+pub(crate) mod audit;
+pub(crate) mod blobs;
 pub(crate) mod codec;
 pub(crate) mod files;
+pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
 pub(crate) mod profiles;

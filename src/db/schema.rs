@@ -22,6 +22,11 @@
 //! | `files_by_expiry` | (expires at, file) | () |
 //! | `files_by_blob` | (blob address, file) | () |
 //! | `metrics` | (name, time, sample id) | `MetricSample` record |
+//! | `keys` | owner id | owner key record (keys wrapped under the master key) |
+//! | `blobs` | blob address | blob row: owner, refcount, sizes, wrapped data key |
+//! | `blobs_by_owner` | (owner, blob address) | () |
+//! | `grants` | (file, grantee) | () |
+//! | `audit` | (time, event id) | audit event record |
 
 use redb::TableDefinition;
 
@@ -48,6 +53,16 @@ pub(crate) const FILES_BY_BLOB: TableDefinition<([u8; 32], u128), ()> =
 pub(crate) const METRICS: TableDefinition<(&str, i64, u128), &[u8]> =
     TableDefinition::new("metrics");
 
+pub(crate) const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
+pub(crate) const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
+pub(crate) const BLOBS_BY_OWNER: TableDefinition<(u128, [u8; 32]), ()> =
+    TableDefinition::new("blobs_by_owner");
+pub(crate) const GRANTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("grants");
+pub(crate) const AUDIT: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("audit");
+
+/// `meta` key holding the master key check value.
+pub(crate) const MASTER_CHECK_KEY: &str = "master_key_check";
+
 /// `meta` key holding the applied schema version (`u32` LE).
 pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// `meta` key holding the store's id (16 bytes).
@@ -69,5 +84,10 @@ pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
     txn.open_table(FILES_BY_EXPIRY)?;
     txn.open_table(FILES_BY_BLOB)?;
     txn.open_table(METRICS)?;
+    txn.open_table(KEYS)?;
+    txn.open_table(BLOBS)?;
+    txn.open_table(BLOBS_BY_OWNER)?;
+    txn.open_table(GRANTS)?;
+    txn.open_table(AUDIT)?;
     Ok(())
 }

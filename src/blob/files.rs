@@ -1,0 +1,428 @@
+//! The file API: `store.files()`. Every call names who asks ([`Actor`]).
+
+use std::sync::Arc;
+
+use tokio::io::AsyncRead;
+use tracing::instrument;
+
+use crate::blob::access::{self, Op};
+use crate::blob::crypto::{SecretKey, wrap};
+use crate::blob::format::Cipher;
+use crate::blob::keys::data_key_context;
+use crate::blob::reader::{FileReader, OpenBlob, pump};
+use crate::blob::writer::{WriteSpec, address, write_blob};
+use crate::blob::{Actor, BlobStore, ListFilter, PutOptions, VerifyReport};
+use crate::db::blobs::{BlobRow, commit_file, get_row};
+use crate::db::schema::{BLOBS, FILES, FILES_BY_OWNER, GRANTS, PROFILES};
+use crate::db::{Db, get_record};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
+use crate::model::profile::UserProfile;
+use crate::types::{Cursor, FileId, ListOptions, Page, Timestamp, UserId};
+
+/// Stored files; from [`Store::files`](crate::Store::files).
+///
+/// ```
+/// # use bharatvoice_store::*;
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = Store::open(Config::new(dir.path())).await?;
+/// let user = store.users().create(NewUser::new("asha", "asha@example.in")).await?;
+/// let me = Actor::User(user.id);
+/// let pcm = vec![0u8; 100_000];
+/// let file = store.files().put_bytes(me, user.id, &pcm, PutOptions::content_type("audio/wav")).await?;
+/// assert_eq!(store.files().read(me, file.id).await?, pcm);
+/// assert_eq!(store.files().read_range(me, file.id, 10, 5).await?, vec![0u8; 5]);
+/// let stranger = store.users().create(NewUser::new("other", "other@example.in")).await?;
+/// assert!(matches!(store.files().read(Actor::User(stranger.id), file.id).await, Err(Error::NotFound { .. })));
+/// # Ok(()) }
+/// ```
+pub struct Files<'a> {
+    pub(crate) db: &'a Db,
+    pub(crate) blobs: &'a BlobStore,
+}
+
+fn join_err(e: tokio::task::JoinError) -> Error {
+    Error::io("blob task", std::io::Error::other(e.to_string()))
+}
+
+impl Files<'_> {
+    /// Stores everything `reader` yields as a file of `owner`.
+    #[instrument(skip_all, fields(actor = %actor, owner = %owner))]
+    pub async fn put<R: AsyncRead + Unpin + Send>(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        reader: R,
+        options: PutOptions,
+    ) -> Result<AudioFile, Error> {
+        self.put_with_progress(actor, owner, reader, options, &|_| {})
+            .await
+    }
+
+    /// Stores `bytes` as a file of `owner`.
+    pub async fn put_bytes(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        bytes: &[u8],
+        options: PutOptions,
+    ) -> Result<AudioFile, Error> {
+        self.put(actor, owner, bytes, options).await
+    }
+
+    /// [`put`](Self::put), calling `progress` with the bytes read so far.
+    pub async fn put_with_progress<R: AsyncRead + Unpin + Send>(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        reader: R,
+        options: PutOptions,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<AudioFile, Error> {
+        access::authorize_owner(self.db, actor, owner, "file.put").await?;
+        let probe = NewAudioFile {
+            owner,
+            blob: Default::default(),
+            name: options.name.clone(),
+            content_type: options.content_type.clone(),
+            plain_bytes: 0,
+            stored_bytes: 0,
+            sha256: [0; 32],
+            encryption: Encryption::None,
+            codec: Codec::None,
+            key_version: 0,
+            session_id: options.session_id,
+            tags: options.tags.clone(),
+            expires_at: None,
+        };
+        crate::db::files::check(&probe)?;
+        if let Some(d) = options.retention_days
+            && !(1..=3650).contains(&d)
+        {
+            return Err(Error::invalid(
+                "retention days",
+                format!("{d} must be 1 to 3650"),
+            ));
+        }
+        let (version, kek, address_key) = self.blobs.keyring.write_keys(self.db, owner).await?;
+        let cipher = if options.encrypt {
+            Cipher::Aes256GcmSivStream
+        } else {
+            Cipher::None
+        };
+        let data_key = if options.encrypt {
+            Some(SecretKey::generate()?)
+        } else {
+            None
+        };
+        let level = options.level();
+        let spec = WriteSpec {
+            cipher,
+            level,
+            chunk_size: self.blobs.chunk_size,
+            key_version: version,
+            data_key: data_key.clone(),
+            depth: self.blobs.depth,
+        };
+        let written = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;
+        let addr = address(
+            &address_key,
+            &written.sha256,
+            cipher,
+            level,
+            self.blobs.chunk_size,
+        )?;
+        let wrapped = data_key
+            .map(|k| wrap(&kek, &k, &data_key_context(addr)))
+            .transpose()?;
+        let retention = options
+            .retention_days
+            .unwrap_or(self.retention_days(owner)?);
+        let new = NewAudioFile {
+            blob: addr,
+            plain_bytes: written.plain_len,
+            stored_bytes: written.stored_len,
+            sha256: written.sha256,
+            encryption: if options.encrypt {
+                Encryption::Aes256GcmSiv
+            } else {
+                Encryption::None
+            },
+            codec: if level.is_some() {
+                Codec::Zstd
+            } else {
+                Codec::None
+            },
+            key_version: version,
+            expires_at: Some(Timestamp::now().plus(std::time::Duration::from_secs(
+                u64::from(retention) * 86_400,
+            ))),
+            ..probe
+        };
+        let row = BlobRow {
+            owner,
+            refcount: 1,
+            plain_bytes: written.plain_len,
+            stored_bytes: written.stored_len,
+            key_version: version,
+            data_key: wrapped,
+            created_at: Timestamp::now(),
+        };
+        let _guard = self.blobs.lock(addr).await;
+        let exists = self
+            .db
+            .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, addr))?
+            .is_some();
+        let tmp = written.tmp_path.clone();
+        let dest = self.blobs.path_of(addr);
+        tokio::task::spawn_blocking(move || {
+            if exists {
+                std::fs::remove_file(&tmp).map_err(|e| Error::io("removing a duplicate blob", e))
+            } else {
+                crate::fsutil::persist(&tmp, &dest)
+            }
+        })
+        .await
+        .map_err(join_err)??;
+        let (file, dedup) = self
+            .db
+            .write(move |txn| commit_file(txn, &new, &row))
+            .await?;
+        tracing::debug!(file = %file.id, blob = %addr, dedup, bytes = file.plain_bytes, "stored");
+        Ok(file)
+    }
+
+    fn retention_days(&self, owner: UserId) -> Result<u32, Error> {
+        self.db.read(|txn| {
+            let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+            let p: Option<UserProfile> = get_record(&profiles, owner.to_key(), owner)?;
+            Ok(p.and_then(|p| p.audio_retention_days)
+                .unwrap_or(self.blobs.default_retention_days))
+        })
+    }
+
+    /// The record of a file the actor may read.
+    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    pub async fn stat(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
+        access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await
+    }
+
+    async fn open_blob(&self, file: &AudioFile) -> Result<Arc<OpenBlob>, Error> {
+        let row = self
+            .db
+            .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, file.blob))?
+            .ok_or_else(|| Error::Integrity {
+                what: format!("file {}", file.id),
+                detail: "its blob row is missing".into(),
+            })?;
+        let key = match &row.data_key {
+            Some(w) => Some(self.blobs.keyring.data_key(
+                self.db,
+                row.owner,
+                file.blob,
+                row.key_version,
+                w,
+            )?),
+            None => None,
+        };
+        let path = self.blobs.path_of(file.blob);
+        let (len, what) = (file.plain_bytes, format!("file {}", file.id));
+        let blob =
+            tokio::task::spawn_blocking(move || OpenBlob::open(&path, key.as_ref(), len, what))
+                .await
+                .map_err(join_err)??;
+        Ok(Arc::new(blob))
+    }
+
+    /// A stream of the file's bytes; it ends with an error if the file was
+    /// damaged (see [`FileReader`]).
+    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    pub async fn open(&self, actor: Actor, id: FileId) -> Result<FileReader, Error> {
+        let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        let blob = self.open_blob(&file).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(pump(blob, file.sha256, self.blobs.depth, tx));
+        Ok(FileReader::new(rx))
+    }
+
+    /// The whole file in memory.
+    pub async fn read(&self, actor: Actor, id: FileId) -> Result<Vec<u8>, Error> {
+        let mut reader = self.open(actor, id).await?;
+        let mut out = Vec::new();
+        while let Some(piece) = reader.next_chunk().await {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    }
+
+    /// `len` bytes from `offset` (fewer at the end of the file), decrypting
+    /// only the chunks they lie in.
+    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    pub async fn read_range(
+        &self,
+        actor: Actor,
+        id: FileId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        if offset > file.plain_bytes {
+            return Err(Error::invalid(
+                "range",
+                format!(
+                    "offset {offset} is past the end ({} bytes)",
+                    file.plain_bytes
+                ),
+            ));
+        }
+        let blob = self.open_blob(&file).await?;
+        tokio::task::spawn_blocking(move || blob.range(offset, len))
+            .await
+            .map_err(join_err)?
+    }
+
+    /// Reads and authenticates every chunk and checks the SHA-256.
+    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    pub async fn verify(&self, actor: Actor, id: FileId) -> Result<VerifyReport, Error> {
+        let file = access::authorize(self.db, actor, id, Op::Read, "file.verify", false).await?;
+        let mut reader = self.open(actor, id).await?;
+        let mut plain = 0u64;
+        while let Some(piece) = reader.next_chunk().await {
+            plain += piece?.len() as u64;
+        }
+        let chunks = plain.div_ceil(u64::from(self.blobs.chunk_size)).max(1);
+        Ok(VerifyReport {
+            file: id,
+            blob: file.blob,
+            chunks,
+            plain_bytes: plain,
+        })
+    }
+
+    /// An owner's live files, newest first, filtered.
+    #[instrument(skip(self, filter), fields(actor = %actor, owner = %owner))]
+    pub async fn list(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        filter: ListFilter,
+        options: ListOptions,
+    ) -> Result<Page<AudioFile>, Error> {
+        access::authorize_owner(self.db, actor, owner, "file.list").await?;
+        let limit = options.effective_limit();
+        let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
+        self.db
+            .scan(move |txn| {
+                let by_owner = txn
+                    .open_table(FILES_BY_OWNER)
+                    .ctx("opening files_by_owner")?;
+                let files = txn.open_table(FILES).ctx("opening files")?;
+                let o = owner.to_key();
+                let mut items: Vec<AudioFile> = Vec::new();
+                let mut next = None;
+                for row in by_owner
+                    .range((o, 0)..(o, before))
+                    .ctx("listing files")?
+                    .rev()
+                {
+                    let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
+                    let Some(f) = get_record::<AudioFile>(&files, id.to_key(), id)? else {
+                        continue;
+                    };
+                    let keep = f.deleted_at.is_none()
+                        && filter
+                            .content_type
+                            .as_ref()
+                            .is_none_or(|c| *c == f.content_type)
+                        && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
+                        && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t));
+                    if !keep {
+                        continue;
+                    }
+                    if items.len() == limit {
+                        next = items.last().map(|f| Cursor(f.id.as_uuid()));
+                        break;
+                    }
+                    items.push(f);
+                }
+                Ok(Page { items, next })
+            })
+            .await
+    }
+
+    /// Soft-deletes a file (owner or system).
+    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    pub async fn delete(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
+        access::authorize(self.db, actor, id, Op::Change, "file.delete", false).await?;
+        crate::FileRecords { db: self.db }.delete(id).await
+    }
+
+    /// Brings back a soft-deleted file (owner or system).
+    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    pub async fn restore(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
+        access::authorize(self.db, actor, id, Op::Change, "file.restore", true).await?;
+        crate::FileRecords { db: self.db }.restore(id).await
+    }
+
+    /// Lets user `to` read the file (owner or system).
+    #[instrument(skip(self), fields(actor = %actor, file = %id, to = %to))]
+    pub async fn grant(&self, actor: Actor, id: FileId, to: UserId) -> Result<(), Error> {
+        let file = access::authorize(self.db, actor, id, Op::Change, "file.grant", false).await?;
+        if to == file.owner {
+            return Err(Error::invalid("grantee", "the owner already has access"));
+        }
+        self.db
+            .write(move |txn| {
+                crate::db::users::require_live(txn, to)?;
+                txn.open_table(GRANTS)
+                    .ctx("opening grants")?
+                    .insert((id.to_key(), to.to_key()), ())
+                    .ctx("writing grants")?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Takes back a grant (owner or system); revoking an absent grant is a no-op.
+    #[instrument(skip(self), fields(actor = %actor, file = %id, from = %from))]
+    pub async fn revoke(&self, actor: Actor, id: FileId, from: UserId) -> Result<(), Error> {
+        access::authorize(self.db, actor, id, Op::Change, "file.revoke", false).await?;
+        self.db
+            .write(move |txn| {
+                txn.open_table(GRANTS)
+                    .ctx("opening grants")?
+                    .remove((id.to_key(), from.to_key()))
+                    .ctx("writing grants")?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Users the file is granted to (owner or system).
+    pub async fn grantees(&self, actor: Actor, id: FileId) -> Result<Vec<UserId>, Error> {
+        access::authorize(self.db, actor, id, Op::Change, "file.grantees", false).await?;
+        self.db.read(|txn| {
+            let grants = txn.open_table(GRANTS).ctx("opening grants")?;
+            let k = id.to_key();
+            let mut out = Vec::new();
+            for row in grants
+                .range((k, 0)..=(k, u128::MAX))
+                .ctx("reading grants")?
+            {
+                out.push(UserId::from_key(row.ctx("reading grants")?.0.value().1));
+            }
+            Ok(out)
+        })
+    }
+
+    /// The reference count of a file's blob (how many records share it).
+    pub async fn blob_refcount(&self, actor: Actor, id: FileId) -> Result<u64, Error> {
+        let file = access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await?;
+        let row = self
+            .db
+            .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, file.blob))?;
+        row.map(|r| r.refcount)
+            .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
+    }
+}

@@ -1,0 +1,449 @@
+//! Key management: the master key, each owner's keys, rotation.
+//!
+//! ```text
+//! master key (32 bytes: given, a key file, or <data-dir>/master.key)
+//!   └─ wraps, per owner (table `keys`): key-encryption keys by version,
+//!      and one address key
+//!        └─ each KEK version wraps the data keys of the owner's blobs
+//!           (table `blobs`); every blob has its own random data key
+//! ```
+//!
+//! A check value in `meta` (a constant sealed under the master key) makes a
+//! wrong master key fail at open with [`Error::WrongKey`]. Rotating the
+//! master key re-wraps every owner row in one transaction. Rotating an
+//! owner's key adds a version for new writes, then re-wraps the data keys of
+//! its blobs in small transactions (resumable: each step commits what it
+//! moved, and a store reopened mid-rotation resumes); when none is left on
+//! an old version, the old versions are destroyed. Blob files are never
+//! rewritten by a rotation.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use base64::Engine;
+use redb::ReadableTable;
+
+use crate::blob::crypto::{SecretKey, WrappedKey, unwrap, wrap};
+use crate::db::codec;
+use crate::db::keys::OwnerKeysRecord;
+use crate::db::schema::{KEYS, MASTER_CHECK_KEY, META};
+use crate::db::{Db, get_record, put_record};
+use crate::error::{Error, StorageContext};
+use crate::types::{BlobAddress, UserId};
+
+const CHECK_CONTEXT: &[u8] = b"bharatvoice-store/master-key-check/v1";
+const CHECK_VALUE: [u8; 32] = *b"bharatvoice-store master key ok!";
+
+pub(crate) fn kek_context(owner: UserId, version: u32) -> Vec<u8> {
+    let mut c = b"bv/kek/".to_vec();
+    c.extend_from_slice(owner.as_uuid().as_bytes());
+    c.extend_from_slice(&version.to_le_bytes());
+    c
+}
+
+pub(crate) fn address_context(owner: UserId) -> Vec<u8> {
+    let mut c = b"bv/address-key/".to_vec();
+    c.extend_from_slice(owner.as_uuid().as_bytes());
+    c
+}
+
+pub(crate) fn data_key_context(address: BlobAddress) -> Vec<u8> {
+    let mut c = b"bv/data-key/".to_vec();
+    c.extend_from_slice(&address.0);
+    c
+}
+
+impl SecretKey {
+    /// Parses 64 hex digits or base64 (standard or URL-safe, padded or not)
+    /// of exactly 32 bytes. The text is never echoed in errors.
+    pub fn parse(text: &str) -> Result<SecretKey, Error> {
+        let t = text.trim();
+        let bad = || Error::invalid("master key", "expected 64 hex digits or base64 of 32 bytes");
+        let bytes: Vec<u8> = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad()))
+                .collect::<Result<_, _>>()?
+        } else {
+            let engines = [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+                base64::engine::general_purpose::URL_SAFE,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ];
+            engines
+                .iter()
+                .find_map(|e| e.decode(t).ok())
+                .ok_or_else(bad)?
+        };
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| bad())?;
+        Ok(SecretKey::from_bytes(arr))
+    }
+
+    /// Reads a key file: 32 raw bytes, or hex/base64 text. A file readable
+    /// by group or others is refused with [`Error::InsecureKeyFile`].
+    pub fn from_file(path: &Path) -> Result<SecretKey, Error> {
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::MissingKey {
+                reason: format!("master key file {} does not exist", path.display()),
+            },
+            _ => Error::io(format!("reading key file {}", path.display()), e),
+        })?;
+        let mode = crate::fsutil::mode_of(&meta);
+        if mode & 0o077 != 0 {
+            return Err(Error::InsecureKeyFile {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?,
+        );
+        if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(SecretKey::from_bytes(raw));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::invalid("master key", "key file is neither 32 bytes nor text"))?;
+        SecretKey::parse(text)
+    }
+
+    /// The key as 64 hex digits (for writing a key file).
+    pub(crate) fn to_hex(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(crate::types::to_hex(self.bytes()))
+    }
+}
+
+/// Where the master key of an open store came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "path")]
+pub enum MasterKeySource {
+    /// Given in the configuration (or `BV_MASTER_KEY`).
+    Given,
+    /// A key file named in the configuration.
+    File(PathBuf),
+    /// The embedded default, `<data-dir>/master.key`, beside the data.
+    Embedded(PathBuf),
+}
+
+/// The unwrapped keys of the open store, cached.
+pub(crate) struct Keyring {
+    master: RwLock<SecretKey>,
+    source: MasterKeySource,
+    keks: Mutex<HashMap<(UserId, u32), SecretKey>>,
+    address_keys: Mutex<HashMap<UserId, SecretKey>>,
+}
+
+fn read_check(db: &Db) -> Result<Option<WrappedKey>, Error> {
+    db.read(|txn| {
+        let meta = txn.open_table(META).ctx("opening meta")?;
+        let found = meta.get(MASTER_CHECK_KEY).ctx("reading meta")?;
+        found
+            .map(|v| {
+                codec::decode_versioned::<WrappedKey>(1, v.value(), || "master key check".into())
+            })
+            .transpose()
+    })
+}
+
+fn check_opens(master: &SecretKey, check: &WrappedKey) -> bool {
+    unwrap(master, check, CHECK_CONTEXT).is_some_and(|k| k.bytes() == &CHECK_VALUE)
+}
+
+fn make_check(master: &SecretKey) -> Result<Vec<u8>, Error> {
+    let check = wrap(master, &SecretKey::from_bytes(CHECK_VALUE), CHECK_CONTEXT)?;
+    codec::encode_versioned(1, &check)
+}
+
+/// The file of the embedded default key, and of a rotation's next key.
+pub(crate) fn embedded_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (
+        data_dir.join("master.key"),
+        data_dir.join("master.key.next"),
+    )
+}
+
+impl Keyring {
+    /// Finds the master key, proves it against the store's check value (or
+    /// writes one for a new store), and returns the keyring.
+    pub(crate) async fn open(db: &Db, config: &crate::Config) -> Result<Keyring, Error> {
+        let check = read_check(db)?;
+        let (master, source) = match (&config.master_key, &config.master_key_file) {
+            (Some(k), _) => (k.clone(), MasterKeySource::Given),
+            (None, Some(path)) => (
+                SecretKey::from_file(path)?,
+                MasterKeySource::File(path.clone()),
+            ),
+            (None, None) => Self::embedded(&config.data_dir, check.as_ref())?,
+        };
+        match &check {
+            Some(c) if !check_opens(&master, c) => {
+                return Err(Error::WrongKey {
+                    path: config.data_dir.clone(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let bytes = make_check(&master)?;
+                db.write(move |txn| {
+                    txn.open_table(META)
+                        .ctx("opening meta")?
+                        .insert(MASTER_CHECK_KEY, bytes.as_slice())
+                        .ctx("writing the master key check")?;
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(Keyring {
+            master: RwLock::new(master),
+            source,
+            keks: Mutex::new(HashMap::new()),
+            address_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The embedded default: `master.key` beside the data, made on first
+    /// use; a rotation that committed but did not rename its next key is
+    /// finished here.
+    fn embedded(
+        data_dir: &Path,
+        check: Option<&WrappedKey>,
+    ) -> Result<(SecretKey, MasterKeySource), Error> {
+        let (path, next) = embedded_paths(data_dir);
+        if next.exists() {
+            let next_key = SecretKey::from_file(&next)?;
+            if check.is_some_and(|c| check_opens(&next_key, c)) {
+                crate::fsutil::persist(&next, &path)?;
+                tracing::warn!(
+                    "finished a master key rotation interrupted before its key file was renamed"
+                );
+            } else {
+                std::fs::remove_file(&next)
+                    .map_err(|e| Error::io("removing a stale master.key.next", e))?;
+            }
+        }
+        if path.exists() {
+            return Ok((
+                SecretKey::from_file(&path)?,
+                MasterKeySource::Embedded(path),
+            ));
+        }
+        if check.is_some() {
+            return Err(Error::MissingKey {
+                reason: format!(
+                    "the store at {} holds keys sealed under a master key, but none was given and {} is missing; pass the key (BV_MASTER_KEY or a key file) or restore master.key",
+                    data_dir.display(),
+                    path.display()
+                ),
+            });
+        }
+        let key = SecretKey::generate()?;
+        crate::fsutil::write_file_durably(&path, key.to_hex().as_bytes(), 0o600)?;
+        tracing::info!(path = %path.display(), "generated a master key beside the data; production should pass its own key");
+        Ok((key, MasterKeySource::Embedded(path)))
+    }
+
+    pub(crate) fn source(&self) -> &MasterKeySource {
+        &self.source
+    }
+
+    pub(crate) fn master(&self) -> SecretKey {
+        match self.master.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn cached<K: std::hash::Hash + Eq>(
+        map: &Mutex<HashMap<K, SecretKey>>,
+        k: &K,
+    ) -> Option<SecretKey> {
+        map.lock().ok().and_then(|m| m.get(k).cloned())
+    }
+
+    fn remember<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, SecretKey>>, k: K, v: &SecretKey) {
+        if let Ok(mut m) = map.lock() {
+            m.insert(k, v.clone());
+        }
+    }
+
+    /// The owner's key row, if it has one.
+    pub(crate) fn row(db: &Db, owner: UserId) -> Result<Option<OwnerKeysRecord>, Error> {
+        db.read(|txn| {
+            let keys = txn.open_table(KEYS).ctx("opening keys")?;
+            get_record(&keys, owner.to_key(), owner)
+        })
+    }
+
+    /// Unwraps KEK `version` from an owner row.
+    pub(crate) fn unwrap_kek(
+        &self,
+        row: &OwnerKeysRecord,
+        owner: UserId,
+        version: u32,
+    ) -> Result<SecretKey, Error> {
+        if let Some(k) = Self::cached(&self.keks, &(owner, version)) {
+            return Ok(k);
+        }
+        let wrapped = row
+            .versions
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, w)| w)
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "owner key record",
+                    format!("{owner} has no key version {version}"),
+                )
+            })?;
+        let kek =
+            unwrap(&self.master(), wrapped, &kek_context(owner, version)).ok_or_else(|| {
+                Error::corrupt(
+                    "owner key record",
+                    format!("key version {version} of {owner} does not unwrap"),
+                )
+            })?;
+        Self::remember(&self.keks, (owner, version), &kek);
+        Ok(kek)
+    }
+
+    /// Unwraps the owner's address key from its row.
+    pub(crate) fn unwrap_address(
+        &self,
+        row: &OwnerKeysRecord,
+        owner: UserId,
+    ) -> Result<SecretKey, Error> {
+        if let Some(k) = Self::cached(&self.address_keys, &owner) {
+            return Ok(k);
+        }
+        let key =
+            unwrap(&self.master(), &row.address, &address_context(owner)).ok_or_else(|| {
+                Error::corrupt(
+                    "owner key record",
+                    format!("address key of {owner} does not unwrap"),
+                )
+            })?;
+        Self::remember(&self.address_keys, owner, &key);
+        Ok(key)
+    }
+
+    /// The owner's current KEK version and key, and its address key;
+    /// creates the owner's keys on first use.
+    pub(crate) async fn write_keys(
+        &self,
+        db: &Db,
+        owner: UserId,
+    ) -> Result<(u32, SecretKey, SecretKey), Error> {
+        let row = match Self::row(db, owner)? {
+            Some(row) => row,
+            None => {
+                let master = self.master();
+                let (kek, address) = (SecretKey::generate()?, SecretKey::generate()?);
+                let fresh = OwnerKeysRecord {
+                    current: 1,
+                    versions: vec![(1, wrap(&master, &kek, &kek_context(owner, 1))?)],
+                    address: wrap(&master, &address, &address_context(owner))?,
+                    rotating: false,
+                };
+                db.write(move |txn| {
+                    crate::db::users::require_live(txn, owner)?;
+                    let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+                    if let Some(existing) =
+                        get_record::<OwnerKeysRecord>(&keys, owner.to_key(), owner)?
+                    {
+                        return Ok(existing);
+                    }
+                    put_record(&mut keys, owner.to_key(), &fresh)?;
+                    Ok(fresh.clone())
+                })
+                .await?
+            }
+        };
+        let kek = self.unwrap_kek(&row, owner, row.current)?;
+        let address = self.unwrap_address(&row, owner)?;
+        Ok((row.current, kek, address))
+    }
+
+    /// The data key of a blob, unwrapped.
+    pub(crate) fn data_key(
+        &self,
+        db: &Db,
+        owner: UserId,
+        address: BlobAddress,
+        version: u32,
+        wrapped: &WrappedKey,
+    ) -> Result<SecretKey, Error> {
+        let row = Self::row(db, owner)?.ok_or_else(|| Error::MissingKey {
+            reason: format!(
+                "the keys of user {owner} are gone (erased?); its blobs cannot be read"
+            ),
+        })?;
+        let kek = self.unwrap_kek(&row, owner, version)?;
+        unwrap(&kek, wrapped, &data_key_context(address)).ok_or_else(|| {
+            Error::corrupt(format!("blob {address}"), "its data key does not unwrap")
+        })
+    }
+
+    /// Replaces the master key after `rewrap` committed.
+    pub(crate) fn set_master(&self, new: SecretKey) {
+        match self.master.write() {
+            Ok(mut m) => *m = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// Forgets cached keys of an owner (after a rotation or erasure).
+    pub(crate) fn forget(&self, owner: UserId) {
+        if let Ok(mut m) = self.keks.lock() {
+            m.retain(|(o, _), _| *o != owner);
+        }
+        if let Ok(mut m) = self.address_keys.lock() {
+            m.remove(&owner);
+        }
+    }
+}
+
+/// Re-wraps every owner row from `old` to `new` and writes the new check
+/// value, inside one write transaction. Returns the number of owners.
+pub(crate) fn rewrap_all(
+    txn: &redb::WriteTransaction,
+    old: &SecretKey,
+    new: &SecretKey,
+) -> Result<usize, Error> {
+    let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+    let mut rows = Vec::new();
+    for entry in keys.iter().ctx("reading keys")? {
+        let (k, v) = entry.ctx("reading keys")?;
+        let owner = UserId::from_key(k.value());
+        rows.push((owner, codec::decode::<OwnerKeysRecord>(v.value(), owner)?));
+    }
+    let moved = rows.len();
+    let mut rewritten = Vec::with_capacity(rows.len());
+    for (owner, mut row) in rows {
+        let fail = || {
+            Error::corrupt(
+                "owner key record",
+                format!("{owner} does not unwrap under the current master key"),
+            )
+        };
+        for (version, wrapped) in &mut row.versions {
+            let ctx = kek_context(owner, *version);
+            let kek = unwrap(old, wrapped, &ctx).ok_or_else(fail)?;
+            *wrapped = wrap(new, &kek, &ctx)?;
+        }
+        let ctx = address_context(owner);
+        let address = unwrap(old, &row.address, &ctx).ok_or_else(fail)?;
+        row.address = wrap(new, &address, &ctx)?;
+        rewritten.push((owner, row));
+    }
+    for (owner, row) in rewritten {
+        put_record(&mut keys, owner.to_key(), &row)?;
+    }
+    let check = make_check(new)?;
+    txn.open_table(META)
+        .ctx("opening meta")?
+        .insert(MASTER_CHECK_KEY, check.as_slice())
+        .ctx("writing the master key check")?;
+    Ok(moved)
+}

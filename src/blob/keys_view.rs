@@ -1,0 +1,163 @@
+//! The key API: `store.keys()`: status and rotation.
+
+use std::path::PathBuf;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+
+use crate::blob::crypto::SecretKey;
+use crate::blob::keys::{MasterKeySource, embedded_paths, rewrap_all};
+use crate::blob::rotation::{self, RotationProgress};
+use crate::db::codec;
+use crate::db::keys::OwnerKeysRecord;
+use crate::db::schema::{BLOBS, KEYS};
+use crate::error::{Error, StorageContext};
+use crate::store::Store;
+use crate::types::UserId;
+
+/// Key management; from [`Store::keys`](crate::Store::keys).
+///
+/// ```
+/// # use bharatvoice_store::*;
+/// # #[tokio::main] async fn main() -> Result<(), Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let new_key = MasterKey::generate()?;
+/// let store = Store::open(Config::new(dir.path())).await?;
+/// store.keys().rotate_master(new_key.clone()).await?;
+/// drop(store);
+/// // The embedded master.key now holds the new key.
+/// let store = Store::open(Config::new(dir.path())).await?;
+/// # drop(store);
+/// let wrong = Store::open(Config::new(dir.path()).master_key(MasterKey::generate()?)).await;
+/// assert!(matches!(wrong, Err(Error::WrongKey { .. })));
+/// # Ok(()) }
+/// ```
+pub struct Keys<'a> {
+    pub(crate) store: &'a Store,
+}
+
+/// The state of the keyring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    /// Where the master key came from.
+    pub master_key: MasterKeySource,
+    /// Owners that have keys (that stored a file).
+    pub owners: usize,
+    /// Owners whose key rotation is still moving blobs.
+    pub rotating: Vec<UserId>,
+    /// Stored blobs.
+    pub blobs: u64,
+}
+
+/// What a master key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MasterRotation {
+    /// Owner key rows re-wrapped.
+    pub owners: usize,
+    /// The key file that now holds the new key, when the store uses the
+    /// embedded `master.key`; otherwise pass the new key from now on.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Keys<'_> {
+    /// Where the master key came from, and what the keyring holds.
+    pub async fn status(&self) -> Result<KeyStatus, Error> {
+        let source = self.store.blobs().keyring.source().clone();
+        self.store
+            .db()
+            .scan(move |txn| {
+                let keys = txn.open_table(KEYS).ctx("opening keys")?;
+                let (mut owners, mut rotating) = (0, Vec::new());
+                for entry in keys.iter().ctx("reading keys")? {
+                    let (k, v) = entry.ctx("reading keys")?;
+                    let owner = UserId::from_key(k.value());
+                    owners += 1;
+                    if codec::decode::<OwnerKeysRecord>(v.value(), owner)?.rotating {
+                        rotating.push(owner);
+                    }
+                }
+                let blobs = txn
+                    .open_table(BLOBS)
+                    .ctx("opening blobs")?
+                    .len()
+                    .ctx("counting blobs")?;
+                Ok(KeyStatus {
+                    master_key: source,
+                    owners,
+                    rotating,
+                    blobs,
+                })
+            })
+            .await
+    }
+
+    /// Re-wraps every owner key under `new` in one transaction. Afterwards
+    /// the old key no longer opens the store and the new one does. With the
+    /// embedded `master.key`, the file is replaced (through
+    /// `master.key.next`, so a crash at any point leaves a key that opens
+    /// the store).
+    #[tracing::instrument(skip_all)]
+    pub async fn rotate_master(&self, new: SecretKey) -> Result<MasterRotation, Error> {
+        let blobs = self.store.blobs();
+        let old = blobs.keyring.master();
+        if old == new {
+            return Err(Error::invalid(
+                "master key",
+                "the new key is the current key",
+            ));
+        }
+        let embedded = match blobs.keyring.source() {
+            MasterKeySource::Embedded(_) => Some(embedded_paths(&self.store.config().data_dir)),
+            _ => None,
+        };
+        if let Some((_, next)) = &embedded {
+            crate::fsutil::write_file_durably(next, new.to_hex().as_bytes(), 0o600)?;
+        }
+        let new_for_txn = new.clone();
+        let result = self
+            .store
+            .db()
+            .write(move |txn| rewrap_all(txn, &old, &new_for_txn))
+            .await;
+        let owners = match result {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some((_, next)) = &embedded {
+                    let _ = std::fs::remove_file(next);
+                }
+                return Err(e);
+            }
+        };
+        blobs.keyring.set_master(new);
+        let key_file = match embedded {
+            Some((path, next)) => {
+                crate::fsutil::persist(&next, &path)?;
+                Some(path)
+            }
+            None => None,
+        };
+        tracing::info!(owners, "master key rotated");
+        Ok(MasterRotation { owners, key_file })
+    }
+
+    /// Starts rotating `owner`'s key: new writes use a new version at once,
+    /// and a background task re-wraps the data keys of its blobs, then
+    /// destroys the old version. Resumes after a restart. Returns the new
+    /// version.
+    #[tracing::instrument(skip(self), fields(owner = %owner))]
+    pub async fn rotate_owner(&self, owner: UserId) -> Result<u32, Error> {
+        let version = rotation::begin(self.store.db(), &self.store.blobs().keyring, owner).await?;
+        self.store.spawn_rotation(owner);
+        Ok(version)
+    }
+
+    /// One step of an owner's rotation: re-wraps up to `limit` blobs (the
+    /// background task runs these; call it to drive a rotation by hand).
+    pub async fn rotation_step(
+        &self,
+        owner: UserId,
+        limit: usize,
+    ) -> Result<RotationProgress, Error> {
+        rotation::step(self.store.db(), &self.store.blobs().keyring, owner, limit).await
+    }
+}

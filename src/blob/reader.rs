@@ -1,0 +1,267 @@
+//! Reading blobs back: whole (as a stream, decrypting a few chunks ahead on
+//! the blocking pool), or a byte range (only the chunks it touches).
+//!
+//! Nothing unauthenticated is ever returned: every chunk is opened (tag or
+//! checksum) before its bytes leave, and a full read ends by comparing the
+//! SHA-256 of everything read with the record's; a mismatch is
+//! [`Error::Integrity`] instead of a clean end of stream.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+
+use crate::blob::crypto::{ChunkSealer, SecretKey, decode_chunk};
+use crate::blob::format::{self, Header};
+use crate::error::Error;
+
+/// An opened blob file with its chunk index.
+pub(crate) struct OpenBlob {
+    file: File,
+    header: Header,
+    offsets: Vec<u64>,
+    middle: ChunkSealer,
+    last: ChunkSealer,
+    what: String,
+}
+
+impl OpenBlob {
+    /// Opens `path`, checks its header against what the record says, and
+    /// reads its chunk table. Blocking.
+    pub(crate) fn open(
+        path: &Path,
+        key: Option<&SecretKey>,
+        expected_len: u64,
+        what: String,
+    ) -> Result<OpenBlob, Error> {
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Integrity {
+                what: what.clone(),
+                detail: "its blob file is missing".into(),
+            },
+            _ => Error::io(format!("opening {}", path.display()), e),
+        })?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("reading blob size", e))?
+            .len();
+        let corrupt = |e: Error| match e {
+            Error::Corrupt { detail, .. } => Error::Integrity {
+                what: what.clone(),
+                detail,
+            },
+            other => other,
+        };
+        if file_len < (format::HEADER_LEN + format::TRAILER_LEN) as u64 {
+            return Err(Error::Integrity {
+                what,
+                detail: format!("blob file of {file_len} bytes is truncated"),
+            });
+        }
+        let mut head = [0u8; format::HEADER_LEN];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| Error::io("reading a blob header", e))?;
+        let header = Header::parse(&head).map_err(corrupt)?;
+        if header.plain_len != expected_len {
+            return Err(Error::Integrity {
+                what,
+                detail: format!(
+                    "blob holds {} bytes, record says {expected_len}",
+                    header.plain_len
+                ),
+            });
+        }
+        let mut trailer = [0u8; format::TRAILER_LEN];
+        file.read_exact_at(&mut trailer, file_len - format::TRAILER_LEN as u64)
+            .map_err(|e| Error::io("reading a blob trailer", e))?;
+        let range = format::table_range(&header, file_len, &trailer).map_err(corrupt)?;
+        let mut table = vec![0u8; (range.end - range.start) as usize];
+        file.read_exact_at(&mut table, range.start)
+            .map_err(|e| Error::io("reading a chunk table", e))?;
+        let offsets = format::chunk_offsets(&table, file_len).map_err(corrupt)?;
+        let middle = ChunkSealer::new(header, key).map_err(corrupt)?;
+        let last = ChunkSealer::new(header, key).map_err(corrupt)?;
+        Ok(OpenBlob {
+            file,
+            header,
+            offsets,
+            middle,
+            last,
+            what,
+        })
+    }
+
+    pub(crate) fn chunk_count(&self) -> u64 {
+        self.header.chunk_count()
+    }
+
+    /// Reads, authenticates and decodes chunk `i`. Blocking.
+    pub(crate) fn chunk(&self, i: u64) -> Result<Vec<u8>, Error> {
+        let n = self.chunk_count();
+        let (start, end) = (self.offsets[i as usize], self.offsets[i as usize + 1]);
+        let mut sealed = vec![0u8; (end - start) as usize];
+        self.file
+            .read_exact_at(&mut sealed, start)
+            .map_err(|e| Error::io("reading a chunk", e))?;
+        let last = i + 1 == n;
+        let sealer = if last { &self.last } else { &self.middle };
+        let index = u32::try_from(i).map_err(|_| Error::corrupt("blob", "chunk index over u32"))?;
+        let body = sealer.open(index, last, sealed).map_err(|e| match e {
+            Error::Corrupt { detail, .. } => Error::Integrity {
+                what: self.what.clone(),
+                detail,
+            },
+            other => other,
+        })?;
+        decode_chunk(body, self.header.chunk_plain_len(i), i).map_err(|e| match e {
+            Error::Corrupt { detail, .. } => Error::Integrity {
+                what: self.what.clone(),
+                detail,
+            },
+            other => other,
+        })
+    }
+
+    /// Bytes `offset..offset+len` (clipped to the end). Blocking.
+    pub(crate) fn range(&self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        let end = offset.saturating_add(len).min(self.header.plain_len);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let cs = u64::from(self.header.chunk_size);
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for i in offset / cs..=(end - 1) / cs {
+            let chunk = self.chunk(i)?;
+            let base = i * cs;
+            let from = (offset.max(base) - base) as usize;
+            let to = (end.min(base + chunk.len() as u64) - base) as usize;
+            out.extend_from_slice(&chunk[from..to]);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads every chunk in order (a few ahead in parallel), hashing as it goes,
+/// and sends plaintext to `tx`; ends with an integrity error if the hash
+/// differs from `sha256`.
+pub(crate) async fn pump(
+    blob: Arc<OpenBlob>,
+    sha256: [u8; 32],
+    depth: usize,
+    tx: mpsc::Sender<Result<Vec<u8>, Error>>,
+) {
+    let n = blob.chunk_count();
+    let mut hasher = Sha256::new();
+    let mut inflight = VecDeque::new();
+    let mut next = 0u64;
+    loop {
+        while next < n && inflight.len() < depth.max(1) {
+            let b = Arc::clone(&blob);
+            let i = next;
+            inflight.push_back(tokio::task::spawn_blocking(move || b.chunk(i)));
+            next += 1;
+        }
+        let Some(job) = inflight.pop_front() else {
+            break;
+        };
+        let result = match job.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::io(
+                "reading a chunk",
+                std::io::Error::other(e.to_string()),
+            )),
+        };
+        match result {
+            Ok(bytes) => {
+                hasher.update(&bytes);
+                if tx.send(Ok(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    if digest != sha256 {
+        let _ = tx
+            .send(Err(Error::Integrity {
+                what: blob.what.clone(),
+                detail: "SHA-256 of the data read differs from the record".into(),
+            }))
+            .await;
+    }
+}
+
+/// A stored file being read: an [`AsyncRead`] of its plaintext.
+///
+/// Reading ends with an error of kind `InvalidData` carrying
+/// [`Error::Integrity`] if the file was damaged.
+pub struct FileReader {
+    rx: mpsc::Receiver<Result<Vec<u8>, Error>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl FileReader {
+    pub(crate) fn new(rx: mpsc::Receiver<Result<Vec<u8>, Error>>) -> Self {
+        FileReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// The next piece of plaintext, or `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<Result<Vec<u8>, Error>> {
+        if self.pos < self.current.len() {
+            let rest = self.current.split_off(self.pos);
+            self.current.clear();
+            self.pos = 0;
+            return Some(Ok(rest));
+        }
+        self.rx.recv().await
+    }
+}
+
+impl AsyncRead for FileReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if self.pos < self.current.len() {
+                let n = buf.remaining().min(self.current.len() - self.pos);
+                let pos = self.pos;
+                buf.put_slice(&self.current[pos..pos + n]);
+                self.pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    self.current = bytes;
+                    self.pos = 0;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let kind = match &e {
+                        Error::Io { source, .. } => source.kind(),
+                        _ => std::io::ErrorKind::InvalidData,
+                    };
+                    return Poll::Ready(Err(std::io::Error::new(kind, e)));
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Rotating an owner's key: a new version for new writes, then the data
+//! keys of its blobs re-wrapped in small steps, then the old versions
+//! destroyed. Each step is one transaction, so a crash loses at most the
+//! step in flight, and a reopened store resumes.
+
+use redb::ReadableTable;
+use serde::Serialize;
+
+use crate::blob::crypto::{SecretKey, unwrap, wrap};
+use crate::blob::keys::{Keyring, data_key_context, kek_context};
+use crate::db::blobs::{BlobRow, get_row, put_row};
+use crate::db::keys::OwnerKeysRecord;
+use crate::db::schema::{BLOBS, BLOBS_BY_OWNER, FILES, FILES_BY_BLOB, KEYS};
+use crate::db::{Db, codec, get_record, put_record};
+use crate::error::{Entity, Error, StorageContext};
+use crate::model::file::AudioFile;
+use crate::types::{BlobAddress, FileId, UserId};
+
+/// What one rotation step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RotationProgress {
+    /// Blobs re-wrapped by this step.
+    pub moved: usize,
+    /// True once no blob is left on an old version and the old versions
+    /// are destroyed (or no rotation was running).
+    pub finished: bool,
+    /// The version new writes use.
+    pub current_version: u32,
+}
+
+/// Starts a rotation: a new key version becomes current for new writes.
+pub(crate) async fn begin(db: &Db, keyring: &Keyring, owner: UserId) -> Result<u32, Error> {
+    let master = keyring.master();
+    let kek = SecretKey::generate()?;
+    let version = db
+        .write(move |txn| {
+            let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+            let mut row: OwnerKeysRecord =
+                get_record(&keys, owner.to_key(), owner)?.ok_or_else(|| {
+                    Error::not_found(
+                        Entity::User,
+                        format!("{owner} (no stored files, so no keys to rotate)"),
+                    )
+                })?;
+            let next = row.versions.iter().map(|(v, _)| *v).max().unwrap_or(0) + 1;
+            row.versions
+                .push((next, wrap(&master, &kek, &kek_context(owner, next))?));
+            row.current = next;
+            row.rotating = true;
+            put_record(&mut keys, owner.to_key(), &row)?;
+            Ok(next)
+        })
+        .await?;
+    keyring.forget(owner);
+    tracing::info!(owner = %owner, version, "owner key rotation started");
+    Ok(version)
+}
+
+fn unwrap_version(
+    master: &SecretKey,
+    row: &OwnerKeysRecord,
+    owner: UserId,
+    version: u32,
+) -> Result<SecretKey, Error> {
+    let wrapped = row
+        .versions
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, w)| w)
+        .ok_or_else(|| {
+            Error::corrupt(
+                "owner key record",
+                format!("{owner} has no key version {version}"),
+            )
+        })?;
+    unwrap(master, wrapped, &kek_context(owner, version)).ok_or_else(|| {
+        Error::corrupt(
+            "owner key record",
+            format!("version {version} of {owner} does not unwrap"),
+        )
+    })
+}
+
+/// Re-wraps up to `limit` blobs of `owner` onto the current version; when
+/// none is left, destroys the old versions.
+pub(crate) async fn step(
+    db: &Db,
+    keyring: &Keyring,
+    owner: UserId,
+    limit: usize,
+) -> Result<RotationProgress, Error> {
+    let master = keyring.master();
+    let limit = limit.max(1);
+    let progress = db
+        .write(move |txn| {
+            let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+            let mut row: OwnerKeysRecord = get_record(&keys, owner.to_key(), owner)?
+                .ok_or_else(|| Error::not_found(Entity::User, owner))?;
+            if !row.rotating {
+                return Ok(RotationProgress {
+                    moved: 0,
+                    finished: true,
+                    current_version: row.current,
+                });
+            }
+            let current = unwrap_version(&master, &row, owner, row.current)?;
+            let mut todo: Vec<(BlobAddress, BlobRow)> = Vec::new();
+            {
+                let by_owner = txn
+                    .open_table(BLOBS_BY_OWNER)
+                    .ctx("opening blobs_by_owner")?;
+                let blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
+                let o = owner.to_key();
+                for entry in by_owner
+                    .range((o, [0u8; 32])..=(o, [0xff; 32]))
+                    .ctx("scanning blobs_by_owner")?
+                {
+                    let address = BlobAddress(entry.ctx("scanning blobs_by_owner")?.0.value().1);
+                    if let Some(b) = get_row(&blobs, address)?
+                        && b.key_version != row.current
+                    {
+                        todo.push((address, b));
+                        if todo.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            let mut rewrapped = Vec::with_capacity(todo.len());
+            for (address, mut b) in todo {
+                if let Some(wrapped) = &b.data_key {
+                    let old = unwrap_version(&master, &row, owner, b.key_version)?;
+                    let ctx = data_key_context(address);
+                    let dek = unwrap(&old, wrapped, &ctx).ok_or_else(|| {
+                        Error::corrupt(format!("blob {address}"), "data key does not unwrap")
+                    })?;
+                    b.data_key = Some(wrap(&current, &dek, &ctx)?);
+                }
+                b.key_version = row.current;
+                rewrapped.push((address, b));
+            }
+            let moved = rewrapped.len();
+            for (address, b) in &rewrapped {
+                put_row(txn, *address, b)?;
+                relabel_files(txn, *address, b.key_version)?;
+            }
+            let finished = moved < limit;
+            if finished {
+                let keep = row.current;
+                row.versions.retain(|(v, _)| *v == keep);
+                row.rotating = false;
+                put_record(&mut keys, owner.to_key(), &row)?;
+            }
+            Ok(RotationProgress {
+                moved,
+                finished,
+                current_version: row.current,
+            })
+        })
+        .await?;
+    if progress.finished {
+        keyring.forget(owner);
+    }
+    Ok(progress)
+}
+
+/// Sets the key version recorded in every file record of a blob.
+fn relabel_files(
+    txn: &redb::WriteTransaction,
+    address: BlobAddress,
+    version: u32,
+) -> Result<(), Error> {
+    let ids: Vec<FileId> = {
+        let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
+        let mut ids = Vec::new();
+        for entry in by_blob
+            .range((address.0, 0)..=(address.0, u128::MAX))
+            .ctx("scanning files_by_blob")?
+        {
+            ids.push(FileId::from_key(
+                entry.ctx("scanning files_by_blob")?.0.value().1,
+            ));
+        }
+        ids
+    };
+    let mut files = txn.open_table(FILES).ctx("opening files")?;
+    for id in ids {
+        if let Some(mut f) = get_record::<AudioFile>(&files, id.to_key(), id)? {
+            f.key_version = version;
+            put_record(&mut files, id.to_key(), &f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Owners whose rotation has not finished.
+pub(crate) fn unfinished(db: &Db) -> Result<Vec<UserId>, Error> {
+    db.read(|txn| {
+        let keys = txn.open_table(KEYS).ctx("opening keys")?;
+        let mut out = Vec::new();
+        for entry in keys.iter().ctx("reading keys")? {
+            let (k, v) = entry.ctx("reading keys")?;
+            let owner = UserId::from_key(k.value());
+            if codec::decode::<OwnerKeysRecord>(v.value(), owner)?.rotating {
+                out.push(owner);
+            }
+        }
+        Ok(out)
+    })
+}
