@@ -21,8 +21,14 @@ fn main() -> ExitCode {
         }
     };
     let json = args.json;
-    match runtime.block_on(cli::run(args)) {
+    let code = match runtime.block_on(cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cli::report_error(&e, json),
+    };
+    drop(runtime);
+    // For memory tests: the peak resident set size, read from /proc.
+    if std::env::var_os("BV_REPORT_PEAK_RSS").is_some() {
+        cli::report_peak_rss();
     }
+    code
 }

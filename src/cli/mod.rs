@@ -3,10 +3,13 @@
 //! Exit codes: 0 success; 1 any other failure; 2 bad usage (from clap);
 //! 3 not found; 4 conflict (name or email taken); 5 invalid input;
 //! 6 store locked by another process; 7 store from a newer version;
-//! 8 corrupt data.
+//! 8 corrupt data or a failed integrity check; 9 wrong, missing or
+//! insecure master key; 10 permission denied.
 
 mod debug;
 mod demo;
+mod file;
+mod keys;
 mod migrate;
 mod output;
 mod user;
@@ -43,6 +46,12 @@ pub(crate) enum Command {
     /// Manage users, their profiles and consents.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Store, read, list and share files.
+    #[command(subcommand)]
+    File(file::FileCommand),
+    /// Key status and rotation.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Show or run schema migrations.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
@@ -95,6 +104,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Command::User(cmd) => user::run(&cli, cmd, &out).await,
+        Command::File(cmd) => file::run(&cli, cmd, &out).await,
+        Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd).await,
@@ -108,7 +119,9 @@ fn exit_code(e: &Error) -> u8 {
         Error::InvalidInput { .. } => 5,
         Error::Locked { .. } => 6,
         Error::VersionTooNew { .. } => 7,
-        Error::Corrupt { .. } => 8,
+        Error::Corrupt { .. } | Error::Integrity { .. } => 8,
+        Error::WrongKey { .. } | Error::MissingKey { .. } | Error::InsecureKeyFile { .. } => 9,
+        Error::PermissionDenied { .. } => 10,
         _ => 1,
     }
 }
@@ -135,4 +148,17 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
         }
     }
     ExitCode::from(exit_code(e))
+}
+
+/// Prints `peak_rss_kib=N` (VmHWM of /proc/self/status) to stderr.
+pub(crate) fn report_peak_rss() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    match kib {
+        Some(k) => eprintln!("peak_rss_kib={k}"),
+        None => eprintln!("peak_rss_kib=unknown"),
+    }
 }

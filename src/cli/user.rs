@@ -89,7 +89,7 @@ pub(crate) struct ProfileArgs {
 }
 
 /// Finds a live user by id, else by username.
-async fn resolve(store: &Store, who: &str) -> Result<User, Error> {
+pub(crate) async fn resolve(store: &Store, who: &str) -> Result<User, Error> {
     match who.parse::<UserId>() {
         Ok(id) => store.users().get(id),
         Err(_) => store.users().get_by_username(who),

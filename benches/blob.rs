@@ -1,0 +1,2 @@
+//! Placeholder until the blob benchmarks land.
+fn main() {}
