@@ -151,6 +151,20 @@ impl Keys<'_> {
         Ok(version)
     }
 
+    /// Starts a rotation without the background task (drive it with
+    /// [`rotation_step`](Self::rotation_step); a reopened store finishes it).
+    pub async fn begin_owner_rotation(&self, owner: UserId) -> Result<u32, Error> {
+        rotation::begin(self.store.db(), &self.store.blobs().keyring, owner).await
+    }
+
+    /// The live key versions of an owner, oldest first (empty if it has none).
+    pub fn owner_key_versions(&self, owner: UserId) -> Result<Vec<u32>, Error> {
+        let row = crate::blob::keys::Keyring::row(self.store.db(), owner)?;
+        Ok(row
+            .map(|r| r.versions.iter().map(|(v, _)| *v).collect())
+            .unwrap_or_default())
+    }
+
     /// One step of an owner's rotation: re-wraps up to `limit` blobs (the
     /// background task runs these; call it to drive a rotation by hand).
     pub async fn rotation_step(

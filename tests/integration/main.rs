@@ -2,17 +2,21 @@
 
 mod common;
 
+mod access;
+mod blobs;
 mod cli;
 mod config;
 mod corrupt;
 mod crash;
 mod files;
 mod fuzz_corpus;
+mod keys;
 mod locking;
 mod metrics;
 mod migrate;
 mod model;
 mod profiles;
 mod sessions;
+mod tamper;
 mod users;
 mod writer;
