@@ -24,6 +24,12 @@ pub(crate) struct DemoArgs {
     /// Sessions per user.
     #[arg(long, default_value_t = 3)]
     sessions: usize,
+    /// Synthetic 16 kHz speech WAV clips to store.
+    #[arg(long, default_value_t = 240)]
+    wav_clips: usize,
+    /// Random-byte "Opus" clips to store (they do not compress).
+    #[arg(long, default_value_t = 60)]
+    opus_clips: usize,
 }
 
 /// (name, language tag, region, a user's line, the assistant's reply)
@@ -137,6 +143,7 @@ struct DemoReport {
     users_in_store: usize,
     sample_session_turns: u64,
     sample_context_turns: usize,
+    files: super::demo_files::FilePhase,
 }
 
 fn run_tag() -> String {
@@ -156,7 +163,7 @@ async fn one_user(
     i: usize,
     tag: String,
     sessions: usize,
-) -> Result<(usize, usize), Error> {
+) -> Result<(bharatvoice_store::UserId, usize, usize), Error> {
     let (name, lang, region, ask, reply) = PEOPLE[i % PEOPLE.len()];
     let username = format!("{name}{}_{tag}", i / PEOPLE.len());
     let user = store
@@ -197,7 +204,7 @@ async fn one_user(
             store.sessions().end(session.id).await?;
         }
     }
-    Ok((sessions, turns))
+    Ok((user.id, sessions, turns))
 }
 
 pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Error> {
@@ -209,9 +216,11 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
         tasks.spawn(one_user(store.clone(), i, tag.clone(), args.sessions));
     }
     let (mut sessions, mut turns) = (0, 0);
+    let mut user_ids = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        let (s, t) =
+        let (id, s, t) =
             done.map_err(|e| Error::io("demo task", std::io::Error::other(e.to_string())))??;
+        user_ids.push(id);
         sessions += s;
         turns += t;
     }
@@ -254,6 +263,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             None => break,
         }
     }
+    let files = super::demo_files::run(&store, &user_ids, args.wav_clips, args.opus_clips).await?;
     let sample = match first.items.first() {
         Some(u) => store
             .sessions()
@@ -284,6 +294,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
         users_in_store,
         sample_session_turns: sample.as_ref().map_or(0, |s| s.turn_count),
         sample_context_turns: sample.as_ref().map_or(0, |s| s.context.len()),
+        files,
     };
     if !ok && report.passwords_set > 0 {
         return Err(Error::InvalidInput {
@@ -299,7 +310,10 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
              passwords set:     {pw} (argon2id), one verified\n\
              sessions:          {s} with {t} turns\n\
              durable writes:    {w} in {secs:.2} s ({wps:.0}/s, group commit)\n\
-             users in store:    {total}",
+             users in store:    {total}\n\
+             files stored:      {wav} speech WAV + {opus} random \"Opus\" clips, {mb:.1} MB in {fsecs:.2} s ({fput:.0} MB/s)\n\
+             on disk:           {disk:.1} MB (speech WAV compressed {ratio:.2}x; Opus stored raw), encrypted\n\
+             read back:         {rb} whole files and {rr} range reads ({fread:.0} MB/s)",
             data = report.data_dir,
             u = report.users_created,
             tag = report.run_tag,
@@ -313,6 +327,16 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             secs = report.write_seconds,
             wps = report.writes_per_second,
             total = report.users_in_store,
+            wav = report.files.wav_clips,
+            opus = report.files.opus_clips,
+            mb = report.files.plain_bytes as f64 / 1e6,
+            fsecs = report.files.put_seconds,
+            fput = report.files.put_mb_per_second,
+            disk = report.files.stored_bytes as f64 / 1e6,
+            ratio = report.files.wav_compression_ratio,
+            rb = report.files.read_back,
+            rr = report.files.range_reads,
+            fread = report.files.read_mb_per_second,
         )
     })
 }

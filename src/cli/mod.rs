@@ -8,6 +8,7 @@
 
 mod debug;
 mod demo;
+mod demo_files;
 mod file;
 mod keys;
 mod migrate;

@@ -208,7 +208,20 @@ fn demo_runs_twice_on_the_same_directory() {
         &["--json", "demo", "--users", "13", "--sessions", "2"],
     ));
     assert_eq!(second["users_in_store"], 26);
-    let text = bvstore(dir.path(), &["demo", "--users", "2", "--sessions", "1"]);
+    let text = bvstore(
+        dir.path(),
+        &[
+            "demo",
+            "--users",
+            "2",
+            "--sessions",
+            "1",
+            "--wav-clips",
+            "2",
+            "--opus-clips",
+            "1",
+        ],
+    );
     assert!(
         stdout(&text).contains("users created:"),
         "{}",

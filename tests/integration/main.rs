@@ -3,6 +3,7 @@
 mod common;
 
 mod access;
+mod blob_cli;
 mod blobs;
 mod cli;
 mod config;
