@@ -121,3 +121,77 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
         ("metric", codec::encode(&metric).expect("encodes")),
     ]
 }
+
+/// The fixed key of the `blob_read` target and its corpus.
+pub const FUZZ_BLOB_KEY: [u8; 32] = [0x5a; 32];
+
+/// Parses any bytes as a blob header (and, if that works, as a trailer
+/// against a file length); a parsed header re-encodes to the same bytes.
+pub fn blob_header(data: &[u8]) {
+    use crate::blob::format::{HEADER_LEN, Header, table_range};
+    if let Ok(h) = Header::parse(data) {
+        assert_eq!(
+            &h.encode(true)[..],
+            &data[..HEADER_LEN],
+            "a parsed header re-encodes to itself"
+        );
+        let rest = &data[HEADER_LEN..];
+        if rest.len() >= 16 {
+            let file_len = u64::from_le_bytes(rest[..8].try_into().unwrap_or([0; 8]));
+            let _ = table_range(&h, file_len, &rest[8..16]);
+        }
+    }
+}
+
+/// Reads any bytes as a whole blob under [`FUZZ_BLOB_KEY`]: the
+/// authenticated plaintext (exactly as long as the header says), or an
+/// error; never a panic.
+pub fn blob_read(data: &[u8]) -> Option<Vec<u8>> {
+    use crate::blob::crypto::SecretKey;
+    use crate::blob::reader::{OpenBlob, Source};
+    let key = SecretKey::from_bytes(FUZZ_BLOB_KEY);
+    let blob = OpenBlob::from_source(
+        Source::Memory(data.to_vec()),
+        Some(&key),
+        None,
+        "fuzz".into(),
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    for i in 0..blob.chunk_count() {
+        out.extend_from_slice(&blob.chunk(i).ok()?);
+    }
+    Some(out)
+}
+
+/// A valid blob of `plain` sealed under [`FUZZ_BLOB_KEY`] (or unencrypted),
+/// for seeding corpora and tests.
+pub fn sample_blob(plain: &[u8], chunk_size: u32, encrypt: bool, compress: bool) -> Vec<u8> {
+    use crate::blob::crypto::SecretKey;
+    use crate::blob::format::Cipher;
+    use crate::blob::writer::{WriteSpec, write_blob};
+    let dir =
+        std::env::temp_dir().join(format!("bv-sample-blob-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let spec = WriteSpec {
+        cipher: if encrypt {
+            Cipher::Aes256GcmSivStream
+        } else {
+            Cipher::None
+        },
+        level: compress.then_some(1),
+        chunk_size,
+        key_version: 1,
+        data_key: encrypt.then(|| SecretKey::from_bytes(FUZZ_BLOB_KEY)),
+        depth: 2,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let written = rt
+        .block_on(write_blob(&dir, plain, spec, &|_| {}))
+        .expect("write a sample blob");
+    let bytes = std::fs::read(&written.tmp_path).expect("read the sample blob");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}

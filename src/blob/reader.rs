@@ -22,9 +22,45 @@ use crate::blob::crypto::{ChunkSealer, SecretKey, decode_chunk};
 use crate::blob::format::{self, Header};
 use crate::error::Error;
 
+/// Where a blob's bytes are read from.
+pub(crate) enum Source {
+    /// A blob file on disk.
+    File(File),
+    /// Bytes in memory (fuzzing and tests).
+    Memory(Vec<u8>),
+}
+
+impl Source {
+    fn len(&self) -> Result<u64, Error> {
+        match self {
+            Source::File(f) => Ok(f
+                .metadata()
+                .map_err(|e| Error::io("reading blob size", e))?
+                .len()),
+            Source::Memory(m) => Ok(m.len() as u64),
+        }
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Source::File(f) => f.read_exact_at(buf, offset),
+            Source::Memory(m) => {
+                let start =
+                    usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
+                let end = start
+                    .checked_add(buf.len())
+                    .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+                let src = m.get(start..end).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An opened blob file with its chunk index.
 pub(crate) struct OpenBlob {
-    file: File,
+    file: Source,
     header: Header,
     offsets: Vec<u64>,
     middle: ChunkSealer,
@@ -48,10 +84,18 @@ impl OpenBlob {
             },
             _ => Error::io(format!("opening {}", path.display()), e),
         })?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("reading blob size", e))?
-            .len();
+        Self::from_source(Source::File(file), key, Some(expected_len), what)
+    }
+
+    /// Opens a blob from any source; `expected_len` (from the record) must
+    /// match the header when given. Blocking.
+    pub(crate) fn from_source(
+        file: Source,
+        key: Option<&SecretKey>,
+        expected_len: Option<u64>,
+        what: String,
+    ) -> Result<OpenBlob, Error> {
+        let file_len = file.len()?;
         let corrupt = |e: Error| match e {
             Error::Corrupt { detail, .. } => Error::Integrity {
                 what: what.clone(),
@@ -69,7 +113,9 @@ impl OpenBlob {
         file.read_exact_at(&mut head, 0)
             .map_err(|e| Error::io("reading a blob header", e))?;
         let header = Header::parse(&head).map_err(corrupt)?;
-        if header.plain_len != expected_len {
+        if let Some(expected_len) = expected_len
+            && header.plain_len != expected_len
+        {
             return Err(Error::Integrity {
                 what,
                 detail: format!(
@@ -82,7 +128,11 @@ impl OpenBlob {
         file.read_exact_at(&mut trailer, file_len - format::TRAILER_LEN as u64)
             .map_err(|e| Error::io("reading a blob trailer", e))?;
         let range = format::table_range(&header, file_len, &trailer).map_err(corrupt)?;
-        let mut table = vec![0u8; (range.end - range.start) as usize];
+        let table_len = usize::try_from(range.end - range.start).map_err(|_| Error::Integrity {
+            what: what.clone(),
+            detail: "chunk table too large".into(),
+        })?;
+        let mut table = vec![0u8; table_len];
         file.read_exact_at(&mut table, range.start)
             .map_err(|e| Error::io("reading a chunk table", e))?;
         let offsets = format::chunk_offsets(&table, file_len).map_err(corrupt)?;
@@ -106,7 +156,15 @@ impl OpenBlob {
     pub(crate) fn chunk(&self, i: u64) -> Result<Vec<u8>, Error> {
         let n = self.chunk_count();
         let (start, end) = (self.offsets[i as usize], self.offsets[i as usize + 1]);
-        let mut sealed = vec![0u8; (end - start) as usize];
+        let sealed_len =
+            usize::try_from(end - start).map_err(|_| Error::corrupt("blob", "chunk too large"))?;
+        if sealed_len > self.header.chunk_size as usize + 1 + format::TAG_LEN {
+            return Err(Error::Integrity {
+                what: self.what.clone(),
+                detail: format!("chunk {i} is {sealed_len} bytes, more than its chunk size allows"),
+            });
+        }
+        let mut sealed = vec![0u8; sealed_len];
         self.file
             .read_exact_at(&mut sealed, start)
             .map_err(|e| Error::io("reading a chunk", e))?;
