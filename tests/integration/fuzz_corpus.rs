@@ -92,7 +92,7 @@ fn a_blob_decodes_only_unchanged() {
     for (encrypt, compress) in [(true, true), (true, false), (false, true)] {
         let blob = sample_blob(&plain, 4096, encrypt, compress);
         assert_eq!(blob_read(&blob).as_deref(), Some(plain.as_slice()));
-        let sampled = |i: &usize| *i < 64 || i % 13 == 0 || *i + 64 > blob.len();
+        let sampled = |i: &usize| *i < 64 || i.is_multiple_of(13) || *i + 64 > blob.len();
         for i in (0..blob.len()).filter(sampled) {
             let mut m = blob.clone();
             m[i] ^= 0x04;
