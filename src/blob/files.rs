@@ -313,41 +313,48 @@ impl Files<'_> {
         let limit = options.effective_limit();
         let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
         self.db
-            .scan(move |txn| {
-                let by_owner = txn
-                    .open_table(FILES_BY_OWNER)
-                    .ctx("opening files_by_owner")?;
-                let files = txn.open_table(FILES).ctx("opening files")?;
-                let o = owner.to_key();
-                let mut items: Vec<AudioFile> = Vec::new();
-                let mut next = None;
-                for row in by_owner
-                    .range((o, 0)..(o, before))
-                    .ctx("listing files")?
-                    .rev()
-                {
-                    let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
-                    let Some(f) = get_record::<AudioFile>(&files, id.to_key(), id)? else {
-                        continue;
-                    };
-                    let keep = f.deleted_at.is_none()
-                        && filter
-                            .content_type
-                            .as_ref()
-                            .is_none_or(|c| *c == f.content_type)
-                        && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
-                        && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t));
-                    if !keep {
-                        continue;
+            .list(
+                if filter == ListFilter::default() {
+                    limit
+                } else {
+                    usize::MAX
+                },
+                move |txn| {
+                    let by_owner = txn
+                        .open_table(FILES_BY_OWNER)
+                        .ctx("opening files_by_owner")?;
+                    let files = txn.open_table(FILES).ctx("opening files")?;
+                    let o = owner.to_key();
+                    let mut items: Vec<AudioFile> = Vec::new();
+                    let mut next = None;
+                    for row in by_owner
+                        .range((o, 0)..(o, before))
+                        .ctx("listing files")?
+                        .rev()
+                    {
+                        let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
+                        let Some(f) = get_record::<AudioFile>(&files, id.to_key(), id)? else {
+                            continue;
+                        };
+                        let keep = f.deleted_at.is_none()
+                            && filter
+                                .content_type
+                                .as_ref()
+                                .is_none_or(|c| *c == f.content_type)
+                            && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
+                            && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t));
+                        if !keep {
+                            continue;
+                        }
+                        if items.len() == limit {
+                            next = items.last().map(|f| Cursor(f.id.as_uuid()));
+                            break;
+                        }
+                        items.push(f);
                     }
-                    if items.len() == limit {
-                        next = items.last().map(|f| Cursor(f.id.as_uuid()));
-                        break;
-                    }
-                    items.push(f);
-                }
-                Ok(Page { items, next })
-            })
+                    Ok(Page { items, next })
+                },
+            )
             .await
     }
 

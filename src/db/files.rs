@@ -149,7 +149,7 @@ impl FileRecords<'_> {
         let limit = options.effective_limit();
         let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
         self.db
-            .scan(move |txn| {
+            .list(limit, move |txn| {
                 let by_owner = txn
                     .open_table(FILES_BY_OWNER)
                     .ctx("opening files_by_owner")?;

@@ -5,14 +5,18 @@
 //! * **Writes** go to the group-commit [`writer`] thread; a caller's future
 //!   resolves once its transaction is durably committed.
 //! * **Point reads** (get by id, username, email) run *inline* on the
-//!   calling task: a redb read transaction plus one or two B-tree lookups
-//!   costs about 1–2 µs here, while a hop to another thread
-//!   (`spawn_blocking`) measured 15–40 µs on this 2-vCPU VM (see
-//!   `benches/db.rs`, group `read_placement`). Blocking a runtime thread for
-//!   a microsecond is cheaper than the hop.
-//! * **Scans** (lists, range queries, anything that may touch many rows) run
-//!   on the blocking pool through [`Db::scan`], so that a long read never
-//!   stalls the async threads. redb read transactions are MVCC snapshots:
+//!   calling task, on a shared snapshot with the hot tables open
+//!   ([`snapshot`]): about 0.5–1 µs at 100k users, while a hop to another
+//!   thread (`spawn_blocking`) measured 18–25 µs on this 2-vCPU VM
+//!   (`benches/db.rs`, group `read_placement`). Blocking a runtime thread
+//!   for a microsecond is cheaper than the hop.
+//! * **Short listings** (at most 64 items through an index: a user's 20
+//!   newest sessions, a page of users) also run inline: a 20-item session
+//!   list costs ~10 µs of reads, and through `spawn_blocking` it measured
+//!   ~53 µs, almost all of it the hop (`benches/db.rs`).
+//! * **Scans** (longer lists, range queries, expiry sweeps, anything that
+//!   may touch many rows) run on the blocking pool through [`Db::scan`], so
+//!   that a long read never stalls the async threads. redb read transactions are MVCC snapshots:
 //!   a long scan never blocks the writer, and the writer never blocks it.
 
 pub(crate) mod audit;
@@ -25,6 +29,7 @@ pub(crate) mod migrate;
 pub(crate) mod profiles;
 pub(crate) mod schema;
 pub(crate) mod sessions;
+pub(crate) mod snapshot;
 pub(crate) mod users;
 pub(crate) mod users_password;
 pub(crate) mod writer;
@@ -38,6 +43,9 @@ use crate::config::Config;
 use crate::error::{Error, StorageContext};
 use codec::Record;
 
+/// Listings of at most this many items run inline (see [`Db::list`]).
+pub(crate) const INLINE_LIST_LIMIT: usize = 64;
+
 /// Settings the db modules read at run time.
 #[derive(Debug, Clone)]
 pub(crate) struct DbSettings {
@@ -50,6 +58,7 @@ pub(crate) struct DbSettings {
 /// The open metadata database.
 pub(crate) struct Db {
     database: Arc<Database>,
+    cache: Arc<snapshot::ReadCache>,
     writer: writer::Writer,
     path: PathBuf,
     pub(crate) settings: DbSettings,
@@ -74,10 +83,16 @@ impl Db {
             tracing::info!(steps = steps.len(), "store migrated");
         }
         let database = Arc::new(database);
-        let writer =
-            writer::Writer::start(Arc::clone(&database), config.max_batch, config.write_queue)?;
+        let cache = Arc::new(snapshot::ReadCache::default());
+        let writer = writer::Writer::start(
+            Arc::clone(&database),
+            Arc::clone(&cache),
+            config.max_batch,
+            config.write_queue,
+        )?;
         Ok(Db {
             database,
+            cache,
             writer,
             path,
             settings: DbSettings {
@@ -97,16 +112,17 @@ impl Db {
         &self.path
     }
 
-    /// Runs a short read inline on a fresh snapshot.
+    /// The shared snapshot for point reads (see [`snapshot`]).
+    pub(crate) fn snapshot(&self) -> Result<Arc<snapshot::Snapshot>, Error> {
+        self.cache.get(&self.database)
+    }
+
+    /// Runs a short read inline on the shared snapshot.
     pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let txn = self
-            .database
-            .begin_read()
-            .ctx("beginning a read transaction")?;
-        f(&txn)
+        f(&self.snapshot()?.txn)
     }
 
     /// Runs a scan on the blocking pool on a fresh snapshot.
@@ -122,6 +138,23 @@ impl Db {
         })
         .await
         .map_err(|e| Error::io("running a scan", std::io::Error::other(e.to_string())))?
+    }
+
+    /// Runs a listing of at most `limit` items: inline on the shared
+    /// snapshot when it is short (at most [`INLINE_LIST_LIMIT`] items, each
+    /// read through an index: tens of microseconds), else as a [`scan`].
+    ///
+    /// [`scan`]: Db::scan
+    pub(crate) async fn list<T, F>(&self, limit: usize, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        if limit <= INLINE_LIST_LIMIT {
+            self.read(f)
+        } else {
+            self.scan(f).await
+        }
     }
 
     /// Queues a write for the next group commit and waits until it is durable.

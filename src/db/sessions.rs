@@ -237,7 +237,7 @@ impl Sessions<'_> {
     ) -> Result<Vec<ConversationSession>, Error> {
         let limit = crate::types::ListOptions::first(limit).effective_limit();
         self.db
-            .scan(move |txn| {
+            .list(limit, move |txn| {
                 let by_user = txn
                     .open_table(SESSIONS_BY_USER)
                     .ctx("opening sessions_by_user")?;

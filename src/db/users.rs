@@ -192,10 +192,7 @@ impl Users<'_> {
     /// The live user with this id.
     #[instrument(skip(self), fields(user = %id))]
     pub fn get(&self, id: UserId) -> Result<User, Error> {
-        self.db.read(|txn| {
-            let users = txn.open_table(USERS).ctx("opening users")?;
-            load_live(&users, id)
-        })
+        load_live(&self.db.snapshot()?.users, id)
     }
 
     /// The live user with this username (normalised before the lookup).
@@ -203,33 +200,31 @@ impl Users<'_> {
     pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
         let name =
             normalize_username(username).map_err(|_| Error::not_found(Entity::User, username))?;
-        self.get_by_index(USERS_BY_USERNAME, &name)
+        self.get_by_index(false, &name)
     }
 
     /// The live user with this email (case-insensitive).
     #[instrument(skip(self))]
     pub fn get_by_email(&self, email: &str) -> Result<User, Error> {
         let email = normalize_email(email).map_err(|_| Error::not_found(Entity::User, email))?;
-        self.get_by_index(USERS_BY_EMAIL, &email)
+        self.get_by_index(true, &email)
     }
 
-    fn get_by_index(
-        &self,
-        index: redb::TableDefinition<&str, u128>,
-        key: &str,
-    ) -> Result<User, Error> {
-        self.db.read(|txn| {
-            let idx = txn.open_table(index).ctx("opening a user index")?;
-            let id = idx
-                .get(key)
-                .ctx("reading a user index")?
-                .map(|v| UserId::from_key(v.value()))
-                .ok_or_else(|| Error::not_found(Entity::User, key))?;
-            let users = txn.open_table(USERS).ctx("opening users")?;
-            load_live(&users, id).map_err(|e| match e {
-                Error::NotFound { .. } => Error::not_found(Entity::User, key),
-                other => other,
-            })
+    fn get_by_index(&self, by_email: bool, key: &str) -> Result<User, Error> {
+        let snap = self.db.snapshot()?;
+        let index = if by_email {
+            &snap.users_by_email
+        } else {
+            &snap.users_by_username
+        };
+        let id = index
+            .get(key)
+            .ctx("reading a user index")?
+            .map(|v| UserId::from_key(v.value()))
+            .ok_or_else(|| Error::not_found(Entity::User, key))?;
+        load_live(&snap.users, id).map_err(|e| match e {
+            Error::NotFound { .. } => Error::not_found(Entity::User, key),
+            other => other,
         })
     }
 
@@ -264,7 +259,7 @@ impl Users<'_> {
         let limit = options.effective_limit();
         let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
         self.db
-            .scan(move |txn| {
+            .list(limit, move |txn| {
                 let users = txn.open_table(USERS).ctx("opening users")?;
                 let mut items = Vec::with_capacity(limit.min(64));
                 let mut next = None;

@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::snapshot::ReadCache;
 use crate::error::{Error, StorageContext};
 
 /// One queued request.
@@ -121,6 +122,7 @@ impl Writer {
     /// Starts the writer thread for `db`.
     pub(crate) fn start(
         db: Arc<Database>,
+        cache: Arc<ReadCache>,
         max_batch: usize,
         queue_len: usize,
     ) -> Result<Self, Error> {
@@ -129,7 +131,14 @@ impl Writer {
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("bv-writer".into())
-            .spawn(move || run_writer(&db, rx, max_batch.max(1), &thread_counters))
+            .spawn(move || {
+                let ctx = Ctx {
+                    db: &db,
+                    counters: &thread_counters,
+                    cache: &cache,
+                };
+                run_writer(&ctx, rx, max_batch.max(1))
+            })
             .map_err(|e| Error::io("starting the writer thread", e))?;
         Ok(Writer {
             queue: std::sync::Mutex::new(Some(tx)),
@@ -192,12 +201,14 @@ impl Drop for Writer {
     }
 }
 
-fn run_writer(
-    db: &Database,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
-    max_batch: usize,
-    counters: &Counters,
-) {
+/// What the writer thread works with.
+struct Ctx<'a> {
+    db: &'a Database,
+    counters: &'a Counters,
+    cache: &'a ReadCache,
+}
+
+fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -208,12 +219,13 @@ fn run_writer(
             }
         }
         let _span = tracing::debug_span!("group_commit", requests = batch.len()).entered();
-        counters.record(batch.len());
-        commit_batch(db, std::mem::take(&mut batch), counters);
+        ctx.counters.record(batch.len());
+        commit_batch(ctx, std::mem::take(&mut batch));
     }
 }
 
-fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
+fn commit_batch(ctx: &Ctx<'_>, mut batch: Vec<Box<dyn Job>>) {
+    let (db, counters) = (ctx.db, ctx.counters);
     let txn = match db.begin_write().ctx("beginning a write transaction") {
         Ok(t) => t,
         Err(e) => return batch.into_iter().for_each(|j| j.finish(Err(&e))),
@@ -224,7 +236,7 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
             tracing::warn!(error = %fatal, "write request failed in the engine; re-running its batch-mates alone");
             let failed = batch.remove(i);
             failed.finish(Err(&fatal));
-            return batch.into_iter().for_each(|job| commit_alone(db, job));
+            return batch.into_iter().for_each(|job| commit_alone(ctx, job));
         }
     }
     let failed = batch.iter().filter(|j| j.failed()).count() as u64;
@@ -233,6 +245,8 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
         .fetch_add(failed, Ordering::Relaxed);
     match txn.commit().ctx("committing a write transaction") {
         Ok(()) => {
+            // Readers that start after the answers below must see this commit.
+            ctx.cache.invalidate();
             if failed > 0 && (failed as usize) < batch.len() {
                 counters.mixed_commits.fetch_add(1, Ordering::Relaxed);
             }
@@ -245,8 +259,8 @@ fn commit_batch(db: &Database, mut batch: Vec<Box<dyn Job>>, counters: &Counters
     }
 }
 
-fn commit_alone(db: &Database, mut job: Box<dyn Job>) {
-    let txn = match db.begin_write().ctx("beginning a write transaction") {
+fn commit_alone(ctx: &Ctx<'_>, mut job: Box<dyn Job>) {
+    let txn = match ctx.db.begin_write().ctx("beginning a write transaction") {
         Ok(t) => t,
         Err(e) => return job.finish(Err(&e)),
     };
@@ -255,5 +269,8 @@ fn commit_alone(db: &Database, mut job: Box<dyn Job>) {
         return job.finish(Err(&fatal));
     }
     let outcome = txn.commit().ctx("committing a write transaction");
+    if outcome.is_ok() {
+        ctx.cache.invalidate();
+    }
     job.finish(outcome.as_ref().map(|_| ()));
 }

@@ -109,3 +109,48 @@ async fn writes_after_close_fail_cleanly() {
     // Reads still work on the open file.
     assert!(t.store.users().get_by_username("before").is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_is_visible_to_the_next_read() {
+    // Readers hammer the shared snapshot while writers commit; each writer
+    // reads its own write right after the acknowledgement.
+    let t = open_store().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (store, stop) = (t.store.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = store.users().get_by_username("nobody-here");
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let store = t.store.clone();
+        writers.spawn(async move {
+            for i in 0..40 {
+                let name = format!("w{w}n{i}");
+                let u = store
+                    .users()
+                    .create(NewUser::new(&name, format!("{name}@example.in")))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    store.users().get_by_username(&name).unwrap().id,
+                    u.id,
+                    "own write not visible"
+                );
+                assert_eq!(store.users().get(u.id).unwrap().username, name);
+            }
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+}
