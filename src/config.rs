@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cache::config::{CacheConfig, FileCacheConfig};
 use crate::error::Error;
 
 /// The settings of a [`Store`](crate::Store).
@@ -27,9 +28,10 @@ use crate::error::Error;
 /// | `password_memory_kib` | 19456 (argon2id, OWASP) | `BV_PASSWORD_MEMORY_KIB` |
 /// | `password_iterations` | 2 | `BV_PASSWORD_ITERATIONS` |
 /// | `default_retention_days` | 90 | `BV_DEFAULT_RETENTION_DAYS` |
+/// | `cache` | see [`CacheConfig`] | `BV_CACHE_*` |
 ///
 /// A TOML file uses the same names, durations in seconds
-/// (`session_idle_timeout_secs`).
+/// (`session_idle_timeout_secs`), and a `[cache]` table for the cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -64,6 +66,8 @@ pub struct Config {
     pub password_iterations: u32,
     /// Retention of audio when a profile does not set one.
     pub default_retention_days: u32,
+    /// The tiered cache.
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             password_memory_kib: 19_456,
             password_iterations: 2,
             default_retention_days: 90,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -97,6 +102,7 @@ struct FileConfig {
     password_memory_kib: Option<u32>,
     password_iterations: Option<u32>,
     default_retention_days: Option<u32>,
+    cache: Option<FileCacheConfig>,
 }
 
 impl Config {
@@ -146,6 +152,10 @@ impl Config {
             password_memory_kib: f.password_memory_kib.unwrap_or(d.password_memory_kib),
             password_iterations: f.password_iterations.unwrap_or(d.password_iterations),
             default_retention_days: f.default_retention_days.unwrap_or(d.default_retention_days),
+            cache: match f.cache {
+                Some(c) => CacheConfig::from_file(c)?,
+                None => d.cache,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -185,6 +195,7 @@ impl Config {
         if let Some(v) = get("BV_DEFAULT_RETENTION_DAYS") {
             self.default_retention_days = num("BV_DEFAULT_RETENTION_DAYS", v)?;
         }
+        self.cache.apply_env(&get)?;
         self.validate()
     }
 
@@ -212,7 +223,7 @@ impl Config {
         if !(1..=3650).contains(&self.default_retention_days) {
             return bad("default_retention_days must be 1 to 3650");
         }
-        Ok(())
+        self.cache.validate()
     }
 
     /// Sets the data directory.
@@ -258,8 +269,19 @@ impl Config {
         self
     }
 
+    /// Sets the cache settings.
+    pub fn cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = cache;
+        self
+    }
+
     /// The metadata database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("store.redb")
+    }
+
+    /// The cache's tier-2 file.
+    pub fn cache_path(&self) -> PathBuf {
+        self.data_dir.join("cache.redb")
     }
 }

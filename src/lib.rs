@@ -56,6 +56,12 @@ pub mod fuzzing;
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./bharatvoice-data";
 
+pub use cache::Cache;
+pub use cache::clock::{Clock, ManualClock};
+pub use cache::config::{CacheConfig, EvictionPolicy, WriteMode};
+pub use cache::item::CacheValue;
+pub use cache::options::{Condition, SetOptions, Ttl};
+pub use cache::stats::{CacheStats, Evictions, Tier1Stats, Tier2State, Tier2Stats};
 pub use config::Config;
 pub use db::files::FileRecords;
 pub use db::metrics::Metrics;

@@ -2,6 +2,8 @@
 
 mod common;
 
+mod cache;
+mod cache_tiers;
 mod cli;
 mod config;
 mod corrupt;
