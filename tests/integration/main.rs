@@ -3,6 +3,9 @@
 mod common;
 
 mod cache;
+mod cache_crash;
+mod cache_faults;
+mod cache_race;
 mod cache_tiers;
 mod cli;
 mod config;
