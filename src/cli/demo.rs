@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bharatvoice_store::{
     ConsentKind, Error, ListOptions, MetricSample, NewUser, ProfileUpdate, Role, Store, Timestamp,
-    Turn,
+    Turn, UserId,
 };
 use clap::Args;
 use serde::Serialize;
@@ -137,6 +137,7 @@ struct DemoReport {
     users_in_store: usize,
     sample_session_turns: u64,
     sample_context_turns: usize,
+    cache: super::demo_cache::CacheFigures,
 }
 
 fn run_tag() -> String {
@@ -156,7 +157,7 @@ async fn one_user(
     i: usize,
     tag: String,
     sessions: usize,
-) -> Result<(usize, usize), Error> {
+) -> Result<(UserId, usize, usize), Error> {
     let (name, lang, region, ask, reply) = PEOPLE[i % PEOPLE.len()];
     let username = format!("{name}{}_{tag}", i / PEOPLE.len());
     let user = store
@@ -197,7 +198,7 @@ async fn one_user(
             store.sessions().end(session.id).await?;
         }
     }
-    Ok((sessions, turns))
+    Ok((user.id, sessions, turns))
 }
 
 pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Error> {
@@ -209,9 +210,11 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
         tasks.spawn(one_user(store.clone(), i, tag.clone(), args.sessions));
     }
     let (mut sessions, mut turns) = (0, 0);
+    let mut ids = Vec::with_capacity(args.users);
     while let Some(done) = tasks.join_next().await {
-        let (s, t) =
+        let (id, s, t) =
             done.map_err(|e| Error::io("demo task", std::io::Error::other(e.to_string())))??;
+        ids.push(id);
         sessions += s;
         turns += t;
     }
@@ -263,6 +266,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             .next(),
         None => None,
     };
+    let cache = super::demo_cache::run(&store, &ids).await?;
     let mut languages: Vec<String> = PEOPLE
         .iter()
         .take(args.users)
@@ -284,6 +288,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
         users_in_store,
         sample_session_turns: sample.as_ref().map_or(0, |s| s.turn_count),
         sample_context_turns: sample.as_ref().map_or(0, |s| s.context.len()),
+        cache,
     };
     if !ok && report.passwords_set > 0 {
         return Err(Error::InvalidInput {
@@ -299,7 +304,11 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
              passwords set:     {pw} (argon2id), one verified\n\
              sessions:          {s} with {t} turns\n\
              durable writes:    {w} in {secs:.2} s ({wps:.0}/s, group commit)\n\
-             users in store:    {total}",
+             users in store:    {total}\n\
+             cache lookups:     {cl} (profiles and sessions, tagged per user), hit ratio {hr:.1}%, \
+             {cps:.0}/s\n\
+             cache loads:       {loads} from the database; a profile change invalidated {inv} \
+             entries ({rel} reloaded); tier 2 {t2}",
             data = report.data_dir,
             u = report.users_created,
             tag = report.run_tag,
@@ -313,6 +322,13 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             secs = report.write_seconds,
             wps = report.writes_per_second,
             total = report.users_in_store,
+            cl = report.cache.lookups,
+            hr = report.cache.hit_ratio * 100.0,
+            cps = report.cache.lookups_per_second,
+            loads = report.cache.loads_from_db,
+            inv = report.cache.invalidated_entries,
+            rel = report.cache.reloads_after_invalidation,
+            t2 = report.cache.tier2_state,
         )
     })
 }
