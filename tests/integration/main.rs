@@ -6,6 +6,7 @@ mod cache;
 mod cache_cli;
 mod cache_crash;
 mod cache_faults;
+mod cache_model;
 mod cache_race;
 mod cache_tiers;
 mod cli;
