@@ -266,3 +266,53 @@ async fn clear_empties_both_tiers_and_stats_add_up() {
         Err(Error::Config { .. })
     ));
 }
+
+#[test]
+fn cache_settings_come_from_toml_and_the_environment() {
+    use bharatvoice_store::{EvictionPolicy, WriteMode};
+    let c = Config::from_toml_str(
+        "[cache]\nmemory_bytes = 1048576\neviction = 'lru'\ndefault_ttl_secs = 60\n\
+         tier2 = true\ntier2_bytes = 1000000\nwrite_mode = 'write-behind'\nwrite_delay_ms = 7\n\
+         sweep_interval_secs = 5\nretry_interval_ms = 250\n",
+    )
+    .unwrap();
+    let cache = &c.cache;
+    assert_eq!(cache.memory_bytes, 1 << 20);
+    assert_eq!(cache.eviction, EvictionPolicy::Lru);
+    assert_eq!(cache.default_ttl, Some(Duration::from_secs(60)));
+    assert_eq!(cache.tier2_bytes, 1_000_000);
+    assert_eq!(
+        cache.write_mode,
+        WriteMode::WriteBehind {
+            max_delay: Duration::from_millis(7)
+        }
+    );
+    assert_eq!(cache.sweep_interval, Duration::from_secs(5));
+    assert_eq!(cache.retry_interval, Duration::from_millis(250));
+    assert!(Config::from_toml_str("[cache]\nmemroy_bytes = 1").is_err());
+    assert!(Config::from_toml_str("[cache]\nmemory_bytes = 10").is_err());
+
+    let env: std::collections::HashMap<&str, &str> = [
+        ("BV_CACHE_MEMORY_BYTES", "2097152"),
+        ("BV_CACHE_EVICTION", "LRU"),
+        ("BV_CACHE_DEFAULT_TTL_SECS", "0"),
+        ("BV_CACHE_TIER2", "false"),
+        ("BV_CACHE_WRITE_MODE", "write-through"),
+        ("BV_CACHE_SWEEP_SECS", "9"),
+    ]
+    .into_iter()
+    .collect();
+    let mut c = Config::default();
+    c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+    assert_eq!(c.cache.memory_bytes, 2 << 20);
+    assert_eq!(c.cache.eviction, EvictionPolicy::Lru);
+    assert_eq!(c.cache.default_ttl, None);
+    assert!(!c.cache.tier2);
+    assert_eq!(c.cache.write_mode, WriteMode::WriteThrough);
+    assert_eq!(c.cache.sweep_interval, Duration::from_secs(9));
+    let mut bad = Config::default();
+    assert!(
+        bad.apply_env(|k| (k == "BV_CACHE_TIER2").then(|| "maybe".to_string()))
+            .is_err()
+    );
+}
