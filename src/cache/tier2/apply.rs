@@ -43,6 +43,28 @@ pub(crate) struct Tables<'t> {
 
 type R<T> = Result<T, redb::Error>;
 
+/// Deadline (µs), sequence and tags of a row.
+type Header = (Option<i64>, u64, Vec<(String, u64)>);
+
+/// What the indexes need of a row that is going.
+struct Old {
+    size: u64,
+    /// `None` if the row did not parse.
+    header: Option<Header>,
+}
+
+impl Old {
+    fn of(key: &str, bytes: &[u8]) -> Old {
+        Old {
+            size: (key.len() + bytes.len()) as u64,
+            header: row::parse(bytes, key).ok().map(|v| {
+                let tags = v.tags.iter().map(|(t, n)| (t.to_string(), *n)).collect();
+                (v.deadline.map(|d| d.as_micros()), v.seq, tags)
+            }),
+        }
+    }
+}
+
 /// Whether a row's recorded versions are the durable ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fit {
@@ -121,30 +143,32 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Removes the row under `key` with its index entries; `cause` is
-    /// recorded if there was one. Returns whether a row was removed.
-    pub(crate) fn remove(&mut self, key: &str, cause: Cause) -> R<bool> {
-        let Some(old) = self.entries.remove(key)? else {
-            return Ok(false);
-        };
-        let bytes = old.value();
+    /// Takes a replaced or removed row's index entries and counts out.
+    fn unindex(&mut self, key: &str, old: Old) -> R<()> {
         self.meta.entries = self.meta.entries.saturating_sub(1);
-        let size = (key.len() + bytes.len()) as u64;
-        self.meta.bytes = self.meta.bytes.saturating_sub(size);
-        // A row that does not parse leaves its index entries behind; the
+        self.meta.bytes = self.meta.bytes.saturating_sub(old.size);
+        // A row that did not parse leaves its index entries behind; the
         // sweep and the capacity bound check each index entry against the
         // row before they act on it.
-        if let Ok(view) = row::parse(bytes, key) {
-            if let Some(d) = view.deadline {
-                self.by_expiry.remove((d.as_micros(), key))?;
+        if let Some((deadline, seq, tags)) = old.header {
+            if let Some(d) = deadline {
+                self.by_expiry.remove((d, key))?;
             }
-            self.by_seq.remove(view.seq)?;
-            let tags: Vec<(String, u64)> =
-                view.tags.iter().map(|(t, v)| (t.to_string(), *v)).collect();
-            drop(old);
+            self.by_seq.remove(seq)?;
             let tags: Vec<(&str, u64)> = tags.iter().map(|(t, v)| (t.as_str(), *v)).collect();
             self.count_tags(&tags, -1)?;
         }
+        Ok(())
+    }
+
+    /// Removes the row under `key` with its index entries; `cause` is
+    /// recorded if there was one. Returns whether a row was removed.
+    pub(crate) fn remove(&mut self, key: &str, cause: Cause) -> R<bool> {
+        let old = match self.entries.remove(key)? {
+            Some(g) => Old::of(key, g.value()),
+            None => return Ok(false),
+        };
+        self.unindex(key, old)?;
         self.removed.push(cause);
         Ok(true)
     }
@@ -155,17 +179,22 @@ impl<'t> Tables<'t> {
     /// that is not durable yet could come back to life after a crash if the
     /// bump were lost and the same version reached again.
     pub(crate) fn put(&mut self, key: &str, new: &Row) -> R<bool> {
-        self.remove(key, Cause::Explicit)?;
-        // Replacing is not an eviction.
-        if self.removed.last() == Some(&Cause::Explicit) {
-            self.removed.pop();
-        }
         let tags: Vec<(&str, u64)> = new.tags.iter().map(|(t, v)| (&**t, *v)).collect();
         if self.fit(new.generation, &tags)? != Fit::Current {
+            // Replaced, not evicted: not counted.
+            if self.remove(key, Cause::Explicit)? {
+                self.removed.pop();
+            }
             return Ok(false);
         }
         let bytes = new.encode();
-        self.entries.insert(key, bytes.as_slice())?;
+        let old = self
+            .entries
+            .insert(key, bytes.as_slice())?
+            .map(|g| Old::of(key, g.value()));
+        if let Some(old) = old {
+            self.unindex(key, old)?;
+        }
         if let Some(d) = new.deadline {
             self.by_expiry.insert((d.as_micros(), key), ())?;
         }

@@ -104,10 +104,17 @@ pub(crate) struct Command {
     reply: Option<oneshot::Sender<Reply>>,
 }
 
+/// Newest not-yet-committed row per key, with its sequence number.
+type Overlay = HashMap<Box<str>, (u64, Arc<Row>)>;
+
 #[derive(Default)]
 struct Queue {
     commands: Vec<Command>,
-    overlay: HashMap<Box<str>, (u64, Arc<Row>)>,
+    /// Write-behind puts waiting for the next batch.
+    overlay: Overlay,
+    /// The overlay of the batch being committed: still read by lookups
+    /// until the commit is done (then the file has it).
+    committing: Option<Arc<Overlay>>,
     first_pending: Option<Instant>,
     closing: bool,
 }
@@ -223,10 +230,14 @@ impl Tier2 {
 
     /// The newest row of `key`: the overlay's, else the file's.
     pub(crate) fn lookup(&self, key: &str) -> Lookup {
-        if let Ok(q) = self.shared.queue.lock()
-            && let Some((_, row)) = q.overlay.get(key)
-        {
-            return Lookup::Row(Row::clone(row));
+        if let Ok(q) = self.shared.queue.lock() {
+            let pending = q
+                .overlay
+                .get(key)
+                .or_else(|| q.committing.as_ref().and_then(|c| c.get(key)));
+            if let Some((_, row)) = pending {
+                return Lookup::Row(Row::clone(row));
+            }
         }
         let Some(db) = self.shared.db() else {
             return Lookup::Unavailable;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use redb::Database;
 
 use super::apply::{Cause, Meta, Tables};
-use super::{CLOSED, Cmd, Command, DEGRADED, FLUSH_AT, HEALTHY, Reply, Row, Shared, open};
+use super::{CLOSED, Cmd, Command, DEGRADED, FLUSH_AT, HEALTHY, Overlay, Reply, Shared, open};
 
 /// Keys remembered while degraded before the writer gives up on tracking
 /// them one by one and empties tier 2 at recovery instead.
@@ -23,7 +23,7 @@ const SWEEP_LIMIT: usize = 10_000;
 
 struct Batch {
     commands: Vec<Command>,
-    overlay: Vec<(Box<str>, u64, Arc<Row>)>,
+    overlay: Arc<Overlay>,
 }
 
 enum Work {
@@ -72,24 +72,30 @@ pub(super) fn run(shared: &Arc<Shared>, db: Option<Arc<Database>>) {
 }
 
 impl Writer<'_> {
+    /// Takes the queued commands and the overlay (which stays readable as
+    /// `committing` until the batch is done).
     fn take(q: &mut super::Queue) -> Batch {
-        let overlay = q
-            .overlay
-            .iter()
-            .map(|(k, (seq, row))| (k.clone(), *seq, Arc::clone(row)))
-            .collect();
+        let overlay = Arc::new(std::mem::take(&mut q.overlay));
+        q.first_pending = None;
+        if !overlay.is_empty() {
+            q.committing = Some(Arc::clone(&overlay));
+        }
         Batch {
             commands: std::mem::take(&mut q.commands),
             overlay,
         }
     }
 
+    fn empty() -> Batch {
+        Batch {
+            commands: Vec::new(),
+            overlay: Arc::default(),
+        }
+    }
+
     fn wait(&mut self) -> Work {
         let Ok(mut q) = self.shared.queue.lock() else {
-            return Work::Exit(Batch {
-                commands: Vec::new(),
-                overlay: Vec::new(),
-            });
+            return Work::Exit(Self::empty());
         };
         let delay = self.shared.settings.write_behind.unwrap_or(Duration::ZERO);
         loop {
@@ -101,11 +107,6 @@ impl Writer<'_> {
                 self.db.is_none() || q.overlay.len() >= FLUSH_AT || now >= t + delay
             });
             if !q.commands.is_empty() || overlay_due {
-                if !q.overlay.is_empty() {
-                    // Entries arriving from now on wait at most a delay
-                    // from this moment.
-                    q.first_pending = Some(now);
-                }
                 return Work::Batch(Self::take(&mut q));
             }
             let mut until = if self.db.is_some() {
@@ -122,10 +123,7 @@ impl Writer<'_> {
             q = match self.shared.wake.wait_timeout(q, until - now) {
                 Ok((q, _)) => q,
                 Err(_) => {
-                    return Work::Exit(Batch {
-                        commands: Vec::new(),
-                        overlay: Vec::new(),
-                    });
+                    return Work::Exit(Self::empty());
                 }
             };
         }
@@ -150,7 +148,7 @@ impl Writer<'_> {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 self.shared.publish_meta(&meta);
                 self.count(&removed);
-                self.forget_overlay(&batch);
+                self.forget_overlay();
                 for (c, r) in batch.commands.into_iter().zip(replies) {
                     if let Some(tx) = c.reply {
                         let _ = tx.send(r);
@@ -166,16 +164,10 @@ impl Writer<'_> {
         }
     }
 
-    fn forget_overlay(&self, batch: &Batch) {
+    /// The batch's overlay is in the file now (or remembered as missed).
+    fn forget_overlay(&self) {
         if let Ok(mut q) = self.shared.queue.lock() {
-            for (k, seq, _) in &batch.overlay {
-                if q.overlay.get(k).is_some_and(|(s, _)| s == seq) {
-                    q.overlay.remove(k);
-                }
-            }
-            if q.overlay.is_empty() {
-                q.first_pending = None;
-            }
+            q.committing = None;
             self.shared
                 .pending
                 .store(q.overlay.len() as u64, Ordering::Relaxed);
@@ -208,10 +200,10 @@ impl Writer<'_> {
 
     /// Remembers what a degraded tier 2 could not take, and answers.
     fn absorb(&mut self, batch: Batch) {
-        for (k, _, _) in &batch.overlay {
+        for k in batch.overlay.keys() {
             self.remember(k);
         }
-        self.forget_overlay(&batch);
+        self.forget_overlay();
         for c in batch.commands {
             match &c.cmd {
                 Cmd::Put { key, .. } | Cmd::Delete { key } => self.remember(key),
@@ -362,11 +354,11 @@ type Committed = (Vec<Reply>, Meta, Vec<Cause>);
 
 /// One transaction for a batch: overlay puts and commands in issue order.
 fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, Option<redb::Error>> {
-    let mut order: Vec<(u64, bool, usize)> = batch
-        .overlay
+    let puts: Vec<_> = batch.overlay.iter().collect();
+    let mut order: Vec<(u64, bool, usize)> = puts
         .iter()
         .enumerate()
-        .map(|(i, (_, seq, _))| (*seq, false, i))
+        .map(|(i, (_, (seq, _)))| (*seq, false, i))
         .chain(
             batch
                 .commands
@@ -384,7 +376,7 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, Op
             let mut t = Tables::open(&txn)?;
             for (_, is_cmd, i) in order {
                 if !is_cmd {
-                    let (key, _, row) = &batch.overlay[i];
+                    let (key, (_, row)) = puts[i];
                     t.put(key, row)?;
                     continue;
                 }
