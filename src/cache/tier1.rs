@@ -35,10 +35,17 @@ struct ItemExpiry {
     clock: Clock,
 }
 
+/// The longest TTL handed to moka (it adds TTLs to an `Instant`, which a
+/// TTL of centuries would overflow); our own deadline check still applies.
+const MAX_MOKA_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl ItemExpiry {
     fn left(&self, item: &Item) -> Option<Duration> {
-        item.deadline
-            .map(|d| remaining(d, self.clock.now()).unwrap_or(Duration::ZERO))
+        item.deadline.map(|d| {
+            remaining(d, self.clock.now())
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_MOKA_TTL)
+        })
     }
 }
 

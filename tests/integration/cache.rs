@@ -316,3 +316,38 @@ fn cache_settings_come_from_toml_and_the_environment() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn huge_ttls_and_odd_keys_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), CacheConfig::default()).await;
+    let c = store.cache();
+    let forever = SetOptions::new().ttl(Duration::from_secs(u64::MAX));
+    c.set_with("k", &1, &forever).await.unwrap();
+    assert!(
+        matches!(c.ttl("k").await.unwrap(), Ttl::Remaining(d) if d > Duration::from_secs(1 << 40))
+    );
+    let odd = "\0ключ\u{1F600}\n";
+    c.set(odd, &2).await.unwrap();
+    assert_eq!(c.get::<i32>(odd).await.unwrap(), Some(2));
+    let long = "k".repeat(70_000);
+    assert!(matches!(
+        c.set(&long, &1).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    let tags: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+    assert!(matches!(
+        c.set_with("k", &1, &SetOptions::new().tags(tags)).await,
+        Err(Error::InvalidInput { field: "tags", .. })
+    ));
+    assert!(matches!(
+        c.invalidate_tag("").await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        c.decr("k", i64::MIN).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    store.close().await;
+    assert!(matches!(c.set("after", &1).await, Err(Error::Closed)));
+}

@@ -3,6 +3,7 @@
 mod common;
 
 mod cache;
+mod cache_alloc;
 mod cache_cli;
 mod cache_crash;
 mod cache_faults;
