@@ -207,7 +207,19 @@ impl Tier2 {
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("bv-cache-writer".into())
-            .spawn(move || writer::run(&thread_shared, db))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| writer::run(&thread_shared, db));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Poisoned: tier 2 stays degraded for this process; the
+                    // cache keeps serving from tier 1.
+                    thread_shared.state.store(DEGRADED, Ordering::Release);
+                    thread_shared.set_db(None);
+                    thread_shared.note_error("the cache writer thread stopped".into());
+                    tracing::error!(
+                        "the cache writer thread panicked; tier 2 is off until restart"
+                    );
+                }
+            })
             .map_err(|e| Error::io("starting the cache writer thread", e))?;
         Ok(Tier2 {
             shared,
