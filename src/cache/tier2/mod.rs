@@ -36,10 +36,10 @@
 pub(crate) mod apply;
 mod backend;
 pub(crate) mod open;
+mod queue;
 pub(crate) mod row;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -53,6 +53,8 @@ use crate::cache::clock::Clock;
 use crate::cache::stats::{Counters, Tier2State, Tier2Stats};
 use crate::cache::tags::{TagState, Tags};
 use crate::error::Error;
+use queue::{Cmd, Command, Overlay, Queue};
+pub(crate) use queue::{Lookup, Reply};
 use row::{ENTRIES, Row, TAGS};
 
 /// Overlay size at which the writer commits without waiting for the delay.
@@ -63,61 +65,6 @@ const HIGH_WATER: usize = 65_536;
 const HEALTHY: u8 = 0;
 const DEGRADED: u8 = 1;
 const CLOSED: u8 = 2;
-
-/// What a tier-2 lookup found.
-#[derive(Debug)]
-pub(crate) enum Lookup {
-    Row(Row),
-    Absent,
-    /// Tier 2 could not be read (degraded, or a corrupt row): it may hold a
-    /// row for the key.
-    Unavailable,
-}
-
-/// How a command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reply {
-    Done,
-    /// A tag bump: the durable version and the rows written under the old one.
-    Bumped {
-        version: u64,
-        rows: u64,
-    },
-    /// Tier 2 is degraded: the command is remembered for recovery.
-    Degraded,
-}
-
-/// A write the caller waits for (or a reclaim it does not).
-#[derive(Debug)]
-pub(crate) enum Cmd {
-    Put { key: Box<str>, row: Arc<Row> },
-    Delete { key: Box<str> },
-    Reclaim { key: Box<str> },
-    Clear { generation: u64 },
-    TagBump { tag: Arc<TagState>, version: u64 },
-    Flush,
-}
-
-pub(crate) struct Command {
-    seq: u64,
-    cmd: Cmd,
-    reply: Option<oneshot::Sender<Reply>>,
-}
-
-/// Newest not-yet-committed row per key, with its sequence number.
-type Overlay = HashMap<Box<str>, (u64, Arc<Row>)>;
-
-#[derive(Default)]
-struct Queue {
-    commands: Vec<Command>,
-    /// Write-behind puts waiting for the next batch.
-    overlay: Overlay,
-    /// The overlay of the batch being committed: still read by lookups
-    /// until the commit is done (then the file has it).
-    committing: Option<Arc<Overlay>>,
-    first_pending: Option<Instant>,
-    closing: bool,
-}
 
 /// Settings the writer needs.
 #[derive(Debug, Clone)]
