@@ -7,6 +7,7 @@ mod cache_alloc;
 mod cache_cli;
 mod cache_crash;
 mod cache_faults;
+mod cache_fuzz;
 mod cache_model;
 mod cache_race;
 mod cache_tiers;

@@ -19,7 +19,7 @@
 //! +---------+-------+-------------+-------+------------+--------+--------------------------+-------+
 //! ```
 //!
-//! `flags` bit 0: the deadline is set (else the field is 0). A row that does
+//! `flags` bit 0: the deadline is set (else the field must be 0). A row that does
 //! not parse (unknown version, short, bad UTF-8, bad lengths) is
 //! [`Error::Corrupt`]; the cache treats it as a miss and removes it.
 
@@ -132,6 +132,9 @@ fn parse_inner(bytes: &[u8]) -> Result<RowView<'_>, String> {
         return Err(format!("unknown flags {flags:#x}"));
     }
     let deadline = r.u64()? as i64;
+    if flags == 0 && deadline != 0 {
+        return Err("a deadline without its flag".into());
+    }
     let seq = r.u64()?;
     let generation = r.u64()?;
     let n = usize::from(r.u16()?);
