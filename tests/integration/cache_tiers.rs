@@ -224,3 +224,30 @@ async fn tier2_keeps_within_its_capacity_oldest_first() {
     assert!(store.cache().get_bytes("k199").await.unwrap().is_some());
     assert!(store.cache().get_bytes("k000").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_write_through_sets_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(
+        dir.path(),
+        CacheConfig::default().write_mode(WriteMode::WriteThrough),
+    )
+    .await;
+    let before = store.cache().stats().tier2.commits;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.spawn(async move { store.cache().set(&format!("k{i}"), &i).await.unwrap() });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let s = store.cache().stats();
+    // Each set returned after its commit, and they shared commits.
+    assert_eq!(s.tier2.entries, 64);
+    assert!(
+        s.tier2.commits - before < 64,
+        "{} commits",
+        s.tier2.commits - before
+    );
+}
