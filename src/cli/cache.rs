@@ -4,6 +4,10 @@
 //! tier 2 (`cache.redb`); the write-behind batch is committed when the
 //! command ends. Exit code 1 (with nothing on stdout) when a key is missing
 //! (`get`, `ttl`) or when `--nx`/`--xx` stops a `set`.
+//!
+//! `set` stores VALUE's bytes as given and `get` prints them back raw. A
+//! value written through the library's typed API is JSON, so a string set
+//! there prints with its quotes.
 
 use std::io::Write;
 use std::process::ExitCode;
