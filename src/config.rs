@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cache::config::{CacheConfig, FileCacheConfig};
 use crate::error::Error;
 
 /// The settings of a [`Store`](crate::Store).
@@ -35,9 +36,10 @@ use crate::error::Error;
 /// `<data_dir>/master.key` (mode 0600), generated on first open. That key
 /// sits beside the data it protects: anyone who copies the directory can
 /// read the files. Production should pass its own key.
+/// | `cache` | see [`CacheConfig`] | `BV_CACHE_*` |
 ///
 /// A TOML file uses the same names, durations in seconds
-/// (`session_idle_timeout_secs`).
+/// (`session_idle_timeout_secs`), and a `[cache]` table for the cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,6 +80,8 @@ pub struct Config {
     pub master_key: Option<crate::MasterKey>,
     /// A file holding the master key (must not be readable by group/others).
     pub master_key_file: Option<PathBuf>,
+    /// The tiered cache.
+    pub cache: CacheConfig,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             blob_chunk_bytes: crate::blob::format::DEFAULT_CHUNK,
             master_key: None,
             master_key_file: None,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ struct FileConfig {
     default_retention_days: Option<u32>,
     blob_chunk_bytes: Option<u32>,
     master_key_file: Option<PathBuf>,
+    cache: Option<FileCacheConfig>,
 }
 
 impl Config {
@@ -168,6 +174,10 @@ impl Config {
             blob_chunk_bytes: f.blob_chunk_bytes.unwrap_or(d.blob_chunk_bytes),
             master_key: None,
             master_key_file: f.master_key_file,
+            cache: match f.cache {
+                Some(c) => CacheConfig::from_file(c)?,
+                None => d.cache,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -218,6 +228,7 @@ impl Config {
         if let Some(v) = get("BV_MASTER_KEY_FILE").filter(|v| !v.is_empty()) {
             self.master_key_file = Some(PathBuf::from(v));
         }
+        self.cache.apply_env(&get)?;
         self.validate()
     }
 
@@ -248,7 +259,7 @@ impl Config {
         if !(4 << 10..=16 << 20).contains(&self.blob_chunk_bytes) {
             return bad("blob_chunk_bytes must be 4 KiB to 16 MiB");
         }
-        Ok(())
+        self.cache.validate()
     }
 
     /// Sets the data directory.
@@ -309,9 +320,19 @@ impl Config {
         self.master_key_file = Some(path.into());
         self
     }
+    /// Sets the cache settings.
+    pub fn cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = cache;
+        self
+    }
 
     /// The metadata database file.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("store.redb")
+    }
+
+    /// The cache's tier-2 file.
+    pub fn cache_path(&self) -> PathBuf {
+        self.data_dir.join("cache.redb")
     }
 }

@@ -173,6 +173,17 @@ pub enum Error {
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,
+    /// A cached value is not of the type asked for (or not an integer for
+    /// `incr`); the value is unchanged.
+    #[error("cache key {key} holds a value that is not {expected}: {detail}")]
+    WrongType {
+        /// The key (cut to 80 bytes, quoted).
+        key: String,
+        /// What was asked for: a Rust type name, or "a decimal integer".
+        expected: &'static str,
+        /// Why the value did not fit.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -193,6 +204,19 @@ impl Error {
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {
             what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn wrong_type(key: &str, expected: &'static str, detail: impl Into<String>) -> Self {
+        let mut end = key.len().min(80);
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = if end < key.len() { "…" } else { "" };
+        Error::WrongType {
+            key: format!("{:?}{cut}", &key[..end]),
+            expected,
             detail: detail.into(),
         }
     }
@@ -223,6 +247,7 @@ impl Error {
                 | Error::InvalidInput { .. }
                 | Error::Corrupt { .. }
                 | Error::PermissionDenied { .. }
+                | Error::WrongType { .. }
         )
     }
 

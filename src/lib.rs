@@ -12,6 +12,11 @@
 //! * Versioned records (serde + postcard) that refuse corrupt bytes with
 //!   [`Error::Corrupt`], and ordered schema migrations run at open.
 //! * argon2id password hashes kept apart from user records.
+//! * A tiered cache ([`Store::cache`]): `moka` in memory, bounded in bytes,
+//!   over its own redb file (`cache.redb`) that survives restarts; per-entry
+//!   TTLs, O(1) tag invalidation, and the Redis operations applications
+//!   rely on (NX/XX, incr, TTL, get-or-load with stampede protection). A
+//!   failing cache file degrades the cache to memory, never the store.
 //!
 //! # What it is not
 //!
@@ -19,6 +24,9 @@
 //!   process at a time holds a data directory ([`Error::Locked`]).
 //! * Not a general SQL database: the queries are the ones the assistant needs,
 //!   each backed by an index.
+//! * Not a Redis server: the cache is in-process and speaks no wire
+//!   protocol; its data types are byte strings and serde values (no lists,
+//!   sets or pub/sub).
 //!
 //! # Example
 //!
@@ -64,6 +72,12 @@ pub use blob::keys_view::{KeyStatus, Keys, MasterRotation};
 pub use blob::reader::FileReader;
 pub use blob::rotation::RotationProgress;
 pub use blob::{Actor, Compression, ListFilter, PutOptions, VerifyReport};
+pub use cache::Cache;
+pub use cache::clock::{Clock, ManualClock};
+pub use cache::config::{CacheConfig, EvictionPolicy, WriteMode};
+pub use cache::item::CacheValue;
+pub use cache::options::{Condition, SetOptions, Ttl};
+pub use cache::stats::{CacheStats, Evictions, Tier1Stats, Tier2State, Tier2Stats};
 pub use config::Config;
 pub use db::audit::AuditEvent;
 pub use db::files::FileRecords;

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     };
     let json = args.json;
     let code = match runtime.block_on(cli::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => cli::report_error(&e, json),
     };
     drop(runtime);

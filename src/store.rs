@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::blob::BlobStore;
 use crate::blob::files::Files;
 use crate::blob::keys_view::Keys;
+use crate::cache::{Cache, CacheCore};
 use crate::config::Config;
 use crate::db::Db;
 use crate::db::audit::AuditEvent;
@@ -38,12 +39,15 @@ pub struct Store {
 struct Inner {
     db: Db,
     blobs: BlobStore,
+    cache: Arc<CacheCore>,
     config: Config,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.db.shutdown();
+        // Commits the cache's write-behind batch before the file closes.
+        self.cache.shutdown();
     }
 }
 
@@ -60,24 +64,36 @@ impl Store {
     /// database on first use and migrating an older schema. A store held by
     /// another process (or another open `Store`) is [`Error::Locked`]; one
     /// written by a newer version is [`Error::VersionTooNew`].
+    ///
+    /// The cache opens `cache.redb` beside it; a cache file that cannot be
+    /// used never stops the store from opening (it is set aside and rebuilt,
+    /// or the cache starts with tier 2 degraded).
     #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
     pub async fn open(config: Config) -> Result<Store, Error> {
         config.validate()?;
         let config2 = config.clone();
-        let db = tokio::task::spawn_blocking(move || {
+        let (db, cache) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&config2.data_dir).map_err(|e| {
                 Error::io(
                     format!("creating data directory {}", config2.data_dir.display()),
                     e,
                 )
             })?;
-            Db::open(&config2)
+            let db = Db::open(&config2)?;
+            let cache = CacheCore::open(&config2)?;
+            Ok::<_, Error>((db, Arc::new(cache)))
         })
         .await
         .map_err(|e| Error::io("opening the store", std::io::Error::other(e.to_string())))??;
+        cache.start_housekeeping();
         let blobs = BlobStore::open(&db, &config).await?;
         let store = Store {
-            inner: Arc::new(Inner { db, blobs, config }),
+            inner: Arc::new(Inner {
+                db,
+                blobs,
+                cache,
+                config,
+            }),
         };
         for owner in crate::blob::rotation::unfinished(&store.inner.db)? {
             tracing::info!(owner = %owner, "resuming an owner key rotation");
@@ -228,11 +244,22 @@ impl Store {
         });
     }
 
-    /// Waits for queued writes and stops the writer; later writes fail with
-    /// [`Error::Closed`]. The database file is released when the last clone
-    /// of this handle is dropped.
+    /// The tiered cache (memory, then `cache.redb`).
+    pub fn cache(&self) -> Cache<'_> {
+        Cache {
+            core: &self.inner.cache,
+        }
+    }
+
+    /// Waits for queued writes (and the cache's write-behind batch) and
+    /// stops the writers; later writes fail with [`Error::Closed`]. The
+    /// files are released when the last clone of this handle is dropped.
     pub async fn close(&self) {
         let inner = Arc::clone(&self.inner);
-        let _ = tokio::task::spawn_blocking(move || inner.db.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            inner.db.shutdown();
+            inner.cache.shutdown();
+        })
+        .await;
     }
 }

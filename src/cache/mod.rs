@@ -1,2 +1,227 @@
-//! Seam for the tiered cache (moka in memory, `cache.redb` on disk, tag
-//! versions). It will own `cache.redb`; nothing else opens that file.
+//! The tiered cache: the seed's Redis, in-process.
+//!
+//! An assistant looks the same things up again and again (a user's
+//! profile, the session in progress, model outputs for a phrase); a
+//! round trip to a server for each costs more than the lookup. This cache
+//! answers from memory in a few hundred nanoseconds and keeps what memory
+//! cannot hold, and what must survive a restart, in its own redb file.
+//!
+//! * Tier 1 ([`tier1`]): `moka`, bounded in bytes, per-entry TTL, TinyLFU or
+//!   LRU.
+//! * Tier 2 ([`tier2`]): `cache.redb`, written behind (batched) or through;
+//!   serves tier-1 misses and promotes the hit. It may fail without taking
+//!   the cache down: it degrades and comes back.
+//! * Tags ([`tags`]): versions, so that `invalidate_tag` costs O(1).
+//! * Semantics ([`read`], [`write`]): every operation that reads and then
+//!   writes a key (NX/XX, incr, expire, delete, promotion, get-or-load) runs
+//!   under moka's per-key lock (`entry().and_compute_with`), across both
+//!   tiers: two tasks never interleave on one key, and a lookup never puts
+//!   an older value back over a newer one.
+//!
+//! The public face is [`Cache`], from [`Store::cache`](crate::Store::cache).
+
+pub(crate) mod clock;
+pub(crate) mod config;
+pub(crate) mod item;
+pub(crate) mod options;
+mod read;
+pub(crate) mod stats;
+pub(crate) mod tags;
+pub(crate) mod tier1;
+pub(crate) mod tier2;
+mod view;
+mod write;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::Error;
+use clock::Clock;
+use stats::{CacheStats, Counters, Tier2State, Tier2Stats};
+use tags::{TagRef, TagState, Tags};
+use tier1::Tier1;
+use tier2::Tier2;
+
+pub use view::Cache;
+
+/// Longest key, in bytes.
+pub(crate) const MAX_KEY_BYTES: usize = 64 << 10;
+/// Largest value, in bytes.
+pub(crate) const MAX_VALUE_BYTES: usize = 64 << 20;
+
+/// The cache behind every [`Cache`] view of one store.
+pub(crate) struct CacheCore {
+    pub(crate) tier1: Tier1,
+    pub(crate) tier2: Option<Tier2>,
+    pub(crate) tags: Arc<Tags>,
+    pub(crate) generation: Arc<AtomicU64>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) clock: Clock,
+    pub(crate) default_ttl: Option<Duration>,
+    memory_bytes: u64,
+    closed: AtomicBool,
+}
+
+impl CacheCore {
+    /// Opens the cache of `config` (blocking: it opens `cache.redb`).
+    pub(crate) fn open(config: &Config) -> Result<CacheCore, Error> {
+        let c = &config.cache;
+        let counters = Arc::new(Counters::default());
+        let tags = Arc::new(Tags::default());
+        let generation = Arc::new(AtomicU64::new(0));
+        let tier2 = if c.tier2 {
+            let settings = tier2::Settings {
+                path: config.cache_path(),
+                capacity: c.tier2_bytes,
+                write_behind: match c.write_mode {
+                    config::WriteMode::WriteBehind { max_delay } => Some(max_delay),
+                    config::WriteMode::WriteThrough => None,
+                },
+                sweep_interval: c.sweep_interval,
+                retry_interval: c.retry_interval,
+                clock: c.clock.clone(),
+            };
+            Some(Tier2::open(
+                settings,
+                Arc::clone(&counters),
+                Arc::clone(&tags),
+                Arc::clone(&generation),
+            )?)
+        } else {
+            None
+        };
+        let tier1 = tier1::build(
+            c,
+            Arc::clone(&counters),
+            Arc::clone(&generation),
+            Arc::new(AtomicBool::new(c.tier2)),
+        );
+        Ok(CacheCore {
+            tier1,
+            tier2,
+            tags,
+            generation,
+            counters,
+            clock: c.clock.clone(),
+            default_ttl: c.default_ttl,
+            memory_bytes: c.memory_bytes,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Drives moka's housekeeping (evictions, the listener) while the cache
+    /// lives; a no-op outside a tokio runtime.
+    pub(crate) fn start_housekeeping(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak: Weak<CacheCore> = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(tier1::HOUSEKEEPING);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(core) = weak.upgrade() else { return };
+                if core.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                let cache = core.tier1.clone();
+                drop(core);
+                cache.run_pending_tasks().await;
+            }
+        });
+    }
+
+    /// Commits pending tier-2 writes and stops the tier-2 writer (blocking).
+    pub(crate) fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(t2) = &self.tier2 {
+            t2.shutdown();
+        }
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The state of `name`, loaded from tier 2 on first use.
+    pub(crate) fn tag(&self, name: &str) -> Arc<TagState> {
+        self.tags.get(name, || match &self.tier2 {
+            Some(t2) => t2.tag_version(name),
+            None => Some(0),
+        })
+    }
+
+    pub(crate) fn tag_refs(&self, names: &[String]) -> Box<[TagRef]> {
+        let mut refs: Vec<TagRef> = Vec::with_capacity(names.len());
+        for n in names {
+            if refs.iter().any(|r| *r.state.name == **n) {
+                continue;
+            }
+            let state = self.tag(n);
+            let version = state.version();
+            refs.push(TagRef { state, version });
+        }
+        refs.into_boxed_slice()
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        let tier2 = match &self.tier2 {
+            Some(t2) => t2.stats(),
+            None => Tier2Stats {
+                state: Tier2State::Off,
+                hits: 0,
+                misses: 0,
+                entries: 0,
+                bytes: 0,
+                capacity_bytes: 0,
+                pending_writes: 0,
+                commits: 0,
+                evictions: Default::default(),
+                last_error: None,
+                set_aside: None,
+            },
+        };
+        self.counters.snapshot(
+            (
+                self.tier1.entry_count(),
+                self.tier1.weighted_size(),
+                self.memory_bytes,
+            ),
+            tier2,
+        )
+    }
+}
+
+pub(crate) fn validate_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(
+            "key",
+            format!("a cache key must be 1 to {MAX_KEY_BYTES} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_value(value: &[u8]) -> Result<(), Error> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::invalid(
+            "value",
+            format!(
+                "{} bytes is more than the {MAX_VALUE_BYTES} a cached value may hold",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use bharatvoice_store::{Error, NewUser};
+use bharatvoice_store::{Error, NewUser, SetOptions, Store};
 use clap::Subcommand;
 
 use super::{Cli, open};
@@ -19,10 +19,22 @@ pub(crate) enum DebugCommand {
         #[arg(long, default_value_t = 0)]
         count: u64,
     },
+    /// Fill the cache, `clear` it (prints `cleared`), then from many tasks
+    /// write keys (write-behind), delete some and invalidate tags, printing
+    /// `del KEY ROUND` and `inv TASK ROUND` as each is acknowledged; runs
+    /// until killed.
+    CacheChurn {
+        /// Concurrent tasks.
+        #[arg(long, default_value_t = 8)]
+        tasks: usize,
+    },
 }
 
 pub(crate) async fn run(cli: &Cli, cmd: &DebugCommand) -> Result<(), Error> {
-    let DebugCommand::AckWrites { callers, count } = cmd;
+    let (callers, count) = match cmd {
+        DebugCommand::AckWrites { callers, count } => (callers, count),
+        DebugCommand::CacheChurn { tasks } => return cache_churn(open(cli).await?, *tasks).await,
+    };
     let store = open(cli).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for c in 0..*callers {
@@ -57,6 +69,50 @@ pub(crate) async fn run(cli: &Cli, cmd: &DebugCommand) -> Result<(), Error> {
         if *count > 0 && acked >= *count {
             break;
         }
+    }
+    Ok(())
+}
+
+async fn churn_task(store: Store, t: usize) -> Result<(), Error> {
+    let c = store.cache();
+    for r in 0u64.. {
+        let key = format!("d{t}:{}", r % 16);
+        c.set_bytes(&key, r.to_string().as_bytes()).await?;
+        if r % 3 == 0 {
+            c.delete(&key).await?;
+            println!("del {key} {r}");
+        }
+        if r % 10 == 0 {
+            let tag = format!("g{t}:{r}");
+            for j in 0..5 {
+                let opts = SetOptions::new().tag(&tag);
+                c.set_bytes_with(&format!("t{t}:{r}:{j}"), b"x", &opts)
+                    .await?;
+            }
+            // On disk before the invalidation, so that a lost bump would
+            // show.
+            c.flush().await?;
+            c.invalidate_tag(&tag).await?;
+            println!("inv {t} {r}");
+        }
+    }
+    Ok(())
+}
+
+async fn cache_churn(store: Store, tasks: usize) -> Result<(), Error> {
+    let c = store.cache();
+    for i in 0..50 {
+        c.set_bytes(&format!("c{i}"), b"old").await?;
+    }
+    c.flush().await?;
+    c.clear().await?;
+    println!("cleared");
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        set.spawn(churn_task(store.clone(), t));
+    }
+    while let Some(done) = set.join_next().await {
+        done.map_err(|e| Error::io("churn task", std::io::Error::other(e.to_string())))??;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bharatvoice_store::{
     ConsentKind, Error, ListOptions, MetricSample, NewUser, ProfileUpdate, Role, Store, Timestamp,
-    Turn,
+    Turn, UserId,
 };
 use clap::Args;
 use serde::Serialize;
@@ -144,6 +144,7 @@ struct DemoReport {
     sample_session_turns: u64,
     sample_context_turns: usize,
     files: super::demo_files::FilePhase,
+    cache: super::demo_cache::CacheFigures,
 }
 
 fn run_tag() -> String {
@@ -163,7 +164,7 @@ async fn one_user(
     i: usize,
     tag: String,
     sessions: usize,
-) -> Result<(bharatvoice_store::UserId, usize, usize), Error> {
+) -> Result<(UserId, usize, usize), Error> {
     let (name, lang, region, ask, reply) = PEOPLE[i % PEOPLE.len()];
     let username = format!("{name}{}_{tag}", i / PEOPLE.len());
     let user = store
@@ -216,11 +217,11 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
         tasks.spawn(one_user(store.clone(), i, tag.clone(), args.sessions));
     }
     let (mut sessions, mut turns) = (0, 0);
-    let mut user_ids = Vec::new();
+    let mut ids = Vec::with_capacity(args.users);
     while let Some(done) = tasks.join_next().await {
         let (id, s, t) =
             done.map_err(|e| Error::io("demo task", std::io::Error::other(e.to_string())))??;
-        user_ids.push(id);
+        ids.push(id);
         sessions += s;
         turns += t;
     }
@@ -263,7 +264,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             None => break,
         }
     }
-    let files = super::demo_files::run(&store, &user_ids, args.wav_clips, args.opus_clips).await?;
+    let files = super::demo_files::run(&store, &ids, args.wav_clips, args.opus_clips).await?;
     let sample = match first.items.first() {
         Some(u) => store
             .sessions()
@@ -273,6 +274,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             .next(),
         None => None,
     };
+    let cache = super::demo_cache::run(&store, &ids).await?;
     let mut languages: Vec<String> = PEOPLE
         .iter()
         .take(args.users)
@@ -295,6 +297,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
         sample_session_turns: sample.as_ref().map_or(0, |s| s.turn_count),
         sample_context_turns: sample.as_ref().map_or(0, |s| s.context.len()),
         files,
+        cache,
     };
     if !ok && report.passwords_set > 0 {
         return Err(Error::InvalidInput {
@@ -313,7 +316,11 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
              users in store:    {total}\n\
              files stored:      {wav} speech WAV + {opus} random \"Opus\" clips, {mb:.1} MB in {fsecs:.2} s ({fput:.0} MB/s)\n\
              on disk:           {disk:.1} MB (speech WAV compressed {ratio:.2}x; Opus stored raw), encrypted\n\
-             read back:         {rb} whole files and {rr} range reads ({fread:.0} MB/s)",
+             read back:         {rb} whole files and {rr} range reads ({fread:.0} MB/s)\n\
+             cache lookups:     {cl} (profiles and sessions, tagged per user), hit ratio {hr:.1}%, \
+             {cps:.0}/s\n\
+             cache loads:       {loads} from the database; a profile change invalidated {inv} \
+             entries ({rel} reloaded); tier 2 {t2}",
             data = report.data_dir,
             u = report.users_created,
             tag = report.run_tag,
@@ -337,6 +344,13 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             rb = report.files.read_back,
             rr = report.files.range_reads,
             fread = report.files.read_mb_per_second,
+            cl = report.cache.lookups,
+            hr = report.cache.hit_ratio * 100.0,
+            cps = report.cache.lookups_per_second,
+            loads = report.cache.loads_from_db,
+            inv = report.cache.invalidated_entries,
+            rel = report.cache.reloads_after_invalidation,
+            t2 = report.cache.tier2_state,
         )
     })
 }

@@ -1,13 +1,17 @@
 //! Argument parsing, dispatch and output for `bvstore`.
 //!
-//! Exit codes: 0 success; 1 any other failure; 2 bad usage (from clap);
-//! 3 not found; 4 conflict (name or email taken); 5 invalid input;
-//! 6 store locked by another process; 7 store from a newer version;
-//! 8 corrupt data or a failed integrity check; 9 wrong, missing or
-//! insecure master key; 10 permission denied.
+//! Exit codes: 0 success; 1 any other failure (and, for `cache`, a missing
+//! key or a `set --nx/--xx` that did not write); 2 bad usage (from clap);
+//! 3 not found; 4 conflict (name or email taken); 5 invalid input (or a
+//! cached value of the wrong type, e.g. `incr` on text); 6 store locked by
+//! another process; 7 store from a newer version; 8 corrupt data or a
+//! failed integrity check; 9 wrong, missing or insecure master key;
+//! 10 permission denied.
 
+mod cache;
 mod debug;
 mod demo;
+mod demo_cache;
 mod demo_files;
 mod file;
 mod keys;
@@ -56,6 +60,9 @@ pub(crate) enum Command {
     /// Show or run schema migrations.
     #[command(subcommand)]
     Migrate(migrate::MigrateCommand),
+    /// Get, set and manage the tiered cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Run a short realistic workload and print a summary.
     Demo(demo::DemoArgs),
     /// Commands for crash tests.
@@ -86,8 +93,11 @@ pub(crate) async fn open(cli: &Cli) -> Result<Store, Error> {
     Store::open(config_of(cli)?).await
 }
 
-pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let out = Out::new(cli.json);
+    if let Command::Cache(cmd) = &cli.command {
+        return cache::run(&cli, cmd, &out).await;
+    }
     match &cli.command {
         Command::Init => {
             let store = open(&cli).await?;
@@ -110,14 +120,16 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Error> {
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd).await,
+        Command::Cache(_) => Ok(()),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 fn exit_code(e: &Error) -> u8 {
     match e {
         Error::NotFound { .. } => 3,
         Error::Conflict { .. } => 4,
-        Error::InvalidInput { .. } => 5,
+        Error::InvalidInput { .. } | Error::WrongType { .. } => 5,
         Error::Locked { .. } => 6,
         Error::VersionTooNew { .. } => 7,
         Error::Corrupt { .. } | Error::Integrity { .. } => 8,

@@ -15,7 +15,21 @@ impl Out {
         Out { json }
     }
 
-    /// Prints `value` as JSON, or the text `render` makes.
+    /// Whether output is JSON.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as JSON in JSON mode; nothing otherwise.
+    pub(crate) fn emit_json_only<T: Serialize>(&self, value: &T) -> Result<(), Error> {
+        if self.json {
+            self.emit(value, String::new)?;
+        }
+        Ok(())
+    }
+
+    /// Prints `value` as JSON, or the text `render` makes (nothing when it
+    /// makes an empty string).
     pub(crate) fn emit<T: Serialize>(
         &self,
         value: &T,
@@ -26,6 +40,9 @@ impl Out {
         } else {
             render()
         };
+        if text.is_empty() {
+            return Ok(());
+        }
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{text}")
             .and_then(|_| stdout.flush())

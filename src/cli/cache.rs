@@ -1,0 +1,231 @@
+//! `bvstore cache ...`: the tiered cache from the command line.
+//!
+//! Each run is a new process, so what one run sets the next one reads from
+//! tier 2 (`cache.redb`); the write-behind batch is committed when the
+//! command ends. Exit code 1 (with nothing on stdout) when a key is missing
+//! (`get`, `ttl`) or when `--nx`/`--xx` stops a `set`.
+//!
+//! `set` stores VALUE's bytes as given and `get` prints them back raw. A
+//! value written through the library's typed API is JSON, so a string set
+//! there prints with its quotes.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bharatvoice_store::{CacheStats, Error, SetOptions, Ttl};
+use clap::Subcommand;
+
+use super::{Cli, Out, open};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Print a key's value as stored (raw bytes); exit 1 if missing or expired.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set a key to VALUE; exit 1 if --nx or --xx stops the write.
+    Set {
+        /// The key.
+        key: String,
+        /// The value, stored as given.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// Expire after SECS seconds (default: the cache's default TTL).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Tag the entry (repeatable); `invalidate-tag` drops tagged entries.
+        #[arg(long = "tag", value_name = "T")]
+        tags: Vec<String>,
+        /// Only if the key does not exist.
+        #[arg(long, conflicts_with = "xx")]
+        nx: bool,
+        /// Only if the key exists.
+        #[arg(long)]
+        xx: bool,
+    },
+    /// Delete a key; prints 1 if it existed, else 0.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Add BY (default 1, may be negative) to a decimal integer value;
+    /// prints the new value.
+    Incr {
+        /// The key (created at 0 if missing).
+        key: String,
+        /// The amount.
+        #[arg(allow_negative_numbers = true)]
+        by: Option<i64>,
+    },
+    /// Print the whole seconds a key has left (-1: no expiry); exit 1 if missing.
+    Ttl {
+        /// The key.
+        key: String,
+    },
+    /// Make every entry tagged T stale; prints how many there were (an estimate).
+    InvalidateTag {
+        /// The tag.
+        tag: String,
+    },
+    /// Empty the cache.
+    Clear,
+    /// Hits, misses, evictions and sizes per tier.
+    Stats,
+}
+
+fn missing(out: &Out, key: &str) -> Result<ExitCode, Error> {
+    out.emit_json_only(&serde_json::json!({ "key": key, "value": null }))?;
+    eprintln!("{key}: no such key (or it expired)");
+    Ok(ExitCode::from(1))
+}
+
+pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Result<ExitCode, Error> {
+    let store = open(cli).await?;
+    let c = store.cache();
+    let code = match cmd {
+        CacheCommand::Get { key } => match c.get_bytes(key).await? {
+            None => missing(out, key)?,
+            Some(v) => {
+                if out.json() {
+                    let text = String::from_utf8_lossy(&v);
+                    out.emit(
+                        &serde_json::json!({ "key": key, "value": text }),
+                        String::new,
+                    )?;
+                } else {
+                    let mut stdout = std::io::stdout().lock();
+                    stdout
+                        .write_all(&v)
+                        .and_then(|_| stdout.write_all(b"\n"))
+                        .and_then(|_| stdout.flush())
+                        .map_err(|e| Error::io("writing to stdout", e))?;
+                }
+                ExitCode::SUCCESS
+            }
+        },
+        CacheCommand::Set {
+            key,
+            value,
+            ttl,
+            tags,
+            nx,
+            xx,
+        } => {
+            let mut opts = SetOptions::new().tags(tags.iter().cloned());
+            if let Some(secs) = ttl {
+                opts = opts.ttl(Duration::from_secs(*secs));
+            }
+            if *nx {
+                opts = opts.if_absent();
+            }
+            if *xx {
+                opts = opts.if_present();
+            }
+            let written = c.set_bytes_with(key, value.as_bytes(), &opts).await?;
+            out.emit(
+                &serde_json::json!({ "key": key, "written": written }),
+                || {
+                    if written { "OK".into() } else { String::new() }
+                },
+            )?;
+            if written {
+                ExitCode::SUCCESS
+            } else {
+                let why = if *nx {
+                    "it exists"
+                } else {
+                    "it does not exist"
+                };
+                eprintln!("{key}: not set, {why}");
+                ExitCode::from(1)
+            }
+        }
+        CacheCommand::Del { key } => {
+            let existed = c.delete(key).await?;
+            out.emit(
+                &serde_json::json!({ "key": key, "deleted": u8::from(existed) }),
+                || u8::from(existed).to_string(),
+            )?;
+            ExitCode::SUCCESS
+        }
+        CacheCommand::Incr { key, by } => {
+            let n = c.incr(key, by.unwrap_or(1)).await?;
+            out.emit(&serde_json::json!({ "key": key, "value": n }), || {
+                n.to_string()
+            })?;
+            ExitCode::SUCCESS
+        }
+        CacheCommand::Ttl { key } => match c.ttl(key).await? {
+            Ttl::Missing => missing(out, key)?,
+            ttl => {
+                let secs: i64 = match ttl {
+                    // Rounded to the nearest second, as Redis does.
+                    Ttl::Remaining(d) => ((d.as_millis() + 500) / 1000) as i64,
+                    _ => -1,
+                };
+                out.emit(&serde_json::json!({ "key": key, "ttl_secs": secs }), || {
+                    secs.to_string()
+                })?;
+                ExitCode::SUCCESS
+            }
+        },
+        CacheCommand::InvalidateTag { tag } => {
+            let n = c.invalidate_tag(tag).await?;
+            out.emit(&serde_json::json!({ "tag": tag, "invalidated": n }), || {
+                n.to_string()
+            })?;
+            ExitCode::SUCCESS
+        }
+        CacheCommand::Clear => {
+            c.clear().await?;
+            out.emit(&serde_json::json!({ "cleared": true }), || "OK".into())?;
+            ExitCode::SUCCESS
+        }
+        CacheCommand::Stats => {
+            let s = c.stats();
+            out.emit(&s, || render_stats(&s))?;
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+fn render_stats(s: &CacheStats) -> String {
+    let (t1, t2) = (&s.tier1, &s.tier2);
+    let mut text = format!(
+        "lookups {} (hit ratio {:.1}%), inserts {}\n\
+         tier   state     hits  misses  entries  bytes / capacity   evicted size/expired/explicit/tag\n\
+         memory {:<8} {:>5} {:>7} {:>8}  {} / {}   {}/{}/{}/{}\n\
+         disk   {:<8} {:>5} {:>7} {:>8}  {} / {}   {}/{}/{}/{}",
+        s.lookups,
+        s.hit_ratio * 100.0,
+        s.inserts,
+        "up",
+        t1.hits,
+        t1.misses,
+        t1.entries,
+        t1.bytes,
+        t1.capacity_bytes,
+        t1.evictions.size,
+        t1.evictions.expired,
+        t1.evictions.explicit,
+        t1.evictions.tag,
+        t2.state.to_string(),
+        t2.hits,
+        t2.misses,
+        t2.entries,
+        t2.bytes,
+        t2.capacity_bytes,
+        t2.evictions.size,
+        t2.evictions.expired,
+        t2.evictions.explicit,
+        t2.evictions.tag,
+    );
+    if let Some(e) = &t2.last_error {
+        text.push_str(&format!("\ntier 2 degraded: {e}"));
+    }
+    text
+}
