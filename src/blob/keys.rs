@@ -286,24 +286,7 @@ impl Keyring {
         if let Some(k) = Self::cached(&self.keks, &(owner, version)) {
             return Ok(k);
         }
-        let wrapped = row
-            .versions
-            .iter()
-            .find(|(v, _)| *v == version)
-            .map(|(_, w)| w)
-            .ok_or_else(|| {
-                Error::corrupt(
-                    "owner key record",
-                    format!("{owner} has no key version {version}"),
-                )
-            })?;
-        let kek =
-            unwrap(&self.master(), wrapped, &kek_context(owner, version)).ok_or_else(|| {
-                Error::corrupt(
-                    "owner key record",
-                    format!("key version {version} of {owner} does not unwrap"),
-                )
-            })?;
+        let kek = unwrap_version(&self.master(), row, owner, version)?;
         Self::remember(&self.keks, (owner, version), &kek);
         Ok(kek)
     }
@@ -402,6 +385,32 @@ impl Keyring {
             m.remove(&owner);
         }
     }
+}
+
+/// Unwraps key-encryption key `version` of an owner row under `master`.
+pub(crate) fn unwrap_version(
+    master: &SecretKey,
+    row: &OwnerKeysRecord,
+    owner: UserId,
+    version: u32,
+) -> Result<SecretKey, Error> {
+    let wrapped = row
+        .versions
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map(|(_, w)| w)
+        .ok_or_else(|| {
+            Error::corrupt(
+                "owner key record",
+                format!("{owner} has no key version {version}"),
+            )
+        })?;
+    unwrap(master, wrapped, &kek_context(owner, version)).ok_or_else(|| {
+        Error::corrupt(
+            "owner key record",
+            format!("key version {version} of {owner} does not unwrap"),
+        )
+    })
 }
 
 /// Re-wraps every owner row from `old` to `new` and writes the new check

@@ -7,7 +7,7 @@ use redb::ReadableTable;
 use serde::Serialize;
 
 use crate::blob::crypto::{SecretKey, unwrap, wrap};
-use crate::blob::keys::{Keyring, data_key_context, kek_context};
+use crate::blob::keys::{Keyring, data_key_context, kek_context, unwrap_version};
 use crate::db::blobs::{BlobRow, get_row, put_row};
 use crate::db::keys::OwnerKeysRecord;
 use crate::db::schema::{BLOBS, BLOBS_BY_OWNER, FILES, FILES_BY_BLOB, KEYS};
@@ -54,31 +54,6 @@ pub(crate) async fn begin(db: &Db, keyring: &Keyring, owner: UserId) -> Result<u
     keyring.forget(owner);
     tracing::info!(owner = %owner, version, "owner key rotation started");
     Ok(version)
-}
-
-fn unwrap_version(
-    master: &SecretKey,
-    row: &OwnerKeysRecord,
-    owner: UserId,
-    version: u32,
-) -> Result<SecretKey, Error> {
-    let wrapped = row
-        .versions
-        .iter()
-        .find(|(v, _)| *v == version)
-        .map(|(_, w)| w)
-        .ok_or_else(|| {
-            Error::corrupt(
-                "owner key record",
-                format!("{owner} has no key version {version}"),
-            )
-        })?;
-    unwrap(master, wrapped, &kek_context(owner, version)).ok_or_else(|| {
-        Error::corrupt(
-            "owner key record",
-            format!("version {version} of {owner} does not unwrap"),
-        )
-    })
 }
 
 /// Re-wraps up to `limit` blobs of `owner` onto the current version; when
