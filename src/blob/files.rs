@@ -13,12 +13,12 @@ use crate::blob::reader::{FileReader, OpenBlob, pump};
 use crate::blob::writer::{WriteSpec, address, write_blob};
 use crate::blob::{Actor, BlobStore, ListFilter, PutOptions, VerifyReport};
 use crate::db::blobs::{BlobRow, commit_file, get_row};
-use crate::db::schema::{BLOBS, FILES, FILES_BY_OWNER, GRANTS, PROFILES};
+use crate::db::schema::{BLOBS, GRANTS, PROFILES};
 use crate::db::{Db, get_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 use crate::model::profile::UserProfile;
-use crate::types::{Cursor, FileId, ListOptions, Page, Timestamp, UserId};
+use crate::types::{FileId, ListOptions, Page, Timestamp, UserId};
 
 /// Stored files; from [`Store::files`](crate::Store::files).
 ///
@@ -318,51 +318,23 @@ impl Files<'_> {
         options: ListOptions,
     ) -> Result<Page<AudioFile>, Error> {
         access::authorize_owner(self.db, actor, owner, "file.list").await?;
-        let limit = options.effective_limit();
-        let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
+        // A filter may pass over many rows: only unfiltered pages run inline.
+        let bound = if filter == ListFilter::default() {
+            options.effective_limit()
+        } else {
+            usize::MAX
+        };
         self.db
-            .list(
-                if filter == ListFilter::default() {
-                    limit
-                } else {
-                    usize::MAX
-                },
-                move |txn| {
-                    let by_owner = txn
-                        .open_table(FILES_BY_OWNER)
-                        .ctx("opening files_by_owner")?;
-                    let files = txn.open_table(FILES).ctx("opening files")?;
-                    let o = owner.to_key();
-                    let mut items: Vec<AudioFile> = Vec::new();
-                    let mut next = None;
-                    for row in by_owner
-                        .range((o, 0)..(o, before))
-                        .ctx("listing files")?
-                        .rev()
-                    {
-                        let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
-                        let Some(f) = get_record::<AudioFile>(&files, id.to_key(), id)? else {
-                            continue;
-                        };
-                        let keep = f.deleted_at.is_none()
-                            && filter
-                                .content_type
-                                .as_ref()
-                                .is_none_or(|c| *c == f.content_type)
-                            && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
-                            && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t));
-                        if !keep {
-                            continue;
-                        }
-                        if items.len() == limit {
-                            next = items.last().map(|f| Cursor(f.id.as_uuid()));
-                            break;
-                        }
-                        items.push(f);
-                    }
-                    Ok(Page { items, next })
-                },
-            )
+            .list(bound, move |txn| {
+                crate::db::files::page_of_owner(txn, owner, &options, |f| {
+                    filter
+                        .content_type
+                        .as_ref()
+                        .is_none_or(|c| *c == f.content_type)
+                        && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
+                        && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t))
+                })
+            })
             .await
     }
 

@@ -115,6 +115,44 @@ pub(crate) fn insert_record(
     Ok(f)
 }
 
+/// One page of an owner's live records, newest first, keeping those
+/// `keep` accepts (`files_by_owner` is keyed by time-ordered file ids).
+pub(crate) fn page_of_owner(
+    txn: &redb::ReadTransaction,
+    owner: UserId,
+    options: &ListOptions,
+    keep: impl Fn(&AudioFile) -> bool,
+) -> Result<Page<AudioFile>, Error> {
+    let limit = options.effective_limit();
+    let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
+    let by_owner = txn
+        .open_table(FILES_BY_OWNER)
+        .ctx("opening files_by_owner")?;
+    let files = txn.open_table(FILES).ctx("opening files")?;
+    let o = owner.to_key();
+    let mut items: Vec<AudioFile> = Vec::with_capacity(limit.min(64));
+    let mut next = None;
+    for row in by_owner
+        .range((o, 0)..(o, before))
+        .ctx("listing files")?
+        .rev()
+    {
+        let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
+        let f: AudioFile = get_record(&files, id.to_key(), id)?.ok_or_else(|| {
+            Error::corrupt("files_by_owner", format!("points to missing file {id}"))
+        })?;
+        if f.deleted_at.is_some() || !keep(&f) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().map(|f| Cursor(f.id.as_uuid()));
+            break;
+        }
+        items.push(f);
+    }
+    Ok(Page { items, next })
+}
+
 impl FileRecords<'_> {
     /// Inserts a record for a live owner.
     #[instrument(skip_all, fields(owner = %new.owner))]
@@ -147,35 +185,9 @@ impl FileRecords<'_> {
         options: ListOptions,
     ) -> Result<Page<AudioFile>, Error> {
         let limit = options.effective_limit();
-        let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
         self.db
             .list(limit, move |txn| {
-                let by_owner = txn
-                    .open_table(FILES_BY_OWNER)
-                    .ctx("opening files_by_owner")?;
-                let files = txn.open_table(FILES).ctx("opening files")?;
-                let o = owner.to_key();
-                let mut items: Vec<AudioFile> = Vec::with_capacity(limit.min(64));
-                let mut next = None;
-                for row in by_owner
-                    .range((o, 0)..(o, before))
-                    .ctx("listing files")?
-                    .rev()
-                {
-                    let id = FileId::from_key(row.ctx("listing files")?.0.value().1);
-                    let f: AudioFile = get_record(&files, id.to_key(), id)?.ok_or_else(|| {
-                        Error::corrupt("files_by_owner", format!("points to missing file {id}"))
-                    })?;
-                    if f.deleted_at.is_some() {
-                        continue;
-                    }
-                    if items.len() == limit {
-                        next = items.last().map(|f| Cursor(f.id.as_uuid()));
-                        break;
-                    }
-                    items.push(f);
-                }
-                Ok(Page { items, next })
+                page_of_owner(txn, owner, &options, |_| true)
             })
             .await
     }
