@@ -29,6 +29,7 @@ use crate::error::Error;
 /// | `password_iterations` | 2 | `BV_PASSWORD_ITERATIONS` |
 /// | `default_retention_days` | 90 | `BV_DEFAULT_RETENTION_DAYS` |
 /// | `blob_chunk_bytes` | 256 KiB per blob chunk | `BV_BLOB_CHUNK_BYTES` |
+/// | `blob_cache_limit_bytes` | 1 MiB: larger blobs leave the OS page cache once written | `BV_BLOB_CACHE_LIMIT_BYTES` |
 /// | `master_key` | none: use `master_key_file`, else `<data_dir>/master.key` | `BV_MASTER_KEY` (hex or base64) |
 /// | `master_key_file` | none | `BV_MASTER_KEY_FILE` |
 ///
@@ -76,6 +77,11 @@ pub struct Config {
     pub default_retention_days: u32,
     /// Plaintext bytes per blob chunk (4 KiB to 16 MiB).
     pub blob_chunk_bytes: u32,
+    /// Blobs of at least this many stored bytes are dropped from the OS page
+    /// cache as they are written (Linux), so storing large recordings does
+    /// not fill memory with pages nobody reads soon; smaller ones stay
+    /// cached. `0` drops every blob, `u64::MAX` keeps every blob.
+    pub blob_cache_limit_bytes: u64,
     /// The master key, if given directly.
     pub master_key: Option<crate::MasterKey>,
     /// A file holding the master key (must not be readable by group/others).
@@ -98,6 +104,7 @@ impl Default for Config {
             password_iterations: 2,
             default_retention_days: 90,
             blob_chunk_bytes: crate::blob::format::DEFAULT_CHUNK,
+            blob_cache_limit_bytes: 1 << 20,
             master_key: None,
             master_key_file: None,
             cache: CacheConfig::default(),
@@ -120,6 +127,7 @@ struct FileConfig {
     password_iterations: Option<u32>,
     default_retention_days: Option<u32>,
     blob_chunk_bytes: Option<u32>,
+    blob_cache_limit_bytes: Option<u64>,
     master_key_file: Option<PathBuf>,
     cache: Option<FileCacheConfig>,
 }
@@ -172,6 +180,7 @@ impl Config {
             password_iterations: f.password_iterations.unwrap_or(d.password_iterations),
             default_retention_days: f.default_retention_days.unwrap_or(d.default_retention_days),
             blob_chunk_bytes: f.blob_chunk_bytes.unwrap_or(d.blob_chunk_bytes),
+            blob_cache_limit_bytes: f.blob_cache_limit_bytes.unwrap_or(d.blob_cache_limit_bytes),
             master_key: None,
             master_key_file: f.master_key_file,
             cache: match f.cache {
@@ -219,6 +228,9 @@ impl Config {
         }
         if let Some(v) = get("BV_BLOB_CHUNK_BYTES") {
             self.blob_chunk_bytes = num("BV_BLOB_CHUNK_BYTES", v)?;
+        }
+        if let Some(v) = get("BV_BLOB_CACHE_LIMIT_BYTES") {
+            self.blob_cache_limit_bytes = num("BV_BLOB_CACHE_LIMIT_BYTES", v)?;
         }
         if let Some(v) = get("BV_MASTER_KEY").filter(|v| !v.is_empty()) {
             self.master_key = Some(crate::MasterKey::parse(&v).map_err(|_| Error::Config {
@@ -308,6 +320,12 @@ impl Config {
     /// Sets the plaintext bytes per blob chunk.
     pub fn blob_chunk_bytes(mut self, n: u32) -> Self {
         self.blob_chunk_bytes = n;
+        self
+    }
+    /// Sets the stored size from which blobs leave the OS page cache once
+    /// written (see [`Config::blob_cache_limit_bytes`]).
+    pub fn blob_cache_limit_bytes(mut self, n: u64) -> Self {
+        self.blob_cache_limit_bytes = n;
         self
     }
     /// Uses this master key.

@@ -18,6 +18,14 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
 /// Moves a finished, already-synced `tmp` file to `dest`, replacing what is
 /// there, and makes the rename durable (creating `dest`'s parents).
 pub(crate) fn persist(tmp: &Path, dest: &Path) -> Result<(), Error> {
+    let parent = ensure_parent(dest)?;
+    fs::rename(tmp, dest).map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
+    sync_dir(parent)
+}
+
+/// Creates `dest`'s parent directory (and its parent) if missing, durably:
+/// each directory that gains an entry is synced. Returns the parent.
+pub(crate) fn ensure_parent(dest: &Path) -> Result<&Path, Error> {
     let parent = dest.parent().ok_or_else(|| {
         Error::io(
             "persisting a file",
@@ -25,17 +33,18 @@ pub(crate) fn persist(tmp: &Path, dest: &Path) -> Result<(), Error> {
         )
     })?;
     if !parent.exists() {
+        let grand = parent.parent();
+        let grand_existed = grand.is_none_or(Path::exists);
         fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-        if let Some(grand) = parent.parent() {
+        if let Some(grand) = grand {
             sync_dir(grand)?;
-            if let Some(top) = grand.parent() {
+            if !grand_existed && let Some(top) = grand.parent() {
                 sync_dir(top)?;
             }
         }
     }
-    fs::rename(tmp, dest).map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
-    sync_dir(parent)
+    Ok(parent)
 }
 
 /// Writes `bytes` to `dest` durably through a temporary file beside it,

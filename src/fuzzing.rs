@@ -184,12 +184,13 @@ pub fn sample_blob(plain: &[u8], chunk_size: u32, encrypt: bool, compress: bool)
         key_version: 1,
         data_key: encrypt.then(|| SecretKey::from_bytes(FUZZ_BLOB_KEY)),
         depth: 2,
+        cache_limit: u64::MAX,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     let written = rt
-        .block_on(write_blob(&dir, plain, spec, &|_| {}))
+        .block_on(async { write_blob(&dir, plain, spec, &|_| {}).await?.finish().await })
         .expect("write a sample blob");
     let bytes = std::fs::read(&written.tmp_path).expect("read the sample blob");
     let _ = std::fs::remove_dir_all(&dir);

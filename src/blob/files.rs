@@ -124,15 +124,27 @@ impl Files<'_> {
             key_version: version,
             data_key: data_key.clone(),
             depth: self.blobs.depth,
+            cache_limit: self.blobs.cache_limit,
         };
-        let written = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;
+        let pending = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;
         let addr = address(
             &address_key,
-            &written.sha256,
+            &pending.sha256,
             cipher,
             level,
             self.blobs.chunk_size,
         )?;
+        // The blob's directory is made while its last chunks are written.
+        let dest = self.blobs.path_of(addr);
+        let dir_dest = dest.clone();
+        let dir_job = tokio::task::spawn_blocking(move || {
+            crate::fsutil::ensure_parent(&dir_dest).map(|_| ())
+        });
+        let written = pending.finish().await?;
+        if let Err(e) = dir_job.await.map_err(join_err).and_then(|r| r) {
+            let _ = std::fs::remove_file(&written.tmp_path);
+            return Err(e);
+        }
         let wrapped = data_key
             .map(|k| wrap(&kek, &k, &data_key_context(addr)))
             .transpose()?;
@@ -175,7 +187,6 @@ impl Files<'_> {
             .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, addr))?
             .is_some();
         let tmp = written.tmp_path.clone();
-        let dest = self.blobs.path_of(addr);
         tokio::task::spawn_blocking(move || {
             if exists {
                 std::fs::remove_file(&tmp).map_err(|e| Error::io("removing a duplicate blob", e))

@@ -21,6 +21,7 @@ pub(crate) mod keys;
 pub(crate) mod keys_view;
 pub(crate) mod reader;
 pub(crate) mod rotation;
+pub(crate) mod sink;
 pub(crate) mod writer;
 
 use std::path::PathBuf;
@@ -190,6 +191,7 @@ pub(crate) struct BlobStore {
     locks: Vec<tokio::sync::Mutex<()>>,
     pub(crate) chunk_size: u32,
     pub(crate) depth: usize,
+    pub(crate) cache_limit: u64,
     pub(crate) default_retention_days: u32,
 }
 
@@ -212,6 +214,7 @@ impl BlobStore {
             locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             chunk_size: config.blob_chunk_bytes,
             depth: 4,
+            cache_limit: config.blob_cache_limit_bytes,
             default_retention_days: config.default_retention_days,
         })
     }

@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::blob::crypto::{ChunkSealer, SecretKey, encode_chunk, random_bytes};
+use crate::blob::crypto::{ChunkSealer, FRAME_SLACK, SecretKey, encode_chunk, random_bytes};
 use crate::blob::format::{self, Cipher, Header};
+use crate::blob::sink::Sink;
 use crate::error::Error;
 use crate::types::BlobAddress;
 
@@ -28,6 +29,53 @@ pub(crate) struct WriteSpec {
     pub(crate) key_version: u32,
     pub(crate) data_key: Option<SecretKey>,
     pub(crate) depth: usize,
+    /// Stored size from which the blob leaves the page cache once written.
+    pub(crate) cache_limit: u64,
+}
+
+/// A blob whose input was read and hashed; its last chunks may still be on
+/// their way to disk. [`finish`](Self::finish) makes it durable. Knowing the
+/// hash first lets the caller prepare the blob's directory meanwhile.
+pub(crate) struct PendingBlob {
+    pub(crate) sha256: [u8; 32],
+    pub(crate) plain_len: u64,
+    inflight: VecDeque<SealJob>,
+    lengths: Vec<u32>,
+    sink: Sink,
+    header: [u8; format::HEADER_LEN],
+    guard: TmpGuard,
+}
+
+impl PendingBlob {
+    /// Waits for the blob to be written and synced in `tmp/`.
+    pub(crate) async fn finish(self) -> Result<WrittenBlob, Error> {
+        let PendingBlob {
+            sha256,
+            plain_len,
+            inflight,
+            mut lengths,
+            mut sink,
+            header,
+            mut guard,
+        } = self;
+        for job in inflight {
+            write_sealed(job, &mut lengths, &mut sink).await?;
+        }
+        let table = format::encode_table(&lengths);
+        let stored_len = sink.finish(table, header).await?;
+        let tmp_path = guard.0.take().ok_or_else(|| {
+            Error::io(
+                "writing a blob",
+                std::io::Error::other("temporary file lost"),
+            )
+        })?;
+        Ok(WrittenBlob {
+            tmp_path,
+            plain_len,
+            stored_len,
+            sha256,
+        })
+    }
 }
 
 /// A blob written and synced in `tmp/`, not yet in place.
@@ -50,20 +98,25 @@ impl Drop for TmpGuard {
     }
 }
 
-async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Vec<u8>, Error> {
-    let mut buf = vec![0u8; size];
-    let mut filled = 0;
-    while filled < size {
-        let n = reader
-            .read(&mut buf[filled..])
+/// Reads up to `size` bytes into a fresh chunk buffer laid out for
+/// [`encode_chunk`]: one spare byte in front of the data, room for the tag
+/// behind, nothing zero-filled. Fewer than `size` bytes means the input
+/// ended.
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::with_capacity(size + FRAME_SLACK);
+    buf.push(0u8);
+    let end = size + 1;
+    while buf.len() < end {
+        let want = (end - buf.len()) as u64;
+        let n = (&mut *reader)
+            .take(want)
+            .read_buf(&mut buf)
             .await
             .map_err(|e| Error::io("reading the input", e))?;
         if n == 0 {
             break;
         }
-        filled += n;
     }
-    buf.truncate(filled);
     Ok(buf)
 }
 
@@ -71,22 +124,22 @@ fn join_err(e: tokio::task::JoinError) -> Error {
     Error::io("sealing a chunk", std::io::Error::other(e.to_string()))
 }
 
-/// Streams `reader` into a new blob file in `tmp_dir`.
+/// Streams `reader` into a new blob file in `tmp_dir`; returns once all of
+/// it is read and hashed (see [`PendingBlob`]).
 pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
     tmp_dir: &Path,
     mut reader: R,
     spec: WriteSpec,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> Result<WrittenBlob, Error> {
+) -> Result<PendingBlob, Error> {
     let name = crate::types::to_hex(&random_bytes::<16>()?);
     let tmp_path = tmp_dir.join(format!("{name}.part"));
-    let mut guard = TmpGuard(Some(tmp_path.clone()));
+    let guard = TmpGuard(Some(tmp_path.clone()));
     let io = |what: &str, e| Error::io(format!("{what} {}", tmp_path.display()), e);
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp_path)
-        .await
         .map_err(|e| io("creating", e))?;
     let mut header = Header {
         cipher: spec.cipher,
@@ -96,27 +149,26 @@ pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
         key_version: spec.key_version,
         nonce_prefix: random_bytes::<{ format::PREFIX_LEN }>()?,
     };
-    file.write_all(&[0u8; format::HEADER_LEN])
-        .await
-        .map_err(|e| io("writing", e))?;
+    let mut sink = Sink::start(file, tmp_path.clone(), spec.depth, spec.cache_limit);
     let sealer = Arc::new(ChunkSealer::new(header, spec.data_key.as_ref())?);
     let chunk = spec.chunk_size as usize;
     let mut hasher = Sha256::new();
-    let mut inflight: VecDeque<tokio::task::JoinHandle<Result<Vec<u8>, Error>>> = VecDeque::new();
+    let mut inflight: VecDeque<SealJob> = VecDeque::new();
     let mut lengths: Vec<u32> = Vec::new();
-    let mut stored = format::HEADER_LEN as u64;
     let mut total: u64 = 0;
-    let mut cur = read_full(&mut reader, chunk).await?;
+    // `cur` and `next` hold one spare byte before the data (see read_chunk).
+    let mut cur = read_chunk(&mut reader, chunk).await?;
     let mut index: u32 = 0;
     loop {
-        hasher.update(&cur);
-        total += cur.len() as u64;
-        let next = if cur.len() < chunk {
+        let data_len = cur.len().saturating_sub(1);
+        hasher.update(cur.get(1..).unwrap_or_default());
+        total += data_len as u64;
+        let next = if data_len < chunk {
             Vec::new()
         } else {
-            read_full(&mut reader, chunk).await?
+            read_chunk(&mut reader, chunk).await?
         };
-        let last = next.is_empty();
+        let last = next.len() <= 1;
         let job_sealer = if last {
             header.plain_len = total;
             Arc::new(ChunkSealer::new(header, spec.data_key.as_ref())?)
@@ -126,21 +178,13 @@ pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
         let level = spec.level;
         let data = std::mem::replace(&mut cur, next);
         inflight.push_back(tokio::task::spawn_blocking(move || {
-            job_sealer.seal(index, last, encode_chunk(&data, level))
+            job_sealer.seal(index, last, encode_chunk(data, level))
         }));
-        while inflight.len() >= spec.depth.max(1) || (last && !inflight.is_empty()) {
+        while inflight.len() >= spec.depth.max(1) {
             let Some(job) = inflight.pop_front() else {
                 break;
             };
-            let sealed = job.await.map_err(join_err)??;
-            file.write_all(&sealed)
-                .await
-                .map_err(|e| io("writing", e))?;
-            stored += sealed.len() as u64;
-            lengths.push(
-                u32::try_from(sealed.len())
-                    .map_err(|_| Error::invalid("chunk", "sealed chunk over 4 GiB"))?,
-            );
+            write_sealed(job, &mut lengths, &mut sink).await?;
         }
         progress(total);
         if last {
@@ -150,25 +194,27 @@ pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
             .checked_add(1)
             .ok_or_else(|| Error::invalid("file", "too many chunks for one blob"))?;
     }
-    let table = format::encode_table(&lengths);
-    file.write_all(&table).await.map_err(|e| io("writing", e))?;
-    stored += table.len() as u64;
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(|e| io("seeking", e))?;
-    file.write_all(&header.encode(true))
-        .await
-        .map_err(|e| io("writing", e))?;
-    file.flush().await.map_err(|e| io("writing", e))?;
-    file.sync_all().await.map_err(|e| io("syncing", e))?;
-    drop(file);
-    guard.0 = None;
-    Ok(WrittenBlob {
-        tmp_path,
-        plain_len: total,
-        stored_len: stored,
+    Ok(PendingBlob {
         sha256: hasher.finalize().into(),
+        plain_len: total,
+        inflight,
+        lengths,
+        sink,
+        header: header.encode(true),
+        guard,
     })
+}
+
+type SealJob = tokio::task::JoinHandle<Result<Vec<u8>, Error>>;
+
+/// Waits for one sealed chunk and hands it to the sink.
+async fn write_sealed(job: SealJob, lengths: &mut Vec<u32>, sink: &mut Sink) -> Result<(), Error> {
+    let sealed = job.await.map_err(join_err)??;
+    lengths.push(
+        u32::try_from(sealed.len())
+            .map_err(|_| Error::invalid("chunk", "sealed chunk over 4 GiB"))?,
+    );
+    sink.write(sealed).await
 }
 
 /// The content address: HMAC-SHA256 under the owner's address key over the

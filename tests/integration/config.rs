@@ -23,6 +23,9 @@ fn toml_overrides_defaults_and_unknown_keys_are_refused() {
     assert_eq!(c.session_idle_timeout, Duration::from_secs(90));
     assert_eq!(c.session_max_turns, 8);
     assert_eq!(c.max_batch, Config::default().max_batch);
+    assert_eq!(c.blob_cache_limit_bytes, 1 << 20);
+    let c = Config::from_toml_str("blob_cache_limit_bytes = 4096").unwrap();
+    assert_eq!(c.blob_cache_limit_bytes, 4096);
     assert!(matches!(
         Config::from_toml_str("data_dri = 'typo'"),
         Err(Error::Config { .. })
@@ -47,6 +50,7 @@ fn environment_overrides_and_bad_numbers_are_errors() {
         ("BV_DATA_DIR", "/data/bv"),
         ("BV_SESSION_MAX_TURNS", "12"),
         ("BV_SESSION_IDLE_SECS", "5"),
+        ("BV_BLOB_CACHE_LIMIT_BYTES", "0"),
     ]
     .into();
     let mut c = Config::default();
@@ -54,6 +58,7 @@ fn environment_overrides_and_bad_numbers_are_errors() {
     assert_eq!(c.data_dir, std::path::PathBuf::from("/data/bv"));
     assert_eq!(c.session_max_turns, 12);
     assert_eq!(c.session_idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.blob_cache_limit_bytes, 0);
     let bad: HashMap<&str, &str> = [("BV_MAX_BATCH", "lots")].into();
     let e = Config::default()
         .apply_env(|k| bad.get(k).map(|v| v.to_string()))

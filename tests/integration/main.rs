@@ -25,6 +25,7 @@ mod locking;
 mod metrics;
 mod migrate;
 mod model;
+mod page_cache;
 mod profiles;
 mod sessions;
 mod tamper;
