@@ -17,6 +17,9 @@
 //!   with times and free preferences; sessions, files and metrics tables.
 //! * **3**: `keys`, `blobs`, `blobs_by_owner`, `grants` and `audit` for
 //!   encrypted blob storage.
+//! * **4**: covering user indexes: `users_by_username` and `users_by_email`
+//!   (name → id) are replaced by `user_records_by_username` and
+//!   `user_records_by_email` (name → user record), built from `users`.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +34,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One migration step.
 struct Step {
@@ -51,7 +54,18 @@ const STEPS: &[Step] = &[
         name: "tables for keys, blobs, grants and the audit log",
         run: v2_to_v3,
     },
+    Step {
+        from: 3,
+        name: "covering user indexes: username and email map to the user record",
+        run: v3_to_v4,
+    },
 ];
+
+/// The user indexes of schemas 1 to 3 (name → user id).
+const LEGACY_USERS_BY_USERNAME: redb::TableDefinition<&str, u128> =
+    redb::TableDefinition::new("users_by_username");
+const LEGACY_USERS_BY_EMAIL: redb::TableDefinition<&str, u128> =
+    redb::TableDefinition::new("users_by_email");
 
 /// Where a store stands against this build's schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,6 +204,39 @@ struct ProfileV1 {
 
 fn v2_to_v3(txn: &WriteTransaction) -> Result<(), Error> {
     schema::create_all(txn).ctx("creating tables")
+}
+
+fn v3_to_v4(txn: &WriteTransaction) -> Result<(), Error> {
+    schema::create_all(txn).ctx("creating tables")?;
+    let users = txn.open_table(schema::USERS).ctx("opening users")?;
+    let mut by_name = txn
+        .open_table(schema::USERS_BY_USERNAME)
+        .ctx("opening user_records_by_username")?;
+    let mut by_email = txn
+        .open_table(schema::USERS_BY_EMAIL)
+        .ctx("opening user_records_by_email")?;
+    let mut count = 0u64;
+    for row in users.iter().ctx("reading users")? {
+        let (k, v) = row.ctx("reading users")?;
+        let user: User = codec::decode(v.value(), UserId::from_key(k.value()))?;
+        by_name
+            .insert(user.username.as_str(), v.value())
+            .ctx("writing user_records_by_username")?;
+        by_email
+            .insert(user.email.as_str(), v.value())
+            .ctx("writing user_records_by_email")?;
+        count += 1;
+    }
+    drop((users, by_name, by_email));
+    for (table, name) in [
+        (LEGACY_USERS_BY_USERNAME, "users_by_username"),
+        (LEGACY_USERS_BY_EMAIL, "users_by_email"),
+    ] {
+        txn.delete_table(table)
+            .map_err(|e| Error::storage(format!("deleting {name}"), e))?;
+    }
+    tracing::info!(users = count, "built the covering user indexes");
+    Ok(())
 }
 
 fn v1_to_v2(txn: &WriteTransaction) -> Result<(), Error> {

@@ -31,6 +31,7 @@ pub(crate) mod schema;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;
 pub(crate) mod users;
+pub(crate) mod users_index;
 pub(crate) mod users_password;
 pub(crate) mod writer;
 

@@ -1,17 +1,20 @@
 //! The tables of `store.redb` and the keys they use.
 //!
 //! Ids are stored as `u128` (a UUID's big-endian value) so that numeric
-//! order is creation order; timestamps as `i64` microseconds. Index tables
-//! map a composite key to `()`: the key alone answers the lookup, and the
-//! record is fetched from its primary table. Every index is written in the
-//! same write transaction as its row.
+//! order is creation order; timestamps as `i64` microseconds. Most index
+//! tables map a composite key to `()`: the key alone answers the lookup,
+//! and the record is fetched from its primary table. The two user indexes
+//! are covering: they hold the whole user record, so a login-time lookup by
+//! username or email is one B-tree search instead of two (see
+//! `db::users_index`). Every index is written in the same write transaction
+//! as its row.
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | name | bytes (schema version as `u32` LE, store id) |
 //! | `users` | user id | `User` record |
-//! | `users_by_username` | normalised username | user id |
-//! | `users_by_email` | lower-case email | user id |
+//! | `user_records_by_username` | normalised username | `User` record (as in `users`) |
+//! | `user_records_by_email` | lower-case email | `User` record (as in `users`) |
 //! | `credentials` | user id | argon2id PHC string |
 //! | `profiles` | user id | `UserProfile` record |
 //! | `sessions` | session id | `ConversationSession` record |
@@ -32,10 +35,10 @@ use redb::TableDefinition;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
-pub(crate) const USERS_BY_USERNAME: TableDefinition<&str, u128> =
-    TableDefinition::new("users_by_username");
-pub(crate) const USERS_BY_EMAIL: TableDefinition<&str, u128> =
-    TableDefinition::new("users_by_email");
+pub(crate) const USERS_BY_USERNAME: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("user_records_by_username");
+pub(crate) const USERS_BY_EMAIL: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("user_records_by_email");
 pub(crate) const CREDENTIALS: TableDefinition<u128, &str> = TableDefinition::new("credentials");
 pub(crate) const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
 pub(crate) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");

@@ -22,8 +22,8 @@ use crate::error::{Error, StorageContext};
 pub(crate) struct Snapshot {
     pub(crate) txn: ReadTransaction,
     pub(crate) users: ReadOnlyTable<u128, &'static [u8]>,
-    pub(crate) users_by_username: ReadOnlyTable<&'static str, u128>,
-    pub(crate) users_by_email: ReadOnlyTable<&'static str, u128>,
+    pub(crate) users_by_username: ReadOnlyTable<&'static str, &'static [u8]>,
+    pub(crate) users_by_email: ReadOnlyTable<&'static str, &'static [u8]>,
 }
 
 /// The current shared snapshot, if any, tagged with the commit generation
@@ -54,10 +54,10 @@ impl ReadCache {
             users: txn.open_table(USERS).ctx("opening users")?,
             users_by_username: txn
                 .open_table(USERS_BY_USERNAME)
-                .ctx("opening users_by_username")?,
+                .ctx("opening user_records_by_username")?,
             users_by_email: txn
                 .open_table(USERS_BY_EMAIL)
-                .ctx("opening users_by_email")?,
+                .ctx("opening user_records_by_email")?,
             txn,
         });
         if let Ok(mut guard) = self.current.write()

@@ -1,8 +1,8 @@
 //! Users: create, look up, change, soft delete, list, passwords.
 //!
 //! Usernames and emails are unique after normalisation, enforced through
-//! the `users_by_username` and `users_by_email` indexes inside the same
-//! write transaction as the row. A soft-deleted user keeps its username and
+//! the covering indexes (`db::users_index`) inside the same write
+//! transaction as the row. A soft-deleted user keeps its username and
 //! email reserved (so that a restore never collides) but is invisible to
 //! gets and lists.
 
@@ -10,7 +10,8 @@ use redb::{ReadableTable, WriteTransaction};
 use tracing::instrument;
 
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
-use crate::db::{Db, get_record, put_record};
+use crate::db::users_index::{holder, lookup, put_user};
+use crate::db::{Db, get_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
 use crate::model::validate::{normalize_email, normalize_username};
@@ -76,28 +77,20 @@ fn insert_user(
     username: &str,
     email: &str,
 ) -> Result<User, Error> {
-    let mut by_name = txn
+    let by_name = txn
         .open_table(USERS_BY_USERNAME)
-        .ctx("opening users_by_username")?;
-    let mut by_email = txn
+        .ctx("opening user_records_by_username")?;
+    if let Some(existing) = holder(&by_name, username)? {
+        return Err(conflict("username", username, existing));
+    }
+    drop(by_name);
+    let by_email = txn
         .open_table(USERS_BY_EMAIL)
-        .ctx("opening users_by_email")?;
-    if let Some(existing) = by_name.get(username).ctx("reading users_by_username")? {
-        return Err(Error::Conflict {
-            entity: Entity::User,
-            field: "username",
-            value: username.to_string(),
-            existing: UserId::from_key(existing.value()).to_string(),
-        });
+        .ctx("opening user_records_by_email")?;
+    if let Some(existing) = holder(&by_email, email)? {
+        return Err(conflict("email", email, existing));
     }
-    if let Some(existing) = by_email.get(email).ctx("reading users_by_email")? {
-        return Err(Error::Conflict {
-            entity: Entity::User,
-            field: "email",
-            value: email.to_string(),
-            existing: UserId::from_key(existing.value()).to_string(),
-        });
-    }
+    drop(by_email);
     let now = Timestamp::now();
     let user = User {
         id: UserId::new(),
@@ -111,12 +104,30 @@ fn insert_user(
         updated_at: now,
         deleted_at: None,
     };
-    let key = user.id.to_key();
-    put_record(&mut txn.open_table(USERS).ctx("opening users")?, key, &user)?;
-    by_name
-        .insert(username, key)
-        .ctx("writing users_by_username")?;
-    by_email.insert(email, key).ctx("writing users_by_email")?;
+    put_user(txn, &user, None)?;
+    Ok(user)
+}
+
+fn conflict(field: &'static str, value: &str, existing: UserId) -> Error {
+    Error::Conflict {
+        entity: Entity::User,
+        field,
+        value: value.to_string(),
+        existing: existing.to_string(),
+    }
+}
+
+/// Loads a live user, applies `change`, and stores the result in `users`
+/// and both indexes.
+fn modify_live(
+    txn: &WriteTransaction,
+    id: UserId,
+    change: impl FnOnce(&mut User) -> Result<(), Error>,
+) -> Result<User, Error> {
+    let mut user = load_live(&txn.open_table(USERS).ctx("opening users")?, id)?;
+    let old_email = user.email.clone();
+    change(&mut user)?;
+    put_user(txn, &user, Some(&old_email))?;
     Ok(user)
 }
 
@@ -126,45 +137,29 @@ fn update_user(
     change: &UserUpdate,
     email: Option<&str>,
 ) -> Result<User, Error> {
-    let mut users = txn.open_table(USERS).ctx("opening users")?;
-    let mut user = load_live(&users, id)?;
-    let mut by_email = txn
-        .open_table(USERS_BY_EMAIL)
-        .ctx("opening users_by_email")?;
-    let new_email = email.filter(|e| *e != user.email);
-    if let Some(e) = new_email
-        && let Some(existing) = by_email.get(e).ctx("reading users_by_email")?
-    {
-        return Err(Error::Conflict {
-            entity: Entity::User,
-            field: "email",
-            value: e.to_string(),
-            existing: UserId::from_key(existing.value()).to_string(),
-        });
-    }
-    if let Some(e) = new_email {
-        by_email
-            .remove(user.email.as_str())
-            .ctx("writing users_by_email")?;
-        by_email
-            .insert(e, id.to_key())
-            .ctx("writing users_by_email")?;
-        user.email = e.to_string();
-    }
-    if let Some(d) = &change.display_name {
-        user.display_name = d.clone();
-    }
-    if let Some(s) = change.status {
-        user.status = s;
-    }
-    user.updated_at = Timestamp::now();
-    put_record(&mut users, id.to_key(), &user)?;
-    Ok(user)
+    modify_live(txn, id, |user| {
+        if let Some(e) = email.filter(|e| *e != user.email) {
+            let by_email = txn
+                .open_table(USERS_BY_EMAIL)
+                .ctx("opening user_records_by_email")?;
+            if let Some(existing) = holder(&by_email, e)? {
+                return Err(conflict("email", e, existing));
+            }
+            user.email = e.to_string();
+        }
+        if let Some(d) = &change.display_name {
+            user.display_name = d.clone();
+        }
+        if let Some(s) = change.status {
+            user.status = s;
+        }
+        user.updated_at = Timestamp::now();
+        Ok(())
+    })
 }
 
 fn set_deleted(txn: &WriteTransaction, id: UserId, deleted: bool) -> Result<User, Error> {
-    let mut users = txn.open_table(USERS).ctx("opening users")?;
-    let mut user = load(&users, id)?;
+    let mut user = load(&txn.open_table(USERS).ctx("opening users")?, id)?;
     match (deleted, user.deleted_at) {
         (true, Some(_)) => return Err(Error::not_found(Entity::User, id)),
         (false, None) => return Ok(user),
@@ -172,7 +167,7 @@ fn set_deleted(txn: &WriteTransaction, id: UserId, deleted: bool) -> Result<User
         (false, Some(_)) => user.deleted_at = None,
     }
     user.updated_at = Timestamp::now();
-    put_record(&mut users, id.to_key(), &user)?;
+    put_user(txn, &user, None)?;
     Ok(user)
 }
 
@@ -217,15 +212,10 @@ impl Users<'_> {
         } else {
             &snap.users_by_username
         };
-        let id = index
-            .get(key)
-            .ctx("reading a user index")?
-            .map(|v| UserId::from_key(v.value()))
-            .ok_or_else(|| Error::not_found(Entity::User, key))?;
-        load_live(&snap.users, id).map_err(|e| match e {
-            Error::NotFound { .. } => Error::not_found(Entity::User, key),
-            other => other,
-        })
+        match lookup(index, key)? {
+            Some(user) if user.deleted_at.is_none() => Ok(user),
+            _ => Err(Error::not_found(Entity::User, key)),
+        }
     }
 
     /// Changes a user and bumps `updated_at`.
@@ -291,15 +281,16 @@ impl Users<'_> {
         let hash = crate::db::users_password::hash(password, &self.db.settings).await?;
         self.db
             .write(move |txn| {
-                let mut users = txn.open_table(USERS).ctx("opening users")?;
-                let mut user = load_live(&users, id)?;
-                txn.open_table(CREDENTIALS)
-                    .ctx("opening credentials")?
-                    .insert(id.to_key(), hash.as_str())
-                    .ctx("writing credentials")?;
-                user.has_password = true;
-                user.updated_at = Timestamp::now();
-                put_record(&mut users, id.to_key(), &user)
+                modify_live(txn, id, |user| {
+                    txn.open_table(CREDENTIALS)
+                        .ctx("opening credentials")?
+                        .insert(id.to_key(), hash.as_str())
+                        .ctx("writing credentials")?;
+                    user.has_password = true;
+                    user.updated_at = Timestamp::now();
+                    Ok(())
+                })
+                .map(|_| ())
             })
             .await
     }
@@ -325,10 +316,10 @@ impl Users<'_> {
         }
         self.db
             .write(move |txn| {
-                let mut users = txn.open_table(USERS).ctx("opening users")?;
-                let mut user = load_live(&users, id)?;
-                user.last_login_at = Some(Timestamp::now());
-                put_record(&mut users, id.to_key(), &user)
+                modify_live(txn, id, |user| {
+                    user.last_login_at = Some(Timestamp::now());
+                    Ok(())
+                })
             })
             .await?;
         Ok(true)

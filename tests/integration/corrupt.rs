@@ -6,6 +6,8 @@ use redb::{Database, TableDefinition};
 use crate::common::{bvstore, config, open_store, stderr};
 
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+const BY_NAME: TableDefinition<&str, &[u8]> = TableDefinition::new("user_records_by_username");
+const BY_EMAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("user_records_by_email");
 
 #[tokio::test]
 async fn a_corrupt_user_record_is_reported_not_trusted() {
@@ -23,9 +25,18 @@ async fn a_corrupt_user_record_is_reported_not_trusted() {
         {
             let db = Database::create(path.join("store.redb")).unwrap();
             let txn = db.begin_write().unwrap();
+            // The record and its two index copies.
             txn.open_table(USERS)
                 .unwrap()
                 .insert(bad.id.as_uuid().as_u128(), garbage.as_slice())
+                .unwrap();
+            txn.open_table(BY_NAME)
+                .unwrap()
+                .insert("damaged", garbage.as_slice())
+                .unwrap();
+            txn.open_table(BY_EMAIL)
+                .unwrap()
+                .insert("damaged@example.in", garbage.as_slice())
                 .unwrap();
             txn.commit().unwrap();
         }
@@ -35,6 +46,10 @@ async fn a_corrupt_user_record_is_reported_not_trusted() {
         assert!(e.to_string().contains(&bad.id.to_string()), "{e}");
         assert!(matches!(
             store.users().get_by_username("damaged"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.users().get_by_email("damaged@example.in"),
             Err(Error::Corrupt { .. })
         ));
         assert!(matches!(

@@ -113,7 +113,7 @@ async fn a_schema_1_store_migrates_and_reads_back() {
     let (a, b) = write_v1_store(dir.path());
     let status = Store::migration_status(&config(dir.path())).await.unwrap();
     assert_eq!(status.applied, Some(1));
-    assert_eq!(status.pending.len(), 2);
+    assert_eq!(status.pending.len(), SCHEMA_VERSION as usize - 1);
     let out = bvstore(dir.path(), &["--json", "migrate", "status"]);
     let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(doc["applied"], 1);
@@ -141,6 +141,36 @@ async fn a_schema_1_store_migrates_and_reads_back() {
             .unwrap()
     );
     assert!(!store.users().get(b.into()).unwrap().has_password);
+    // Step 3 → 4 built the covering indexes from the migrated records.
+    assert_eq!(
+        store.users().get_by_username("legacy_ravi").unwrap().id,
+        a.into()
+    );
+    let meena = store
+        .users()
+        .get_by_email("LEGACY_MEENA@example.in")
+        .unwrap();
+    assert_eq!((meena.id, meena.has_password), (b.into(), false));
+    // A migrated user's records stay in step through a change.
+    let changed = store
+        .users()
+        .update(
+            b.into(),
+            bharatvoice_store::UserUpdate {
+                email: Some("meena@example.in".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.users().get_by_username("legacy_meena").unwrap(),
+        changed
+    );
+    assert!(matches!(
+        store.users().get_by_email("legacy_meena@example.in"),
+        Err(Error::NotFound { .. })
+    ));
     let p = store.profiles().get(a.into()).unwrap();
     assert_eq!(p.languages[0].as_str(), "hi-IN");
     assert_eq!(p.audio_retention_days, Some(45));
@@ -157,6 +187,17 @@ async fn a_schema_1_store_migrates_and_reads_back() {
         (status.applied, status.pending.len()),
         (Some(SCHEMA_VERSION), 0)
     );
+    // The name → id indexes of schemas 1 to 3 are gone.
+    let db = Database::create(dir.path().join("store.redb")).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(matches!(
+        txn.open_table(BY_NAME),
+        Err(redb::TableError::TableDoesNotExist(_))
+    ));
+    assert!(matches!(
+        txn.open_table(BY_EMAIL),
+        Err(redb::TableError::TableDoesNotExist(_))
+    ));
 }
 
 #[tokio::test]

@@ -1,0 +1,68 @@
+//! The covering user indexes: `user_records_by_username` and
+//! `user_records_by_email` map a normalised name to the whole user record,
+//! the same bytes as in `users`.
+//!
+//! Why covering: a lookup by username was two B-tree searches (name → id,
+//! id → record) and cost twice a lookup by id (1.04 µs against 0.46 µs at
+//! 100k users; 5.3 µs against 2.2 µs at 1M with a 64 MiB page cache, where
+//! both searches miss the cache). Users are read far more often than they
+//! change, so every user write stores the record three times, and every
+//! write goes through [`put_user`] so the copies cannot drift apart (the
+//! model test in `tests/integration/model.rs` checks every lookup path
+//! against one model).
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::db::codec;
+use crate::db::schema::{USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
+use crate::error::{Error, StorageContext};
+use crate::model::user::User;
+use crate::types::UserId;
+
+/// Writes `user` to `users` and both indexes; `old_email`, when it differs
+/// from the user's email, is removed from the email index.
+pub(crate) fn put_user(
+    txn: &WriteTransaction,
+    user: &User,
+    old_email: Option<&str>,
+) -> Result<(), Error> {
+    let bytes = codec::encode(user)?;
+    let key = user.id.to_key();
+    txn.open_table(USERS)
+        .ctx("opening users")?
+        .insert(key, bytes.as_slice())
+        .ctx("writing users")?;
+    txn.open_table(USERS_BY_USERNAME)
+        .ctx("opening user_records_by_username")?
+        .insert(user.username.as_str(), bytes.as_slice())
+        .ctx("writing user_records_by_username")?;
+    let mut by_email = txn
+        .open_table(USERS_BY_EMAIL)
+        .ctx("opening user_records_by_email")?;
+    if let Some(old) = old_email.filter(|e| *e != user.email) {
+        by_email.remove(old).ctx("writing user_records_by_email")?;
+    }
+    by_email
+        .insert(user.email.as_str(), bytes.as_slice())
+        .ctx("writing user_records_by_email")?;
+    Ok(())
+}
+
+/// The user (live or soft-deleted) an index holds under `key`.
+pub(crate) fn lookup(
+    index: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<User>, Error> {
+    match index.get(key).ctx("reading a user index")? {
+        Some(v) => codec::decode::<User>(v.value(), key).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The id of the user holding `key` in an index, for conflict reports.
+pub(crate) fn holder(
+    index: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<UserId>, Error> {
+    Ok(lookup(index, key)?.map(|u| u.id))
+}
