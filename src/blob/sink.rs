@@ -14,9 +14,11 @@
 //! (385 MB/s) once the page cache grew into memory the guest had not
 //! touched before, against 27–33 ms with `O_DIRECT` and 34 ms with buffered
 //! writes whose pages were dropped after the sync (`dd`/Python, 2026-11-25).
-//! So every [`WINDOW`] bytes the sink starts writeback of the window just
-//! written (`sync_file_range(WRITE)`), waits for the window before it, and
-//! drops that one's pages (`posix_fadvise(DONTNEED)`) unless the caller
+//! So the sink starts writeback of every chunk as soon as it is written
+//! (`sync_file_range(WRITE)`, which does not wait), and every [`WINDOW`]
+//! bytes waits for the window two before the current one to reach the
+//! device (by then it usually has, so the sink rarely blocks) and drops its
+//! pages (`posix_fadvise(DONTNEED)`) unless the caller
 //! asked to keep the blob cached. Small blobs (under
 //! `Config::blob_cache_limit_bytes`) stay in the page cache: re-reading a
 //! just-stored clip should not touch the disk. Durability does not depend
@@ -123,19 +125,20 @@ fn run(
     file.write_all(&[0u8; format::HEADER_LEN])
         .map_err(|e| io("writing", e))?;
     let mut written = format::HEADER_LEN as u64;
-    // Start of the window whose writeback was started, and of the next one.
-    let mut flushed_to: u64 = 0;
-    let mut started_to: u64 = 0;
+    // Window boundaries: `[settled, behind)` is the oldest window not yet
+    // waited for, `[behind, head)` the next; the current one starts at
+    // `head`. Waiting two windows behind the head rarely blocks.
+    let (mut settled, mut behind, mut head) = (0u64, 0u64, 0u64);
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Chunk(sealed) => {
                 file.write_all(&sealed).map_err(|e| io("writing", e))?;
+                let from = written;
                 written += sealed.len() as u64;
-                if written - started_to >= WINDOW {
-                    let drop_pages = written >= cache_limit;
-                    write_behind(&file, flushed_to, started_to, written, drop_pages);
-                    flushed_to = started_to;
-                    started_to = written;
+                start_writeback(&file, from, written);
+                if written - head >= WINDOW {
+                    settle(&file, settled, behind, written >= cache_limit);
+                    (settled, behind, head) = (behind, head, written);
                 }
             }
             Msg::Finish {
@@ -193,49 +196,62 @@ fn write_header(file: &File, header: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Waits for `[old, start)` to reach the device and drops it from the page
-/// cache (if `drop_pages`), then starts writeback of `[start, end)`.
-/// Failures are ignored: these are hints, and the final `fsync` reports
-/// any real error.
+/// Starts writeback of `[start, end)` without waiting. Like the other
+/// hints here, failures are ignored: the final `fsync` reports real errors.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn write_behind(file: &File, old: u64, start: u64, end: u64, drop_pages: bool) {
+fn start_writeback(file: &File, start: u64, end: u64) {
     use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    let (Ok(old_off), Ok(start_off), Ok(end_off)) = (
-        libc::off64_t::try_from(old),
-        libc::off64_t::try_from(start),
-        libc::off64_t::try_from(end),
-    ) else {
+    let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
         return;
     };
-    // SAFETY: plain syscalls on a file descriptor this function borrows for
-    // their duration; no memory is passed.
+    // SAFETY: a plain syscall on a borrowed file descriptor; no memory is
+    // passed.
     unsafe {
-        if start_off > old_off {
-            libc::sync_file_range(
-                fd,
-                old_off,
-                start_off - old_off,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            );
-            if drop_pages {
-                libc::posix_fadvise(fd, old_off, start_off - old_off, libc::POSIX_FADV_DONTNEED);
-            }
-        }
         libc::sync_file_range(
-            fd,
-            start_off,
-            end_off - start_off,
+            file.as_raw_fd(),
+            start,
+            end - start,
             libc::SYNC_FILE_RANGE_WRITE,
         );
     }
 }
 
+/// Waits for `[start, end)` to reach the device, then drops it from the
+/// page cache if `drop_pages`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
+    use std::os::fd::AsRawFd;
+    let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let fd = file.as_raw_fd();
+    // SAFETY: plain syscalls on a borrowed file descriptor; no memory is
+    // passed.
+    unsafe {
+        libc::sync_file_range(
+            fd,
+            start,
+            end - start,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        );
+        if drop_pages {
+            libc::posix_fadvise(fd, start, end - start, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
 #[cfg(not(target_os = "linux"))]
-fn write_behind(_file: &File, _old: u64, _start: u64, _end: u64, _drop_pages: bool) {}
+fn start_writeback(_file: &File, _start: u64, _end: u64) {}
+
+#[cfg(not(target_os = "linux"))]
+fn settle(_file: &File, _start: u64, _end: u64, _drop_pages: bool) {}
 
 /// Drops a synced file's pages from the page cache (`len` 0: to the end).
 #[cfg(target_os = "linux")]
