@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod corrupt;
 mod crash;
+mod disk_full;
 mod files;
 mod fuzz_corpus;
 mod keys;
