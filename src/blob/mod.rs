@@ -202,7 +202,6 @@ impl BlobStore {
         let tmp_dir = config.data_dir.join("tmp");
         std::fs::create_dir_all(&blobs_dir)
             .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
-        create_shards(&blobs_dir)?;
         let removed = crate::fsutil::empty_dir(&tmp_dir)?;
         if removed > 0 {
             tracing::info!(removed, "removed left-over temporary blob files");
@@ -230,24 +229,4 @@ impl BlobStore {
     pub(crate) fn path_of(&self, address: BlobAddress) -> PathBuf {
         writer::blob_path(&self.blobs_dir, address)
     }
-}
-
-/// Creates the 256 first-level shard directories `blobs/00` … `blobs/ff`
-/// that are missing, and syncs `blobs/` once if any were. A put into a new
-/// first-level shard would otherwise sync `blobs/` as well as the shard,
-/// and every put into a young store does.
-fn create_shards(blobs_dir: &std::path::Path) -> Result<(), Error> {
-    let mut created = false;
-    for i in 0..=255u8 {
-        let dir = blobs_dir.join(crate::types::to_hex(&[i]));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => created = true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
-        }
-    }
-    if created {
-        crate::fsutil::sync_dir(blobs_dir)?;
-    }
-    Ok(())
 }

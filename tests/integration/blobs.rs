@@ -443,25 +443,3 @@ async fn left_over_temporary_files_are_removed_at_open() {
     assert!(walk(&path.join("tmp")).is_empty());
     drop(store);
 }
-
-#[tokio::test]
-async fn first_level_shards_exist_from_the_start_and_are_recreated() {
-    let t = open_store().await;
-    let path = t.path();
-    let shards = |p: &std::path::Path| {
-        let mut names: Vec<String> = std::fs::read_dir(p.join("blobs"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    };
-    let expected: Vec<String> = (0..=255u8).map(|i| format!("{i:02x}")).collect();
-    assert_eq!(shards(&path), expected);
-    drop(t.store);
-    // A shard removed by hand comes back at the next open.
-    std::fs::remove_dir(path.join("blobs/7f")).unwrap();
-    let store = Store::open(config(&path)).await.unwrap();
-    assert_eq!(shards(&path), expected);
-    drop(store);
-}
