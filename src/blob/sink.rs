@@ -148,9 +148,9 @@ fn run(
             } => {
                 let result = finish_file(&mut file, &table, &header, written)
                     .map_err(|(what, e)| io(what, e));
-                let durable = result.is_ok();
+                let stored = result.as_ref().ok().copied();
                 let _ = done.send(result);
-                if durable && written + table.len() as u64 >= cache_limit {
+                if stored.is_some_and(|n| n >= cache_limit) {
                     drop_cached(&file, 0, 0);
                 }
                 return Ok(());
@@ -229,21 +229,20 @@ fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
     if end <= start {
         return;
     }
-    let fd = file.as_raw_fd();
-    // SAFETY: plain syscalls on a borrowed file descriptor; no memory is
+    // SAFETY: a plain syscall on a borrowed file descriptor; no memory is
     // passed.
     unsafe {
         libc::sync_file_range(
-            fd,
+            file.as_raw_fd(),
             start,
             end - start,
             libc::SYNC_FILE_RANGE_WAIT_BEFORE
                 | libc::SYNC_FILE_RANGE_WRITE
                 | libc::SYNC_FILE_RANGE_WAIT_AFTER,
         );
-        if drop_pages {
-            libc::posix_fadvise(fd, start, end - start, libc::POSIX_FADV_DONTNEED);
-        }
+    }
+    if drop_pages {
+        drop_cached(file, start, end - start);
     }
 }
 
@@ -253,7 +252,8 @@ fn start_writeback(_file: &File, _start: u64, _end: u64) {}
 #[cfg(not(target_os = "linux"))]
 fn settle(_file: &File, _start: u64, _end: u64, _drop_pages: bool) {}
 
-/// Drops a synced file's pages from the page cache (`len` 0: to the end).
+/// Drops a file's pages that are on disk from the page cache (`len` 0: to
+/// the end of the file).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn drop_cached(file: &File, offset: i64, len: i64) {

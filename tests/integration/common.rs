@@ -35,6 +35,16 @@ impl TestStore {
     }
 }
 
+/// Where a stored file's blob lives under a data directory.
+pub fn blob_file(data_dir: &Path, f: &bharatvoice_store::AudioFile) -> PathBuf {
+    let hex = f.blob.to_string();
+    data_dir
+        .join("blobs")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(hex)
+}
+
 /// Runs the built `bvstore` with `--data-dir dir` and the given arguments.
 pub fn bvstore(dir: &Path, args: &[&str]) -> Output {
     bvstore_stdin(dir, args, None)

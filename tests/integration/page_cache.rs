@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bharatvoice_store::{Actor, AudioFile, NewUser, PutOptions, Store, UserId};
 
 use crate::blobs::random_bytes;
-use crate::common::config;
+use crate::common::{blob_file, config};
 
 /// (resident pages, total pages) of a file.
 fn residency(path: &Path) -> (usize, usize) {
@@ -38,14 +38,6 @@ fn residency(path: &Path) -> (usize, usize) {
         assert_eq!(rc, 0, "mincore");
     }
     (vec.iter().filter(|b| **b & 1 == 1).count(), pages)
-}
-
-fn blob_file(dir: &Path, f: &AudioFile) -> std::path::PathBuf {
-    let hex = f.blob.to_string();
-    dir.join("blobs")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(hex)
 }
 
 /// Waits (the pages are dropped just after the put is acknowledged) until

@@ -5,18 +5,12 @@ use bharatvoice_store::{Actor, AudioFile, Error, FileId, PutOptions, Store};
 use redb::{Database, TableDefinition};
 
 use crate::blobs::{random_bytes, small_chunk_store, speech_pcm};
-use crate::common::{TestStore, config};
+use crate::common::{TestStore, blob_file, config};
 
 const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
 
 fn blob_path(t: &TestStore, f: &AudioFile) -> std::path::PathBuf {
-    let hex = f.blob.to_string();
-    t.dir
-        .path()
-        .join("blobs")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(hex)
+    blob_file(t.dir.path(), f)
 }
 
 async fn assert_refused(t: &TestStore, actor: Actor, id: FileId, what: &str) {
