@@ -45,6 +45,9 @@
 //!
 //! Results and their reading: `docs/BENCHMARKS-blob.md`.
 
+mod common;
+
+use common::temp_dir;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -294,16 +297,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn temp_dir(label: &str) -> tempfile::TempDir {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(label);
-    match std::env::var_os("BV_BENCH_DIR") {
-        Some(parent) => builder.tempdir_in(parent),
-        None => builder.tempdir(),
-    }
-    .expect("temporary directory")
 }
 
 struct Fixture {

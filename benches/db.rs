@@ -35,6 +35,9 @@
 //!
 //! Results and their reading: `docs/BENCHMARKS.md`.
 
+mod common;
+
+use common::temp_dir;
 use std::future::Future;
 use std::hint::black_box;
 use std::path::Path;
@@ -83,16 +86,6 @@ fn env_count(name: &str, default: usize) -> usize {
             .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
         Err(_) => default,
     }
-}
-
-fn temp_dir(label: &str) -> tempfile::TempDir {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(label);
-    match std::env::var_os("BV_BENCH_DIR") {
-        Some(parent) => builder.tempdir_in(parent),
-        None => builder.tempdir(),
-    }
-    .expect("temporary directory")
 }
 
 /// Page cache of both sides: `BV_DB_CACHE_BYTES`, default 64 MiB.
@@ -575,6 +568,25 @@ struct UserFixture {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
+/// Creates `count` users named `{prefix}…`, many at a time; their ids in
+/// creation order.
+async fn create_users(store: &Store, prefix: &'static str, count: usize) -> Vec<UserId> {
+    let store = store.clone();
+    run_concurrent(count, POPULATE_IN_FLIGHT, move |i| {
+        let store = store.clone();
+        async move {
+            let n = i as u64;
+            store
+                .users()
+                .create(NewUser::new(username(prefix, n), email(prefix, n)))
+                .await
+                .expect("populate create")
+                .id
+        }
+    })
+    .await
+}
+
 fn populate_users(rt: &Runtime, rows: usize) -> UserFixture {
     install_batch_stats();
     let (c0, r0) = (
@@ -584,21 +596,7 @@ fn populate_users(rt: &Runtime, rows: usize) -> UserFixture {
     let redb_dir = temp_dir("bv-bench-read-redb");
     let store = rt.block_on(open_store(redb_dir.path()));
     let start = Instant::now();
-    let redb_ids = rt.block_on({
-        let store = store.clone();
-        run_concurrent(rows, POPULATE_IN_FLIGHT, move |i| {
-            let store = store.clone();
-            async move {
-                let n = i as u64;
-                store
-                    .users()
-                    .create(NewUser::new(username("u", n), email("u", n)))
-                    .await
-                    .expect("populate create")
-                    .id
-            }
-        })
-    });
+    let redb_ids = rt.block_on(create_users(&store, "u", rows));
     eprintln!(
         "populated redb with {rows} users in {:.2?} ({POPULATE_IN_FLIGHT} creates in flight, \
          {} group commits)",
@@ -795,21 +793,7 @@ fn bench_list_sessions(c: &mut Criterion) {
     let redb_dir = temp_dir("bv-bench-sessions-redb");
     let store = rt.block_on(open_store(redb_dir.path()));
     let start = Instant::now();
-    let users = rt.block_on({
-        let store = store.clone();
-        run_concurrent(SESSION_USERS, POPULATE_IN_FLIGHT, move |i| {
-            let store = store.clone();
-            async move {
-                let n = i as u64;
-                store
-                    .users()
-                    .create(NewUser::new(username("s", n), email("s", n)))
-                    .await
-                    .expect("populate create")
-                    .id
-            }
-        })
-    });
+    let users = rt.block_on(create_users(&store, "s", SESSION_USERS));
     let language: LanguageTag = "hi-IN".parse().expect("language tag");
     rt.block_on({
         let (store, users) = (store.clone(), Arc::new(users.clone()));
