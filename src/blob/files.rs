@@ -145,6 +145,7 @@ impl Files<'_> {
             let _ = std::fs::remove_file(&written.tmp_path);
             return Err(e);
         }
+        let direct_bytes = written.direct_bytes;
         let wrapped = data_key
             .map(|k| wrap(&kek, &k, &data_key_context(addr)))
             .transpose()?;
@@ -200,7 +201,14 @@ impl Files<'_> {
             .db
             .write(move |txn| commit_file(txn, &new, &row))
             .await?;
-        tracing::debug!(file = %file.id, blob = %addr, dedup, bytes = file.plain_bytes, "stored");
+        tracing::debug!(
+            file = %file.id,
+            blob = %addr,
+            dedup,
+            bytes = file.plain_bytes,
+            direct_bytes,
+            "stored"
+        );
         Ok(file)
     }
 

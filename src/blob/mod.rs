@@ -15,6 +15,7 @@
 
 pub(crate) mod access;
 pub(crate) mod crypto;
+pub(crate) mod direct;
 pub(crate) mod files;
 pub(crate) mod format;
 pub(crate) mod keys;
