@@ -275,8 +275,9 @@ impl Files<'_> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         let mut reader = self.reader_of(&file).await?;
         // The record's size (capped: it is only a hint) saves regrowing.
-        let mut out =
-            Vec::with_capacity(usize::try_from(file.plain_bytes.min(1 << 30)).unwrap_or(0));
+        let mut out = crate::blob::bigbuf::with_capacity(
+            usize::try_from(file.plain_bytes.min(1 << 30)).unwrap_or(0),
+        );
         while let Some(piece) = reader.next_chunk().await {
             out.extend_from_slice(&piece?);
         }

@@ -14,6 +14,7 @@
 //! open.
 
 pub(crate) mod access;
+pub(crate) mod bigbuf;
 pub(crate) mod crypto;
 pub(crate) mod direct;
 pub(crate) mod files;
