@@ -80,7 +80,10 @@ pub struct Config {
     /// Blobs of at least this many stored bytes are dropped from the OS page
     /// cache as they are written (Linux), so storing large recordings does
     /// not fill memory with pages nobody reads soon; smaller ones stay
-    /// cached. `0` drops every blob, `u64::MAX` keeps every blob.
+    /// cached. Past this size, or past 1 MiB if that is more, the rest of a
+    /// blob is written around the page cache (`O_DIRECT`) where the
+    /// filesystem allows. `0` drops every blob, `u64::MAX` keeps every blob
+    /// and never writes directly.
     pub blob_cache_limit_bytes: u64,
     /// The master key, if given directly.
     pub master_key: Option<crate::MasterKey>,
