@@ -6,13 +6,17 @@
 //! block-aligned, a size that ends on a stage boundary. Each file must read
 //! back exactly, whole and by ranges across the seams, and verify; the
 //! `stored` debug event says how many bytes went direct, so a sink that
-//! silently stopped switching fails here too. Runs under the target dir
+//! silently stopped switching fails here too; a put cancelled mid-blob
+//! must leave nothing behind. Runs under the target dir
 //! (the checkout's filesystem; ext4 here), not a tmpfs `/tmp`.
 #![cfg(target_os = "linux")]
 
 use std::sync::{Arc, Mutex};
 
-use bharatvoice_store::{Actor, NewUser, PutOptions, Store};
+use std::time::{Duration, Instant};
+
+use bharatvoice_store::{Actor, ListFilter, ListOptions, NewUser, PutOptions, Store};
+use tokio::io::AsyncWriteExt;
 
 use crate::blobs::{random_bytes, speech_pcm};
 use crate::common::config;
@@ -154,4 +158,70 @@ async fn large_blobs_go_around_the_page_cache_and_read_back_exactly() {
         assert_eq!(report.plain_bytes, len, "{name}");
         store.close().await;
     }
+}
+
+/// A put dropped while its blob is being written directly (its future
+/// cancelled, as `select!` or a timeout does) leaves nothing behind: the
+/// writer threads stop, `tmp/` empties, no record appears, and the next
+/// put works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_put_leaves_nothing_behind() {
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dir = root.path().join("cancel");
+    let store = Store::open(config(&dir).blob_cache_limit_bytes(0))
+        .await
+        .expect("open");
+    let user = store
+        .users()
+        .create(NewUser::new("canceller", "canceller@example.in"))
+        .await
+        .expect("user")
+        .id;
+    let me = Actor::User(user);
+
+    // A caller that streams 3 MiB quickly, then stalls: by then the sink
+    // has passed 1 MiB and writes directly.
+    let (mut tx, rx) = tokio::io::duplex(64 << 10);
+    let feeder = tokio::spawn(async move {
+        let data = random_bytes(3 << 20, 7);
+        tx.write_all(&data).await.expect("feed");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(tx);
+    });
+    let files = store.files();
+    let put = files.put(me, user, rx, PutOptions::content_type("audio/ogg"));
+    let cancelled = tokio::time::timeout(Duration::from_millis(1500), put).await;
+    assert!(cancelled.is_err(), "the put finished: {cancelled:?}");
+    feeder.abort();
+
+    let tmp = dir.join("tmp");
+    let start = Instant::now();
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .expect("tmp dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "left in tmp/: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page = store
+        .files()
+        .list(me, user, ListFilter::default(), ListOptions::first(10))
+        .await
+        .expect("list");
+    assert!(page.items.is_empty(), "a record appeared: {:?}", page.items);
+
+    let data = random_bytes((2 << 20) + 3, 8);
+    let f = store
+        .files()
+        .put_bytes(me, user, &data, PutOptions::content_type("audio/ogg"))
+        .await
+        .expect("the next put");
+    assert!(store.files().read(me, f.id).await.expect("read") == data);
 }
