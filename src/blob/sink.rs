@@ -110,7 +110,7 @@ impl Sink {
     }
 
     /// Writes the chunk table, the final header at offset 0, syncs the
-    /// file and returns the stored length. The thread answers as soon as
+    /// file and says what was stored. The thread answers as soon as
     /// the file is durable, and drops its pages from the cache afterwards.
     pub(crate) async fn finish(
         mut self,
@@ -137,11 +137,7 @@ impl Sink {
     }
 
     /// The writer thread's error, once it has stopped.
-    pub(crate) async fn failure(&mut self) -> Error {
-        self.stopped().await
-    }
-
-    async fn stopped(&mut self) -> Error {
+    pub(crate) async fn stopped(&mut self) -> Error {
         match (&mut self.thread).await {
             Ok(Err(e)) => e,
             Ok(Ok(())) => Error::io(
@@ -298,29 +294,15 @@ fn write_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
 /// Starts writeback of `[start, end)` without waiting. Like the other
 /// hints here, failures are ignored: the final `fsync` reports real errors.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn start_writeback(file: &File, start: u64, end: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
-        return;
-    };
-    // SAFETY: a plain syscall on a borrowed file descriptor; no memory is
-    // passed.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            start,
-            end - start,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
+    sync_range(file, start, end, libc::SYNC_FILE_RANGE_WRITE);
 }
 
-/// Waits for `[start, end)` to reach the device, then drops it from the
-/// page cache if `drop_pages`.
+/// `sync_file_range(2)` over `[start, end)`; an empty or out-of-range
+/// span does nothing.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
+fn sync_range(file: &File, start: u64, end: u64, flags: libc::c_uint) {
     use std::os::fd::AsRawFd;
     let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
         return;
@@ -331,17 +313,30 @@ fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
     // SAFETY: a plain syscall on a borrowed file descriptor; no memory is
     // passed.
     unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            start,
-            end - start,
-            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-        );
+        libc::sync_file_range(file.as_raw_fd(), start, end - start, flags);
     }
+}
+
+/// Waits for `[start, end)` to reach the device, then drops it from the
+/// page cache if `drop_pages`.
+#[cfg(target_os = "linux")]
+fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
+    if end <= start {
+        return;
+    }
+    sync_range(
+        file,
+        start,
+        end,
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+    );
     if drop_pages {
-        drop_cached(file, start, end - start);
+        let (Ok(offset), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
+            return;
+        };
+        drop_cached(file, offset, len);
     }
 }
 

@@ -212,7 +212,7 @@ impl SealLine {
         match (&mut self.thread).await.map_err(join_err)? {
             Ok(lengths) => Ok(lengths),
             Err(LineStop::Failed(e)) => Err(e),
-            Err(LineStop::Sink) => Err(sink.failure().await),
+            Err(LineStop::Sink) => Err(sink.stopped().await),
         }
     }
 }

@@ -77,20 +77,25 @@ fn insert_user(
     username: &str,
     email: &str,
 ) -> Result<User, Error> {
-    let by_name = txn
-        .open_table(USERS_BY_USERNAME)
-        .ctx("opening user_records_by_username")?;
-    if let Some(existing) = holder(&by_name, username)? {
-        return Err(conflict("username", username, existing));
+    for (index, name, field, value) in [
+        (
+            USERS_BY_USERNAME,
+            "opening user_records_by_username",
+            "username",
+            username,
+        ),
+        (
+            USERS_BY_EMAIL,
+            "opening user_records_by_email",
+            "email",
+            email,
+        ),
+    ] {
+        let table = txn.open_table(index).ctx(name)?;
+        if let Some(existing) = holder(&table, value)? {
+            return Err(conflict(field, value, existing));
+        }
     }
-    drop(by_name);
-    let by_email = txn
-        .open_table(USERS_BY_EMAIL)
-        .ctx("opening user_records_by_email")?;
-    if let Some(existing) = holder(&by_email, email)? {
-        return Err(conflict("email", email, existing));
-    }
-    drop(by_email);
     let now = Timestamp::now();
     let user = User {
         id: UserId::new(),
