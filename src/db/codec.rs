@@ -28,10 +28,6 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
 }
 
-impl Record for crate::User {
-    const KIND: &'static str = "user record";
-    const VERSION: u8 = 2;
-}
 impl Record for crate::UserProfile {
     const KIND: &'static str = "profile record";
     const VERSION: u8 = 2;
@@ -63,11 +59,13 @@ pub(crate) fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<V
 }
 
 /// Decodes a record written by [`encode`]; `id` names it in errors.
+#[inline]
 pub(crate) fn decode<T: Record>(bytes: &[u8], id: impl std::fmt::Display) -> Result<T, Error> {
     decode_versioned(T::VERSION, bytes, || format!("{} {id}", T::KIND))
 }
 
 /// Decodes a value that must carry `version`.
+#[inline]
 pub(crate) fn decode_versioned<T: DeserializeOwned>(
     version: u8,
     bytes: &[u8],

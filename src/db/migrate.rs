@@ -20,6 +20,10 @@
 //! * **4**: covering user indexes: `users_by_username` and `users_by_email`
 //!   (name → id) are replaced by `user_records_by_username` and
 //!   `user_records_by_email` (name → user record), built from `users`.
+//! * **5**: user record format 3 (`db::user_record`): `users` no longer
+//!   repeats the id in the value, and `updated_at` is stored relative to
+//!   `created_at`; all three user tables are rewritten. Schemas 2 to 4
+//!   stored `postcard(User)` behind version byte 2.
 
 use std::collections::BTreeMap;
 
@@ -28,13 +32,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::codec;
 use crate::db::schema::{self, META, SCHEMA_VERSION_KEY};
+use crate::db::user_record::{self, LEGACY_VERSION};
+use crate::db::users_index::UserTables;
 use crate::error::{Error, StorageContext};
 use crate::model::profile::{ConsentKind, ConsentState, UserProfile, VoicePreferences};
 use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// One migration step.
 struct Step {
@@ -58,6 +64,11 @@ const STEPS: &[Step] = &[
         from: 3,
         name: "covering user indexes: username and email map to the user record",
         run: v3_to_v4,
+    },
+    Step {
+        from: 4,
+        name: "user record format 3: no repeated id, updated_at relative to created_at",
+        run: v4_to_v5,
     },
 ];
 
@@ -202,32 +213,58 @@ struct ProfileV1 {
     updated_at: Timestamp,
 }
 
+/// Decodes a user record of schemas 2 to 4.
+fn decode_legacy_user(bytes: &[u8], id: UserId) -> Result<User, Error> {
+    codec::decode_versioned(LEGACY_VERSION, bytes, || format!("user record {id}"))
+}
+
+/// Rewrites users in batches, so memory stays bounded for any number of
+/// users (the whole step is still one transaction).
+fn v4_to_v5(txn: &WriteTransaction) -> Result<(), Error> {
+    const BATCH: usize = 4096;
+    let mut tables = UserTables::open(txn)?;
+    let (mut next, mut count) = (Some(0u128), 0u64);
+    while let Some(from) = next.take() {
+        let mut batch = Vec::with_capacity(BATCH);
+        for row in tables.users.range(from..).ctx("reading users")? {
+            let (k, v) = row.ctx("reading users")?;
+            if batch.len() == BATCH {
+                next = Some(k.value());
+                break;
+            }
+            if codec::version_of(v.value()) != Some(user_record::VERSION) {
+                batch.push(decode_legacy_user(v.value(), UserId::from_key(k.value()))?);
+            }
+        }
+        for user in &batch {
+            tables.put(user, None)?;
+        }
+        count += batch.len() as u64;
+    }
+    tracing::info!(users = count, "rewrote users in record format 3");
+    Ok(())
+}
+
 fn v2_to_v3(txn: &WriteTransaction) -> Result<(), Error> {
     schema::create_all(txn).ctx("creating tables")
 }
 
 fn v3_to_v4(txn: &WriteTransaction) -> Result<(), Error> {
     schema::create_all(txn).ctx("creating tables")?;
-    let users = txn.open_table(schema::USERS).ctx("opening users")?;
-    let mut by_name = txn
-        .open_table(schema::USERS_BY_USERNAME)
-        .ctx("opening user_records_by_username")?;
-    let mut by_email = txn
-        .open_table(schema::USERS_BY_EMAIL)
-        .ctx("opening user_records_by_email")?;
+    let mut t = UserTables::open(txn)?;
     let mut count = 0u64;
-    for row in users.iter().ctx("reading users")? {
+    for row in t.users.iter().ctx("reading users")? {
         let (k, v) = row.ctx("reading users")?;
-        let user: User = codec::decode(v.value(), UserId::from_key(k.value()))?;
-        by_name
+        let user = decode_legacy_user(v.value(), UserId::from_key(k.value()))?;
+        t.by_username
             .insert(user.username.as_str(), v.value())
             .ctx("writing user_records_by_username")?;
-        by_email
+        t.by_email
             .insert(user.email.as_str(), v.value())
             .ctx("writing user_records_by_email")?;
         count += 1;
     }
-    drop((users, by_name, by_email));
+    drop(t);
     for (table, name) in [
         (LEGACY_USERS_BY_USERNAME, "users_by_username"),
         (LEGACY_USERS_BY_EMAIL, "users_by_email"),
@@ -272,7 +309,7 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
                 .insert(key, hash.as_str())
                 .ctx("writing credentials")?;
         }
-        rewritten.push((key, codec::encode(&user)?));
+        rewritten.push((key, codec::encode_versioned(LEGACY_VERSION, &user)?));
     }
     for (key, bytes) in rewritten {
         users.insert(key, bytes.as_slice()).ctx("rewriting users")?;

@@ -30,6 +30,7 @@ pub(crate) mod profiles;
 pub(crate) mod schema;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;
+pub(crate) mod user_record;
 pub(crate) mod users;
 pub(crate) mod users_index;
 pub(crate) mod users_password;

@@ -9,12 +9,13 @@
 use redb::{ReadableTable, WriteTransaction};
 use tracing::instrument;
 
+use crate::db::Db;
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
+use crate::db::user_record;
 use crate::db::users_index::{holder, lookup, put_user};
-use crate::db::{Db, get_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
-use crate::model::validate::{normalize_email, normalize_username};
+use crate::model::validate::{normalize_email, normalize_username, normalize_username_cow};
 use crate::types::{Cursor, ListOptions, Page, Timestamp, UserId};
 
 /// User accounts; from [`Store::users`](crate::Store::users).
@@ -45,15 +46,19 @@ fn check_display_name(name: &Option<String>) -> Result<(), Error> {
 }
 
 /// Loads a user, live or soft-deleted.
+#[inline]
 pub(crate) fn load(
     txn_users: &impl ReadableTable<u128, &'static [u8]>,
     id: UserId,
 ) -> Result<User, Error> {
-    get_record::<User>(txn_users, id.to_key(), id)?
-        .ok_or_else(|| Error::not_found(Entity::User, id))
+    match txn_users.get(id.to_key()).ctx("reading a record")? {
+        Some(v) => user_record::decode_row(v.value(), id),
+        None => Err(Error::not_found(Entity::User, id)),
+    }
 }
 
 /// Loads a live user (soft-deleted ones are not found).
+#[inline]
 pub(crate) fn load_live(
     txn_users: &impl ReadableTable<u128, &'static [u8]>,
     id: UserId,
@@ -198,8 +203,8 @@ impl Users<'_> {
     /// The live user with this username (normalised before the lookup).
     #[instrument(skip(self))]
     pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
-        let name =
-            normalize_username(username).map_err(|_| Error::not_found(Entity::User, username))?;
+        let name = normalize_username_cow(username)
+            .map_err(|_| Error::not_found(Entity::User, username))?;
         self.get_by_index(false, &name)
     }
 
@@ -261,7 +266,7 @@ impl Users<'_> {
                 for row in users.range(..before).ctx("listing users")?.rev() {
                     let (k, v) = row.ctx("listing users")?;
                     let id = UserId::from_key(k.value());
-                    let user: User = crate::db::codec::decode(v.value(), id)?;
+                    let user = user_record::decode_row(v.value(), id)?;
                     if user.deleted_at.is_some() {
                         continue;
                     }

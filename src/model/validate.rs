@@ -2,12 +2,28 @@
 //! metric names. Each returns the normalised form or
 //! [`Error::InvalidInput`](crate::Error::InvalidInput) saying what is accepted.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
+
+/// [`normalize_username`] without an allocation when `raw` is already in
+/// normal form (the common case for lookups: names come back as stored).
+pub(crate) fn normalize_username_cow(raw: &str) -> Result<Cow<'_, str>, Error> {
+    let bytes = raw.as_bytes();
+    let ok_byte =
+        |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-');
+    if (3..=32).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(ok_byte)
+    {
+        return Ok(Cow::Borrowed(raw));
+    }
+    normalize_username(raw).map(Cow::Owned)
+}
 
 /// Normalises a username: trimmed, lower-cased; 3–32 characters from
 /// `a-z`, `0-9`, `_`, `.`, `-`, starting with a letter or digit.

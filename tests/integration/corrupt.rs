@@ -18,8 +18,8 @@ async fn a_corrupt_user_record_is_reported_not_trusted() {
     drop(t.store);
     for garbage in [
         vec![],
-        vec![2u8],
-        vec![2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        vec![3u8],
+        vec![3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
         vec![9, 1, 2, 3],
     ] {
         {

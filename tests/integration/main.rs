@@ -26,6 +26,7 @@ mod keys;
 mod locking;
 mod metrics;
 mod migrate;
+mod migrate_v5;
 mod model;
 mod page_cache;
 mod profiles;
