@@ -222,7 +222,7 @@ impl Files<'_> {
     }
 
     /// The record of a file the actor may read.
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn stat(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await
     }
@@ -256,7 +256,7 @@ impl Files<'_> {
 
     /// A stream of the file's bytes; it ends with an error if the file was
     /// damaged (see [`FileReader`]).
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn open(&self, actor: Actor, id: FileId) -> Result<FileReader, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         self.reader_of(&file).await
@@ -270,7 +270,7 @@ impl Files<'_> {
     }
 
     /// The whole file in memory.
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn read(&self, actor: Actor, id: FileId) -> Result<Vec<u8>, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         let mut reader = self.reader_of(&file).await?;
@@ -286,7 +286,7 @@ impl Files<'_> {
 
     /// `len` bytes from `offset` (fewer at the end of the file), decrypting
     /// only the chunks they lie in.
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn read_range(
         &self,
         actor: Actor,
@@ -311,7 +311,7 @@ impl Files<'_> {
     }
 
     /// Reads and authenticates every chunk and checks the SHA-256.
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn verify(&self, actor: Actor, id: FileId) -> Result<VerifyReport, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.verify", false).await?;
         let mut reader = self.reader_of(&file).await?;
@@ -329,7 +329,7 @@ impl Files<'_> {
     }
 
     /// An owner's live files, newest first, filtered.
-    #[instrument(skip(self, filter), fields(actor = %actor, owner = %owner))]
+    #[instrument(skip(self, filter, actor, owner), fields(actor = %actor, owner = %owner))]
     pub async fn list(
         &self,
         actor: Actor,
@@ -359,21 +359,21 @@ impl Files<'_> {
     }
 
     /// Soft-deletes a file (owner or system).
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn delete(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.delete", false).await?;
         crate::FileRecords { db: self.db }.delete(id).await
     }
 
     /// Brings back a soft-deleted file (owner or system).
-    #[instrument(skip(self), fields(actor = %actor, file = %id))]
+    #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn restore(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.restore", true).await?;
         crate::FileRecords { db: self.db }.restore(id).await
     }
 
     /// Lets user `to` read the file (owner or system).
-    #[instrument(skip(self), fields(actor = %actor, file = %id, to = %to))]
+    #[instrument(skip(self, actor, id, to), fields(actor = %actor, file = %id, to = %to))]
     pub async fn grant(&self, actor: Actor, id: FileId, to: UserId) -> Result<(), Error> {
         let file = access::authorize(self.db, actor, id, Op::Change, "file.grant", false).await?;
         if to == file.owner {
@@ -392,7 +392,7 @@ impl Files<'_> {
     }
 
     /// Takes back a grant (owner or system); revoking an absent grant is a no-op.
-    #[instrument(skip(self), fields(actor = %actor, file = %id, from = %from))]
+    #[instrument(skip(self, actor, id, from), fields(actor = %actor, file = %id, from = %from))]
     pub async fn revoke(&self, actor: Actor, id: FileId, from: UserId) -> Result<(), Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.revoke", false).await?;
         self.db

@@ -144,7 +144,7 @@ impl Keys<'_> {
     /// and a background task re-wraps the data keys of its blobs, then
     /// destroys the old version. Resumes after a restart. Returns the new
     /// version.
-    #[tracing::instrument(skip(self), fields(owner = %owner))]
+    #[tracing::instrument(skip(self, owner), fields(owner = %owner))]
     pub async fn rotate_owner(&self, owner: UserId) -> Result<u32, Error> {
         let version = rotation::begin(self.store.db(), &self.store.blobs().keyring, owner).await?;
         self.store.spawn_rotation(owner);

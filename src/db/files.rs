@@ -167,7 +167,7 @@ impl FileRecords<'_> {
     }
 
     /// A live record.
-    #[instrument(skip(self), fields(file = %id))]
+    #[instrument(level = "debug", skip(self, id), fields(file = %id))]
     pub fn get(&self, id: FileId) -> Result<AudioFile, Error> {
         self.db.read(|txn| {
             let files = txn.open_table(FILES).ctx("opening files")?;
@@ -178,7 +178,7 @@ impl FileRecords<'_> {
     }
 
     /// An owner's live records, newest first, a page at a time.
-    #[instrument(skip(self), fields(owner = %owner))]
+    #[instrument(skip(self, owner), fields(owner = %owner))]
     pub async fn list_by_owner(
         &self,
         owner: UserId,
@@ -243,13 +243,13 @@ impl FileRecords<'_> {
     }
 
     /// Soft-deletes a record (it leaves lists and the expiry index).
-    #[instrument(skip(self), fields(file = %id))]
+    #[instrument(skip(self, id), fields(file = %id))]
     pub async fn delete(&self, id: FileId) -> Result<AudioFile, Error> {
         self.db.write(move |txn| set_deleted(txn, id, true)).await
     }
 
     /// Brings back a soft-deleted record.
-    #[instrument(skip(self), fields(file = %id))]
+    #[instrument(skip(self, id), fields(file = %id))]
     pub async fn restore(&self, id: FileId) -> Result<AudioFile, Error> {
         self.db.write(move |txn| set_deleted(txn, id, false)).await
     }

@@ -18,6 +18,14 @@
 //!   may touch many rows) run on the blocking pool through [`Db::scan`], so
 //!   that a long read never stalls the async threads. redb read transactions are MVCC snapshots:
 //!   a long scan never blocks the writer, and the writer never blocks it.
+//!
+//! # Spans
+//!
+//! Point reads open their span at `DEBUG`, writes and scans at `INFO`: with
+//! a `tracing_subscriber::fmt` subscriber at `INFO` (writing nowhere), an
+//! `INFO` span on a get by id took it from ~190 ns to ~590 ns, three
+//! times the read itself (2,000 users, 2M gets), while a durable write costs
+//! ~200 µs and a span is lost in it.
 
 pub(crate) mod audit;
 pub(crate) mod blobs;

@@ -35,7 +35,7 @@ pub struct Profiles<'a> {
 
 impl Profiles<'_> {
     /// The profile of a live user; `NotFound` if the user has none yet.
-    #[instrument(skip(self), fields(user = %user))]
+    #[instrument(level = "debug", skip(self, user), fields(user = %user))]
     pub fn get(&self, user: UserId) -> Result<UserProfile, Error> {
         self.db.read(|txn| {
             let users = txn
@@ -49,7 +49,7 @@ impl Profiles<'_> {
     }
 
     /// Applies `change` to the user's profile, creating it first if needed.
-    #[instrument(skip(self, change), fields(user = %user))]
+    #[instrument(skip(self, change, user), fields(user = %user))]
     pub async fn upsert(&self, user: UserId, change: ProfileUpdate) -> Result<UserProfile, Error> {
         change.validate()?;
         self.db

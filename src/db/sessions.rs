@@ -91,7 +91,7 @@ fn modify(
 
 impl Sessions<'_> {
     /// Starts a session for a live user.
-    #[instrument(skip(self), fields(user = %user))]
+    #[instrument(skip(self, user), fields(user = %user))]
     pub async fn create(
         &self,
         user: UserId,
@@ -134,7 +134,7 @@ impl Sessions<'_> {
     }
 
     /// A live session.
-    #[instrument(skip(self), fields(session = %id))]
+    #[instrument(level = "debug", skip(self, id), fields(session = %id))]
     pub fn get(&self, id: SessionId) -> Result<ConversationSession, Error> {
         self.db.read(|txn| {
             let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
@@ -147,7 +147,7 @@ impl Sessions<'_> {
     /// Appends a turn; the context keeps the newest turns within the
     /// configured turns and bytes. A turn longer than the byte bound alone
     /// is refused. Appending to an ended session is refused.
-    #[instrument(skip(self, turn), fields(session = %id))]
+    #[instrument(skip(self, turn, id), fields(session = %id))]
     pub async fn append_turn(
         &self,
         id: SessionId,
@@ -185,7 +185,7 @@ impl Sessions<'_> {
     }
 
     /// Marks a session active now, pushing its expiry out.
-    #[instrument(skip(self), fields(session = %id))]
+    #[instrument(skip(self, id), fields(session = %id))]
     pub async fn touch(&self, id: SessionId) -> Result<ConversationSession, Error> {
         let idle = self.db.settings.session_idle;
         self.db
@@ -203,7 +203,7 @@ impl Sessions<'_> {
     }
 
     /// Ends a session (it keeps its context; it no longer expires).
-    #[instrument(skip(self), fields(session = %id))]
+    #[instrument(skip(self, id), fields(session = %id))]
     pub async fn end(&self, id: SessionId) -> Result<ConversationSession, Error> {
         self.db
             .write(move |txn| {
@@ -216,7 +216,7 @@ impl Sessions<'_> {
     }
 
     /// Soft-deletes a session.
-    #[instrument(skip(self), fields(session = %id))]
+    #[instrument(skip(self, id), fields(session = %id))]
     pub async fn delete(&self, id: SessionId) -> Result<ConversationSession, Error> {
         self.db
             .write(move |txn| {
@@ -229,7 +229,7 @@ impl Sessions<'_> {
     }
 
     /// A user's live sessions, most recently active first.
-    #[instrument(skip(self), fields(user = %user))]
+    #[instrument(skip(self, user), fields(user = %user))]
     pub async fn list_for_user(
         &self,
         user: UserId,

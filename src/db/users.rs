@@ -195,13 +195,13 @@ impl Users<'_> {
     }
 
     /// The live user with this id.
-    #[instrument(skip(self), fields(user = %id))]
+    #[instrument(level = "debug", skip(self, id), fields(user = %id))]
     pub fn get(&self, id: UserId) -> Result<User, Error> {
         load_live(&self.db.snapshot()?.users, id)
     }
 
     /// The live user with this username (normalised before the lookup).
-    #[instrument(skip(self))]
+    #[instrument(level = "debug", skip(self))]
     pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
         let name = normalize_username_cow(username)
             .map_err(|_| Error::not_found(Entity::User, username))?;
@@ -209,7 +209,7 @@ impl Users<'_> {
     }
 
     /// The live user with this email (case-insensitive).
-    #[instrument(skip(self))]
+    #[instrument(level = "debug", skip(self))]
     pub fn get_by_email(&self, email: &str) -> Result<User, Error> {
         let email = normalize_email(email).map_err(|_| Error::not_found(Entity::User, email))?;
         self.get_by_index(true, &email)
@@ -229,7 +229,7 @@ impl Users<'_> {
     }
 
     /// Changes a user and bumps `updated_at`.
-    #[instrument(skip(self, change), fields(user = %id))]
+    #[instrument(skip(self, change, id), fields(user = %id))]
     pub async fn update(&self, id: UserId, change: UserUpdate) -> Result<User, Error> {
         let email = change.email.as_deref().map(normalize_email).transpose()?;
         if let Some(d) = &change.display_name {
@@ -242,13 +242,13 @@ impl Users<'_> {
 
     /// Soft-deletes a user: it disappears from gets and lists, its names
     /// stay reserved, and [`restore`](Self::restore) brings it back.
-    #[instrument(skip(self), fields(user = %id))]
+    #[instrument(skip(self, id), fields(user = %id))]
     pub async fn delete(&self, id: UserId) -> Result<User, Error> {
         self.db.write(move |txn| set_deleted(txn, id, true)).await
     }
 
     /// Brings back a soft-deleted user (a live user is returned unchanged).
-    #[instrument(skip(self), fields(user = %id))]
+    #[instrument(skip(self, id), fields(user = %id))]
     pub async fn restore(&self, id: UserId) -> Result<User, Error> {
         self.db.write(move |txn| set_deleted(txn, id, false)).await
     }
@@ -282,7 +282,7 @@ impl Users<'_> {
     }
 
     /// Sets (or replaces) the user's password, hashed with argon2id.
-    #[instrument(skip(self, password), fields(user = %id))]
+    #[instrument(skip(self, password, id), fields(user = %id))]
     pub async fn set_password(&self, id: UserId, password: &str) -> Result<(), Error> {
         let n = password.chars().count();
         if !(8..=1024).contains(&n) {
@@ -307,7 +307,7 @@ impl Users<'_> {
 
     /// Checks a password. `Ok(false)` when it does not match or none is set;
     /// a match records `last_login_at`.
-    #[instrument(skip(self, password), fields(user = %id))]
+    #[instrument(skip(self, password, id), fields(user = %id))]
     pub async fn verify_password(&self, id: UserId, password: &str) -> Result<bool, Error> {
         let stored = self.db.read(|txn| {
             let users = txn.open_table(USERS).ctx("opening users")?;

@@ -298,28 +298,41 @@ async fn passwords_are_hashed_checked_and_never_printed() {
     ));
 }
 
+/// Log output captured from a `fmt` subscriber at `level` (spans included).
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn logs_carry_ids_but_never_passwords_or_hashes() {
-    use std::sync::{Arc, Mutex};
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (buf, _guard) = Logs::capture(tracing::Level::TRACE);
     let t = open_store().await;
     let u = t.user("logged").await;
     t.store
@@ -334,7 +347,7 @@ async fn logs_carry_ids_but_never_passwords_or_hashes() {
             .await
             .unwrap()
     );
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = buf.text();
     assert!(
         logs.contains(&u.id.to_string()),
         "spans carry the user id:\n{logs}"
@@ -347,4 +360,32 @@ async fn logs_carry_ids_but_never_passwords_or_hashes() {
         !logs.contains("sekrit") && !logs.contains("argon2"),
         "secret in logs:\n{logs}"
     );
+}
+
+/// Point reads are hot: their spans are `DEBUG`, so an application logging
+/// at `INFO` does not pay for a span per read (see `src/db/mod.rs`).
+#[tokio::test]
+async fn point_reads_trace_at_debug_and_writes_at_info() {
+    for (level, reads_seen) in [(tracing::Level::INFO, false), (tracing::Level::DEBUG, true)] {
+        let (logs, _guard) = Logs::capture(level);
+        let t = open_store().await;
+        let u = t.user("traced").await;
+        t.store.users().get(u.id).unwrap();
+        t.store.users().get_by_username("traced").unwrap();
+        t.store.users().get_by_email("traced@example.in").unwrap();
+        let text = logs.text();
+        assert!(text.contains("create"), "{level}: writes traced:\n{text}");
+        let read_span = format!("get{{user={}}}", u.id);
+        assert_eq!(text.contains(&read_span), reads_seen, "{level}:\n{text}");
+        assert_eq!(
+            text.contains("get_by_username{"),
+            reads_seen,
+            "{level}:\n{text}"
+        );
+        assert_eq!(
+            text.contains("get_by_email{"),
+            reads_seen,
+            "{level}:\n{text}"
+        );
+    }
 }
