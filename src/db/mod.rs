@@ -6,7 +6,7 @@
 //!   resolves once its transaction is durably committed.
 //! * **Point reads** (get by id, username, email) run *inline* on the
 //!   calling task, on a shared snapshot with the hot tables open
-//!   ([`snapshot`]): about 0.5–1 µs at 100k users, while a hop to another
+//!   ([`snapshot`]): about 0.4–0.7 µs at 100k users, while a hop to another
 //!   thread (`spawn_blocking`) measured 18–25 µs on this 2-vCPU VM
 //!   (`benches/db.rs`, group `read_placement`). Blocking a runtime thread
 //!   for a microsecond is cheaper than the hop.

@@ -9,7 +9,8 @@
 //! id out of `users` and stores `updated_at` as the microseconds after
 //! `created_at` (0 for a user never changed). At 1M users with a 64 MiB
 //! page cache the `users` table shrank from ~89 to ~64 bytes a row and a
-//! get by id went from ~1.9 µs to ~1.4 µs (docs/BENCHMARKS.md).
+//! get by id went from ~1.9 µs to 1.2–1.4 µs
+//! (docs/BENCHMARKS.md).
 //!
 //! ```text
 //! users:    | 3 | body |
