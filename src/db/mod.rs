@@ -81,7 +81,7 @@ impl Db {
         let path = config.db_path();
         let mut builder = Database::builder();
         builder.set_cache_size(config.db_cache_bytes);
-        let database = builder.create(&path).map_err(|e| match e {
+        let mut database = builder.create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
             redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
                 Error::io(format!("opening {}", path.display()), io)
@@ -91,6 +91,7 @@ impl Db {
         let steps = migrate::migrate(&database, &path)?;
         if !steps.is_empty() {
             tracing::info!(steps = steps.len(), "store migrated");
+            migrate::compact_after(&mut database, &path);
         }
         let database = Arc::new(database);
         let cache = Arc::new(snapshot::ReadCache::default());
