@@ -203,3 +203,31 @@ impl<'de> Deserialize<'de> for LanguageTag {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The allocation-free path agrees with the full normalisation on
+        /// every input, accepted or not.
+        #[test]
+        fn borrowed_username_normalisation_agrees(raw in "[ a-zA-Z0-9_.\\-é]{0,40}") {
+            let full = normalize_username(&raw).ok();
+            let fast = normalize_username_cow(&raw).ok().map(|c| c.into_owned());
+            prop_assert_eq!(full, fast);
+        }
+    }
+
+    #[test]
+    fn already_normal_names_are_borrowed() {
+        assert!(matches!(
+            normalize_username_cow("ravi_k"),
+            Ok(Cow::Borrowed("ravi_k"))
+        ));
+        assert!(matches!(normalize_username_cow(" Ravi_K "), Ok(Cow::Owned(n)) if n == "ravi_k"));
+        assert!(normalize_username_cow("_ravi").is_err());
+        assert!(normalize_username_cow("ra").is_err());
+    }
+}
