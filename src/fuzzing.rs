@@ -16,11 +16,11 @@ fn try_one<T: Record>(data: &[u8]) -> bool {
     }
 }
 
-/// The user decoders (format 3 in `users` and in the indexes, and the
+/// The user decoders (format 3 in `users` and in both indexes, and the
 /// format 2 that migrations read); a user that decodes must encode and
 /// decode back to the same user.
-fn try_users(data: &[u8]) -> [bool; 3] {
-    use crate::db::user_record::{self, LEGACY_VERSION};
+fn try_users(data: &[u8]) -> [bool; 4] {
+    use crate::db::user_record::{self, Index, LEGACY_VERSION};
     let id = crate::UserId::from_key(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
     let row = match user_record::decode_row(data, id) {
         Ok(user) => {
@@ -31,13 +31,12 @@ fn try_users(data: &[u8]) -> [bool; 3] {
         Err(crate::Error::Corrupt { .. }) => false,
         Err(other) => panic!("decoding returned a non-Corrupt error: {other}"),
     };
-    let indexed = match user_record::decode_indexed(data, "fuzz") {
+    let indexed = |index: Index| match user_record::decode_indexed(data, index, "fuzz") {
         Ok(user) => {
-            let again = user_record::encode_indexed(&user).expect("encodes");
-            assert_eq!(
-                user_record::decode_indexed(&again, "fuzz").expect("decodes"),
-                user
-            );
+            let again = user_record::encode_indexed(&user, index).expect("encodes");
+            let back = user_record::decode_indexed(&again, index, "fuzz").expect("decodes");
+            assert_eq!(back, user);
+            assert_eq!(user_record::indexed_id(data, "fuzz").ok(), Some(user.id));
             true
         }
         Err(crate::Error::Corrupt { .. }) => false,
@@ -48,16 +47,17 @@ fn try_users(data: &[u8]) -> [bool; 3] {
         Err(crate::Error::Corrupt { .. }) => false,
         Err(other) => panic!("decoding returned a non-Corrupt error: {other}"),
     };
-    [row, indexed, legacy]
+    [row, indexed(Index::Username), indexed(Index::Email), legacy]
 }
 
 /// Feeds `data` to every record decoder; returns how many accepted it.
 /// Panics (the fuzzer's signal) only if a decoder misbehaves.
 pub fn decode_any(data: &[u8]) -> usize {
-    let [row, indexed, legacy] = try_users(data);
+    let [row, by_username, by_email, legacy] = try_users(data);
     [
         row,
-        indexed,
+        by_username,
+        by_email,
         legacy,
         try_one::<crate::UserProfile>(data),
         try_one::<crate::ConversationSession>(data),
@@ -71,7 +71,7 @@ pub fn decode_any(data: &[u8]) -> usize {
 
 /// Valid encodings of each record kind, used to seed the fuzz corpus.
 pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
-    use crate::db::user_record::{self, LEGACY_VERSION};
+    use crate::db::user_record::{self, Index, LEGACY_VERSION};
     use crate::*;
     let t = Timestamp::from_micros(1_700_000_000_000_000);
     let user = User {
@@ -155,8 +155,12 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("user", user_record::encode_row(&user).expect("encodes")),
         (
-            "user_indexed",
-            user_record::encode_indexed(&user).expect("encodes"),
+            "user_by_username",
+            user_record::encode_indexed(&user, Index::Username).expect("encodes"),
+        ),
+        (
+            "user_by_email",
+            user_record::encode_indexed(&user, Index::Email).expect("encodes"),
         ),
         (
             "user_v2",

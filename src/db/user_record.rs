@@ -6,7 +6,8 @@
 //! page cache. Format 2 was `postcard(User)` behind a version byte, 68
 //! bytes for a typical user; 17 of them were the id, which `users` already
 //! has as its key, and about 8 a second full timestamp. Format 3 leaves the
-//! id out of `users` and stores `updated_at` as the microseconds after
+//! id out of `users`, leaves the name an index is keyed by out of that
+//! index's values, and stores `updated_at` as the microseconds after
 //! `created_at` (0 for a user never changed). At 1M users with a 64 MiB
 //! page cache the `users` table shrank from ~89 to ~64 bytes a row and a
 //! get by id went from ~1.9 µs to 1.2–1.4 µs
@@ -19,6 +20,9 @@
 //!                 last_login_at, created_at, updated_at − created_at,
 //!                 deleted_at)
 //! ```
+//!
+//! In `user_records_by_username` the body's username is empty (the key is
+//! the username), in `user_records_by_email` its email.
 //!
 //! The difference is taken modulo 2^64, so every pair of timestamps
 //! round-trips exactly. Decoding refuses a wrong version byte, a short id,
@@ -54,10 +58,23 @@ struct Body<'a> {
     deleted_at: Option<Timestamp>,
 }
 
-fn encode(user: &User, with_id: bool) -> Result<Vec<u8>, Error> {
+/// A covering index: its key is one of the user's names, which its values
+/// leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Index {
+    /// `user_records_by_username`.
+    Username,
+    /// `user_records_by_email`.
+    Email,
+}
+
+fn encode(user: &User, index: Option<Index>) -> Result<Vec<u8>, Error> {
+    fn unless_key(field: &str, key: Index, index: Option<Index>) -> Cow<'_, str> {
+        Cow::Borrowed(if index == Some(key) { "" } else { field })
+    }
     let body = Body {
-        username: Cow::Borrowed(&user.username),
-        email: Cow::Borrowed(&user.email),
+        username: unless_key(&user.username, Index::Username, index),
+        email: unless_key(&user.email, Index::Email, index),
         display_name: user.display_name.as_deref().map(Cow::Borrowed),
         status: user.status,
         has_password: user.has_password,
@@ -71,7 +88,7 @@ fn encode(user: &User, with_id: bool) -> Result<Vec<u8>, Error> {
     };
     let mut out = Vec::with_capacity(64);
     out.push(VERSION);
-    if with_id {
+    if index.is_some() {
         out.extend_from_slice(&user.id.to_key().to_be_bytes());
     }
     postcard::to_extend(&body, out)
@@ -80,16 +97,21 @@ fn encode(user: &User, with_id: bool) -> Result<Vec<u8>, Error> {
 
 /// The value stored in `users` (the key holds the id).
 pub(crate) fn encode_row(user: &User) -> Result<Vec<u8>, Error> {
-    encode(user, false)
+    encode(user, None)
 }
 
-/// The value stored in the covering indexes (id included).
-pub(crate) fn encode_indexed(user: &User) -> Result<Vec<u8>, Error> {
-    encode(user, true)
+/// The value stored in a covering index (id included, the key left out).
+pub(crate) fn encode_indexed(user: &User, index: Index) -> Result<Vec<u8>, Error> {
+    encode(user, Some(index))
 }
 
-fn decode_body(id: UserId, body: &[u8], what: impl Fn() -> String) -> Result<User, Error> {
-    let b = match postcard::take_from_bytes::<Body>(body) {
+fn decode_body(
+    id: UserId,
+    body: &[u8],
+    key: Option<(Index, &str)>,
+    what: impl Fn() -> String,
+) -> Result<User, Error> {
+    let mut b = match postcard::take_from_bytes::<Body>(body) {
         Ok((b, [])) => b,
         Ok((_, rest)) => {
             return Err(Error::corrupt(
@@ -99,6 +121,16 @@ fn decode_body(id: UserId, body: &[u8], what: impl Fn() -> String) -> Result<Use
         }
         Err(e) => return Err(Error::corrupt(what(), e.to_string())),
     };
+    if let Some((index, key)) = key {
+        let field = match index {
+            Index::Username => &mut b.username,
+            Index::Email => &mut b.email,
+        };
+        if !field.is_empty() {
+            return Err(Error::corrupt(what(), "an index value repeats its key"));
+        }
+        *field = Cow::Owned(key.to_owned());
+    }
     Ok(User {
         id,
         username: b.username.into_owned(),
@@ -131,18 +163,31 @@ fn check_version(bytes: &[u8], what: &impl Fn() -> String) -> Result<(), Error> 
 pub(crate) fn decode_row(bytes: &[u8], id: UserId) -> Result<User, Error> {
     let what = || format!("user record {id}");
     check_version(bytes, &what)?;
-    decode_body(id, &bytes[1..], what)
+    decode_body(id, &bytes[1..], None, what)
 }
 
-/// Decodes a value of a covering index stored under `key`.
+fn split_indexed<'b>(
+    bytes: &'b [u8],
+    what: &impl Fn() -> String,
+) -> Result<(UserId, &'b [u8]), Error> {
+    check_version(bytes, what)?;
+    match bytes[1..].split_first_chunk::<16>() {
+        Some((id, body)) => Ok((UserId::from_key(u128::from_be_bytes(*id)), body)),
+        None => Err(Error::corrupt(what(), "shorter than its id")),
+    }
+}
+
+/// Decodes a value of `index` stored under `key`.
 #[inline]
-pub(crate) fn decode_indexed(bytes: &[u8], key: &str) -> Result<User, Error> {
+pub(crate) fn decode_indexed(bytes: &[u8], index: Index, key: &str) -> Result<User, Error> {
     let what = || format!("user record {key}");
-    check_version(bytes, &what)?;
-    let Some((id, body)) = bytes[1..].split_first_chunk::<16>() else {
-        return Err(Error::corrupt(what(), "shorter than its id"));
-    };
-    decode_body(UserId::from_key(u128::from_be_bytes(*id)), body, what)
+    let (id, body) = split_indexed(bytes, &what)?;
+    decode_body(id, body, Some((index, key)), what)
+}
+
+/// The id in an index value, without decoding the rest (conflict checks).
+pub(crate) fn indexed_id(bytes: &[u8], key: &str) -> Result<UserId, Error> {
+    split_indexed(bytes, &|| format!("user record {key}")).map(|(id, _)| id)
 }
 
 #[cfg(test)]
@@ -177,9 +222,19 @@ mod tests {
             let user = user(c, u);
             let row = encode_row(&user).unwrap();
             assert_eq!(decode_row(&row, user.id).unwrap(), user);
-            let indexed = encode_indexed(&user).unwrap();
-            assert_eq!(decode_indexed(&indexed, "ravi").unwrap(), user);
-            assert_eq!(indexed.len(), row.len() + 16);
+            let by_name = encode_indexed(&user, Index::Username).unwrap();
+            assert_eq!(
+                decode_indexed(&by_name, Index::Username, "ravi").unwrap(),
+                user
+            );
+            assert_eq!(by_name.len(), row.len() + 16 - 4);
+            let by_email = encode_indexed(&user, Index::Email).unwrap();
+            assert_eq!(
+                decode_indexed(&by_email, Index::Email, "ravi@example.in").unwrap(),
+                user
+            );
+            assert_eq!(by_email.len(), row.len() + 16 - 15);
+            assert_eq!(indexed_id(&by_email, "k").unwrap(), user.id);
         }
     }
 
@@ -198,14 +253,17 @@ mod tests {
     fn damaged_values_are_corrupt() {
         let user = user(1, 2);
         let row = encode_row(&user).unwrap();
-        let indexed = encode_indexed(&user).unwrap();
+        let indexed = encode_indexed(&user, Index::Email).unwrap();
         let corrupt = |r: Result<User, Error>| matches!(r, Err(Error::Corrupt { .. }));
         for cut in 0..row.len() {
             assert!(corrupt(decode_row(&row[..cut], user.id)), "row cut {cut}");
         }
         for cut in 0..indexed.len() {
-            assert!(corrupt(decode_indexed(&indexed[..cut], "k")), "cut {cut}");
+            let short = &indexed[..cut];
+            assert!(corrupt(decode_indexed(short, Index::Email, "k")), "{cut}");
         }
+        // A value under the wrong index repeats that index's key.
+        assert!(corrupt(decode_indexed(&indexed, Index::Username, "k")));
         let mut long = row.clone();
         long.push(0);
         assert!(corrupt(decode_row(&long, user.id)));

@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use crate::db::Db;
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
-use crate::db::user_record;
+use crate::db::user_record::{self, Index};
 use crate::db::users_index::{holder, lookup, put_user};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
@@ -217,12 +217,12 @@ impl Users<'_> {
 
     fn get_by_index(&self, by_email: bool, key: &str) -> Result<User, Error> {
         let snap = self.db.snapshot()?;
-        let index = if by_email {
-            &snap.users_by_email
+        let (table, index) = if by_email {
+            (&snap.users_by_email, Index::Email)
         } else {
-            &snap.users_by_username
+            (&snap.users_by_username, Index::Username)
         };
-        match lookup(index, key)? {
+        match lookup(table, index, key)? {
             Some(user) if user.deleted_at.is_none() => Ok(user),
             _ => Err(Error::not_found(Entity::User, key)),
         }
