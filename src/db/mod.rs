@@ -7,7 +7,7 @@
 //! * **Point reads** (get by id, username, email) run *inline* on the
 //!   calling task, on a shared snapshot with the hot tables open
 //!   ([`snapshot`]): about 0.4–0.7 µs at 100k users, while a hop to another
-//!   thread (`spawn_blocking`) measured 18–25 µs on this 2-vCPU VM
+//!   thread (`spawn_blocking`) measured 14–25 µs on this 2-vCPU VM
 //!   (`benches/db.rs`, group `read_placement`). Blocking a runtime thread
 //!   for a microsecond is cheaper than the hop.
 //! * **Short listings** (at most 64 items through an index: a user's 20
