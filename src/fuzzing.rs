@@ -2,18 +2,24 @@
 
 use crate::db::codec::{self, Record};
 
-fn try_one<T: Record>(data: &[u8]) -> bool {
-    match codec::decode::<T>(data, "fuzz") {
-        Ok(value) => {
-            // A record that decodes must encode back to the same bytes.
-            let again = codec::encode(&value).expect("a decoded record encodes");
-            let back = codec::decode::<T>(&again, "fuzz").expect("a re-encoded record decodes");
-            assert_eq!(codec::encode(&back).expect("encodes"), again);
-            true
-        }
-        Err(crate::Error::Corrupt { .. }) => false,
+/// The decoded value, `None` for a `Corrupt` refusal; any other error is a
+/// decoder bug.
+fn accepted<T>(decoded: Result<T, crate::Error>) -> Option<T> {
+    match decoded {
+        Ok(value) => Some(value),
+        Err(crate::Error::Corrupt { .. }) => None,
         Err(other) => panic!("decoding returned a non-Corrupt error: {other}"),
     }
+}
+
+fn try_one<T: Record>(data: &[u8]) -> bool {
+    accepted(codec::decode::<T>(data, "fuzz")).is_some_and(|value| {
+        // A record that decodes must encode back to the same bytes.
+        let again = codec::encode(&value).expect("a decoded record encodes");
+        let back = codec::decode::<T>(&again, "fuzz").expect("a re-encoded record decodes");
+        assert_eq!(codec::encode(&back).expect("encodes"), again);
+        true
+    })
 }
 
 /// The user decoders (format 3 in `users` and in both indexes, and the
@@ -22,31 +28,26 @@ fn try_one<T: Record>(data: &[u8]) -> bool {
 fn try_users(data: &[u8]) -> [bool; 4] {
     use crate::db::user_record::{self, Index, LEGACY_VERSION};
     let id = crate::UserId::from_key(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
-    let row = match user_record::decode_row(data, id) {
-        Ok(user) => {
-            let again = user_record::encode_row(&user).expect("encodes");
-            assert_eq!(user_record::decode_row(&again, id).expect("decodes"), user);
-            true
-        }
-        Err(crate::Error::Corrupt { .. }) => false,
-        Err(other) => panic!("decoding returned a non-Corrupt error: {other}"),
-    };
-    let indexed = |index: Index| match user_record::decode_indexed(data, index, "fuzz") {
-        Ok(user) => {
+    let row = accepted(user_record::decode_row(data, id)).is_some_and(|user| {
+        let again = user_record::encode_row(&user).expect("encodes");
+        assert_eq!(user_record::decode_row(&again, id).expect("decodes"), user);
+        true
+    });
+    let indexed = |index: Index| {
+        accepted(user_record::decode_indexed(data, index, "fuzz")).is_some_and(|user| {
             let again = user_record::encode_indexed(&user, index).expect("encodes");
             let back = user_record::decode_indexed(&again, index, "fuzz").expect("decodes");
             assert_eq!(back, user);
             assert_eq!(user_record::indexed_id(data, "fuzz").ok(), Some(user.id));
             true
-        }
-        Err(crate::Error::Corrupt { .. }) => false,
-        Err(other) => panic!("decoding returned a non-Corrupt error: {other}"),
+        })
     };
-    let legacy = match codec::decode_versioned::<crate::User>(LEGACY_VERSION, data, String::new) {
-        Ok(user) => user_record::encode_row(&user).is_ok(),
-        Err(crate::Error::Corrupt { .. }) => false,
-        Err(other) => panic!("decoding returned a non-Corrupt error: {other}"),
-    };
+    let legacy = accepted(codec::decode_versioned::<crate::User>(
+        LEGACY_VERSION,
+        data,
+        String::new,
+    ))
+    .is_some_and(|user| user_record::encode_row(&user).is_ok());
     [row, indexed(Index::Username), indexed(Index::Email), legacy]
 }
 

@@ -69,17 +69,32 @@ pub(crate) fn decode<T: Record>(bytes: &[u8], id: impl std::fmt::Display) -> Res
 pub(crate) fn decode_versioned<T: DeserializeOwned>(
     version: u8,
     bytes: &[u8],
-    what: impl FnOnce() -> String,
+    what: impl Fn() -> String,
 ) -> Result<T, Error> {
-    let Some((&found, body)) = bytes.split_first() else {
-        return Err(Error::corrupt(what(), "empty value"));
-    };
-    if found != version {
-        return Err(Error::corrupt(
+    decode_body(strip_version(version, bytes, &what)?, what)
+}
+
+/// The bytes after the version byte, which must be `version`.
+pub(crate) fn strip_version(
+    version: u8,
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<&[u8], Error> {
+    match bytes.split_first() {
+        None => Err(Error::corrupt(what(), "empty value")),
+        Some((&found, body)) if found == version => Ok(body),
+        Some((found, _)) => Err(Error::corrupt(
             what(),
             format!("format version {found}, expected {version}"),
-        ));
+        )),
     }
+}
+
+/// Decodes the postcard part of a value: all of `body`, nothing left over.
+pub(crate) fn decode_body<T: DeserializeOwned>(
+    body: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, Error> {
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(Error::corrupt(

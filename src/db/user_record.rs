@@ -32,6 +32,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::codec;
 use crate::error::Error;
 use crate::model::user::{User, UserStatus};
 use crate::types::{Timestamp, UserId};
@@ -111,16 +112,7 @@ fn decode_body(
     key: Option<(Index, &str)>,
     what: impl Fn() -> String,
 ) -> Result<User, Error> {
-    let mut b = match postcard::take_from_bytes::<Body>(body) {
-        Ok((b, [])) => b,
-        Ok((_, rest)) => {
-            return Err(Error::corrupt(
-                what(),
-                format!("{} trailing bytes", rest.len()),
-            ));
-        }
-        Err(e) => return Err(Error::corrupt(what(), e.to_string())),
-    };
+    let mut b: Body = codec::decode_body(body, &what)?;
     if let Some((index, key)) = key {
         let field = match index {
             Index::Username => &mut b.username,
@@ -147,31 +139,18 @@ fn decode_body(
     })
 }
 
-fn check_version(bytes: &[u8], what: &impl Fn() -> String) -> Result<(), Error> {
-    match bytes.first() {
-        None => Err(Error::corrupt(what(), "empty value")),
-        Some(&VERSION) => Ok(()),
-        Some(found) => Err(Error::corrupt(
-            what(),
-            format!("format version {found}, expected {VERSION}"),
-        )),
-    }
-}
-
 /// Decodes a value of `users` stored under `id`.
 #[inline]
 pub(crate) fn decode_row(bytes: &[u8], id: UserId) -> Result<User, Error> {
     let what = || format!("user record {id}");
-    check_version(bytes, &what)?;
-    decode_body(id, &bytes[1..], None, what)
+    decode_body(id, codec::strip_version(VERSION, bytes, what)?, None, what)
 }
 
 fn split_indexed<'b>(
     bytes: &'b [u8],
     what: &impl Fn() -> String,
 ) -> Result<(UserId, &'b [u8]), Error> {
-    check_version(bytes, what)?;
-    match bytes[1..].split_first_chunk::<16>() {
+    match codec::strip_version(VERSION, bytes, what)?.split_first_chunk::<16>() {
         Some((id, body)) => Ok((UserId::from_key(u128::from_be_bytes(*id)), body)),
         None => Err(Error::corrupt(what(), "shorter than its id")),
     }

@@ -10,15 +10,18 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
 
+/// Whether `c` may appear in a normalised username.
+fn username_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+}
+
 /// [`normalize_username`] without an allocation when `raw` is already in
 /// normal form (the common case for lookups: names come back as stored).
 pub(crate) fn normalize_username_cow(raw: &str) -> Result<Cow<'_, str>, Error> {
-    let bytes = raw.as_bytes();
-    let ok_byte =
-        |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-');
-    if (3..=32).contains(&bytes.len())
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(ok_byte)
+    // Username characters are all ASCII, so bytes count as characters here.
+    if (3..=32).contains(&raw.len())
+        && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && raw.chars().all(username_char)
     {
         return Ok(Cow::Borrowed(raw));
     }
@@ -42,9 +45,7 @@ pub fn normalize_username(raw: &str) -> Result<String, Error> {
             format!("{raw:?} must be 3 to 32 characters"),
         ));
     }
-    let ok_char =
-        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-');
-    if !name.chars().all(ok_char) {
+    if !name.chars().all(username_char) {
         return Err(Error::invalid(
             "username",
             format!("{raw:?} may hold only letters a-z, digits, '_', '.' and '-'"),
