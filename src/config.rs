@@ -91,6 +91,9 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// The tiered cache.
     pub cache: CacheConfig,
+    /// Whether opening may create a store (default: only in a directory
+    /// that holds no part of one). Not read from TOML or the environment.
+    pub open_mode: crate::OpenMode,
 }
 
 impl Default for Config {
@@ -111,6 +114,7 @@ impl Default for Config {
             master_key: None,
             master_key_file: None,
             cache: CacheConfig::default(),
+            open_mode: crate::OpenMode::default(),
         }
     }
 }
@@ -190,6 +194,7 @@ impl Config {
                 Some(c) => CacheConfig::from_file(c)?,
                 None => d.cache,
             },
+            open_mode: d.open_mode,
         };
         config.validate()?;
         Ok(config)
@@ -344,6 +349,12 @@ impl Config {
     /// Sets the cache settings.
     pub fn cache(mut self, cache: CacheConfig) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Sets whether opening may create a store (see [`OpenMode`](crate::OpenMode)).
+    pub fn open_mode(mut self, mode: crate::OpenMode) -> Self {
+        self.open_mode = mode;
         self
     }
 

@@ -101,6 +101,28 @@ pub enum Error {
         /// The newest version this build understands.
         supported: u32,
     },
+    /// No store exists in this data directory, and the open was not allowed
+    /// to create one ([`OpenMode::MustExist`](crate::OpenMode::MustExist)).
+    #[error(
+        "no store at {data_dir} (it has no store.redb); check the data directory, or create a store there with `bvstore init`"
+    )]
+    NoStore {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// `store.redb` is missing or empty while other parts of a store are
+    /// there: opening would orphan them, so it is refused.
+    #[error(
+        "the store at {data_dir} is incomplete: {missing}, but {present:?} exist; restore store.redb from a backup, or start a new empty store beside them with `bvstore init --force` (their files become unreachable)"
+    )]
+    StoreIncomplete {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// What is wrong with `store.redb` ("store.redb is missing" or "... is empty").
+        missing: String,
+        /// The other parts of a store that are present.
+        present: Vec<String>,
+    },
     /// Another process (or another `Store` in this process) has the store open.
     #[error("the store at {path} is in use by another process or handle; close it first")]
     Locked {
@@ -259,6 +281,10 @@ impl Error {
                 source: Arc::clone(source),
             },
             Error::Closed => Error::Closed,
+            Error::Corrupt { what, detail } => Error::Corrupt {
+                what: what.clone(),
+                detail: detail.clone(),
+            },
             other => Error::Storage {
                 context: "group commit failed".into(),
                 source: Arc::new(redb::Error::Io(std::io::Error::other(other.to_string()))),

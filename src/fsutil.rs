@@ -93,28 +93,3 @@ pub(crate) fn mode_of(meta: &fs::Metadata) -> u32 {
         0
     }
 }
-
-/// Removes every entry of `dir` (left-over temporary files), creating `dir`
-/// if it is missing. Returns how many were removed.
-pub(crate) fn empty_dir(dir: &Path) -> Result<usize, Error> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let mut removed = 0;
-    let entries =
-        fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    for entry in entries {
-        let path = entry
-            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
-            .path();
-        let result = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        result.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-        removed += 1;
-    }
-    if removed > 0 {
-        sync_dir(dir)?;
-    }
-    Ok(removed)
-}

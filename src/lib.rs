@@ -52,6 +52,7 @@
 mod blob;
 mod cache;
 mod config;
+mod datadir;
 mod db;
 mod error;
 mod fsutil;
@@ -81,6 +82,7 @@ pub use cache::item::CacheValue;
 pub use cache::options::{Condition, SetOptions, Ttl};
 pub use cache::stats::{CacheStats, Evictions, Tier1Stats, Tier2State, Tier2Stats};
 pub use config::Config;
+pub use datadir::OpenMode;
 pub use db::audit::AuditEvent;
 pub use db::files::FileRecords;
 pub use db::metrics::Metrics;

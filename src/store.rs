@@ -60,10 +60,14 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store in `config.data_dir`, creating the directory and the
-    /// database on first use and migrating an older schema. A store held by
-    /// another process (or another open `Store`) is [`Error::Locked`]; one
-    /// written by a newer version is [`Error::VersionTooNew`].
+    /// Opens the store in `config.data_dir` and migrates an older schema.
+    /// By default ([`OpenMode`](crate::OpenMode)) it creates the directory
+    /// and the store where no part of a store exists; a `store.redb` missing
+    /// or empty beside other parts is [`Error::StoreIncomplete`]. A store
+    /// held by another process (or another open `Store`) is
+    /// [`Error::Locked`]; one written by a newer version is
+    /// [`Error::VersionTooNew`]; a damaged `store.redb` is
+    /// [`Error::Corrupt`].
     ///
     /// The cache opens `cache.redb` beside it; a cache file that cannot be
     /// used never stops the store from opening (it is set aside and rebuilt,
@@ -73,20 +77,27 @@ impl Store {
         config.validate()?;
         let config2 = config.clone();
         let (db, cache) = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&config2.data_dir).map_err(|e| {
-                Error::io(
-                    format!("creating data directory {}", config2.data_dir.display()),
-                    e,
-                )
-            })?;
+            crate::datadir::prepare(&config2)?;
             let db = Db::open(&config2)?;
             let cache = CacheCore::open(&config2)?;
             Ok::<_, Error>((db, Arc::new(cache)))
         })
         .await
         .map_err(|e| Error::io("opening the store", std::io::Error::other(e.to_string())))??;
+        let blobs = match BlobStore::open(&db, &config).await {
+            Ok(blobs) => blobs,
+            Err(e) => {
+                // Nothing started here may outlive a failed open: a retry
+                // in this process must find the files free.
+                let _ = tokio::task::spawn_blocking(move || {
+                    cache.shutdown();
+                    db.shutdown();
+                })
+                .await;
+                return Err(e);
+            }
+        };
         cache.start_housekeeping();
-        let blobs = BlobStore::open(&db, &config).await?;
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -114,15 +125,17 @@ impl Store {
                     pending: Vec::new(),
                 });
             }
-            let db = redb::Builder::new()
-                .open_read_only(&path)
-                .map_err(|e| match e {
-                    redb::DatabaseError::DatabaseAlreadyOpen => {
-                        Error::Locked { path: path.clone() }
-                    }
-                    other => Error::storage(format!("opening {}", path.display()), other),
-                })?;
-            let applied = migrate::applied_version(&db)?;
+            let applied = crate::db::guard::guarded(&path, || {
+                let db = redb::Builder::new()
+                    .open_read_only(&path)
+                    .map_err(|e| match e {
+                        redb::DatabaseError::DatabaseAlreadyOpen => {
+                            Error::Locked { path: path.clone() }
+                        }
+                        other => Error::storage(format!("opening {}", path.display()), other),
+                    })?;
+                migrate::applied_version(&db)
+            })?;
             Ok(MigrationStatus {
                 applied,
                 latest: migrate::SCHEMA_VERSION,

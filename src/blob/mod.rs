@@ -10,8 +10,9 @@
 //! Write order, so that a committed record always points to a complete
 //! blob: write into `tmp/`, `fsync`, rename into place, `fsync` the
 //! directory, then commit the record and reference count in one
-//! transaction. A crash leaves at most an orphan file; `tmp/` is emptied at
-//! open.
+//! transaction. A crash leaves at most an orphan file; the store's own
+//! left-over temporaries in `tmp/` are removed at open (see
+//! [`datadir`](crate::datadir)).
 
 pub(crate) mod access;
 pub(crate) mod bigbuf;
@@ -204,7 +205,7 @@ impl BlobStore {
         let tmp_dir = config.data_dir.join("tmp");
         std::fs::create_dir_all(&blobs_dir)
             .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
-        let removed = crate::fsutil::empty_dir(&tmp_dir)?;
+        let removed = crate::datadir::clean_tmp(&tmp_dir)?;
         if removed > 0 {
             tracing::info!(removed, "removed left-over temporary blob files");
         }

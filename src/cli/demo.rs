@@ -14,7 +14,7 @@ use bharatvoice_store::{
 use clap::Args;
 use serde::Serialize;
 
-use super::{Cli, Out, open};
+use super::{Cli, Out};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -209,7 +209,7 @@ async fn one_user(
 }
 
 pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Error> {
-    let store = open(cli).await?;
+    let store = super::open_or_create(cli, bharatvoice_store::OpenMode::OpenOrCreate).await?;
     let tag = run_tag();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

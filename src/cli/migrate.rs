@@ -16,7 +16,13 @@ pub(crate) enum MigrateCommand {
 pub(crate) async fn run(cli: &Cli, cmd: &MigrateCommand, out: &Out) -> Result<(), Error> {
     match cmd {
         MigrateCommand::Status => {
-            let status = Store::migration_status(&config_of(cli)?).await?;
+            let config = config_of(cli)?;
+            let status = Store::migration_status(&config).await?;
+            if status.applied.is_none() && !config.db_path().exists() {
+                return Err(Error::NoStore {
+                    data_dir: config.data_dir,
+                });
+            }
             out.emit(&status, || {
                 let applied = status
                     .applied

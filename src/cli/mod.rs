@@ -6,7 +6,9 @@
 //! cached value of the wrong type, e.g. `incr` on text); 6 store locked by
 //! another process; 7 store from a newer version; 8 corrupt data or a
 //! failed integrity check; 9 wrong, missing or insecure master key;
-//! 10 permission denied.
+//! 10 permission denied; 11 no store in the data directory (only `init`
+//! and `demo` create one); 12 the store is incomplete (`store.redb`
+//! missing or empty beside its other files).
 
 mod cache;
 mod debug;
@@ -22,7 +24,7 @@ mod user;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bharatvoice_store::{Config, Error, Store};
+use bharatvoice_store::{Config, Error, OpenMode, Store};
 use clap::{Parser, Subcommand};
 
 pub(crate) use output::Out;
@@ -47,7 +49,12 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create the data directory and the store (does nothing if it exists).
-    Init,
+    Init {
+        /// Create a new, empty store even where store.redb is missing or
+        /// empty beside other store files (their blobs become unreachable).
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage users, their profiles and consents.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -89,8 +96,14 @@ pub(crate) fn config_of(cli: &Cli) -> Result<Config, Error> {
     Ok(config)
 }
 
+/// Opens an existing store: every command but `init` and `demo`.
 pub(crate) async fn open(cli: &Cli) -> Result<Store, Error> {
-    Store::open(config_of(cli)?).await
+    Store::open(config_of(cli)?.open_mode(OpenMode::MustExist)).await
+}
+
+/// Opens the store, creating it where there is none.
+pub(crate) async fn open_or_create(cli: &Cli, mode: OpenMode) -> Result<Store, Error> {
+    Store::open(config_of(cli)?.open_mode(mode)).await
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -99,8 +112,13 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Error> {
         return cache::run(&cli, cmd, &out).await;
     }
     match &cli.command {
-        Command::Init => {
-            let store = open(&cli).await?;
+        Command::Init { force } => {
+            let mode = if *force {
+                OpenMode::ForceNew
+            } else {
+                OpenMode::OpenOrCreate
+            };
+            let store = open_or_create(&cli, mode).await?;
             let report = serde_json::json!({
                 "data_dir": store.config().data_dir,
                 "db_file": store.db_file(),
@@ -135,6 +153,8 @@ fn exit_code(e: &Error) -> u8 {
         Error::Corrupt { .. } | Error::Integrity { .. } => 8,
         Error::WrongKey { .. } | Error::MissingKey { .. } | Error::InsecureKeyFile { .. } => 9,
         Error::PermissionDenied { .. } => 10,
+        Error::NoStore { .. } => 11,
+        Error::StoreIncomplete { .. } => 12,
         _ => 1,
     }
 }

@@ -31,6 +31,7 @@ pub(crate) mod audit;
 pub(crate) mod blobs;
 pub(crate) mod codec;
 pub(crate) mod files;
+pub(crate) mod guard;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
@@ -81,23 +82,27 @@ impl Db {
         let path = config.db_path();
         let mut builder = Database::builder();
         builder.set_cache_size(config.db_cache_bytes);
-        let mut database = builder.create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-                Error::io(format!("opening {}", path.display()), io)
+        let database = guard::guarded(&path, || {
+            let mut database = builder.create(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                    Error::io(format!("opening {}", path.display()), io)
+                }
+                other => Error::storage(format!("opening {}", path.display()), other),
+            })?;
+            let steps = migrate::migrate(&database, &path)?;
+            if !steps.is_empty() {
+                tracing::info!(steps = steps.len(), "store migrated");
+                migrate::compact_after(&mut database, &path);
             }
-            other => Error::storage(format!("opening {}", path.display()), other),
+            Ok(database)
         })?;
-        let steps = migrate::migrate(&database, &path)?;
-        if !steps.is_empty() {
-            tracing::info!(steps = steps.len(), "store migrated");
-            migrate::compact_after(&mut database, &path);
-        }
         let database = Arc::new(database);
         let cache = Arc::new(snapshot::ReadCache::default());
         let writer = writer::Writer::start(
             Arc::clone(&database),
             Arc::clone(&cache),
+            path.clone(),
             config.max_batch,
             config.write_queue,
         )?;
@@ -125,7 +130,13 @@ impl Db {
 
     /// The shared snapshot for point reads (see [`snapshot`]).
     pub(crate) fn snapshot(&self) -> Result<Arc<snapshot::Snapshot>, Error> {
-        self.cache.get(&self.database)
+        guard::guarded(&self.path, || self.cache.get(&self.database))
+    }
+
+    /// Runs `f` at the engine boundary (see [`guard`]): a panic or a
+    /// damaged page inside it is [`Error::Corrupt`] about this file.
+    pub(crate) fn guarded<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        guard::guarded(&self.path, f)
     }
 
     /// Runs a short read inline on the shared snapshot.
@@ -133,7 +144,8 @@ impl Db {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        f(&self.snapshot()?.txn)
+        let snapshot = self.snapshot()?;
+        self.guarded(|| f(&snapshot.txn))
     }
 
     /// Runs a scan on the blocking pool on a fresh snapshot.
@@ -143,9 +155,12 @@ impl Db {
         F: FnOnce(&ReadTransaction) -> Result<T, Error> + Send + 'static,
     {
         let database = Arc::clone(&self.database);
+        let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = database.begin_read().ctx("beginning a read transaction")?;
-            f(&txn)
+            guard::guarded(&path, || {
+                let txn = database.begin_read().ctx("beginning a read transaction")?;
+                f(&txn)
+            })
         })
         .await
         .map_err(|e| Error::io("running a scan", std::io::Error::other(e.to_string())))?
@@ -174,7 +189,7 @@ impl Db {
         T: Send + 'static,
         F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
     {
-        self.writer.write(op).await
+        (self.writer.write(op).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
     }
 
     /// What the group-commit writer has done so far.
@@ -189,7 +204,7 @@ impl Db {
 
     /// The applied schema version.
     pub(crate) fn schema_version(&self) -> Result<Option<u32>, Error> {
-        migrate::applied_version(self.database.as_ref())
+        self.guarded(|| migrate::applied_version(self.database.as_ref()))
     }
 }
 

@@ -197,7 +197,8 @@ impl Users<'_> {
     /// The live user with this id.
     #[instrument(level = "debug", skip(self, id), fields(user = %id))]
     pub fn get(&self, id: UserId) -> Result<User, Error> {
-        load_live(&self.db.snapshot()?.users, id)
+        let snap = self.db.snapshot()?;
+        self.db.guarded(|| load_live(&snap.users, id))
     }
 
     /// The live user with this username (normalised before the lookup).
@@ -222,7 +223,7 @@ impl Users<'_> {
         } else {
             (&snap.users_by_username, Index::Username)
         };
-        match lookup(table, index, key)? {
+        match self.db.guarded(|| lookup(table, index, key))? {
             Some(user) if user.deleted_at.is_none() => Ok(user),
             _ => Err(Error::not_found(Entity::User, key)),
         }

@@ -19,7 +19,13 @@
 //!   alone, in its own transaction.
 //! * If the commit fails, every successful request of the batch gets the
 //!   commit error; nothing of the batch is visible.
+//! * A request (or the engine under it) that panics is treated as a request
+//!   that failed in the engine: its caller gets [`Error::Corrupt`] about the
+//!   file (see [`guard`](crate::db::guard)), its batch-mates are re-run
+//!   alone, and the thread keeps serving. A panic in `begin_write` or
+//!   `commit` fails that batch the same way.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -27,6 +33,7 @@ use std::thread::JoinHandle;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::guard::guarded;
 use crate::db::snapshot::ReadCache;
 use crate::error::{Error, StorageContext};
 
@@ -69,8 +76,8 @@ where
         let answer = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (Some(Ok(_)), Err(e)) => Err(e.share()),
-            (None, _) => Err(Error::Closed),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e.share()),
+            (None, Ok(())) => Err(Error::Closed),
         };
         // The caller may have stopped waiting; its write still happened.
         let _ = self.reply.send(answer);
@@ -123,6 +130,7 @@ impl Writer {
     pub(crate) fn start(
         db: Arc<Database>,
         cache: Arc<ReadCache>,
+        path: PathBuf,
         max_batch: usize,
         queue_len: usize,
     ) -> Result<Self, Error> {
@@ -136,6 +144,7 @@ impl Writer {
                     db: &db,
                     counters: &thread_counters,
                     cache: &cache,
+                    path: &path,
                 };
                 run_writer(&ctx, rx, max_batch.max(1))
             })
@@ -206,6 +215,32 @@ struct Ctx<'a> {
     db: &'a Database,
     counters: &'a Counters,
     cache: &'a ReadCache,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn begin(&self) -> Result<WriteTransaction, Error> {
+        guarded(self.path, || {
+            self.db.begin_write().ctx("beginning a write transaction")
+        })
+    }
+
+    /// Runs one request; a panic in it is a fatal error of that request.
+    fn run(&self, job: &mut Box<dyn Job>, txn: &WriteTransaction) -> Result<(), Error> {
+        guarded(self.path, || job.run(txn))
+    }
+
+    fn abort(&self, txn: WriteTransaction) {
+        let _ = guarded(self.path, || {
+            txn.abort().ctx("aborting a write transaction")
+        });
+    }
+
+    fn commit(&self, txn: WriteTransaction) -> Result<(), Error> {
+        guarded(self.path, || {
+            txn.commit().ctx("committing a write transaction")
+        })
+    }
 }
 
 fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
@@ -225,14 +260,14 @@ fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
 }
 
 fn commit_batch(ctx: &Ctx<'_>, mut batch: Vec<Box<dyn Job>>) {
-    let (db, counters) = (ctx.db, ctx.counters);
-    let txn = match db.begin_write().ctx("beginning a write transaction") {
+    let counters = ctx.counters;
+    let txn = match ctx.begin() {
         Ok(t) => t,
         Err(e) => return batch.into_iter().for_each(|j| j.finish(Err(&e))),
     };
     for i in 0..batch.len() {
-        if let Err(fatal) = batch[i].run(&txn) {
-            let _ = txn.abort();
+        if let Err(fatal) = ctx.run(&mut batch[i], &txn) {
+            ctx.abort(txn);
             tracing::warn!(error = %fatal, "write request failed in the engine; re-running its batch-mates alone");
             let failed = batch.remove(i);
             failed.finish(Err(&fatal));
@@ -243,7 +278,7 @@ fn commit_batch(ctx: &Ctx<'_>, mut batch: Vec<Box<dyn Job>>) {
     counters
         .failed_requests
         .fetch_add(failed, Ordering::Relaxed);
-    match txn.commit().ctx("committing a write transaction") {
+    match ctx.commit(txn) {
         Ok(()) => {
             // Readers that start after the answers below must see this commit.
             ctx.cache.invalidate();
@@ -260,17 +295,87 @@ fn commit_batch(ctx: &Ctx<'_>, mut batch: Vec<Box<dyn Job>>) {
 }
 
 fn commit_alone(ctx: &Ctx<'_>, mut job: Box<dyn Job>) {
-    let txn = match ctx.db.begin_write().ctx("beginning a write transaction") {
+    let txn = match ctx.begin() {
         Ok(t) => t,
         Err(e) => return job.finish(Err(&e)),
     };
-    if let Err(fatal) = job.run(&txn) {
-        let _ = txn.abort();
+    if let Err(fatal) = ctx.run(&mut job, &txn) {
+        ctx.abort(txn);
         return job.finish(Err(&fatal));
     }
-    let outcome = txn.commit().ctx("committing a write transaction");
+    let outcome = ctx.commit(txn);
     if outcome.is_ok() {
         ctx.cache.invalidate();
     }
     job.finish(outcome.as_ref().map(|_| ()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+
+    fn writer(dir: &Path) -> (Arc<Database>, Writer) {
+        let path = dir.join("w.redb");
+        let db = Arc::new(Database::create(&path).unwrap());
+        let writer = Writer::start(Arc::clone(&db), Arc::default(), path, 64, 64).unwrap();
+        (db, writer)
+    }
+
+    fn put(k: u64) -> impl FnMut(&WriteTransaction) -> Result<u64, Error> + Send + 'static {
+        move |txn| {
+            txn.open_table(T).ctx("t")?.insert(k, k).ctx("t")?;
+            Ok(k)
+        }
+    }
+
+    fn stored(db: &Database, k: u64) -> Option<u64> {
+        use redb::ReadableDatabase;
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(T).ok()?;
+        t.get(k).unwrap().map(|v| v.value())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_request_fails_alone_and_the_writer_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, writer) = writer(dir.path());
+        let writer = Arc::new(writer);
+        // A panic alone in its batch.
+        let e = writer
+            .write(|_txn: &WriteTransaction| -> Result<u64, Error> { panic!("boom in a job") })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Corrupt { detail, .. } if detail.contains("boom in a job")),
+            "{e:?}"
+        );
+        assert_eq!(writer.write(put(1)).await.unwrap(), 1);
+        // A panic among batch-mates: they commit, it fails.
+        let mut tasks = Vec::new();
+        for k in 10..40u64 {
+            let w = Arc::clone(&writer);
+            tasks.push(tokio::spawn(async move {
+                if k == 25 {
+                    w.write(|_txn: &WriteTransaction| -> Result<u64, Error> { panic!("boom 25") })
+                        .await
+                } else {
+                    w.write(put(k)).await
+                }
+            }));
+        }
+        for (k, task) in (10..40u64).zip(tasks) {
+            let r = task.await.unwrap();
+            if k == 25 {
+                assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+                assert_eq!(stored(&db, k), None);
+            } else {
+                assert_eq!(r.unwrap(), k);
+                assert_eq!(stored(&db, k), Some(k));
+            }
+        }
+        assert_eq!(writer.write(put(2)).await.unwrap(), 2);
+        assert_eq!(stored(&db, 2), Some(2));
+    }
 }

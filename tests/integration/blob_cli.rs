@@ -31,6 +31,7 @@ fn add_user(d: &Path, name: &str) -> String {
 fn put_get_range_ls_share_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
+    crate::common::init(&d);
     add_user(&d, "mira");
     add_user(&d, "nikhil");
     let input = dir.path().join("clip.wav");
@@ -145,6 +146,7 @@ fn put_get_range_ls_share_and_verify() {
 fn keys_status_and_rotation_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
+    crate::common::init(&d);
     add_user(&d, "omkar");
     let input = dir.path().join("a.bin");
     std::fs::write(&input, b"some bytes to keep").unwrap();
@@ -261,6 +263,7 @@ fn same_contents(a: &Path, b: &Path) -> bool {
 fn memory_stays_bounded(mib: usize) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
+    crate::common::init(&d);
     add_user(&d, "bigfile");
     let input = dir.path().join("big.wav");
     big_file(&input, mib);

@@ -438,7 +438,11 @@ async fn left_over_temporary_files_are_removed_at_open() {
     let t = open_store().await;
     let path = t.path();
     drop(t.store);
-    std::fs::write(path.join("tmp/0123.part"), b"half a blob").unwrap();
+    std::fs::write(
+        path.join("tmp/0123456789abcdef0123456789abcdef.part"),
+        b"half a blob",
+    )
+    .unwrap();
     let store = Store::open(config(&path)).await.unwrap();
     assert!(walk(&path.join("tmp")).is_empty());
     drop(store);

@@ -21,7 +21,7 @@ fn code(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn set_then_get_in_the_next_run() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let d = dir.path();
     assert_eq!(ok(d, &["cache", "set", "greeting", "नमस्ते दुनिया"]), "OK\n");
     assert_eq!(ok(d, &["cache", "get", "greeting"]), "नमस्ते दुनिया\n");
@@ -35,7 +35,7 @@ fn set_then_get_in_the_next_run() {
 
 #[test]
 fn nx_xx_del_and_ttl() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let d = dir.path();
     assert_eq!(code(d, &["cache", "set", "k", "v", "--xx"]).0, Some(1));
     assert_eq!(code(d, &["cache", "get", "k"]).0, Some(1));
@@ -61,7 +61,7 @@ fn nx_xx_del_and_ttl() {
 
 #[test]
 fn incr_works_on_decimal_values_and_refuses_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let d = dir.path();
     assert_eq!(ok(d, &["cache", "incr", "hits"]), "1\n");
     assert_eq!(ok(d, &["cache", "incr", "hits", "41"]), "42\n");
@@ -86,7 +86,7 @@ fn incr_works_on_decimal_values_and_refuses_the_rest() {
 
 #[test]
 fn tags_clear_and_stats() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let d = dir.path();
     ok(d, &["cache", "set", "profile:1", "p", "--tag", "user:1"]);
     ok(
@@ -119,7 +119,7 @@ fn tags_clear_and_stats() {
 
 #[tokio::test]
 async fn an_expired_key_is_missing_for_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     // Written by a process whose clock is an hour behind: the entry expired
     // 59 minutes ago by the system clock the CLI reads.
     let past = ManualClock::new(Timestamp::now().minus(Duration::from_secs(3600)));
@@ -140,7 +140,7 @@ async fn an_expired_key_is_missing_for_the_cli() {
 
 #[test]
 fn demo_reports_its_cache_phase() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let out = bvstore(
         dir.path(),
         &["--json", "demo", "--users", "4", "--sessions", "1"],

@@ -40,7 +40,7 @@ fn churn_then_kill(dir: &std::path::Path, lines: usize, kill_after: &str) -> Vec
 
 #[tokio::test]
 async fn acknowledged_deletes_clears_and_invalidations_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let rounds = ["cleared", "del", "inv", "del", "inv"];
     for (round, kill_after) in rounds.into_iter().enumerate() {
         let lines = if kill_after == "cleared" { 1 } else { 400 };

@@ -101,7 +101,7 @@ fn init_user_lifecycle_and_json_output() {
 
 #[test]
 fn profile_and_consent_commands() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let d = dir.path();
     json(&bvstore(
         d,
@@ -174,7 +174,7 @@ fn profile_and_consent_commands() {
 
 #[test]
 fn errors_go_to_stderr_as_json_with_codes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     let out = bvstore(dir.path(), &["--json", "user", "show", "nobody"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(stdout(&out).is_empty());
@@ -244,11 +244,9 @@ fn data_dir_comes_from_the_environment_too() {
 #[test]
 fn migrate_status_on_an_empty_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let s = json(&bvstore(
-        &dir.path().join("nothing"),
-        &["--json", "migrate", "status"],
-    ));
-    assert!(s["applied"].is_null());
+    let out = bvstore(&dir.path().join("nothing"), &["migrate", "status"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
     assert!(
         !dir.path().join("nothing").exists(),
         "status changes nothing"

@@ -81,3 +81,17 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A temporary data directory holding a new store (`bvstore init`): every
+/// command but `init` and `demo` refuses a directory without one.
+pub fn store_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path());
+    dir
+}
+
+/// Runs `bvstore init` in `dir`.
+pub fn init(dir: &Path) {
+    let out = bvstore(dir, &["init"]);
+    assert!(out.status.success(), "init: {}", stderr(&out));
+}

@@ -37,7 +37,7 @@ fn kill_after_acks(dir: &std::path::Path, acks: usize) -> Vec<UserId> {
 
 #[tokio::test]
 async fn acknowledged_creates_survive_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::store_dir();
     for round in 0..2 {
         let acked = kill_after_acks(dir.path(), 200);
         assert_eq!(acked.len(), 200, "round {round}");
@@ -60,6 +60,7 @@ async fn acknowledged_creates_survive_sigkill() {
 async fn a_put_killed_midway_leaves_no_half_blob_behind() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
+    crate::common::init(&data_dir);
     let out = crate::common::bvstore(
         &data_dir,
         &[

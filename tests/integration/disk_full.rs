@@ -44,6 +44,7 @@ fn a_write_refused_mid_blob_fails_cleanly_and_loses_nothing() {
     let big = dir.path().join("big.ogg");
     std::fs::write(&small, random_bytes(300_000, 1)).unwrap();
     std::fs::write(&big, random_bytes(24 << 20, 2)).unwrap();
+    crate::common::init(&data);
     let ok = |o: &std::process::Output| assert!(o.status.success(), "{}", stderr(o));
     ok(&bvstore(
         &data,

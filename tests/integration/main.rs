@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod corrupt;
 mod crash;
+mod data_dir;
 mod direct_io;
 mod disk_full;
 mod files;

@@ -1,0 +1,151 @@
+//! What a data directory holds, and whether an open may create a store in it.
+//!
+//! A store is several files that only make sense together: `store.redb`
+//! (the metadata, and the keys that decrypt every blob), `master.key`,
+//! `blobs/` and `cache.redb`. Creating a fresh `store.redb` beside the
+//! others would orphan every blob and report "no users" as if nothing were
+//! wrong, so an open creates a store only where none of its parts exist
+//! (or when the caller asks for a new store with [`OpenMode::ForceNew`]),
+//! and a caller that only means to use a store ([`OpenMode::MustExist`],
+//! every `bvstore` command but `init` and `demo`) never creates one: a
+//! mistyped `--data-dir` is an error, not a new empty store.
+//!
+//! `tmp/` is the store's own scratch directory. At open it is cleaned of the
+//! store's own left-overs only (files named `<32 hex digits>.part`, regular
+//! files, never through a symlink): a data directory pointed at the wrong
+//! place must not cost anyone a file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// Whether [`Store::open`](crate::Store::open) may create a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Open the store, or create one in a directory that holds no part of
+    /// a store. A `store.redb` that is missing or empty beside other parts
+    /// is [`Error::StoreIncomplete`].
+    #[default]
+    OpenOrCreate,
+    /// Open an existing store only: no store is [`Error::NoStore`], and
+    /// nothing is created.
+    MustExist,
+    /// Create a new, empty `store.redb` even beside other parts of a store
+    /// (`bvstore init --force`): their blobs become orphans.
+    ForceNew,
+}
+
+/// The parts of a store besides `store.redb`, as named in errors.
+const PARTS: &[&str] = &["blobs", "master.key", "master.key.next", "cache.redb"];
+
+/// Checks the directory against `config.open_mode` and creates it when the
+/// open may create a store. Blocking.
+pub(crate) fn prepare(config: &Config) -> Result<(), Error> {
+    let dir = &config.data_dir;
+    let db = config.db_path();
+    let db_state = match fs::metadata(&db) {
+        Ok(m) if m.len() > 0 => return Ok(()),
+        Ok(_) => "store.redb is empty",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "store.redb is missing",
+        Err(e) => return Err(Error::io(format!("reading {}", db.display()), e)),
+    };
+    let present: Vec<String> = PARTS
+        .iter()
+        .filter(|p| fs::symlink_metadata(dir.join(p)).is_ok())
+        .map(|p| (*p).to_string())
+        .collect();
+    match config.open_mode {
+        OpenMode::ForceNew => {}
+        _ if !present.is_empty() => {
+            return Err(Error::StoreIncomplete {
+                data_dir: dir.clone(),
+                missing: db_state.into(),
+                present,
+            });
+        }
+        OpenMode::MustExist => {
+            return Err(Error::NoStore {
+                data_dir: dir.clone(),
+            });
+        }
+        OpenMode::OpenOrCreate => {}
+    }
+    fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))
+}
+
+/// Whether `name` is one of the store's own temporary blob files.
+pub(crate) fn is_own_temporary(name: &str) -> bool {
+    name.strip_suffix(".part").is_some_and(|stem| {
+        stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// The store's `tmp/` directory, created if missing and cleaned of the
+/// store's own left-over temporaries. A `tmp` that is a symlink or not a
+/// directory is refused. Returns how many files were removed.
+pub(crate) fn clean_tmp(tmp: &Path) -> Result<usize, Error> {
+    match fs::symlink_metadata(tmp) {
+        Ok(m) if m.file_type().is_symlink() => return Err(refuse(tmp, "a symbolic link")),
+        Ok(m) if !m.is_dir() => return Err(refuse(tmp, "not a directory")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir(tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+            return Ok(0);
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", tmp.display()), e)),
+    }
+    let listing = |e| Error::io(format!("listing {}", tmp.display()), e);
+    let (mut removed, mut foreign) = (0usize, 0usize);
+    for entry in fs::read_dir(tmp).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let ours = entry.file_type().map_err(listing)?.is_file()
+            && entry.file_name().to_str().is_some_and(is_own_temporary);
+        if !ours {
+            foreign += 1;
+            continue;
+        }
+        let path: PathBuf = entry.path();
+        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        removed += 1;
+    }
+    if foreign > 0 {
+        tracing::warn!(dir = %tmp.display(), foreign, "tmp/ holds entries the store did not make; left alone");
+    }
+    if removed > 0 {
+        crate::fsutil::sync_dir(tmp)?;
+    }
+    Ok(removed)
+}
+
+fn refuse(tmp: &Path, what: &str) -> Error {
+    Error::io(
+        format!("refusing to use {}", tmp.display()),
+        std::io::Error::other(format!(
+            "it is {what}, not the directory the store keeps its temporary files in; move it away"
+        )),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_own_temporary;
+
+    #[test]
+    fn only_the_stores_own_names_are_temporaries() {
+        assert!(is_own_temporary("0123456789abcdef0123456789abcdef.part"));
+        for name in [
+            "notes.txt",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789ABCDEF0123456789abcdef.part",
+            "0123456789abcdef0123456789abcde.part",
+            "../0123456789abcdef0123456789abcdef.part",
+            ".part",
+        ] {
+            assert!(!is_own_temporary(name), "{name}");
+        }
+    }
+}

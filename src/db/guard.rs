@@ -1,0 +1,60 @@
+//! The engine boundary: where a damaged `store.redb` becomes an error.
+//!
+//! redb checks page checksums only when it repairs a file or is asked for
+//! an integrity check; on an ordinary read a damaged page can make it
+//! return `Corrupted`, or panic (an index out of bounds in a page that no
+//! longer parses: seen for single flipped bytes at offsets 4096–65536 of a
+//! small store). Every call into redb from the `db` module runs inside
+//! [`guarded`], which turns both into [`Error::Corrupt`] naming the file,
+//! so a damaged page never crashes the process or the writer thread.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use crate::error::Error;
+
+/// Runs `f`, turning a panic inside it and redb's `Corrupted` errors into
+/// [`Error::Corrupt`] about `path`.
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| corrupt_if_damaged(path, e)),
+        Err(payload) => Err(panicked(path, payload.as_ref())),
+    }
+}
+
+/// The error for a panic met while working on `path`.
+pub(crate) fn panicked(path: &Path, payload: &(dyn Any + Send)) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    damaged(path, format!("the storage engine failed on it ({message})"))
+}
+
+/// [`Error::Corrupt`] for the database file at `path`.
+pub(crate) fn damaged(path: &Path, detail: String) -> Error {
+    Error::Corrupt {
+        what: format!("database file {}", path.display()),
+        detail: format!(
+            "{detail}; the file is damaged: restore it from a backup (user data is not trusted until then)"
+        ),
+    }
+}
+
+/// Maps redb's `Corrupted` (and a transaction it poisoned) to
+/// [`Error::Corrupt`]; other errors pass unchanged.
+pub(crate) fn corrupt_if_damaged(path: &Path, e: Error) -> Error {
+    match &e {
+        Error::Storage { source, context }
+            if matches!(
+                source.as_ref(),
+                redb::Error::Corrupted(_) | redb::Error::TransactionPoisoned
+            ) =>
+        {
+            damaged(path, format!("{context}: {source}"))
+        }
+        _ => e,
+    }
+}
