@@ -13,7 +13,8 @@ use crate::blob::reader::{FileReader, OpenBlob, pump};
 use crate::blob::writer::{WriteSpec, address, write_blob};
 use crate::blob::{Actor, BlobStore, ListFilter, PutOptions, VerifyReport};
 use crate::db::blobs::{BlobRow, commit_file, get_row};
-use crate::db::schema::{BLOBS, GRANTS, PROFILES};
+use crate::db::keys::OwnerKeysRecord;
+use crate::db::schema::{BLOBS, GRANTS, KEYS, PROFILES};
 use crate::db::{Db, get_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
@@ -147,7 +148,8 @@ impl Files<'_> {
         }
         let direct_bytes = written.direct_bytes;
         let wrapped = data_key
-            .map(|k| wrap(&kek, &k, &data_key_context(addr)))
+            .as_ref()
+            .map(|k| wrap(&kek, k, &data_key_context(addr)))
             .transpose()?;
         let retention = options
             .retention_days
@@ -197,9 +199,26 @@ impl Files<'_> {
         })
         .await
         .map_err(join_err)??;
+        let keyring = self.blobs.keyring.clone();
         let (file, dedup) = self
             .db
-            .write(move |txn| commit_file(txn, &new, &row))
+            .write(move |txn| {
+                // The key version may have moved on while the blob was written.
+                let (version, data_key) = keyring.wrap_for_commit(
+                    txn,
+                    owner,
+                    addr,
+                    row.key_version,
+                    data_key.as_ref(),
+                    row.data_key.clone(),
+                )?;
+                let row = BlobRow {
+                    key_version: version,
+                    data_key,
+                    ..row.clone()
+                };
+                commit_file(txn, &new, &row)
+            })
             .await?;
         tracing::debug!(
             file = %file.id,
@@ -228,23 +247,12 @@ impl Files<'_> {
     }
 
     async fn open_blob(&self, file: &AudioFile) -> Result<Arc<OpenBlob>, Error> {
-        let row = self
-            .db
-            .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, file.blob))?
-            .ok_or_else(|| Error::Integrity {
-                what: format!("file {}", file.id),
-                detail: "its blob row is missing".into(),
-            })?;
-        let key = match &row.data_key {
-            Some(w) => Some(self.blobs.keyring.data_key(
-                self.db,
-                row.owner,
-                file.blob,
-                row.key_version,
-                w,
-            )?),
-            None => None,
-        };
+        let key = match self.blob_key(file) {
+            // A master rotation may have committed between this read's
+            // snapshot and the key it unwrapped with: once more, fresh.
+            Err(Error::Corrupt { .. }) => self.blob_key(file),
+            other => other,
+        }?;
         let path = self.blobs.path_of(file.blob);
         let (len, what) = (file.plain_bytes, format!("file {}", file.id));
         let blob =
@@ -252,6 +260,34 @@ impl Files<'_> {
                 .await
                 .map_err(join_err)??;
         Ok(Arc::new(blob))
+    }
+
+    /// The data key of a file's blob (`None` if stored unencrypted), from
+    /// the blob row and the owner's key row of one snapshot.
+    fn blob_key(&self, file: &AudioFile) -> Result<Option<crate::blob::crypto::SecretKey>, Error> {
+        let (row, keys) = self.db.read(|txn| {
+            let row = get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, file.blob)?;
+            let keys = match &row {
+                Some(r) => {
+                    let table = txn.open_table(KEYS).ctx("opening keys")?;
+                    get_record::<OwnerKeysRecord>(&table, r.owner.to_key(), r.owner)?
+                }
+                None => None,
+            };
+            Ok((row, keys))
+        })?;
+        let row = row.ok_or_else(|| Error::Integrity {
+            what: format!("file {}", file.id),
+            detail: "its blob row is missing".into(),
+        })?;
+        row.data_key
+            .as_ref()
+            .map(|w| {
+                self.blobs
+                    .keyring
+                    .data_key(keys.as_ref(), row.owner, file.blob, row.key_version, w)
+            })
+            .transpose()
     }
 
     /// A stream of the file's bytes; it ends with an error if the file was

@@ -10,7 +10,19 @@
 //!
 //! A check value in `meta` (a constant sealed under the master key) makes a
 //! wrong master key fail at open with [`Error::WrongKey`]. Rotating the
-//! master key re-wraps every owner row in one transaction. Rotating an
+//! master key re-wraps every owner row in one transaction.
+//!
+//! # Races with rotations
+//!
+//! Anything that wraps or unwraps under the master key inside a write
+//! transaction takes the key with [`Keyring::master_in`], which picks the
+//! key that opens the check value *in that transaction*: a master rotation
+//! committed (or earlier in the same batch) is always seen, whatever key the
+//! caller read before queuing its write. A put takes the owner's current
+//! key version when it starts and may commit after a whole owner rotation
+//! destroyed that version; its commit re-wraps the blob's data key onto the
+//! version current in the commit's transaction ([`Keyring::wrap_for_commit`]),
+//! so no committed blob is ever left on a destroyed version. Rotating an
 //! owner's key adds a version for new writes, then re-wraps the data keys of
 //! its blobs in small transactions (resumable: each step commits what it
 //! moved, and a store reopened mid-rotation resumes); when none is left on
@@ -19,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
 use redb::ReadableTable;
@@ -126,12 +138,31 @@ pub enum MasterKeySource {
     Embedded(PathBuf),
 }
 
-/// The unwrapped keys of the open store, cached.
-pub(crate) struct Keyring {
-    master: RwLock<SecretKey>,
+/// The unwrapped keys of the open store, cached. Cheap to clone: write
+/// closures take a clone to reach the master key inside their transaction.
+#[derive(Clone)]
+pub(crate) struct Keyring(Arc<KeyringState>);
+
+pub(crate) struct KeyringState {
+    masters: RwLock<Masters>,
+    /// Held for the whole of a master rotation: one at a time.
+    rotating_master: tokio::sync::Mutex<()>,
     source: MasterKeySource,
     keks: Mutex<HashMap<(UserId, u32), SecretKey>>,
     address_keys: Mutex<HashMap<UserId, SecretKey>>,
+}
+
+/// The master key, and during a rotation the key it is moving to.
+struct Masters {
+    current: SecretKey,
+    next: Option<SecretKey>,
+}
+
+impl std::ops::Deref for Keyring {
+    type Target = KeyringState;
+    fn deref(&self) -> &KeyringState {
+        &self.0
+    }
 }
 
 fn read_check(db: &Db) -> Result<Option<WrappedKey>, Error> {
@@ -195,12 +226,16 @@ impl Keyring {
                 .await?;
             }
         }
-        Ok(Keyring {
-            master: RwLock::new(master),
+        Ok(Keyring(Arc::new(KeyringState {
+            masters: RwLock::new(Masters {
+                current: master,
+                next: None,
+            }),
+            rotating_master: tokio::sync::Mutex::new(()),
             source,
             keks: Mutex::new(HashMap::new()),
             address_keys: Mutex::new(HashMap::new()),
-        })
+        })))
     }
 
     /// The embedded default: `master.key` beside the data, made on first
@@ -249,10 +284,68 @@ impl Keyring {
     }
 
     pub(crate) fn master(&self) -> SecretKey {
-        match self.master.read() {
-            Ok(m) => m.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        match self.masters.read() {
+            Ok(m) => m.current.clone(),
+            Err(poisoned) => poisoned.into_inner().current.clone(),
         }
+    }
+
+    /// The master key that opens the check value as `txn` sees it: the
+    /// current key, or the one a rotation is moving to once its re-wrap is
+    /// in `txn` (see the module doc).
+    pub(crate) fn master_in(&self, txn: &redb::WriteTransaction) -> Result<SecretKey, Error> {
+        let meta = txn.open_table(META).ctx("opening meta")?;
+        let check = match meta.get(MASTER_CHECK_KEY).ctx("reading meta")? {
+            Some(v) => {
+                codec::decode_versioned::<WrappedKey>(1, v.value(), || "master key check".into())?
+            }
+            None => return Ok(self.master()),
+        };
+        let (current, next) = self.masters_now();
+        [Some(current), next]
+            .into_iter()
+            .flatten()
+            .find(|k| check_opens(k, &check))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "master key check",
+                    "neither the current master key nor a rotation's next key opens it",
+                )
+            })
+    }
+
+    /// The key version and wrapped data key a blob commits with, read
+    /// against the owner's row in the commit's own transaction: a put that
+    /// took `version` before a rotation moved on re-wraps `data_key` onto
+    /// the current version (a KEK is only destroyed once no committed blob
+    /// uses it, and this blob is not committed yet).
+    pub(crate) fn wrap_for_commit(
+        &self,
+        txn: &redb::WriteTransaction,
+        owner: UserId,
+        address: BlobAddress,
+        version: u32,
+        data_key: Option<&SecretKey>,
+        wrapped: Option<WrappedKey>,
+    ) -> Result<(u32, Option<WrappedKey>), Error> {
+        let row: OwnerKeysRecord = {
+            let keys = txn.open_table(KEYS).ctx("opening keys")?;
+            get_record(&keys, owner.to_key(), owner)?.ok_or_else(|| Error::MissingKey {
+                reason: format!("the keys of user {owner} are gone (erased?)"),
+            })?
+        };
+        if row.current == version {
+            return Ok((version, wrapped));
+        }
+        let rewrapped = match data_key {
+            Some(k) => {
+                let kek = self.unwrap_kek(&row, owner, row.current)?;
+                Some(wrap(&kek, k, &data_key_context(address))?)
+            }
+            None => None,
+        };
+        tracing::debug!(owner = %owner, from = version, to = row.current, "put re-wrapped onto the current key version");
+        Ok((row.current, rewrapped))
     }
 
     fn cached<K: std::hash::Hash + Eq>(
@@ -286,9 +379,24 @@ impl Keyring {
         if let Some(k) = Self::cached(&self.keks, &(owner, version)) {
             return Ok(k);
         }
-        let kek = unwrap_version(&self.master(), row, owner, version)?;
+        let (current, next) = self.masters_now();
+        let kek = match (unwrap_version(&current, row, owner, version), next) {
+            (Err(_), Some(next)) => unwrap_version(&next, row, owner, version)?,
+            (result, _) => result?,
+        };
         Self::remember(&self.keks, (owner, version), &kek);
         Ok(kek)
+    }
+
+    /// The current master key and a rotation's next one: a row read
+    /// outside a write transaction may be wrapped under either while a
+    /// rotation commits.
+    fn masters_now(&self) -> (SecretKey, Option<SecretKey>) {
+        let m = match self.masters.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        (m.current.clone(), m.next.clone())
     }
 
     /// Unwraps the owner's address key from its row.
@@ -300,13 +408,11 @@ impl Keyring {
         if let Some(k) = Self::cached(&self.address_keys, &owner) {
             return Ok(k);
         }
-        let key =
-            unwrap(&self.master(), &row.address, &address_context(owner)).ok_or_else(|| {
-                Error::corrupt(
-                    "owner key record",
-                    format!("address key of {owner} does not unwrap"),
-                )
-            })?;
+        let (current, next) = self.masters_now();
+        let key = match (unwrap_address_under(&current, row, owner), next) {
+            (Err(_), Some(next)) => unwrap_address_under(&next, row, owner)?,
+            (result, _) => result?,
+        };
         Self::remember(&self.address_keys, owner, &key);
         Ok(key)
     }
@@ -318,62 +424,98 @@ impl Keyring {
         db: &Db,
         owner: UserId,
     ) -> Result<(u32, SecretKey, SecretKey), Error> {
-        let row = match Self::row(db, owner)? {
-            Some(row) => row,
-            None => {
-                let master = self.master();
-                let (kek, address) = (SecretKey::generate()?, SecretKey::generate()?);
-                let fresh = OwnerKeysRecord {
-                    current: 1,
-                    versions: vec![(1, wrap(&master, &kek, &kek_context(owner, 1))?)],
-                    address: wrap(&master, &address, &address_context(owner))?,
-                    rotating: false,
-                };
-                db.write(move |txn| {
-                    crate::db::users::require_live(txn, owner)?;
-                    let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
-                    if let Some(existing) =
-                        get_record::<OwnerKeysRecord>(&keys, owner.to_key(), owner)?
-                    {
-                        return Ok(existing);
-                    }
-                    put_record(&mut keys, owner.to_key(), &fresh)?;
-                    Ok(fresh.clone())
-                })
-                .await?
+        if let Some(row) = Self::row(db, owner)? {
+            return match self.current_keys(&row, owner) {
+                // Read before a master rotation committed, unwrapped after:
+                // a fresh snapshot holds the row under the key now current.
+                Err(Error::Corrupt { .. }) => {
+                    let row = Self::row(db, owner)?
+                        .ok_or_else(|| Error::not_found(crate::error::Entity::User, owner))?;
+                    self.current_keys(&row, owner)
+                }
+                other => other,
+            };
+        }
+        let (kek, address) = (SecretKey::generate()?, SecretKey::generate()?);
+        let keyring = self.clone();
+        db.write(move |txn| {
+            crate::db::users::require_live(txn, owner)?;
+            let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+            // Wrapped and unwrapped under the master key this transaction sees.
+            let master = keyring.master_in(txn)?;
+            if let Some(existing) = get_record::<OwnerKeysRecord>(&keys, owner.to_key(), owner)? {
+                let kek = unwrap_version(&master, &existing, owner, existing.current)?;
+                let address = unwrap_address_under(&master, &existing, owner)?;
+                return Ok((existing.current, kek, address));
             }
-        };
-        let kek = self.unwrap_kek(&row, owner, row.current)?;
-        let address = self.unwrap_address(&row, owner)?;
+            let fresh = OwnerKeysRecord {
+                current: 1,
+                versions: vec![(1, wrap(&master, &kek, &kek_context(owner, 1))?)],
+                address: wrap(&master, &address, &address_context(owner))?,
+                rotating: false,
+            };
+            put_record(&mut keys, owner.to_key(), &fresh)?;
+            Ok((1, kek.clone(), address.clone()))
+        })
+        .await
+    }
+
+    /// The current KEK version and key, and the address key, of a row.
+    fn current_keys(
+        &self,
+        row: &OwnerKeysRecord,
+        owner: UserId,
+    ) -> Result<(u32, SecretKey, SecretKey), Error> {
+        let kek = self.unwrap_kek(row, owner, row.current)?;
+        let address = self.unwrap_address(row, owner)?;
         Ok((row.current, kek, address))
     }
 
-    /// The data key of a blob, unwrapped.
+    /// The data key of a blob, unwrapped, from the owner's key row read in
+    /// the same snapshot as the blob's row (a rotation step between two
+    /// reads could move the blob and destroy its old version).
     pub(crate) fn data_key(
         &self,
-        db: &Db,
+        row: Option<&OwnerKeysRecord>,
         owner: UserId,
         address: BlobAddress,
         version: u32,
         wrapped: &WrappedKey,
     ) -> Result<SecretKey, Error> {
-        let row = Self::row(db, owner)?.ok_or_else(|| Error::MissingKey {
+        let row = row.ok_or_else(|| Error::MissingKey {
             reason: format!(
                 "the keys of user {owner} are gone (erased?); its blobs cannot be read"
             ),
         })?;
-        let kek = self.unwrap_kek(&row, owner, version)?;
+        let kek = self.unwrap_kek(row, owner, version)?;
         unwrap(&kek, wrapped, &data_key_context(address)).ok_or_else(|| {
             Error::corrupt(format!("blob {address}"), "its data key does not unwrap")
         })
     }
 
-    /// Replaces the master key after `rewrap` committed.
-    pub(crate) fn set_master(&self, new: SecretKey) {
-        match self.master.write() {
-            Ok(mut m) => *m = new,
-            Err(poisoned) => *poisoned.into_inner() = new,
+    /// Serialises master rotations.
+    pub(crate) async fn lock_master_rotation(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.rotating_master.lock().await
+    }
+
+    /// Announces the key a master rotation moves to, before its re-wrap is
+    /// queued, so that [`master_in`](Self::master_in) finds it in any
+    /// transaction that sees the re-wrap.
+    pub(crate) fn set_next_master(&self, next: Option<SecretKey>) {
+        match self.masters.write() {
+            Ok(mut m) => m.next = next,
+            Err(poisoned) => poisoned.into_inner().next = next,
         }
+    }
+
+    /// Makes the announced next key current, after the re-wrap committed.
+    pub(crate) fn set_master(&self, new: SecretKey) {
+        let mut m = match self.masters.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        m.current = new;
+        m.next = None;
     }
 
     /// Forgets cached keys of an owner (after a rotation or erasure).
@@ -409,6 +551,20 @@ pub(crate) fn unwrap_version(
         Error::corrupt(
             "owner key record",
             format!("key version {version} of {owner} does not unwrap"),
+        )
+    })
+}
+
+/// Unwraps the address key of an owner row under `master`.
+fn unwrap_address_under(
+    master: &SecretKey,
+    row: &OwnerKeysRecord,
+    owner: UserId,
+) -> Result<SecretKey, Error> {
+    unwrap(master, &row.address, &address_context(owner)).ok_or_else(|| {
+        Error::corrupt(
+            "owner key record",
+            format!("address key of {owner} does not unwrap"),
         )
     })
 }

@@ -98,21 +98,24 @@ impl Keys<'_> {
     /// the store).
     #[tracing::instrument(skip_all)]
     pub async fn rotate_master(&self, new: SecretKey) -> Result<MasterRotation, Error> {
-        let blobs = self.store.blobs();
-        let old = blobs.keyring.master();
+        let keyring = &self.store.blobs().keyring;
+        let _one_at_a_time = keyring.lock_master_rotation().await;
+        let old = keyring.master();
         if old == new {
             return Err(Error::invalid(
                 "master key",
                 "the new key is the current key",
             ));
         }
-        let embedded = match blobs.keyring.source() {
+        let embedded = match keyring.source() {
             MasterKeySource::Embedded(_) => Some(embedded_paths(&self.store.config().data_dir)),
             _ => None,
         };
         if let Some((_, next)) = &embedded {
             crate::fsutil::write_file_durably(next, new.to_hex().as_bytes(), 0o600)?;
         }
+        // Writes queued behind the re-wrap must wrap under the new key.
+        keyring.set_next_master(Some(new.clone()));
         let new_for_txn = new.clone();
         let result = self
             .store
@@ -122,13 +125,14 @@ impl Keys<'_> {
         let owners = match result {
             Ok(n) => n,
             Err(e) => {
+                keyring.set_next_master(None);
                 if let Some((_, next)) = &embedded {
                     let _ = std::fs::remove_file(next);
                 }
                 return Err(e);
             }
         };
-        blobs.keyring.set_master(new);
+        keyring.set_master(new);
         let key_file = match embedded {
             Some((path, next)) => {
                 crate::fsutil::persist(&next, &path)?;

@@ -30,10 +30,11 @@ pub struct RotationProgress {
 
 /// Starts a rotation: a new key version becomes current for new writes.
 pub(crate) async fn begin(db: &Db, keyring: &Keyring, owner: UserId) -> Result<u32, Error> {
-    let master = keyring.master();
     let kek = SecretKey::generate()?;
+    let ring = keyring.clone();
     let version = db
         .write(move |txn| {
+            let master = ring.master_in(txn)?;
             let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
             let mut row: OwnerKeysRecord =
                 get_record(&keys, owner.to_key(), owner)?.ok_or_else(|| {
@@ -64,10 +65,11 @@ pub(crate) async fn step(
     owner: UserId,
     limit: usize,
 ) -> Result<RotationProgress, Error> {
-    let master = keyring.master();
     let limit = limit.max(1);
+    let ring = keyring.clone();
     let progress = db
         .write(move |txn| {
+            let master = ring.master_in(txn)?;
             let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
             let mut row: OwnerKeysRecord = get_record(&keys, owner.to_key(), owner)?
                 .ok_or_else(|| Error::not_found(Entity::User, owner))?;

@@ -23,6 +23,7 @@ mod direct_io;
 mod disk_full;
 mod files;
 mod fuzz_corpus;
+mod key_races;
 mod keys;
 mod locking;
 mod metrics;
