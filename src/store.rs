@@ -214,8 +214,16 @@ impl Store {
         Keys { store: self }
     }
 
+    /// Waits until every write queued before this call is durably
+    /// committed, including the audit records of refusals, which are
+    /// written without their caller waiting for them.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.inner.db.write(|_txn| Ok(())).await
+    }
+
     /// The newest `limit` audit events (refused file operations, ...),
-    /// newest first.
+    /// newest first. A refusal's record is committed with the next group
+    /// commit: [`flush`](Self::flush) first to be sure to see it.
     pub fn audit_events(&self, limit: usize) -> Result<Vec<AuditEvent>, Error> {
         self.inner
             .db

@@ -37,8 +37,12 @@ fn relation(db: &Db, actor: Actor, file: &AudioFile) -> Result<Option<Op>, Error
     }
 }
 
-/// Records a refusal in the audit log (best effort: a failure to record is
-/// logged, and the caller still gets its refusal).
+/// Records a refusal in the audit log without waiting for its commit: a
+/// refusal must answer in the time an unknown id does, or its timing would
+/// tell the caller that the file exists. The record is queued before this
+/// returns and committed durably with the next group commit (a crash in
+/// that window loses it); a failure to record is logged, and the caller
+/// still gets its refusal.
 pub(crate) async fn record_refusal(db: &Db, actor: Actor, action: &'static str, target: String) {
     tracing::warn!(actor = %actor, action, target = %target, "refused");
     let event = AuditEvent {
@@ -49,7 +53,10 @@ pub(crate) async fn record_refusal(db: &Db, actor: Actor, action: &'static str, 
         target,
         outcome: "refused".into(),
     };
-    if let Err(e) = db.write(move |txn| append(txn, &event)).await {
+    if let Err(e) = db
+        .write_detached("audit record", move |txn| append(txn, &event))
+        .await
+    {
         tracing::error!(error = %e, "could not record a refusal in the audit log");
     }
 }
@@ -103,5 +110,86 @@ pub(crate) async fn authorize_owner(
             record_refusal(db, actor, action, format!("user:{owner}")).await;
             Err(Error::not_found(Entity::User, owner))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Actor, Config, Error, NewUser, PutOptions, Store};
+
+    /// A refusal answers while the writer cannot commit anything, so its
+    /// caller provably does not wait for the audit record's commit (before,
+    /// it waited for one durable commit more than an unknown id: an
+    /// existence oracle); the record is still committed once the writer
+    /// runs on, and survives a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_does_not_wait_for_its_audit_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path()).password_cost(8, 1);
+        let store = Store::open(config.clone()).await.unwrap();
+        let owner = store
+            .users()
+            .create(NewUser::new("owner", "o@example.in"))
+            .await
+            .unwrap();
+        let stranger = store
+            .users()
+            .create(NewUser::new("stranger", "s@example.in"))
+            .await
+            .unwrap();
+        let file = store
+            .files()
+            .put_bytes(
+                Actor::User(owner.id),
+                owner.id,
+                b"voice",
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        // Hold the writer inside a transaction until released.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = tokio::sync::oneshot::channel::<()>();
+        let mut entered = Some(entered);
+        let blocker = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .db()
+                    .write(move |_txn| {
+                        if let Some(e) = entered.take() {
+                            let _ = e.send(());
+                        }
+                        let _ = hold.recv();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        inside.await.unwrap();
+        let refused = tokio::time::timeout(
+            Duration::from_secs(60),
+            store.files().read(Actor::User(stranger.id), file.id),
+        )
+        .await
+        .expect("the refusal waited for the writer (its audit commit)");
+        assert!(
+            matches!(refused, Err(Error::NotFound { .. })),
+            "{refused:?}"
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        store.close().await;
+        drop(store);
+        let store = Store::open(config).await.unwrap();
+        let events = store.audit_events(10).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.outcome == "refused" && e.target == format!("file:{}", file.id)),
+            "{events:?}"
+        );
     }
 }

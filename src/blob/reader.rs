@@ -215,18 +215,43 @@ pub(crate) async fn pump(
     depth: usize,
     tx: mpsc::Sender<Result<Vec<u8>, Error>>,
 ) {
-    let n = blob.chunk_count();
+    let len = blob.header.plain_len;
+    pump_range(blob, 0, len, Some(sha256), depth, tx).await
+}
+
+/// Sends the plaintext bytes `offset..end` of `blob` to `tx`, a chunk at a
+/// time (at most `depth` chunks read ahead, so memory stays bounded by the
+/// chunk size whatever the range); every chunk is authenticated, and with
+/// `sha256` (the whole file) the digest is checked at the end.
+pub(crate) async fn pump_range(
+    blob: Arc<OpenBlob>,
+    offset: u64,
+    end: u64,
+    sha256: Option<[u8; 32]>,
+    depth: usize,
+    tx: mpsc::Sender<Result<Vec<u8>, Error>>,
+) {
+    let end = end.min(blob.header.plain_len);
+    let cs = u64::from(blob.header.chunk_size).max(1);
+    let (first, last) = if offset < end {
+        (offset / cs, (end - 1) / cs + 1)
+    } else if sha256.is_some() {
+        // An empty file still has one (empty) chunk to authenticate.
+        (0, blob.chunk_count())
+    } else {
+        (0, 0)
+    };
     let mut hasher = Sha256::new();
     let mut inflight = VecDeque::new();
-    let mut next = 0u64;
+    let mut next = first;
     loop {
-        while next < n && inflight.len() < depth.max(1) {
+        while next < last && inflight.len() < depth.max(1) {
             let b = Arc::clone(&blob);
             let i = next;
-            inflight.push_back(tokio::task::spawn_blocking(move || b.chunk(i)));
+            inflight.push_back((i, tokio::task::spawn_blocking(move || b.chunk(i))));
             next += 1;
         }
-        let Some(job) = inflight.pop_front() else {
+        let Some((i, job)) = inflight.pop_front() else {
             break;
         };
         let result = match job.await {
@@ -237,8 +262,17 @@ pub(crate) async fn pump(
             )),
         };
         match result {
-            Ok(bytes) => {
-                hasher.update(&bytes);
+            Ok(mut bytes) => {
+                if sha256.is_some() {
+                    hasher.update(&bytes);
+                }
+                let base = i * cs;
+                let to = (end.saturating_sub(base) as usize).min(bytes.len());
+                bytes.truncate(to);
+                let from = (offset.saturating_sub(base) as usize).min(bytes.len());
+                if from > 0 {
+                    bytes.drain(..from);
+                }
                 if tx.send(Ok(bytes)).await.is_err() {
                     return;
                 }
@@ -249,6 +283,7 @@ pub(crate) async fn pump(
             }
         }
     }
+    let Some(sha256) = sha256 else { return };
     let digest: [u8; 32] = hasher.finalize().into();
     if digest != sha256 {
         let _ = tx

@@ -226,32 +226,32 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
             };
             let mut sink = tokio::io::BufWriter::with_capacity(1 << 20, sink);
             let write_err = |e| Error::io("writing the output", e);
-            let written = match range {
+            // Ranges stream like whole reads: memory stays bounded.
+            let (mut reader, total) = match range {
                 Some(r) => {
                     let (offset, len) = parse_range(r)?;
-                    let bytes = store.files().read_range(who, id, offset, len).await?;
-                    sink.write_all(&bytes).await.map_err(write_err)?;
-                    bytes.len() as u64
+                    let size = store.files().stat(who, id).await?.plain_bytes;
+                    let reader = store.files().open_range(who, id, offset, len).await?;
+                    (reader, len.min(size.saturating_sub(offset)))
                 }
                 None => {
                     let total = store.files().stat(who, id).await?.plain_bytes;
-                    let bar = progress_bar(total, "reading");
-                    let mut reader = store.files().open(who, id).await?;
-                    let mut n = 0u64;
-                    while let Some(piece) = reader.next_chunk().await {
-                        let piece = piece?;
-                        sink.write_all(&piece).await.map_err(write_err)?;
-                        n += piece.len() as u64;
-                        if let Some(b) = &bar {
-                            b.set_position(n);
-                        }
-                    }
-                    if let Some(b) = bar {
-                        b.finish_and_clear();
-                    }
-                    n
+                    (store.files().open(who, id).await?, total)
                 }
             };
+            let bar = progress_bar(total, "reading");
+            let mut written = 0u64;
+            while let Some(piece) = reader.next_chunk().await {
+                let piece = piece?;
+                sink.write_all(&piece).await.map_err(write_err)?;
+                written += piece.len() as u64;
+                if let Some(b) = &bar {
+                    b.set_position(written);
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             sink.flush().await.map_err(write_err)?;
             if dest != "-" {
                 let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });

@@ -192,6 +192,27 @@ impl Db {
         (self.writer.write(op).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
     }
 
+    /// Queues a write for the next group commit without waiting for it:
+    /// it is committed durably like any other (and before the store
+    /// closes), but the caller goes on at once; a failure is logged.
+    /// For records whose commit must not show in the caller's timing (an
+    /// audit record of a refusal would otherwise tell a caller that the
+    /// file it was refused exists).
+    pub(crate) async fn write_detached<F>(&self, what: &'static str, op: F) -> Result<(), Error>
+    where
+        F: FnMut(&WriteTransaction) -> Result<(), Error> + Send + 'static,
+    {
+        let answer = self.writer.enqueue(op).await?;
+        tokio::spawn(async move {
+            match answer.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, what, "a detached write failed"),
+                Err(_) => tracing::error!(what, "a detached write was dropped: the store closed"),
+            }
+        });
+        Ok(())
+    }
+
     /// What the group-commit writer has done so far.
     pub(crate) fn write_stats(&self) -> writer::WriteStats {
         self.writer.stats()

@@ -176,6 +176,19 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
     {
+        self.enqueue(op).await?.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Queues `op` and returns once it is queued (it waits only for room in
+    /// the queue); the receiver gets the answer after the commit.
+    pub(crate) async fn enqueue<T, F>(
+        &self,
+        op: F,
+    ) -> Result<oneshot::Receiver<Result<T, Error>>, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
             op,
@@ -188,7 +201,7 @@ impl Writer {
         };
         let sender = sender.ok_or(Error::Closed)?;
         sender.send(job).await.map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        Ok(answer)
     }
 
     /// Stops taking requests, lets the queued ones finish, and waits for the

@@ -117,6 +117,7 @@ async fn every_operation_for_every_kind_of_caller() {
             let before = t.store.audit_events(1000).unwrap().len();
             let got = run_op(&t.store, op, *actor, file.id, owner.id, third.id).await;
             assert_eq!(got, *want, "{op} by {who}");
+            t.store.flush().await.unwrap();
             let after = t.store.audit_events(1000).unwrap().len();
             if *want == Ok {
                 assert_eq!(after, before, "{op} by {who} audited as refused");

@@ -106,7 +106,29 @@ async fn put_returns_the_record_and_reads_back_three_ways() {
             .unwrap();
         let end = (off + len).min(50_000) as usize;
         assert_eq!(got, &data[off as usize..end], "range {off}+{len}");
+        let mut streamed = Vec::new();
+        let mut range = t
+            .store
+            .files()
+            .open_range(me, f.id, off, len)
+            .await
+            .unwrap();
+        range.read_to_end(&mut streamed).await.unwrap();
+        assert_eq!(streamed, &data[off as usize..end], "stream {off}+{len}");
     }
+    let mut whole = Vec::new();
+    let mut range = t
+        .store
+        .files()
+        .open_range(me, f.id, 0, u64::MAX)
+        .await
+        .unwrap();
+    range.read_to_end(&mut whole).await.unwrap();
+    assert_eq!(whole, data);
+    assert!(matches!(
+        t.store.files().open_range(me, f.id, 50_001, 1).await,
+        Err(Error::InvalidInput { .. })
+    ));
     assert!(matches!(
         t.store.files().read_range(me, f.id, 50_001, 1).await,
         Err(Error::InvalidInput { .. })
