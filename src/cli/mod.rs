@@ -6,7 +6,11 @@
 //! cached value of the wrong type, e.g. `incr` on text); 6 store locked by
 //! another process; 7 store from a newer version; 8 corrupt data or a
 //! failed integrity check; 9 wrong, missing or insecure master key;
-//! 10 permission denied.
+//! 10 permission denied; 11 the cache's disk tier (`cache.redb`) cannot
+//! commit (a full disk, say), so a cache command that must be durable
+//! (`del`, `clear`, `invalidate-tag`, a write-through `set`) or must read it
+//! (`set --nx/--xx`, `incr` of a key not in memory) was refused and
+//! changed nothing.
 
 mod cache;
 mod debug;
@@ -135,6 +139,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::Corrupt { .. } | Error::Integrity { .. } => 8,
         Error::WrongKey { .. } | Error::MissingKey { .. } | Error::InsecureKeyFile { .. } => 9,
         Error::PermissionDenied { .. } => 10,
+        Error::CacheUnavailable { .. } => 11,
         _ => 1,
     }
 }

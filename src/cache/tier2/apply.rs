@@ -228,14 +228,13 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Moves `tag` to at least `version`; returns the version now durable
-    /// and how many rows were written under the one it replaced.
+    /// Moves `tag` past its durable version, to `version` at least (so a
+    /// bump always makes the rows written under the durable version stale,
+    /// even if memory's version was behind it); returns the version now
+    /// durable and how many rows were written under the one it replaced.
     pub(crate) fn bump_tag(&mut self, tag: &str, version: u64) -> R<(u64, u64)> {
         let (durable, rows) = self.tag(tag)?;
-        let new = durable.max(version);
-        if new == durable {
-            return Ok((durable, 0));
-        }
+        let new = (durable + 1).max(version);
         self.tags.insert(tag, (new, 0))?;
         Ok((new, rows))
     }
@@ -356,11 +355,14 @@ impl<'t> Tables<'t> {
         }))
     }
 
-    /// Writes a tag's version (recovery), keeping it from going back.
+    /// Writes a tag's version (recovery), keeping it from going back; a
+    /// version already durable keeps its row count.
     pub(crate) fn raise_tag(&mut self, tag: &str, version: u64) -> R<u64> {
         let (durable, _) = self.tag(tag)?;
-        let new = durable.max(version);
-        self.tags.insert(tag, (new, 0))?;
-        Ok(new)
+        if version <= durable {
+            return Ok(durable);
+        }
+        self.tags.insert(tag, (version, 0))?;
+        Ok(version)
     }
 }

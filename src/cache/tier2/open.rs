@@ -46,6 +46,7 @@ fn io_is_transient(e: &std::io::Error) -> bool {
             | K::ReadOnlyFilesystem
             | K::StorageFull
             | K::QuotaExceeded
+            | K::FileTooLarge
             | K::Other
             | K::Interrupted
             | K::WouldBlock

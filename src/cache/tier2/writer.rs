@@ -198,7 +198,11 @@ impl Writer<'_> {
         }
     }
 
-    /// Remembers what a degraded tier 2 could not take, and answers.
+    /// Remembers what a degraded tier 2 could not take, and answers. A
+    /// waiter answered `Degraded` fails and changes nothing in memory (a
+    /// `clear` or tag bump moves memory only once durable), but the row of
+    /// its key may be behind memory now (a write-behind row of the failed
+    /// batch): recovery drops it.
     fn absorb(&mut self, batch: Batch) {
         for k in batch.overlay.keys() {
             self.remember(k);
@@ -207,9 +211,7 @@ impl Writer<'_> {
         for c in batch.commands {
             match &c.cmd {
                 Cmd::Put { key, .. } | Cmd::Delete { key } => self.remember(key),
-                Cmd::Clear { .. } => self.missed_all = true,
-                Cmd::TagBump { tag, .. } => tag.mark_dirty(),
-                Cmd::Reclaim { .. } | Cmd::Flush => {}
+                Cmd::Clear { .. } | Cmd::TagBump { .. } | Cmd::Reclaim { .. } | Cmd::Flush => {}
             }
             if let Some(tx) = c.reply {
                 let _ = tx.send(Reply::Degraded);
@@ -388,7 +390,12 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, Op
                         t.remove(key, Cause::Explicit)?;
                     }
                     Cmd::Reclaim { key } => t.reclaim(key, now)?,
-                    Cmd::Clear { generation } => t.clear(*generation)?,
+                    Cmd::Clear { generation } => {
+                        t.clear((*generation).max(t.meta.generation + 1))?;
+                        replies[i] = Reply::Cleared {
+                            generation: t.meta.generation,
+                        };
+                    }
                     Cmd::TagBump { tag, version } => {
                         let (version, rows) = t.bump_tag(&tag.name, *version)?;
                         replies[i] = Reply::Bumped { version, rows };
