@@ -39,8 +39,21 @@
 //! [`write`](crate::cache::write)). Only write-behind puts are taken while
 //! degraded; they stay in memory, and their keys are remembered.
 
+//!
+//! # Damage
+//!
+//! Every redb call on the file runs behind a panic guard ([`guard`]), and
+//! every stored row carries a checksum over its key and bytes ([`row`]), so
+//! a damaged page can neither take the store down nor reach a caller as a
+//! value. Damage met at open sets the file aside at once ([`open`]); damage
+//! met later, by a lookup (a panic, an engine error, a row that fails its
+//! checksum: a miss for that lookup) or by the writer, is reported to the
+//! writer, which degrades the tier, renames the file `cache.redb.damaged`
+//! and rebuilds it empty before serving again.
+
 pub(crate) mod apply;
 mod backend;
+mod guard;
 pub(crate) mod open;
 mod queue;
 pub(crate) mod row;
@@ -207,7 +220,9 @@ impl Tier2 {
         let Some(db) = self.shared.db() else {
             return Lookup::Unavailable;
         };
-        let read = || -> Result<Option<Result<Row, Error>>, redb::Error> {
+        // The database moves into the guarded call: if this is its last
+        // handle, it closes there too.
+        let read = move || -> Result<Option<Result<Row, Error>>, redb::Error> {
             let txn = db.begin_read()?;
             let table = match txn.open_table(ENTRIES) {
                 Ok(t) => t,
@@ -216,14 +231,14 @@ impl Tier2 {
             };
             Ok(table
                 .get(key)?
-                .map(|v| row::parse(v.value(), key).map(|view| Row::from_view(&view))))
+                .map(|v| row::unseal(v.value(), key).map(|view| Row::from_view(&view))))
         };
-        match read() {
+        match self.shared.engine("reading", read) {
             Ok(None) => Lookup::Absent,
             Ok(Some(Ok(row))) => Lookup::Row(row),
             Ok(Some(Err(corrupt))) => {
-                tracing::warn!(error = %corrupt, "corrupt cache row dropped");
-                self.reclaim(key);
+                // A row fails its checksum: the file is damaged.
+                self.shared.note_damage(corrupt.to_string());
                 Lookup::Unavailable
             }
             Err(e) => {
@@ -236,12 +251,15 @@ impl Tier2 {
     /// The durable version of `tag`, `None` if tier 2 cannot be read.
     pub(crate) fn tag_version(&self, tag: &str) -> Option<u64> {
         let db = self.shared.db()?;
-        let txn = db.begin_read().ok()?;
-        match txn.open_table(TAGS) {
-            Ok(t) => t.get(tag).ok().map(|v| v.map_or(0, |g| g.value().0)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Some(0),
-            Err(_) => None,
-        }
+        let read = move || -> Result<u64, redb::Error> {
+            let txn = db.begin_read()?;
+            match txn.open_table(TAGS) {
+                Ok(t) => Ok(t.get(tag)?.map_or(0, |g| g.value().0)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        };
+        self.shared.engine("reading a tag", read).ok()
     }
 
     fn send(&self, cmd: Cmd, wait: bool) -> Option<oneshot::Receiver<Reply>> {
@@ -429,6 +447,14 @@ impl Tier2 {
     }
 }
 
+impl Drop for Tier2 {
+    /// A tier dropped without [`shutdown`](Tier2::shutdown) (a store whose
+    /// open failed after the cache opened) still stops its writer thread.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 impl Shared {
     fn db(&self) -> Option<Arc<Database>> {
         if self.state.load(Ordering::Acquire) != HEALTHY {
@@ -438,9 +464,49 @@ impl Shared {
     }
 
     fn set_db(&self, db: Option<Arc<Database>>) {
-        if let Ok(mut slot) = self.db.write() {
-            *slot = db;
+        let old = match self.db.write() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, db),
+            Err(_) => db,
+        };
+        self.release(old);
+    }
+
+    /// Drops a handle of the database behind the guard (closing a damaged
+    /// file may panic).
+    fn release(&self, db: Option<Arc<Database>>) {
+        if let Some(db) = db {
+            let _ = guard::guard(&self.settings.path, "closing", move || drop(db));
         }
+    }
+
+    /// Runs `f`, one call into redb on the file, behind the panic guard
+    /// ([`guard`]); a panic, or an error that means damage, is reported so
+    /// that the writer sets the file aside. `what`: "reading", "committing".
+    fn engine<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> Result<T, redb::Error>,
+    ) -> Result<T, String> {
+        let path = &self.settings.path;
+        let reason = match guard::guard(path, what, f) {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if !guard::is_damage(&e) => {
+                return Err(format!("{what} {}: {e}", path.display()));
+            }
+            Ok(Err(e)) => format!("{what} {}: {e}", path.display()),
+            Err(panic) => panic.to_string(),
+        };
+        self.note_damage(reason.clone());
+        Err(reason)
+    }
+
+    /// Records damage met in the file and wakes the writer to set it aside.
+    fn note_damage(&self, reason: String) {
+        tracing::warn!(%reason, "cache.redb is damaged; it will be set aside and rebuilt");
+        if let Ok(mut q) = self.queue.lock() {
+            q.damage.get_or_insert(reason);
+        }
+        self.wake.notify_all();
     }
 
     fn note_error(&self, reason: String) {

@@ -70,4 +70,7 @@ pub(super) struct Queue {
     pub(super) committing: Option<Arc<Overlay>>,
     pub(super) first_pending: Option<Instant>,
     pub(super) closing: bool,
+    /// Damage met in the file (by a lookup or the writer): the writer sets
+    /// the file aside and rebuilds it.
+    pub(super) damage: Option<String>,
 }
