@@ -192,6 +192,19 @@ pub enum Error {
         /// The record.
         target: String,
     },
+    /// The cache's disk tier (`cache.redb`) cannot commit or cannot be
+    /// read, so a cache operation that must be durable (`delete`, `clear`,
+    /// `invalidate_tag`, a write-through set) or that must know what tier 2
+    /// holds (NX/XX, `incr`, `expire` of a key memory does not hold) was
+    /// refused; it changed nothing. Retry once
+    /// [`stats().tier2.state`](crate::CacheStats) is healthy again.
+    #[error(
+        "the cache's disk tier (cache.redb) is unavailable, so this cache operation was refused and changed nothing; retry once it has recovered: {reason}"
+    )]
+    CacheUnavailable {
+        /// Why tier 2 is unavailable (its last error).
+        reason: String,
+    },
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,

@@ -27,16 +27,27 @@ pub(crate) enum Current {
     Missing {
         /// Tier 1 holds a dead entry (remove it with `Op::Remove`).
         dead_in_tier1: bool,
-        /// Tier 2 may hold a row (dead, or it could not be read).
+        /// Tier 2 holds a dead row.
         maybe_row: bool,
     },
+    /// Tier 1 has no entry and tier 2 could not be read (degraded, or a
+    /// read failed): the key may hold a live value there.
+    Unknown,
 }
 
 impl Current {
     pub(crate) fn live(&self) -> Option<&Arc<Item>> {
         match self {
             Current::Tier1(i) | Current::Tier2(i) => Some(i),
-            Current::Missing { .. } => None,
+            Current::Missing { .. } | Current::Unknown => None,
+        }
+    }
+
+    /// Whether tier 2 may hold a row for the key.
+    pub(crate) fn maybe_row(&self) -> bool {
+        match self {
+            Current::Tier1(_) | Current::Tier2(_) | Current::Unknown => true,
+            Current::Missing { maybe_row, .. } => *maybe_row,
         }
     }
 
@@ -77,7 +88,7 @@ impl CacheCore {
                 *out = match state {
                     Current::Tier1(i) => Some((i, true)),
                     Current::Tier2(i) => Some((i, false)),
-                    Current::Missing { .. } => None,
+                    Current::Missing { .. } | Current::Unknown => None,
                 };
                 std::future::ready(op)
             })
@@ -131,10 +142,7 @@ impl CacheCore {
                 dead_in_tier1: false,
                 maybe_row: false,
             },
-            Lookup::Unavailable => Current::Missing {
-                dead_in_tier1: false,
-                maybe_row: true,
-            },
+            Lookup::Unavailable => Current::Unknown,
             Lookup::Row(row) => {
                 let item = self.item_of(row);
                 if item.check(&self.clock, self.generation()) == Staleness::Fresh {

@@ -34,8 +34,8 @@ pub(crate) struct TagState {
     pub(crate) name: Box<str>,
     version: AtomicU64,
     members: AtomicI64,
-    /// The in-memory version may be ahead of (or unknown to) tier 2: set when
-    /// a bump could not be persisted or the version could not be loaded.
+    /// The in-memory version may be behind (unknown to) tier 2: set when the
+    /// version could not be loaded from it.
     dirty: AtomicBool,
 }
 
@@ -45,24 +45,26 @@ impl TagState {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Moves to the next version; returns it and the member estimate it had.
-    pub(crate) fn bump(&self) -> (u64, u64) {
-        let v = self.version.fetch_add(1, Ordering::AcqRel) + 1;
-        let members = self.members.swap(0, Ordering::AcqRel);
-        (v, members.max(0).unsigned_abs())
+    /// Moves to the next version (tier 2 off); returns the member estimate
+    /// it had.
+    pub(crate) fn bump(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::AcqRel);
+        self.take_members()
     }
 
-    /// Sets the version to at least `v` (recovery of a degraded tier 2).
+    /// Takes the member estimate (a bump made tier 2's count the answer).
+    pub(crate) fn take_members(&self) -> u64 {
+        self.members.swap(0, Ordering::AcqRel).max(0).unsigned_abs()
+    }
+
+    /// Sets the version to at least `v` (a durable bump, or recovery of a
+    /// degraded tier 2).
     pub(crate) fn raise_to(&self, v: u64) {
         self.version.fetch_max(v, Ordering::AcqRel);
     }
 
     pub(crate) fn add_member(&self, n: i64) {
         self.members.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
     }
 
     pub(crate) fn is_dirty(&self) -> bool {

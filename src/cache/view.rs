@@ -108,6 +108,12 @@ impl Cache<'_> {
     }
 
     /// Writes `value` under `key` with the default TTL and no tags.
+    ///
+    /// Written through, it returns once durable, or fails with
+    /// [`Error::CacheUnavailable`] (changing nothing) if tier 2 cannot
+    /// commit. Written behind, it returns at once and reaches tier 2 within
+    /// the write-behind delay; while tier 2 is degraded it stays in memory
+    /// only, and a crash may lose it.
     #[tracing::instrument(level = "debug", name = "cache.set", skip(self, value))]
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
         self.core
@@ -117,7 +123,9 @@ impl Cache<'_> {
     }
 
     /// Writes `value` with a TTL, tags and a condition; returns whether it
-    /// was written (a condition may stop it).
+    /// was written (a condition may stop it). A condition on a key that
+    /// tier 1 does not hold while tier 2 cannot be read is
+    /// [`Error::CacheUnavailable`]: the answer is not known.
     #[tracing::instrument(level = "debug", name = "cache.set_with", skip(self, value))]
     pub async fn set_with<T: Serialize + ?Sized>(
         &self,
@@ -149,7 +157,9 @@ impl Cache<'_> {
     }
 
     /// Writes only if `key` holds no live value (`SET NX`); returns whether
-    /// it wrote. Atomic across both tiers and all tasks.
+    /// it wrote. Atomic across both tiers and all tasks. It never claims a
+    /// key tier 2 may hold: with tier 2 degraded and the key not in memory
+    /// it fails with [`Error::CacheUnavailable`].
     pub async fn set_nx<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool, Error> {
         self.set_with(key, value, &SetOptions::new().if_absent())
             .await
@@ -163,7 +173,9 @@ impl Cache<'_> {
     }
 
     /// Removes `key` from both tiers; returns whether it held a live value.
-    /// Once this returns, the value cannot come back, even after a crash.
+    /// Once this returns `Ok`, the value cannot come back, even after a
+    /// crash. If tier 2 cannot commit the delete, it fails with
+    /// [`Error::CacheUnavailable`] and the value is left as it was.
     #[tracing::instrument(level = "debug", name = "cache.delete", skip(self))]
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         self.core.delete(key).await
@@ -187,7 +199,9 @@ impl Cache<'_> {
 
     /// Changes the TTL of a live `key`: `Some(d)` expires it `d` from now
     /// (zero deletes it), `None` makes it persistent. Returns whether the key
-    /// held a live value.
+    /// held a live value. With tier 2 degraded and the key not in memory,
+    /// or a zero TTL (a delete) that tier 2 cannot commit, it fails with
+    /// [`Error::CacheUnavailable`] and changes nothing.
     #[tracing::instrument(level = "debug", name = "cache.expire", skip(self))]
     pub async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, Error> {
         self.core.expire(key, ttl).await
@@ -197,7 +211,9 @@ impl Cache<'_> {
     /// the default TTL); returns the new value. Keeps the key's TTL and
     /// tags. A value that is not a 64-bit decimal integer is
     /// [`Error::WrongType`]; an overflow is [`Error::InvalidInput`]; both
-    /// leave the value unchanged. Atomic across tiers and tasks.
+    /// leave the value unchanged. Atomic across tiers and tasks. With
+    /// tier 2 degraded and the key not in memory it fails with
+    /// [`Error::CacheUnavailable`] rather than count from 0.
     #[tracing::instrument(level = "debug", name = "cache.incr", skip(self))]
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64, Error> {
         self.core.incr(key, by).await
@@ -263,16 +279,19 @@ impl Cache<'_> {
     /// Makes every entry tagged `tag` stale, in O(1) whatever their number,
     /// durably. Returns an estimate of how many entries that touched: with
     /// tier 2 on, the rows tier 2 holds under the tag's current version;
-    /// with tier 2 off or degraded, tier 1's count of entries written under
-    /// it. Either way an entry that expired, or that another tag (or
-    /// `clear`) made stale, counts until it is reclaimed (when met, or by
-    /// the sweep); deleted and overwritten entries do not count.
+    /// with tier 2 off, tier 1's count of entries written under it. If
+    /// tier 2 cannot commit the bump, it fails with
+    /// [`Error::CacheUnavailable`] and invalidates nothing. Either way an
+    /// entry that expired, or that another tag (or `clear`) made stale,
+    /// counts until it is reclaimed (when met, or by the sweep); deleted and
+    /// overwritten entries do not count.
     #[tracing::instrument(level = "debug", name = "cache.invalidate_tag", skip(self))]
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
         self.core.invalidate_tag(tag).await
     }
 
-    /// Empties both tiers, durably.
+    /// Empties both tiers, durably; if tier 2 cannot commit, fails with
+    /// [`Error::CacheUnavailable`] and empties nothing.
     #[tracing::instrument(level = "debug", name = "cache.clear", skip(self))]
     pub async fn clear(&self) -> Result<(), Error> {
         self.core.clear().await
@@ -284,7 +303,9 @@ impl Cache<'_> {
     }
 
     /// Waits until every write issued so far has reached tier 2 (a no-op
-    /// with tier 2 off or degraded).
+    /// with tier 2 off). With tier 2 degraded it fails with
+    /// [`Error::CacheUnavailable`]: writes made while it is degraded stay
+    /// in memory only, even after it recovers.
     pub async fn flush(&self) -> Result<(), Error> {
         self.core.flush().await
     }

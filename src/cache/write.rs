@@ -6,6 +6,18 @@
 //! tier 2 (into the write-behind overlay, or waiting for the commit), and
 //! returns the op for tier 1, all while holding the key's lock. That is
 //! what makes NX/XX and incr atomic across tiers and tasks.
+//!
+//! # When tier 2 cannot commit
+//!
+//! What a call acknowledges holds after a crash. A `delete`, `clear`,
+//! `invalidate_tag` or write-through set is acknowledged only once its
+//! commit is durable; when tier 2 is degraded, or its commit fails, the call
+//! returns [`Error::CacheUnavailable`] and memory is left as it was (`clear`
+//! and tag bumps move memory only after the commit). A write that must know
+//! what the key holds (NX/XX, `incr`, `expire`) and finds no entry in tier 1
+//! while tier 2 cannot be read fails the same way rather than guess. Plain
+//! write-behind writes still go to memory and wait there: a crash may lose
+//! them, as it may lose any write-behind window.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,8 +27,6 @@ use moka::ops::compute::Op;
 
 use crate::cache::options::{Condition, SetOptions};
 use crate::cache::read::Current;
-use crate::cache::stats::Tier2State;
-use crate::cache::tier2::Reply;
 use crate::cache::{CacheCore, item::Item, validate_key, validate_value};
 use crate::error::Error;
 
@@ -44,24 +54,37 @@ fn parse_int(key: &str, bytes: &[u8]) -> Result<i64, Error> {
 }
 
 impl CacheCore {
-    /// Writes `item` to tier 2 (call under the key's lock).
-    async fn persist(&self, key: &str, item: &Item) {
-        if let Some(t2) = &self.tier2 {
-            t2.put(key, Self::row_of(item)).await;
+    /// Writes `item` to tier 2 (call under the key's lock): `Err` if a
+    /// write-through put is not durable.
+    async fn persist(&self, key: &str, item: &Item) -> Result<(), Error> {
+        match &self.tier2 {
+            Some(t2) => t2.put(key, Self::row_of(item)).await,
+            None => Ok(()),
         }
     }
 
     /// Deletes `key` from tier 2 durably (call under the key's lock).
-    async fn unpersist(&self, key: &str) {
-        if let Some(t2) = &self.tier2 {
-            t2.delete(key).await;
+    async fn unpersist(&self, key: &str) -> Result<(), Error> {
+        match &self.tier2 {
+            Some(t2) => t2.delete(key).await,
+            None => Ok(()),
         }
     }
 
-    fn tier2_unhealthy(&self) -> bool {
-        self.tier2
-            .as_ref()
-            .is_some_and(|t| t.state() != Tier2State::Healthy)
+    /// What a key holds, or the error if that cannot be known (tier 1 has
+    /// no entry and tier 2 cannot be read).
+    fn known(&self, key: &str, in_tier1: Option<Arc<Item>>) -> Result<Current, Error> {
+        match self.current(key, in_tier1) {
+            Current::Unknown => Err(self.tier2_unavailable()),
+            known => Ok(known),
+        }
+    }
+
+    fn tier2_unavailable(&self) -> Error {
+        match &self.tier2 {
+            Some(t2) => t2.unavailable(),
+            None => Error::Closed,
+        }
     }
 
     fn new_item(&self, value: Box<[u8]>, opts: &SetOptions) -> Arc<Item> {
@@ -94,80 +117,97 @@ impl CacheCore {
         self.check_open()?;
         let item = self.new_item(value, opts);
         let when = opts.when();
-        let mut written = false;
-        let out = &mut written;
+        let mut result = Ok(false);
+        let out = &mut result;
         let new = &item;
         self.tier1
             .entry_by_ref(key)
             .and_compute_with(move |cur| async move {
                 let cur = cur.map(|e| e.into_value());
-                if when == Condition::Always {
-                    self.persist(key, new).await;
-                    *out = true;
-                    return Op::Put(Arc::clone(new));
+                let state = if when == Condition::Always {
+                    None
+                } else {
+                    let state = match self.known(key, cur) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            *out = Err(e);
+                            return Op::Nop;
+                        }
+                    };
+                    let present = state.live().is_some();
+                    if present != (when == Condition::IfPresent) {
+                        return state.settle();
+                    }
+                    Some(state)
+                };
+                *out = self.persist(key, new).await.map(|()| true);
+                match (&*out, state) {
+                    (Ok(_), _) => Op::Put(Arc::clone(new)),
+                    (Err(_), Some(state)) => state.settle(),
+                    (Err(_), None) => Op::Nop,
                 }
-                let state = self.current(key, cur);
-                let present = state.live().is_some();
-                if present != (when == Condition::IfPresent) {
-                    return state.settle();
-                }
-                self.persist(key, new).await;
-                *out = true;
-                Op::Put(Arc::clone(new))
             })
             .await;
-        if written {
+        if result.as_ref().is_ok_and(|w| *w) {
             self.inserted(&item);
         }
-        Ok(written)
+        result
     }
 
     /// Removes `key` from both tiers; returns whether it held a live value.
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, Error> {
         validate_key(key)?;
         self.check_open()?;
-        let mut existed = false;
-        let out = &mut existed;
+        let mut result = Ok(false);
+        let out = &mut result;
         self.tier1
             .entry_by_ref(key)
             .and_compute_with(move |cur| async move {
                 let in_tier1 = cur.is_some();
                 let state = self.current(key, cur.map(|e| e.into_value()));
-                let maybe_row = match &state {
-                    Current::Tier1(_) | Current::Tier2(_) => true,
-                    Current::Missing { maybe_row, .. } => *maybe_row,
-                };
-                *out = state.live().is_some();
-                if maybe_row || in_tier1 || self.tier2_unhealthy() {
-                    self.unpersist(key).await;
+                if (state.maybe_row() || in_tier1)
+                    && let Err(e) = self.unpersist(key).await
+                {
+                    *out = Err(e);
+                    return state.settle();
                 }
+                *out = Ok(state.live().is_some());
                 if in_tier1 { Op::Remove } else { Op::Nop }
             })
             .await;
-        if existed {
+        if result.as_ref().is_ok_and(|e| *e) {
             self.counters.t1_evictions.explicit.incr();
         }
-        Ok(existed)
+        result
     }
 
     /// Sets the TTL of a live `key` (`None`: no expiry; zero: delete it).
     pub(crate) async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, Error> {
         validate_key(key)?;
         self.check_open()?;
-        let mut found = false;
-        let out = &mut found;
+        let mut result = Ok(false);
+        let out = &mut result;
         self.tier1
             .entry_by_ref(key)
             .and_compute_with(move |cur| async move {
                 let in_tier1 = cur.is_some();
-                let state = self.current(key, cur.map(|e| e.into_value()));
+                let state = match self.known(key, cur.map(|e| e.into_value())) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        *out = Err(e);
+                        return Op::Nop;
+                    }
+                };
                 let Some(live) = state.live() else {
                     return state.settle();
                 };
-                *out = true;
                 if ttl == Some(Duration::ZERO) {
-                    self.unpersist(key).await;
-                    return if in_tier1 { Op::Remove } else { Op::Nop };
+                    *out = self.unpersist(key).await.map(|()| true);
+                    return match (&*out, in_tier1) {
+                        (Err(_), _) => state.settle(),
+                        (Ok(_), true) => Op::Remove,
+                        (Ok(_), false) => Op::Nop,
+                    };
                 }
                 let item = Arc::new(Item {
                     value: live.value.clone(),
@@ -175,11 +215,15 @@ impl CacheCore {
                     generation: live.generation,
                     tags: live.tags.clone(),
                 });
-                self.persist(key, &item).await;
-                Op::Put(item)
+                *out = self.persist(key, &item).await.map(|()| true);
+                if out.is_ok() {
+                    Op::Put(item)
+                } else {
+                    state.settle()
+                }
             })
             .await;
-        Ok(found)
+        result
     }
 
     /// Adds `by` to the integer `key` holds (0 if none); keeps its TTL and
@@ -192,7 +236,13 @@ impl CacheCore {
         self.tier1
             .entry_by_ref(key)
             .and_compute_with(move |cur| async move {
-                let state = self.current(key, cur.map(|e| e.into_value()));
+                let state = match self.known(key, cur.map(|e| e.into_value())) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        *out = Err(e);
+                        return Op::Nop;
+                    }
+                };
                 let base = state.live();
                 let old = match base {
                     Some(i) => parse_int(key, &i.value),
@@ -229,7 +279,10 @@ impl CacheCore {
                         tags: Box::new([]),
                     },
                 });
-                self.persist(key, &item).await;
+                if let Err(e) = self.persist(key, &item).await {
+                    *out = Err(e);
+                    return state.settle();
+                }
                 *out = Ok(n);
                 Op::Put(item)
             })
@@ -285,7 +338,13 @@ impl CacheCore {
                     return state.settle();
                 }
                 let item = self.new_item(bytes, opts);
-                self.persist(key, &item).await;
+                if let Err(e) = self.persist(key, &item).await {
+                    // Write-through and tier 2 down: the value is the
+                    // loader's, but it is not cached.
+                    tracing::debug!(error = %e, "get_or_load: value not cached");
+                    *out = Some(Ok(Loaded::Fresh(value)));
+                    return state.settle();
+                }
                 *out = Some(Ok(Loaded::Fresh(value)));
                 *inserted_out = Some(Arc::clone(&item));
                 Op::Put(item)
@@ -307,43 +366,42 @@ impl CacheCore {
             self.tier1.run_pending_tasks().await;
         }
         let state = self.tag(tag);
-        let (version, members) = state.bump();
         let Some(t2) = &self.tier2 else {
-            return Ok(members);
+            return Ok(state.bump());
         };
-        match t2.bump_tag(Arc::clone(&state), version).await {
-            Reply::Bumped { version, rows } => {
-                state.raise_to(version);
-                Ok(rows)
-            }
-            Reply::Done | Reply::Degraded => Ok(members),
-        }
+        // Durable first, then memory: a bump that fails changes nothing.
+        // Entries written meanwhile carry the old version, so they go too.
+        let (version, rows) = t2.bump_tag(Arc::clone(&state), state.version() + 1).await?;
+        state.raise_to(version);
+        state.take_members();
+        Ok(rows)
     }
 
-    /// Empties both tiers.
+    /// Empties both tiers: tier 2 first (durably), then memory, so a clear
+    /// that fails changes nothing.
     pub(crate) async fn clear(&self) -> Result<(), Error> {
         self.check_open()?;
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
-            + 1;
+        let mut generation = self.generation() + 1;
+        if let Some(t2) = &self.tier2 {
+            generation = t2.clear(generation).await?;
+        }
+        self.generation
+            .fetch_max(generation, std::sync::atomic::Ordering::AcqRel);
         self.counters
             .t1_evictions
             .explicit
             .add(self.tier1.entry_count());
         self.tier1.invalidate_all();
         self.tags.reset_members();
-        if let Some(t2) = &self.tier2 {
-            t2.clear(generation).await;
-        }
         Ok(())
     }
 
-    /// Waits until every write issued so far has reached tier 2.
+    /// Waits until every write issued so far has reached tier 2; `Err` if
+    /// tier 2 is degraded (writes made meanwhile are in memory only).
     pub(crate) async fn flush(&self) -> Result<(), Error> {
-        if let Some(t2) = &self.tier2 {
-            t2.flush().await;
+        match &self.tier2 {
+            Some(t2) => t2.flush().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! `bvstore cache ...`: the tiered cache from the command line.
 //!
 //! Each run is a new process, so what one run sets the next one reads from
-//! tier 2 (`cache.redb`); the write-behind batch is committed when the
-//! command ends. Exit code 1 (with nothing on stdout) when a key is missing
-//! (`get`, `ttl`) or when `--nx`/`--xx` stops a `set`.
+//! tier 2 (`cache.redb`): a command that writes waits until its write is
+//! durable, and fails with exit code 11 (printing nothing on stdout) if
+//! `cache.redb` cannot take it. Exit code 1 (with nothing on stdout) when a
+//! key is missing (`get`, `ttl`) or when `--nx`/`--xx` stops a `set`.
 //!
 //! `set` stores VALUE's bytes as given and `get` prints them back raw. A
 //! value written through the library's typed API is JSON, so a string set
@@ -124,6 +125,9 @@ pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Result<Exit
                 opts = opts.if_present();
             }
             let written = c.set_bytes_with(key, value.as_bytes(), &opts).await?;
+            if written {
+                c.flush().await?;
+            }
             out.emit(
                 &serde_json::json!({ "key": key, "written": written }),
                 || {
@@ -152,6 +156,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Result<Exit
         }
         CacheCommand::Incr { key, by } => {
             let n = c.incr(key, by.unwrap_or(1)).await?;
+            c.flush().await?;
             out.emit(&serde_json::json!({ "key": key, "value": n }), || {
                 n.to_string()
             })?;

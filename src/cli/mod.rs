@@ -8,7 +8,11 @@
 //! failed integrity check; 9 wrong, missing or insecure master key;
 //! 10 permission denied; 11 no store in the data directory (only `init`
 //! and `demo` create one); 12 the store is incomplete (`store.redb`
-//! missing or empty beside its other files).
+//! missing or empty beside its other files); 13 the cache's disk tier
+//! (`cache.redb`) cannot commit (a full disk, say), so a cache command that
+//! must be durable (`del`, `clear`, `invalidate-tag`, a write-through
+//! `set`) or must read it (`set --nx/--xx`, `incr` of a key not in memory)
+//! was refused and changed nothing.
 
 mod cache;
 mod debug;
@@ -155,6 +159,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::PermissionDenied { .. } => 10,
         Error::NoStore { .. } => 11,
         Error::StoreIncomplete { .. } => 12,
+        Error::CacheUnavailable { .. } => 13,
         _ => 1,
     }
 }

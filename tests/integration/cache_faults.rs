@@ -9,7 +9,7 @@ use crate::cache::open_with;
 use crate::cache_tiers::eventually;
 use crate::common::TestStore;
 
-fn quick_retry(mode: WriteMode) -> CacheConfig {
+pub fn quick_retry(mode: WriteMode) -> CacheConfig {
     CacheConfig::default()
         .write_mode(mode)
         .retry_interval(Duration::from_millis(10))
@@ -33,8 +33,13 @@ async fn a_failing_tier2_degrades_then_recovers_without_a_restart() {
         c.flush().await.unwrap();
 
         c.inject_tier2_fault(true);
-        c.set("during", &2).await.unwrap();
-        c.flush().await.unwrap();
+        let during = c.set("during", &2).await;
+        assert_eq!(
+            during.is_ok(),
+            mode != WriteMode::WriteThrough,
+            "{during:?}"
+        );
+        assert!(c.flush().await.is_err());
         eventually("degraded", || c.stats().tier2.state == Tier2State::Degraded).await;
         let s = c.stats();
         assert!(
@@ -45,22 +50,27 @@ async fn a_failing_tier2_degrades_then_recovers_without_a_restart() {
                 .contains("fault"),
             "{s:?}"
         );
-        // Tier 1 keeps answering, and every operation works.
-        assert_eq!(c.get::<i32>("during").await.unwrap(), Some(2));
-        assert!(c.delete("old").await.unwrap());
-        assert_eq!(c.invalidate_tag("t").await.unwrap(), 1);
-        assert_eq!(c.incr("n", 3).await.unwrap(), 3);
-        assert!(c.set_nx("fresh", &1).await.unwrap());
+        // Tier 1 keeps answering; what must be durable is refused (see
+        // cache_degraded.rs) until tier 2 is back.
+        assert_eq!(
+            c.get::<String>("old").await.unwrap().as_deref(),
+            Some("stale")
+        );
+        assert!(c.delete("old").await.is_err());
 
         c.inject_tier2_fault(false);
         eventually("recovered", || c.stats().tier2.state == Tier2State::Healthy).await;
         assert_eq!(c.stats().tier2.last_error, None);
+        assert!(c.delete("old").await.unwrap());
+        assert_eq!(c.invalidate_tag("t").await.unwrap(), 1);
+        assert_eq!(c.incr("n", 3).await.unwrap(), 3);
+        assert!(c.set_nx("fresh", &1).await.unwrap());
         c.set("after", &"back").await.unwrap();
         store.close().await;
         drop(store);
 
-        // What was deleted or invalidated while degraded stays gone; writes
-        // after the recovery reached the file.
+        // What was deleted or invalidated after the recovery stays gone;
+        // writes after the recovery reached the file.
         let store = open_with(dir.path(), quick_retry(mode)).await;
         let c = store.cache();
         assert_eq!(c.get::<String>("old").await.unwrap(), None, "{mode:?}");

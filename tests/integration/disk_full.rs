@@ -13,7 +13,7 @@ use crate::blobs::random_bytes;
 use crate::common::{bvstore, stderr, stdout};
 
 /// Runs `bvstore` with its files limited to `limit_kib` KiB.
-fn bvstore_limited(dir: &Path, limit_kib: u64, args: &[&str]) -> std::process::Output {
+pub fn bvstore_limited(dir: &Path, limit_kib: u64, args: &[&str]) -> std::process::Output {
     Command::new("sh")
         .arg("-c")
         // dash counts `ulimit -f` in 512-byte blocks, bash in KiB: ask for

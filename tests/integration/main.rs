@@ -9,6 +9,8 @@ mod cache;
 mod cache_alloc;
 mod cache_cli;
 mod cache_crash;
+mod cache_damage;
+mod cache_degraded;
 mod cache_faults;
 mod cache_fuzz;
 mod cache_model;

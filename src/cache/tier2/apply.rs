@@ -57,7 +57,7 @@ impl Old {
     fn of(key: &str, bytes: &[u8]) -> Old {
         Old {
             size: (key.len() + bytes.len()) as u64,
-            header: row::parse(bytes, key).ok().map(|v| {
+            header: row::unseal(bytes, key).ok().map(|v| {
                 let tags = v.tags.iter().map(|(t, n)| (t.to_string(), *n)).collect();
                 (v.deadline.map(|d| d.as_micros()), v.seq, tags)
             }),
@@ -187,7 +187,7 @@ impl<'t> Tables<'t> {
             }
             return Ok(false);
         }
-        let bytes = new.encode();
+        let bytes = row::seal(key, new);
         let old = self
             .entries
             .insert(key, bytes.as_slice())?
@@ -209,7 +209,7 @@ impl<'t> Tables<'t> {
     pub(crate) fn reclaim(&mut self, key: &str, now: Timestamp) -> R<()> {
         let cause = match self.entries.get(key)? {
             None => return Ok(()),
-            Some(v) => match row::parse(v.value(), key) {
+            Some(v) => match row::unseal(v.value(), key) {
                 Err(_) => Some(Cause::Tag),
                 Ok(view) => {
                     if self.fit(view.generation, &view.tags)? == Fit::Stale {
@@ -228,14 +228,13 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Moves `tag` to at least `version`; returns the version now durable
-    /// and how many rows were written under the one it replaced.
+    /// Moves `tag` past its durable version, to `version` at least (so a
+    /// bump always makes the rows written under the durable version stale,
+    /// even if memory's version was behind it); returns the version now
+    /// durable and how many rows were written under the one it replaced.
     pub(crate) fn bump_tag(&mut self, tag: &str, version: u64) -> R<(u64, u64)> {
         let (durable, rows) = self.tag(tag)?;
-        let new = durable.max(version);
-        if new == durable {
-            return Ok((durable, 0));
-        }
+        let new = (durable + 1).max(version);
         self.tags.insert(tag, (new, 0))?;
         Ok((new, rows))
     }
@@ -273,7 +272,7 @@ impl<'t> Tables<'t> {
                 break;
             };
             let matches = match self.entries.get(key.as_str())? {
-                Some(v) => row::parse(v.value(), &key).is_ok_and(|r| r.seq == seq),
+                Some(v) => row::unseal(v.value(), &key).is_ok_and(|r| r.seq == seq),
                 None => false,
             };
             if matches {
@@ -300,7 +299,7 @@ impl<'t> Tables<'t> {
         for (d, key) in due {
             self.by_expiry.remove((d, key.as_str()))?;
             let matches = match self.entries.get(key.as_str())? {
-                Some(v) => row::parse(v.value(), &key)
+                Some(v) => row::unseal(v.value(), &key)
                     .is_ok_and(|r| r.deadline.map(|t| t.as_micros()) == Some(d)),
                 None => false,
             };
@@ -326,7 +325,7 @@ impl<'t> Tables<'t> {
             let (k, v) = item?;
             let key = k.value();
             seen += 1;
-            let is_stale = match row::parse(v.value(), key) {
+            let is_stale = match row::unseal(v.value(), key) {
                 Err(_) => true,
                 Ok(view) => {
                     view.generation != self.meta.generation
@@ -356,11 +355,14 @@ impl<'t> Tables<'t> {
         }))
     }
 
-    /// Writes a tag's version (recovery), keeping it from going back.
+    /// Writes a tag's version (recovery), keeping it from going back; a
+    /// version already durable keeps its row count.
     pub(crate) fn raise_tag(&mut self, tag: &str, version: u64) -> R<u64> {
         let (durable, _) = self.tag(tag)?;
-        let new = durable.max(version);
-        self.tags.insert(tag, (new, 0))?;
-        Ok(new)
+        if version <= durable {
+            return Ok(durable);
+        }
+        self.tags.insert(tag, (version, 0))?;
+        Ok(version)
     }
 }

@@ -31,10 +31,29 @@
 //! keys whose rows may now be behind tier 1 are remembered (all of them,
 //! past a bound), and every `retry_interval` the writer reopens the file.
 //! Once it is back, it deletes the remembered rows, raises the tag versions
-//! bumped meanwhile, and only then serves again.
+//! of tags it could not load meanwhile, and only then serves again.
+//!
+//! A command is never acknowledged unless committed: while the tier is
+//! degraded, or when its batch fails, its caller gets
+//! [`Error::CacheUnavailable`] and memory is left as it was (see
+//! [`write`](crate::cache::write)). Only write-behind puts are taken while
+//! degraded; they stay in memory, and their keys are remembered.
+
+//!
+//! # Damage
+//!
+//! Every redb call on the file runs behind a panic guard ([`guard`]), and
+//! every stored row carries a checksum over its key and bytes ([`row`]), so
+//! a damaged page can neither take the store down nor reach a caller as a
+//! value. Damage met at open sets the file aside at once ([`open`]); damage
+//! met later, by a lookup (a panic, an engine error, a row that fails its
+//! checksum: a miss for that lookup) or by the writer, is reported to the
+//! writer, which degrades the tier, renames the file `cache.redb.damaged`
+//! and rebuilds it empty before serving again.
 
 pub(crate) mod apply;
 mod backend;
+mod guard;
 pub(crate) mod open;
 mod queue;
 pub(crate) mod row;
@@ -201,7 +220,9 @@ impl Tier2 {
         let Some(db) = self.shared.db() else {
             return Lookup::Unavailable;
         };
-        let read = || -> Result<Option<Result<Row, Error>>, redb::Error> {
+        // The database moves into the guarded call: if this is its last
+        // handle, it closes there too.
+        let read = move || -> Result<Option<Result<Row, Error>>, redb::Error> {
             let txn = db.begin_read()?;
             let table = match txn.open_table(ENTRIES) {
                 Ok(t) => t,
@@ -210,14 +231,14 @@ impl Tier2 {
             };
             Ok(table
                 .get(key)?
-                .map(|v| row::parse(v.value(), key).map(|view| Row::from_view(&view))))
+                .map(|v| row::unseal(v.value(), key).map(|view| Row::from_view(&view))))
         };
-        match read() {
+        match self.shared.engine("reading", read) {
             Ok(None) => Lookup::Absent,
             Ok(Some(Ok(row))) => Lookup::Row(row),
             Ok(Some(Err(corrupt))) => {
-                tracing::warn!(error = %corrupt, "corrupt cache row dropped");
-                self.reclaim(key);
+                // A row fails its checksum: the file is damaged.
+                self.shared.note_damage(corrupt.to_string());
                 Lookup::Unavailable
             }
             Err(e) => {
@@ -230,12 +251,15 @@ impl Tier2 {
     /// The durable version of `tag`, `None` if tier 2 cannot be read.
     pub(crate) fn tag_version(&self, tag: &str) -> Option<u64> {
         let db = self.shared.db()?;
-        let txn = db.begin_read().ok()?;
-        match txn.open_table(TAGS) {
-            Ok(t) => t.get(tag).ok().map(|v| v.map_or(0, |g| g.value().0)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Some(0),
-            Err(_) => None,
-        }
+        let read = move || -> Result<u64, redb::Error> {
+            let txn = db.begin_read()?;
+            match txn.open_table(TAGS) {
+                Ok(t) => Ok(t.get(tag)?.map_or(0, |g| g.value().0)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        };
+        self.shared.engine("reading a tag", read).ok()
     }
 
     fn send(&self, cmd: Cmd, wait: bool) -> Option<oneshot::Receiver<Reply>> {
@@ -258,34 +282,60 @@ impl Tier2 {
         wait.then_some(rx)
     }
 
-    async fn command(&self, cmd: Cmd) -> Reply {
-        match self.send(cmd, true) {
+    /// Sends `cmd` and waits for its commit: `Err` unless it is durable.
+    async fn command(&self, cmd: Cmd) -> Result<Reply, Error> {
+        self.command_seq(self.next_seq(), cmd).await
+    }
+
+    async fn command_seq(&self, seq: u64, cmd: Cmd) -> Result<Reply, Error> {
+        let reply = match self.send_seq(seq, cmd, true) {
             Some(rx) => rx.await.unwrap_or(Reply::Degraded),
-            None => Reply::Degraded,
+            None => Reply::Closed,
+        };
+        match reply {
+            Reply::Degraded => Err(self.unavailable()),
+            Reply::Closed => Err(Error::Closed),
+            r => Ok(r),
         }
     }
 
-    /// Writes `row` under `key`: into the overlay (write-behind) or through
-    /// a waited-for command (write-through).
-    pub(crate) async fn put(&self, key: &str, mut row: Row) -> Reply {
+    /// The error of a command tier 2 could not commit.
+    pub(crate) fn unavailable(&self) -> Error {
+        let reason = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+        Error::CacheUnavailable {
+            reason: reason.unwrap_or_else(|| "cache.redb is not open".into()),
+        }
+    }
+
+    /// `Ok` if tier 2 is healthy (a command may still fail at its commit).
+    pub(crate) fn writable(&self) -> Result<(), Error> {
+        match self.state() {
+            Tier2State::Healthy => Ok(()),
+            Tier2State::Closed => Err(Error::Closed),
+            _ => Err(self.unavailable()),
+        }
+    }
+
+    /// Writes `row` under `key`. Write-through: a waited-for command, `Err`
+    /// unless durable. Write-behind: into the overlay, `Ok` at once (while
+    /// tier 2 is degraded the row stays in memory only).
+    pub(crate) async fn put(&self, key: &str, mut row: Row) -> Result<(), Error> {
         if self.shared.settings.write_behind.is_none() {
+            self.writable()?;
             let seq = self.next_seq();
             row.seq = seq;
             let cmd = Cmd::Put {
                 key: key.into(),
                 row: Arc::new(row),
             };
-            return match self.send_seq(seq, cmd, true) {
-                Some(rx) => rx.await.unwrap_or(Reply::Degraded),
-                None => Reply::Degraded,
-            };
+            return self.command_seq(seq, cmd).await.map(drop);
         }
         let len = {
             let Ok(mut q) = self.shared.queue.lock() else {
-                return Reply::Degraded;
+                return Err(Error::Closed);
             };
             if q.closing {
-                return Reply::Degraded;
+                return Err(Error::Closed);
             }
             let seq = self.next_seq();
             row.seq = seq;
@@ -302,17 +352,22 @@ impl Tier2 {
             self.shared.wake.notify_one();
         }
         if len >= HIGH_WATER {
-            return self.command(Cmd::Flush).await;
+            // Backpressure only: a degraded tier keeps the row in memory.
+            let _ = self.command(Cmd::Flush).await;
         }
-        Reply::Done
+        Ok(())
     }
 
-    /// Deletes `key`'s row and waits until that is durable.
-    pub(crate) async fn delete(&self, key: &str) -> Reply {
+    /// Deletes `key`'s row and waits until that is durable; `Err` (and the
+    /// row untouched) if it cannot be.
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.writable()?;
         if let Ok(mut q) = self.shared.queue.lock() {
             q.overlay.remove(key);
         }
-        self.command(Cmd::Delete { key: key.into() }).await
+        self.command(Cmd::Delete { key: key.into() })
+            .await
+            .map(drop)
     }
 
     /// Asks the writer to drop `key`'s row if it is stale or expired.
@@ -320,23 +375,37 @@ impl Tier2 {
         let _ = self.send(Cmd::Reclaim { key: key.into() }, false);
     }
 
-    /// Empties tier 2 and moves it to `generation`; waits until durable.
-    pub(crate) async fn clear(&self, generation: u64) -> Reply {
-        if let Ok(mut q) = self.shared.queue.lock() {
-            q.overlay.clear();
-            self.shared.pending.store(0, Ordering::Relaxed);
+    /// Empties tier 2 and moves it past its generation (to `generation` at
+    /// least); waits until durable and returns the generation now durable.
+    /// Rows still in the overlay carry an older generation: the commit
+    /// drops them.
+    pub(crate) async fn clear(&self, generation: u64) -> Result<u64, Error> {
+        self.writable()?;
+        match self.command(Cmd::Clear { generation }).await? {
+            Reply::Cleared { generation } => Ok(generation),
+            _ => Ok(generation),
         }
-        self.command(Cmd::Clear { generation }).await
     }
 
-    /// Persists `tag`'s new version; waits until durable.
-    pub(crate) async fn bump_tag(&self, tag: Arc<TagState>, version: u64) -> Reply {
-        self.command(Cmd::TagBump { tag, version }).await
+    /// Moves `tag` past its durable version (to `version` at least); waits
+    /// until durable. Returns the version now durable and how many rows
+    /// were written under the one it replaced.
+    pub(crate) async fn bump_tag(
+        &self,
+        tag: Arc<TagState>,
+        version: u64,
+    ) -> Result<(u64, u64), Error> {
+        self.writable()?;
+        match self.command(Cmd::TagBump { tag, version }).await? {
+            Reply::Bumped { version, rows } => Ok((version, rows)),
+            _ => Ok((version, 0)),
+        }
     }
 
-    /// Waits until every write issued before it is committed.
-    pub(crate) async fn flush(&self) -> Reply {
-        self.command(Cmd::Flush).await
+    /// Waits until every write issued before it is committed; `Err` if
+    /// tier 2 could not take them.
+    pub(crate) async fn flush(&self) -> Result<(), Error> {
+        self.command(Cmd::Flush).await.map(drop)
     }
 
     /// Commits what is pending, stops the writer and closes the file.
@@ -378,6 +447,14 @@ impl Tier2 {
     }
 }
 
+impl Drop for Tier2 {
+    /// A tier dropped without [`shutdown`](Tier2::shutdown) (a store whose
+    /// open failed after the cache opened) still stops its writer thread.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 impl Shared {
     fn db(&self) -> Option<Arc<Database>> {
         if self.state.load(Ordering::Acquire) != HEALTHY {
@@ -387,9 +464,49 @@ impl Shared {
     }
 
     fn set_db(&self, db: Option<Arc<Database>>) {
-        if let Ok(mut slot) = self.db.write() {
-            *slot = db;
+        let old = match self.db.write() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, db),
+            Err(_) => db,
+        };
+        self.release(old);
+    }
+
+    /// Drops a handle of the database behind the guard (closing a damaged
+    /// file may panic).
+    fn release(&self, db: Option<Arc<Database>>) {
+        if let Some(db) = db {
+            let _ = guard::guard(&self.settings.path, "closing", move || drop(db));
         }
+    }
+
+    /// Runs `f`, one call into redb on the file, behind the panic guard
+    /// ([`guard`]); a panic, or an error that means damage, is reported so
+    /// that the writer sets the file aside. `what`: "reading", "committing".
+    fn engine<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> Result<T, redb::Error>,
+    ) -> Result<T, String> {
+        let path = &self.settings.path;
+        let reason = match guard::guard(path, what, f) {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if !guard::is_damage(&e) => {
+                return Err(format!("{what} {}: {e}", path.display()));
+            }
+            Ok(Err(e)) => format!("{what} {}: {e}", path.display()),
+            Err(panic) => panic.to_string(),
+        };
+        self.note_damage(reason.clone());
+        Err(reason)
+    }
+
+    /// Records damage met in the file and wakes the writer to set it aside.
+    fn note_damage(&self, reason: String) {
+        tracing::warn!(%reason, "cache.redb is damaged; it will be set aside and rebuilt");
+        if let Ok(mut q) = self.queue.lock() {
+            q.damage.get_or_insert(reason);
+        }
+        self.wake.notify_all();
     }
 
     fn note_error(&self, reason: String) {

@@ -6,17 +6,20 @@
 //! so damaged copies never pile up), logged, and an empty file takes its
 //! place. A failure that may pass (permissions, a full disk, an injected
 //! fault) is not damage: the file is left alone and the tier starts
-//! degraded, to be tried again.
+//! degraded, to be tried again. The writer sets a file aside the same way
+//! ([`set_aside`]) when damage is met after the open.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use redb::{Database, DatabaseError, ReadableTable, StorageError};
+use redb::{Database, ReadableTable};
 
 use crate::cache::tier2::apply::Meta;
 use crate::cache::tier2::backend::FaultyBackend;
+use crate::cache::tier2::guard;
 use crate::cache::tier2::row::{BY_EXPIRY, BY_SEQ, ENTRIES, FORMAT_VERSION, META, TAGS};
+use crate::fsutil;
 
 /// redb's page cache for `cache.redb`.
 const PAGE_CACHE_BYTES: usize = 16 << 20;
@@ -38,84 +41,51 @@ impl std::fmt::Display for OpenError {
     }
 }
 
-fn io_is_transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind as K;
-    matches!(
-        e.kind(),
-        K::PermissionDenied
-            | K::ReadOnlyFilesystem
-            | K::StorageFull
-            | K::QuotaExceeded
-            | K::Other
-            | K::Interrupted
-            | K::WouldBlock
-            | K::OutOfMemory
-            | K::NotFound
-            | K::ResourceBusy
-    )
-}
-
-fn storage(e: StorageError, path: &Path) -> OpenError {
+/// Sorts an engine error: damage (set the file aside) or a passing failure.
+fn classify(e: impl Into<redb::Error>, path: &Path) -> OpenError {
+    let e = e.into();
     let text = format!("{}: {e}", path.display());
-    match e {
-        StorageError::Io(io) if io_is_transient(&io) => OpenError::Transient(text),
-        StorageError::PreviousIo | StorageError::LockPoisoned(_) => OpenError::Transient(text),
-        _ => OpenError::Damaged(text),
+    if guard::is_damage(&e) {
+        OpenError::Damaged(text)
+    } else {
+        OpenError::Transient(text)
     }
 }
 
-fn database(e: DatabaseError, path: &Path) -> OpenError {
-    match e {
-        DatabaseError::Storage(s) => storage(s, path),
-        DatabaseError::DatabaseAlreadyOpen
-        | DatabaseError::LockProtocolMismatch
-        | DatabaseError::TransactionInProgress => {
-            OpenError::Transient(format!("{}: {e}", path.display()))
-        }
-        other => OpenError::Damaged(format!("{}: {other}", path.display())),
-    }
-}
-
-fn other(e: impl Into<redb::Error>, path: &Path) -> OpenError {
-    match e.into() {
-        redb::Error::Io(io) if io_is_transient(&io) => {
-            OpenError::Transient(format!("{}: {io}", path.display()))
-        }
-        redb::Error::PreviousIo | redb::Error::DatabaseAlreadyOpen => {
-            OpenError::Transient(format!("{}: previous I/O error", path.display()))
-        }
-        e => OpenError::Damaged(format!("{}: {e}", path.display())),
-    }
-}
-
-/// Opens the file once, checks (or writes) its format, reads its counters.
+/// Opens the file once, checks (or writes) its format, reads its counters;
+/// a panic of the engine on the way is damage.
 pub(crate) fn try_open(
     path: &Path,
     fault: &Arc<AtomicBool>,
 ) -> Result<(Database, Meta), OpenError> {
-    let backend = FaultyBackend::open(path, Arc::clone(fault)).map_err(|e| database(e, path))?;
+    guard::guard(path, "opening it", || open_checked(path, fault))
+        .unwrap_or_else(|corrupt| Err(OpenError::Damaged(corrupt.to_string())))
+}
+
+fn open_checked(path: &Path, fault: &Arc<AtomicBool>) -> Result<(Database, Meta), OpenError> {
+    let backend = FaultyBackend::open(path, Arc::clone(fault)).map_err(|e| classify(e, path))?;
     let mut builder = Database::builder();
     builder.set_cache_size(PAGE_CACHE_BYTES);
     let db = builder
         .create_with_backend(backend)
-        .map_err(|e| database(e, path))?;
-    let txn = db.begin_write().map_err(|e| other(e, path))?;
+        .map_err(|e| classify(e, path))?;
+    let txn = db.begin_write().map_err(|e| classify(e, path))?;
     let meta = {
-        let mut meta = txn.open_table(META).map_err(|e| other(e, path))?;
-        txn.open_table(ENTRIES).map_err(|e| other(e, path))?;
-        txn.open_table(BY_EXPIRY).map_err(|e| other(e, path))?;
-        txn.open_table(BY_SEQ).map_err(|e| other(e, path))?;
-        txn.open_table(TAGS).map_err(|e| other(e, path))?;
+        let mut meta = txn.open_table(META).map_err(|e| classify(e, path))?;
+        txn.open_table(ENTRIES).map_err(|e| classify(e, path))?;
+        txn.open_table(BY_EXPIRY).map_err(|e| classify(e, path))?;
+        txn.open_table(BY_SEQ).map_err(|e| classify(e, path))?;
+        txn.open_table(TAGS).map_err(|e| classify(e, path))?;
         let read = |meta: &redb::Table<&str, u64>, name: &str| -> Result<Option<u64>, OpenError> {
             Ok(meta
                 .get(name)
-                .map_err(|e| other(e, path))?
+                .map_err(|e| classify(e, path))?
                 .map(|v| v.value()))
         };
         match read(&meta, "format_version")? {
             None => {
                 meta.insert("format_version", FORMAT_VERSION)
-                    .map_err(|e| other(e, path))?;
+                    .map_err(|e| classify(e, path))?;
             }
             Some(FORMAT_VERSION) => {}
             Some(v) => {
@@ -132,7 +102,7 @@ pub(crate) fn try_open(
             bytes: read(&meta, "bytes")?.unwrap_or(0),
         }
     };
-    txn.commit().map_err(|e| other(e, path))?;
+    txn.commit().map_err(|e| classify(e, path))?;
     Ok((db, meta))
 }
 
@@ -153,17 +123,24 @@ pub(crate) fn open(
         Ok((db, meta)) => Ok((db, meta, None)),
         Err(OpenError::Transient(reason)) => Err(reason),
         Err(OpenError::Damaged(reason)) => {
-            let aside = aside_path(path);
-            std::fs::rename(path, &aside)
-                .map_err(|e| format!("setting aside damaged {}: {e}", path.display()))?;
-            tracing::warn!(
-                path = %path.display(),
-                moved_to = %aside.display(),
-                %reason,
-                "cache.redb is damaged or from an unknown version; set aside, starting an empty cache"
-            );
+            let aside = set_aside(path, &reason)?;
             let (db, meta) = try_open(path, fault).map_err(|e| e.to_string())?;
             Ok((db, meta, Some(aside)))
         }
     }
+}
+
+/// Renames the damaged file at `path` to [`aside_path`] (replacing an older
+/// one), durably; nothing else is touched. Returns where it went.
+pub(crate) fn set_aside(path: &Path, reason: &str) -> Result<PathBuf, String> {
+    let aside = aside_path(path);
+    fsutil::persist(path, &aside)
+        .map_err(|e| format!("setting aside damaged {}: {e}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        moved_to = %aside.display(),
+        %reason,
+        "cache.redb is damaged or from an unknown version; set aside, starting an empty cache"
+    );
+    Ok(aside)
 }

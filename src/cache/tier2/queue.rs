@@ -29,8 +29,15 @@ pub(crate) enum Reply {
         version: u64,
         rows: u64,
     },
-    /// Tier 2 is degraded: the command is remembered for recovery.
+    /// A clear: the generation now durable.
+    Cleared {
+        generation: u64,
+    },
+    /// Tier 2 is degraded: the command was not committed (its key is
+    /// remembered, so that recovery drops a row that may have fallen behind).
     Degraded,
+    /// The cache is closing: the command was not taken.
+    Closed,
 }
 
 /// A write the caller waits for (or a reclaim it does not).
@@ -63,4 +70,7 @@ pub(super) struct Queue {
     pub(super) committing: Option<Arc<Overlay>>,
     pub(super) first_pending: Option<Instant>,
     pub(super) closing: bool,
+    /// Damage met in the file (by a lookup or the writer): the writer sets
+    /// the file aside and rebuilds it.
+    pub(super) damage: Option<String>,
 }

@@ -5,7 +5,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | `&str` name | `u64`: `format_version`, `generation` (bumped by `clear`), `next_seq`, `entries`, `bytes` |
-//! | `entries` | `&str` cache key | row bytes (below) |
+//! | `entries` | `&str` cache key | checksum + row bytes (below) |
 //! | `by_expiry` | `(i64 deadline µs, &str key)` | `()` — for the sweep |
 //! | `by_seq` | `u64` write sequence | `&str` key — oldest write first, for the capacity bound |
 //! | `tags` | `&str` tag | `(u64 version, u64 rows)`: current version, rows written under it |
@@ -21,7 +21,26 @@
 //!
 //! `flags` bit 0: the deadline is set (else the field must be 0). A row that does
 //! not parse (unknown version, short, bad UTF-8, bad lengths) is
-//! [`Error::Corrupt`]; the cache treats it as a miss and removes it.
+//! [`Error::Corrupt`].
+//!
+//! # Checksum
+//!
+//! The `entries` value is the row behind an 8-byte checksum: the first 8
+//! bytes of SHA-256 over the key's length (u32, little-endian), the key
+//! and the row bytes.
+//!
+//! ```text
+//! +--------------------------------------------+---------------------+
+//! | SHA-256(key len u32 ‖ key ‖ row)[..8]      | row (layout above)  |
+//! +--------------------------------------------+---------------------+
+//! ```
+//!
+//! redb checks its page checksums only when it repairs a file, so a
+//! flipped bit in a page would otherwise reach a lookup as another value,
+//! or as the row of another key. A value that fails its checksum is
+//! [`Error::Corrupt`], and the tier sets the whole file aside as damaged.
+//! `cache.redb` format 2 added the checksum; a format-1 file is set aside
+//! at open like any file of an unknown format.
 
 use redb::TableDefinition;
 
@@ -34,8 +53,11 @@ pub(crate) const BY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::
 pub(crate) const BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("by_seq");
 pub(crate) const TAGS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("tags");
 
-/// The `cache.redb` layout this build writes and reads.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The `cache.redb` layout this build writes and reads (2: checksummed
+/// values).
+pub(crate) const FORMAT_VERSION: u64 = 2;
+/// Bytes of the checksum in front of a stored row.
+const CHECK: usize = 8;
 const ROW_VERSION: u8 = 1;
 const HEADER: usize = 1 + 1 + 8 + 8 + 8 + 2;
 
@@ -91,6 +113,45 @@ impl Row {
     }
 }
 
+fn checksum(key: &str, row: &[u8]) -> [u8; CHECK] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // A key is at most 64 KiB (checked on input).
+    h.update((key.len() as u32).to_le_bytes());
+    h.update(key.as_bytes());
+    h.update(row);
+    let digest = h.finalize();
+    let mut out = [0; CHECK];
+    out.copy_from_slice(&digest[..CHECK]);
+    out
+}
+
+/// The bytes stored under `key` for `row`: checksum, then the row.
+pub(crate) fn seal(key: &str, row: &Row) -> Vec<u8> {
+    let body = row.encode();
+    let mut out = Vec::with_capacity(CHECK + body.len());
+    out.extend_from_slice(&checksum(key, &body));
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Checks and parses the bytes stored under `key`.
+pub(crate) fn unseal<'a>(stored: &'a [u8], key: &str) -> Result<RowView<'a>, Error> {
+    let Some((check, body)) = stored.split_at_checked(CHECK) else {
+        return Err(Error::corrupt(
+            format!("cache row {key:?}"),
+            format!("{} bytes, shorter than its checksum", stored.len()),
+        ));
+    };
+    if check != checksum(key, body) {
+        return Err(Error::corrupt(
+            format!("cache row {key:?}"),
+            "checksum mismatch: the row is damaged or not this key's",
+        ));
+    }
+    parse(body, key)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -116,7 +177,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses a row; `key` names it in errors.
+/// Parses a row's bytes (after the checksum); `key` names it in errors.
 pub(crate) fn parse<'a>(bytes: &'a [u8], key: &str) -> Result<RowView<'a>, Error> {
     parse_inner(bytes).map_err(|detail| Error::corrupt(format!("cache row {key:?}"), detail))
 }
@@ -183,5 +244,27 @@ mod tests {
             ..row
         };
         assert_eq!(Row::from_view(&parse(&none.encode(), "k").unwrap()), none);
+    }
+
+    #[test]
+    fn a_sealed_row_opens_only_intact_and_under_its_key() {
+        let row = Row {
+            deadline: None,
+            seq: 3,
+            generation: 1,
+            tags: vec![("t".into(), 4)],
+            value: b"v".to_vec().into(),
+        };
+        let stored = seal("k1", &row);
+        assert_eq!(Row::from_view(&unseal(&stored, "k1").unwrap()), row);
+        assert!(unseal(&stored, "k2").is_err());
+        for i in 0..stored.len() {
+            let mut bad = stored.clone();
+            bad[i] ^= 0x01;
+            assert!(unseal(&bad, "k1").is_err(), "flip at {i}");
+        }
+        for cut in 0..stored.len() {
+            assert!(unseal(&stored[..cut], "k1").is_err(), "cut at {cut}");
+        }
     }
 }

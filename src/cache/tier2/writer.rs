@@ -40,6 +40,8 @@ struct Writer<'a> {
     cursor: Option<String>,
     next_sweep: Instant,
     next_retry: Instant,
+    /// Damage was met: set the file aside before the next reopen.
+    set_aside: bool,
 }
 
 pub(super) fn run(shared: &Arc<Shared>, db: Option<Arc<Database>>) {
@@ -52,6 +54,7 @@ pub(super) fn run(shared: &Arc<Shared>, db: Option<Arc<Database>>) {
         cursor: None,
         next_sweep: now + shared.settings.sweep_interval,
         next_retry: now + shared.settings.retry_interval,
+        set_aside: false,
     };
     loop {
         match w.wait() {
@@ -69,6 +72,7 @@ pub(super) fn run(shared: &Arc<Shared>, db: Option<Arc<Database>>) {
     }
     shared.state.store(CLOSED, Ordering::Release);
     shared.set_db(None);
+    shared.release(w.db.take());
 }
 
 impl Writer<'_> {
@@ -102,6 +106,9 @@ impl Writer<'_> {
             let now = Instant::now();
             if q.closing {
                 return Work::Exit(Self::take(&mut q));
+            }
+            if q.damage.is_some() {
+                return Work::Tick;
             }
             let overlay_due = q.first_pending.is_some_and(|t| {
                 self.db.is_none() || q.overlay.len() >= FLUSH_AT || now >= t + delay
@@ -140,7 +147,10 @@ impl Writer<'_> {
         )
         .entered();
         let outcome = match &self.db {
-            Some(db) => commit(self.shared, db, &batch),
+            Some(db) => self
+                .shared
+                .engine("committing", || commit(self.shared, db, &batch))
+                .map_err(Some),
             None => Err(None),
         };
         match outcome {
@@ -157,7 +167,7 @@ impl Writer<'_> {
             }
             Err(e) => {
                 if let Some(e) = e {
-                    self.degrade(format!("committing to cache.redb: {e}"));
+                    self.degrade(e);
                 }
                 self.absorb(batch);
             }
@@ -198,7 +208,11 @@ impl Writer<'_> {
         }
     }
 
-    /// Remembers what a degraded tier 2 could not take, and answers.
+    /// Remembers what a degraded tier 2 could not take, and answers. A
+    /// waiter answered `Degraded` fails and changes nothing in memory (a
+    /// `clear` or tag bump moves memory only once durable), but the row of
+    /// its key may be behind memory now (a write-behind row of the failed
+    /// batch): recovery drops it.
     fn absorb(&mut self, batch: Batch) {
         for k in batch.overlay.keys() {
             self.remember(k);
@@ -207,9 +221,7 @@ impl Writer<'_> {
         for c in batch.commands {
             match &c.cmd {
                 Cmd::Put { key, .. } | Cmd::Delete { key } => self.remember(key),
-                Cmd::Clear { .. } => self.missed_all = true,
-                Cmd::TagBump { tag, .. } => tag.mark_dirty(),
-                Cmd::Reclaim { .. } | Cmd::Flush => {}
+                Cmd::Clear { .. } | Cmd::TagBump { .. } | Cmd::Reclaim { .. } | Cmd::Flush => {}
             }
             if let Some(tx) = c.reply {
                 let _ = tx.send(Reply::Degraded);
@@ -221,13 +233,26 @@ impl Writer<'_> {
         tracing::warn!(%reason, "cache tier 2 degraded; serving from memory and retrying");
         self.shared.state.store(DEGRADED, Ordering::Release);
         self.shared.set_db(None);
-        self.db = None;
+        self.shared.release(self.db.take());
         self.shared.note_error(reason);
         self.next_retry = Instant::now() + self.shared.settings.retry_interval;
     }
 
     fn maintenance(&mut self) {
         let now = Instant::now();
+        let damage = self
+            .shared
+            .queue
+            .lock()
+            .ok()
+            .and_then(|mut q| q.damage.take());
+        if let Some(reason) = damage {
+            if self.db.is_some() {
+                self.degrade(reason);
+            }
+            self.set_aside = true;
+            self.next_retry = now;
+        }
         if self.db.is_none() && now >= self.next_retry {
             self.try_recover();
             self.next_retry = now + self.shared.settings.retry_interval;
@@ -238,9 +263,22 @@ impl Writer<'_> {
         }
     }
 
-    /// Reopens the file and brings it in line with tier 1 before serving.
+    /// Reopens the file (set aside first if damage was met) and brings it
+    /// in line with tier 1 before serving.
     fn try_recover(&mut self) {
-        let (db, _, aside) = match open::open(&self.shared.settings.path, &self.shared.fault) {
+        let path = &self.shared.settings.path;
+        let mut set_aside = None;
+        if self.set_aside && path.exists() {
+            match open::set_aside(path, "damage met while serving") {
+                Ok(a) => set_aside = Some(a),
+                Err(reason) => {
+                    self.shared.note_error(reason);
+                    return;
+                }
+            }
+        }
+        self.set_aside = false;
+        let (db, _, aside) = match open::open(path, &self.shared.fault) {
             Ok(opened) => opened,
             Err(reason) => {
                 tracing::debug!(%reason, "cache tier 2 still unavailable");
@@ -248,6 +286,8 @@ impl Writer<'_> {
                 return;
             }
         };
+        let aside = aside.or(set_aside);
+        let db = Arc::new(db);
         let reconcile = || -> Result<Meta, redb::Error> {
             let txn = db.begin_write()?;
             let meta = {
@@ -272,7 +312,7 @@ impl Writer<'_> {
             txn.commit()?;
             Ok(meta)
         };
-        match reconcile() {
+        match self.shared.engine("recovering", reconcile) {
             Ok(meta) => {
                 self.missed.clear();
                 self.missed_all = false;
@@ -282,7 +322,6 @@ impl Writer<'_> {
                 {
                     *s = Some(a);
                 }
-                let db = Arc::new(db);
                 self.shared.set_db(Some(Arc::clone(&db)));
                 self.db = Some(db);
                 self.shared.state.store(HEALTHY, Ordering::Release);
@@ -290,8 +329,8 @@ impl Writer<'_> {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cache tier 2 recovery failed");
-                self.shared
-                    .note_error(format!("recovering cache.redb: {e}"));
+                self.shared.note_error(e);
+                self.shared.release(Some(db));
             }
         }
     }
@@ -315,7 +354,7 @@ impl Writer<'_> {
             txn.commit()?;
             Ok(out)
         };
-        match run() {
+        match self.shared.engine("sweeping", run) {
             Ok((meta, removed, next)) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 self.shared.publish_meta(&meta);
@@ -323,7 +362,7 @@ impl Writer<'_> {
                 self.cursor = next;
                 self.shared.tags.prune();
             }
-            Err(e) => self.degrade(format!("sweeping cache.redb: {e}")),
+            Err(e) => self.degrade(e),
         }
     }
 }
@@ -353,7 +392,7 @@ fn raise_tags(t: &mut Tables<'_>, shared: &Shared, all: bool) -> Result<(), redb
 type Committed = (Vec<Reply>, Meta, Vec<Cause>);
 
 /// One transaction for a batch: overlay puts and commands in issue order.
-fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, Option<redb::Error>> {
+fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, redb::Error> {
     let puts: Vec<_> = batch.overlay.iter().collect();
     let mut order: Vec<(u64, bool, usize)> = puts
         .iter()
@@ -388,7 +427,12 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, Op
                         t.remove(key, Cause::Explicit)?;
                     }
                     Cmd::Reclaim { key } => t.reclaim(key, now)?,
-                    Cmd::Clear { generation } => t.clear(*generation)?,
+                    Cmd::Clear { generation } => {
+                        t.clear((*generation).max(t.meta.generation + 1))?;
+                        replies[i] = Reply::Cleared {
+                            generation: t.meta.generation,
+                        };
+                    }
                     Cmd::TagBump { tag, version } => {
                         let (version, rows) = t.bump_tag(&tag.name, *version)?;
                         replies[i] = Reply::Bumped { version, rows };
@@ -403,5 +447,5 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, Op
         txn.commit()?;
         Ok((replies, out.0, out.1))
     };
-    run().map_err(Some)
+    run()
 }
