@@ -94,6 +94,10 @@ pub struct Config {
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
+    /// Open `store.redb` read-only even where it could be written; a store
+    /// in a directory this process may not write is opened read-only
+    /// anyway. Writes are [`Error::ReadOnly`](crate::Error::ReadOnly).
+    pub read_only: bool,
 }
 
 impl Default for Config {
@@ -115,6 +119,7 @@ impl Default for Config {
             master_key_file: None,
             cache: CacheConfig::default(),
             open_mode: crate::OpenMode::default(),
+            read_only: false,
         }
     }
 }
@@ -195,6 +200,7 @@ impl Config {
                 None => d.cache,
             },
             open_mode: d.open_mode,
+            read_only: d.read_only,
         };
         config.validate()?;
         Ok(config)
@@ -349,6 +355,12 @@ impl Config {
     /// Sets the cache settings.
     pub fn cache(mut self, cache: CacheConfig) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Opens the store read-only (see [`Config::read_only`](Config#structfield.read_only)).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 

@@ -123,6 +123,16 @@ pub enum Error {
         /// The other parts of a store that are present.
         present: Vec<String>,
     },
+    /// The store was opened read-only (its data directory is not writable
+    /// by this process, or [`Config::read_only`](crate::Config::read_only)):
+    /// reads work, this write was refused and nothing changed.
+    #[error("the store at {path} is open read-only: {detail}")]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// Why the operation needed to write.
+        detail: String,
+    },
     /// Another process (or another `Store` in this process) has the store open.
     #[error("the store at {path} is in use by another process or handle; close it first")]
     Locked {

@@ -78,7 +78,12 @@ impl Store {
         let config2 = config.clone();
         let (db, cache) = tokio::task::spawn_blocking(move || {
             crate::datadir::prepare(&config2)?;
+            let mut config2 = config2;
             let db = Db::open(&config2)?;
+            if db.is_read_only() {
+                // cache.redb cannot be written either: memory only.
+                config2.cache.tier2 = false;
+            }
             let cache = CacheCore::open(&config2)?;
             Ok::<_, Error>((db, Arc::new(cache)))
         })
@@ -106,7 +111,12 @@ impl Store {
                 config,
             }),
         };
-        for owner in crate::blob::rotation::unfinished(&store.inner.db)? {
+        let resumable = if store.inner.db.is_read_only() {
+            Vec::new()
+        } else {
+            crate::blob::rotation::unfinished(&store.inner.db)?
+        };
+        for owner in resumable {
             tracing::info!(owner = %owner, "resuming an owner key rotation");
             store.spawn_rotation(owner);
         }
@@ -149,6 +159,13 @@ impl Store {
                 std::io::Error::other(e.to_string()),
             )
         })?
+    }
+
+    /// Whether the store was opened read-only: its data directory is not
+    /// writable by this process, or [`Config::read_only`] asked for it.
+    /// Reads work; writes fail with [`Error::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.db.is_read_only()
     }
 
     /// The settings this store was opened with.

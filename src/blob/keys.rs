@@ -205,7 +205,7 @@ impl Keyring {
                 SecretKey::from_file(path)?,
                 MasterKeySource::File(path.clone()),
             ),
-            (None, None) => Self::embedded(&config.data_dir, check.as_ref())?,
+            (None, None) => Self::embedded(&config.data_dir, check.as_ref(), db.is_read_only())?,
         };
         match &check {
             Some(c) if !check_opens(&master, c) => {
@@ -214,6 +214,8 @@ impl Keyring {
                 });
             }
             Some(_) => {}
+            // Nothing to check against, and nothing may be written.
+            None if db.is_read_only() => {}
             None => {
                 let bytes = make_check(&master)?;
                 db.write(move |txn| {
@@ -244,9 +246,10 @@ impl Keyring {
     fn embedded(
         data_dir: &Path,
         check: Option<&WrappedKey>,
+        read_only: bool,
     ) -> Result<(SecretKey, MasterKeySource), Error> {
         let (path, next) = embedded_paths(data_dir);
-        if next.exists() {
+        if next.exists() && !read_only {
             let next_key = SecretKey::from_file(&next)?;
             if check.is_some_and(|c| check_opens(&next_key, c)) {
                 crate::fsutil::persist(&next, &path)?;
@@ -264,7 +267,7 @@ impl Keyring {
                 MasterKeySource::Embedded(path),
             ));
         }
-        if check.is_some() {
+        if check.is_some() || read_only {
             return Err(Error::MissingKey {
                 reason: format!(
                     "the store at {} holds keys sealed under a master key, but none was given and {} is missing; pass the key (BV_MASTER_KEY or a key file) or restore master.key",

@@ -203,11 +203,13 @@ impl BlobStore {
     pub(crate) async fn open(db: &Db, config: &crate::Config) -> Result<BlobStore, Error> {
         let blobs_dir = config.data_dir.join("blobs");
         let tmp_dir = config.data_dir.join("tmp");
-        std::fs::create_dir_all(&blobs_dir)
-            .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
-        let removed = crate::datadir::clean_tmp(&tmp_dir)?;
-        if removed > 0 {
-            tracing::info!(removed, "removed left-over temporary blob files");
+        if !db.is_read_only() {
+            std::fs::create_dir_all(&blobs_dir)
+                .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
+            let removed = crate::datadir::clean_tmp(&tmp_dir)?;
+            if removed > 0 {
+                tracing::info!(removed, "removed left-over temporary blob files");
+            }
         }
         let keyring = keys::Keyring::open(db, config).await?;
         Ok(BlobStore {

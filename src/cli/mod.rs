@@ -12,7 +12,8 @@
 //! (`cache.redb`) cannot commit (a full disk, say), so a cache command that
 //! must be durable (`del`, `clear`, `invalidate-tag`, a write-through
 //! `set`) or must read it (`set --nx/--xx`, `incr` of a key not in memory)
-//! was refused and changed nothing.
+//! was refused and changed nothing; 14 a write refused because the store is
+//! open read-only (its data directory is not writable by this process).
 
 mod cache;
 mod debug;
@@ -160,6 +161,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::NoStore { .. } => 11,
         Error::StoreIncomplete { .. } => 12,
         Error::CacheUnavailable { .. } => 13,
+        Error::ReadOnly { .. } => 14,
         _ => 1,
     }
 }

@@ -118,6 +118,11 @@ pub(crate) fn pending_from(applied: Option<u32>) -> Vec<PendingStep> {
 /// Reads the applied schema version, `None` for an empty database.
 pub(crate) fn applied_version(db: &impl ReadableDatabase) -> Result<Option<u32>, Error> {
     let txn = db.begin_read().ctx("reading the schema version")?;
+    applied_version_in(&txn)
+}
+
+/// [`applied_version`] in an open read transaction.
+pub(crate) fn applied_version_in(txn: &redb::ReadTransaction) -> Result<Option<u32>, Error> {
     let meta = match txn.open_table(META) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -141,6 +146,26 @@ fn set_version(txn: &WriteTransaction, version: u32) -> Result<(), Error> {
     meta.insert(SCHEMA_VERSION_KEY, version.to_le_bytes().as_slice())
         .ctx("writing the schema version")?;
     Ok(())
+}
+
+/// For a store opened read-only: it must already be at [`SCHEMA_VERSION`]
+/// (nothing can be created or migrated without writing).
+pub(crate) fn check_current(
+    db: &impl ReadableDatabase,
+    path: &std::path::Path,
+) -> Result<(), Error> {
+    match applied_version(db)? {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(v) if v > SCHEMA_VERSION => Err(Error::VersionTooNew {
+            path: path.to_path_buf(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Err(Error::ReadOnly {
+            path: path.to_path_buf(),
+            detail: "the store needs its schema created or migrated, which writes: open it once where it is writable".into(),
+        }),
+    }
 }
 
 /// Brings the store at `path` to [`SCHEMA_VERSION`]; returns the steps run.

@@ -68,46 +68,104 @@ pub(crate) struct DbSettings {
 
 /// The open metadata database.
 pub(crate) struct Db {
-    database: Arc<Database>,
+    engine: Engine,
     cache: Arc<snapshot::ReadCache>,
-    writer: writer::Writer,
+    /// `None` when the store was opened read-only.
+    writer: Option<writer::Writer>,
     path: PathBuf,
     pub(crate) settings: DbSettings,
 }
 
+/// redb opened for writing, or read-only (a data directory the process may
+/// not write: reads work, writes are [`Error::ReadOnly`]).
+enum Engine {
+    Writable(Arc<Database>),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Engine {
+    fn begin_read(&self) -> Result<ReadTransaction, Error> {
+        match self {
+            Engine::Writable(db) => db.begin_read(),
+            Engine::ReadOnly(db) => db.begin_read(),
+        }
+        .ctx("beginning a read transaction")
+    }
+}
+
+/// Whether an error opening `store.redb` for writing means the process may
+/// not write there (read-only file system, or no write permission).
+fn is_read_only(e: &redb::DatabaseError) -> bool {
+    matches!(
+        e,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
+    )
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: path.to_path_buf(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            Error::io(format!("opening {}", path.display()), io)
+        }
+        other => Error::storage(format!("opening {}", path.display()), other),
+    }
+}
+
 impl Db {
-    /// Opens (or creates) `store.redb` in the data directory and migrates it.
-    /// Blocking: call from a blocking context.
+    /// Opens (or creates) `store.redb` in the data directory and migrates
+    /// it; where the process may not write (or `config.read_only`), opens
+    /// it read-only. Blocking: call from a blocking context.
     pub(crate) fn open(config: &Config) -> Result<Db, Error> {
         let path = config.db_path();
         let mut builder = Database::builder();
         builder.set_cache_size(config.db_cache_bytes);
-        let database = guard::guarded(&path, || {
-            let mut database = builder.create(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
-                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-                    Error::io(format!("opening {}", path.display()), io)
-                }
-                other => Error::storage(format!("opening {}", path.display()), other),
-            })?;
+        let opened = guard::guarded(&path, || {
+            if config.read_only {
+                return Ok(None);
+            }
+            let mut database = match builder.create(&path) {
+                Ok(db) => db,
+                Err(e) if is_read_only(&e) => return Ok(None),
+                Err(e) => return Err(open_error(&path, e)),
+            };
             let steps = migrate::migrate(&database, &path)?;
             if !steps.is_empty() {
                 tracing::info!(steps = steps.len(), "store migrated");
                 migrate::compact_after(&mut database, &path);
             }
-            Ok(database)
+            Ok(Some(database))
         })?;
-        let database = Arc::new(database);
         let cache = Arc::new(snapshot::ReadCache::default());
-        let writer = writer::Writer::start(
-            Arc::clone(&database),
-            Arc::clone(&cache),
-            path.clone(),
-            config.max_batch,
-            config.write_queue,
-        )?;
+        let (engine, writer) = match opened {
+            Some(database) => {
+                let database = Arc::new(database);
+                let writer = writer::Writer::start(
+                    Arc::clone(&database),
+                    Arc::clone(&cache),
+                    path.clone(),
+                    config.max_batch,
+                    config.write_queue,
+                )?;
+                (Engine::Writable(database), Some(writer))
+            }
+            None => {
+                let database = guard::guarded(&path, || {
+                    let db = builder
+                        .open_read_only(&path)
+                        .map_err(|e| open_error(&path, e))?;
+                    migrate::check_current(&db, &path)?;
+                    Ok(db)
+                })?;
+                tracing::info!(path = %path.display(), "opened read-only: writes are refused");
+                (Engine::ReadOnly(database), None)
+            }
+        };
         Ok(Db {
-            database,
+            engine,
             cache,
             writer,
             path,
@@ -123,6 +181,18 @@ impl Db {
         })
     }
 
+    /// Whether the store was opened read-only.
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+
+    fn writer(&self) -> Result<&writer::Writer, Error> {
+        self.writer.as_ref().ok_or_else(|| Error::ReadOnly {
+            path: self.path.clone(),
+            detail: "writes are refused (the data directory is not writable by this process, or the store was opened with read_only)".into(),
+        })
+    }
+
     /// The database file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
@@ -130,7 +200,7 @@ impl Db {
 
     /// The shared snapshot for point reads (see [`snapshot`]).
     pub(crate) fn snapshot(&self) -> Result<Arc<snapshot::Snapshot>, Error> {
-        guard::guarded(&self.path, || self.cache.get(&self.database))
+        guard::guarded(&self.path, || self.cache.get(|| self.engine.begin_read()))
     }
 
     /// Runs `f` at the engine boundary (see [`guard`]): a panic or a
@@ -154,16 +224,11 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> Result<T, Error> + Send + 'static,
     {
-        let database = Arc::clone(&self.database);
+        let txn = guard::guarded(&self.path, || self.engine.begin_read())?;
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            guard::guarded(&path, || {
-                let txn = database.begin_read().ctx("beginning a read transaction")?;
-                f(&txn)
-            })
-        })
-        .await
-        .map_err(|e| Error::io("running a scan", std::io::Error::other(e.to_string())))?
+        tokio::task::spawn_blocking(move || guard::guarded(&path, || f(&txn)))
+            .await
+            .map_err(|e| Error::io("running a scan", std::io::Error::other(e.to_string())))?
     }
 
     /// Runs a listing of at most `limit` items: inline on the shared
@@ -189,7 +254,7 @@ impl Db {
         T: Send + 'static,
         F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
     {
-        (self.writer.write(op).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
+        (self.writer()?.write(op).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
     }
 
     /// Queues a write for the next group commit without waiting for it:
@@ -202,7 +267,7 @@ impl Db {
     where
         F: FnMut(&WriteTransaction) -> Result<(), Error> + Send + 'static,
     {
-        let answer = self.writer.enqueue(op).await?;
+        let answer = self.writer()?.enqueue(op).await?;
         tokio::spawn(async move {
             match answer.await {
                 Ok(Ok(())) => {}
@@ -215,17 +280,19 @@ impl Db {
 
     /// What the group-commit writer has done so far.
     pub(crate) fn write_stats(&self) -> writer::WriteStats {
-        self.writer.stats()
+        self.writer.as_ref().map(|w| w.stats()).unwrap_or_default()
     }
 
     /// Stops the writer after the queued writes.
     pub(crate) fn shutdown(&self) {
-        self.writer.shutdown();
+        if let Some(w) = &self.writer {
+            w.shutdown();
+        }
     }
 
     /// The applied schema version.
     pub(crate) fn schema_version(&self) -> Result<Option<u32>, Error> {
-        self.guarded(|| migrate::applied_version(self.database.as_ref()))
+        self.read(migrate::applied_version_in)
     }
 }
 

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase};
+use redb::{ReadOnlyTable, ReadTransaction};
 
 use crate::db::schema::{USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
 use crate::error::{Error, StorageContext};
@@ -41,7 +41,10 @@ pub(crate) struct ReadCache {
 
 impl ReadCache {
     /// The shared snapshot, opening one if there is none.
-    pub(crate) fn get(&self, db: &Database) -> Result<Arc<Snapshot>, Error> {
+    pub(crate) fn get(
+        &self,
+        begin: impl FnOnce() -> Result<ReadTransaction, Error>,
+    ) -> Result<Arc<Snapshot>, Error> {
         let generation = self.generation.load(Ordering::Acquire);
         if let Ok(guard) = self.current.read()
             && let Some((g, s)) = guard.as_ref()
@@ -49,7 +52,7 @@ impl ReadCache {
         {
             return Ok(Arc::clone(s));
         }
-        let txn = db.begin_read().ctx("beginning a read transaction")?;
+        let txn = begin()?;
         let snapshot = Arc::new(Snapshot {
             users: txn.open_table(USERS).ctx("opening users")?,
             users_by_username: txn

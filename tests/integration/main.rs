@@ -34,6 +34,7 @@ mod migrate_v5;
 mod model;
 mod page_cache;
 mod profiles;
+mod read_only;
 mod sessions;
 mod tamper;
 mod users;
