@@ -90,6 +90,7 @@ pub use db::sessions::Sessions;
 pub use db::users::Users;
 pub use db::writer::WriteStats;
 pub use error::{Entity, Error};
+pub use fsutil::AtomicFile;
 pub use model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 pub use model::metric::MetricSample;
 pub use model::profile::{ConsentKind, ConsentState, ProfileUpdate, UserProfile, VoicePreferences};

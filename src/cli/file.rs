@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use bharatvoice_store::{
-    Actor, AudioFile, Compression, Cursor, Error, FileId, ListFilter, ListOptions, PutOptions,
-    Store,
+    Actor, AtomicFile, AudioFile, Compression, Cursor, Error, FileId, ListFilter, ListOptions,
+    PutOptions, Store,
 };
 use clap::Subcommand;
 use tokio::io::AsyncWriteExt;
@@ -215,49 +215,18 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
         } => {
             let who = actor(&store, user).await?;
             let id: FileId = id.parse()?;
-            let sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = if dest == "-" {
-                Box::new(tokio::io::stdout())
-            } else {
-                Box::new(
-                    tokio::fs::File::create(dest)
-                        .await
-                        .map_err(|e| Error::io(format!("creating {dest}"), e))?,
-                )
-            };
-            let mut sink = tokio::io::BufWriter::with_capacity(1 << 20, sink);
-            let write_err = |e| Error::io("writing the output", e);
-            let written = match range {
-                Some(r) => {
-                    let (offset, len) = parse_range(r)?;
-                    let bytes = store.files().read_range(who, id, offset, len).await?;
-                    sink.write_all(&bytes).await.map_err(write_err)?;
-                    bytes.len() as u64
-                }
-                None => {
-                    let total = store.files().stat(who, id).await?.plain_bytes;
-                    let bar = progress_bar(total, "reading");
-                    let mut reader = store.files().open(who, id).await?;
-                    let mut n = 0u64;
-                    while let Some(piece) = reader.next_chunk().await {
-                        let piece = piece?;
-                        sink.write_all(&piece).await.map_err(write_err)?;
-                        n += piece.len() as u64;
-                        if let Some(b) = &bar {
-                            b.set_position(n);
-                        }
-                    }
-                    if let Some(b) = bar {
-                        b.finish_and_clear();
-                    }
-                    n
-                }
-            };
-            sink.flush().await.map_err(write_err)?;
-            if dest != "-" {
-                let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });
-                out.emit(&doc, || format!("wrote {written} bytes to {dest}"))?;
+            let range = range.as_deref().map(parse_range).transpose()?;
+            if dest == "-" {
+                copy_out(&store, who, id, range, &mut tokio::io::stdout()).await?;
+                return Ok(());
             }
-            Ok(())
+            // Written beside `dest` and renamed onto it only when complete:
+            // on any failure `dest` keeps what it held.
+            let mut file = AtomicFile::create(dest).await?;
+            let written = copy_out(&store, who, id, range, &mut file).await?;
+            file.commit().await?;
+            let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });
+            out.emit(&doc, || format!("wrote {written} bytes to {dest}"))
         }
         FileCommand::Ls {
             user,
@@ -340,6 +309,45 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
             })
         }
     }
+}
+
+/// Writes a file's bytes (or `range` of them) to `sink`; returns how many.
+async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(
+    store: &Store,
+    who: Actor,
+    id: FileId,
+    range: Option<(u64, u64)>,
+    sink: &mut W,
+) -> Result<u64, Error> {
+    let mut sink = tokio::io::BufWriter::with_capacity(1 << 20, sink);
+    let write_err = |e| Error::io("writing the output", e);
+    let written = match range {
+        Some((offset, len)) => {
+            let bytes = store.files().read_range(who, id, offset, len).await?;
+            sink.write_all(&bytes).await.map_err(write_err)?;
+            bytes.len() as u64
+        }
+        None => {
+            let total = store.files().stat(who, id).await?.plain_bytes;
+            let bar = progress_bar(total, "reading");
+            let mut reader = store.files().open(who, id).await?;
+            let mut n = 0u64;
+            while let Some(piece) = reader.next_chunk().await {
+                let piece = piece?;
+                sink.write_all(&piece).await.map_err(write_err)?;
+                n += piece.len() as u64;
+                if let Some(b) = &bar {
+                    b.set_position(n);
+                }
+            }
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            n
+        }
+    };
+    sink.flush().await.map_err(write_err)?;
+    Ok(written)
 }
 
 fn parse_range(r: &str) -> Result<(u64, u64), Error> {

@@ -15,6 +15,7 @@ mod cache_model;
 mod cache_race;
 mod cache_tiers;
 mod cli;
+mod cli_safety;
 mod config;
 mod corrupt;
 mod crash;

@@ -1,0 +1,132 @@
+//! Data safety of the CLI: a failed `file get --out` leaves the target as
+//! it was, a refused `user add` creates nothing, settings out of range and
+//! bad master keys fail clearly, and text output never prints raw control
+//! characters or Rust debug names.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::blob_cli::{add_user, json};
+use crate::common::{bvstore, stderr};
+
+fn init(d: &Path) {
+    let o = bvstore(d, &["init"]);
+    assert!(o.status.success(), "init: {}", stderr(&o));
+}
+
+/// A store with users `mira` (owning one 300,000-byte file) and `nikhil`,
+/// and a pre-existing output file. Returns (tempdir, data dir, file id,
+/// the stored bytes, the output path).
+fn get_fixture() -> (tempfile::TempDir, PathBuf, String, Vec<u8>, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    add_user(&d, "mira");
+    add_user(&d, "nikhil");
+    let input = dir.path().join("clip.wav");
+    let data = crate::blobs::speech_pcm(300_000, 5);
+    std::fs::write(&input, &data).unwrap();
+    let rec = json(&bvstore(
+        &d,
+        &[
+            "--json",
+            "file",
+            "put",
+            input.to_str().unwrap(),
+            "--user",
+            "mira",
+        ],
+    ));
+    let id = rec["id"].as_str().unwrap().to_string();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let target = out_dir.join("keep.bin");
+    std::fs::write(&target, b"precious bytes that must survive").unwrap();
+    (dir, d, id, data, target)
+}
+
+/// `target` still holds its old bytes and nothing else sits beside it.
+fn assert_untouched(target: &Path, o: &Output, what: &str) {
+    assert!(!o.status.success(), "{what}: expected a failure");
+    assert_eq!(
+        std::fs::read(target).unwrap(),
+        b"precious bytes that must survive",
+        "{what}: the output file changed ({})",
+        stderr(o)
+    );
+    let names: Vec<String> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["keep.bin"], "{what}: left-over files");
+}
+
+fn get_to(d: &Path, id: &str, user: &str, target: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "file",
+        "get",
+        id,
+        "--user",
+        user,
+        "--out",
+        target.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    bvstore(d, &args)
+}
+
+#[test]
+fn file_get_out_with_an_unknown_id_leaves_the_target_unchanged() {
+    let (_dir, d, _id, _, target) = get_fixture();
+    let o = get_to(
+        &d,
+        "0192f0c0-0000-7000-8000-000000000000",
+        "mira",
+        &target,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_untouched(&target, &o, "unknown id");
+}
+
+#[test]
+fn file_get_out_with_an_out_of_range_range_leaves_the_target_unchanged() {
+    let (_dir, d, id, _, target) = get_fixture();
+    let o = get_to(&d, &id, "mira", &target, &["--range", "400000:10"]);
+    assert_untouched(&target, &o, "range past the end");
+}
+
+#[test]
+fn file_get_out_refused_to_another_user_leaves_the_target_unchanged() {
+    let (_dir, d, id, _, target) = get_fixture();
+    let o = get_to(&d, &id, "nikhil", &target, &[]);
+    assert_untouched(&target, &o, "another user");
+}
+
+#[test]
+fn file_get_out_of_a_damaged_blob_leaves_the_target_unchanged() {
+    let (_dir, d, id, _, target) = get_fixture();
+    // Damage the second chunk so that the first is written out before the
+    // failure is seen.
+    let blob = crate::blobs::walk(&d.join("blobs")).pop().unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let o = get_to(&d, &id, "mira", &target, &[]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert_untouched(&target, &o, "damaged blob");
+}
+
+#[test]
+fn file_get_out_replaces_the_target_on_success() {
+    let (_dir, d, id, data, target) = get_fixture();
+    let o = get_to(&d, &id, "mira", &target, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&target).unwrap(), data);
+    let o = get_to(&d, &id, "mira", &target, &["--range", "10:5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&target).unwrap(), &data[10..15]);
+    let entries = std::fs::read_dir(target.parent().unwrap()).unwrap().count();
+    assert_eq!(entries, 1, "no temporary file is left");
+}
