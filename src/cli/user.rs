@@ -150,11 +150,10 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Result<(), E
             };
             let mut new = NewUser::new(username, email);
             new.display_name = display_name.clone();
-            let mut user = store.users().create(new).await?;
-            if let Some(pw) = password {
-                store.users().set_password(user.id, &pw).await?;
-                user = store.users().get(user.id)?;
-            }
+            let user = match password {
+                Some(pw) => store.users().create_with_password(new, &pw).await?,
+                None => store.users().create(new).await?,
+            };
             out.emit(&user, || {
                 format!("created user {} ({})", user.username, user.id)
             })

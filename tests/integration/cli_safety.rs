@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::blob_cli::{add_user, json};
-use crate::common::{bvstore, stderr};
+use crate::common::{bvstore, bvstore_stdin, stderr};
 
 fn init(d: &Path) {
     let o = bvstore(d, &["init"]);
@@ -129,4 +129,29 @@ fn file_get_out_replaces_the_target_on_success() {
     assert_eq!(std::fs::read(&target).unwrap(), &data[10..15]);
     let entries = std::fs::read_dir(target.parent().unwrap()).unwrap().count();
     assert_eq!(entries, 1, "no temporary file is left");
+}
+
+#[test]
+fn user_add_with_an_invalid_password_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    let args = [
+        "user",
+        "add",
+        "--username",
+        "asha",
+        "--email",
+        "asha@example.in",
+        "--password-stdin",
+    ];
+    let short = bvstore_stdin(&d, &args, Some("short\n"));
+    assert_eq!(short.status.code(), Some(5), "{}", stderr(&short));
+    assert!(stderr(&short).contains("password"), "{}", stderr(&short));
+    let list = json(&bvstore(&d, &["--json", "user", "list"]));
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+    let ok = bvstore_stdin(&d, &args, Some("long enough secret\n"));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let shown = json(&bvstore(&d, &["--json", "user", "show", "asha"]));
+    assert_eq!(shown["has_password"], true);
 }
