@@ -236,8 +236,8 @@ impl Config {
             self.blob_cache_limit_bytes = num("BV_BLOB_CACHE_LIMIT_BYTES", v)?;
         }
         if let Some(v) = get("BV_MASTER_KEY").filter(|v| !v.is_empty()) {
-            self.master_key = Some(crate::MasterKey::parse(&v).map_err(|_| Error::Config {
-                reason: "BV_MASTER_KEY must be 64 hex digits or base64 of 32 bytes".into(),
+            self.master_key = Some(crate::MasterKey::parse(&v).map_err(|_| Error::InvalidKey {
+                origin: "BV_MASTER_KEY".into(),
             })?);
         }
         if let Some(v) = get("BV_MASTER_KEY_FILE").filter(|v| !v.is_empty()) {

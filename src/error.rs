@@ -143,6 +143,15 @@ pub enum Error {
         /// What is missing and where it was looked for.
         reason: String,
     },
+    /// A master key (given as text, in `BV_MASTER_KEY`, or in a key file)
+    /// that does not parse. Its text is never echoed.
+    #[error(
+        "{origin} does not hold a usable master key: expected 64 hex digits or base64 of 32 bytes (a key file may also hold the 32 raw bytes)"
+    )]
+    InvalidKey {
+        /// Where the key came from, e.g. `BV_MASTER_KEY` or `key file /srv/bv/master.key`.
+        origin: String,
+    },
     /// A key file is readable by group or others, so it is refused.
     #[error("key file {path} has mode {mode:o}; make it private (chmod 600) before use")]
     InsecureKeyFile {

@@ -133,7 +133,10 @@ fn exit_code(e: &Error) -> u8 {
         Error::Locked { .. } => 6,
         Error::VersionTooNew { .. } => 7,
         Error::Corrupt { .. } | Error::Integrity { .. } => 8,
-        Error::WrongKey { .. } | Error::MissingKey { .. } | Error::InsecureKeyFile { .. } => 9,
+        Error::WrongKey { .. }
+        | Error::MissingKey { .. }
+        | Error::InvalidKey { .. }
+        | Error::InsecureKeyFile { .. } => 9,
         Error::PermissionDenied { .. } => 10,
         _ => 1,
     }

@@ -14,6 +14,23 @@ fn init(d: &Path) {
     assert!(o.status.success(), "init: {}", stderr(&o));
 }
 
+/// Runs `bvstore` with extra environment variables.
+fn bvstore_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bvstore"));
+    cmd.arg("--data-dir").arg(dir).args(args);
+    cmd.env_remove("BV_DATA_DIR")
+        .env_remove("BV_CONFIG")
+        .env_remove("BV_MASTER_KEY")
+        .env_remove("BV_MASTER_KEY_FILE")
+        .env("BV_PASSWORD_MEMORY_KIB", "8")
+        .env("BV_PASSWORD_ITERATIONS", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(std::process::Stdio::null());
+    cmd.output().expect("run bvstore")
+}
+
 /// A store with users `mira` (owning one 300,000-byte file) and `nikhil`,
 /// and a pre-existing output file. Returns (tempdir, data dir, file id,
 /// the stored bytes, the output path).
@@ -154,4 +171,33 @@ fn user_add_with_an_invalid_password_creates_nothing() {
     assert!(ok.status.success(), "{}", stderr(&ok));
     let shown = json(&bvstore(&d, &["--json", "user", "show", "asha"]));
     assert_eq!(shown["has_password"], true);
+}
+
+#[test]
+fn an_unparsable_bv_master_key_exits_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    let o = bvstore_env(&d, &[("BV_MASTER_KEY", "not a key")], &["user", "list"]);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    assert!(stderr(&o).contains("BV_MASTER_KEY"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("not a key"), "the key is echoed");
+}
+
+#[test]
+fn an_empty_or_garbage_master_key_file_exits_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    let key = d.join("master.key");
+    for content in [&b""[..], b"garbage, not a key\n"] {
+        std::fs::write(&key, content).unwrap();
+        let o = bvstore(&d, &["user", "list"]);
+        assert_eq!(o.status.code(), Some(9), "{content:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("master.key"),
+            "names the file: {}",
+            stderr(&o)
+        );
+    }
 }
