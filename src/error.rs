@@ -186,7 +186,7 @@ pub enum Error {
     /// `incr`); the value is unchanged.
     #[error("cache key {key} holds a value that is not {expected}: {detail}")]
     WrongType {
-        /// The key (cut to 80 bytes, quoted).
+        /// The key (quoted, cut to 64 characters).
         key: String,
         /// What was asked for: a Rust type name, or "a decimal integer".
         expected: &'static str,
@@ -218,13 +218,8 @@ impl Error {
     }
 
     pub(crate) fn wrong_type(key: &str, expected: &'static str, detail: impl Into<String>) -> Self {
-        let mut end = key.len().min(80);
-        while !key.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = if end < key.len() { "…" } else { "" };
         Error::WrongType {
-            key: format!("{:?}{cut}", &key[..end]),
+            key: quote(key),
             expected,
             detail: detail.into(),
         }
@@ -273,6 +268,20 @@ impl Error {
                 source: Arc::new(redb::Error::Io(std::io::Error::other(other.to_string()))),
             },
         }
+    }
+}
+
+/// How many characters of a user's input an error quotes.
+const QUOTED_CHARS: usize = 64;
+
+/// Quotes a user's input for an error message: in double quotes with
+/// control characters escaped (as `{:?}` does), cut to 64 characters with
+/// `…` after the closing quote when longer. Every error that echoes input
+/// goes through here, so a 100 KB name never makes 100 KB of stderr.
+pub(crate) fn quote(input: &str) -> String {
+    match input.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{:?}…", &input[..end]),
+        None => format!("{input:?}"),
     }
 }
 

@@ -68,7 +68,7 @@ macro_rules! define_id {
             fn from_str(s: &str) -> Result<Self, Error> {
                 uuid::Uuid::parse_str(s.trim())
                     .map(Self)
-                    .map_err(|e| Error::invalid($field, format!("{s:?} is not a UUID: {e}")))
+                    .map_err(|e| Error::invalid($field, format!("{} is not a UUID: {e}", crate::error::quote(s))))
             }
         }
     };
@@ -202,7 +202,10 @@ impl FromStr for Timestamp {
         let bad = || {
             Error::invalid(
                 "timestamp",
-                format!("{s:?} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z"),
+                format!(
+                    "{} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z",
+                    crate::error::quote(s)
+                ),
             )
         };
         if let Ok(us) = s.parse::<i64>() {
@@ -348,7 +351,10 @@ impl FromStr for Cursor {
         uuid::Uuid::parse_str(s).map(Cursor).map_err(|_| {
             Error::invalid(
                 "cursor",
-                format!("{s:?} is not a cursor from a previous page"),
+                format!(
+                    "{} is not a cursor from a previous page",
+                    crate::error::quote(s)
+                ),
             )
         })
     }

@@ -351,9 +351,10 @@ async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 fn parse_range(r: &str) -> Result<(u64, u64), Error> {
+    // The text is not echoed: it may be long or hold control characters.
     let bad = || Error::InvalidInput {
         field: "range",
-        reason: format!("{r:?} is not OFFSET:LEN"),
+        reason: "expected OFFSET:LEN in bytes, e.g. 1000:64".into(),
     };
     let (a, b) = r.split_once(':').ok_or_else(bad)?;
     Ok((

@@ -8,7 +8,7 @@ use tracing::instrument;
 use crate::db::schema::{FILES, FILES_BY_BLOB, FILES_BY_EXPIRY, FILES_BY_OWNER};
 use crate::db::users::require_live;
 use crate::db::{Db, codec, get_record, put_record};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::file::{AudioFile, NewAudioFile};
 use crate::types::{BlobAddress, Cursor, FileId, ListOptions, Page, Timestamp, UserId};
 
@@ -24,7 +24,7 @@ pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     {
         return Err(Error::invalid(
             "content type",
-            format!("{:?} is not a MIME type", new.content_type),
+            format!("{} is not a MIME type", quote(&new.content_type)),
         ));
     }
     if new.name.as_ref().is_some_and(|n| n.len() > 255) {

@@ -13,7 +13,7 @@ use crate::db::Db;
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
 use crate::db::user_record::{self, Index};
 use crate::db::users_index::{holder, lookup, put_user};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
 use crate::model::validate::{normalize_email, normalize_username, normalize_username_cow};
 use crate::types::{Cursor, ListOptions, Page, Timestamp, UserId};
@@ -263,14 +263,15 @@ impl Users<'_> {
     #[instrument(level = "debug", skip(self))]
     pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
         let name = normalize_username_cow(username)
-            .map_err(|_| Error::not_found(Entity::User, username))?;
+            .map_err(|_| Error::not_found(Entity::User, quote(username)))?;
         self.get_by_index(false, &name)
     }
 
     /// The live user with this email (case-insensitive).
     #[instrument(level = "debug", skip(self))]
     pub fn get_by_email(&self, email: &str) -> Result<User, Error> {
-        let email = normalize_email(email).map_err(|_| Error::not_found(Entity::User, email))?;
+        let email =
+            normalize_email(email).map_err(|_| Error::not_found(Entity::User, quote(email)))?;
         self.get_by_index(true, &email)
     }
 

@@ -84,7 +84,10 @@ impl std::str::FromStr for ConsentKind {
             "analytics" => Ok(ConsentKind::Analytics),
             _ => Err(Error::invalid(
                 "consent",
-                format!("{s:?} is not one of audio-storage, personalisation, analytics"),
+                format!(
+                    "{} is not one of audio-storage, personalisation, analytics",
+                    crate::error::quote(s)
+                ),
             )),
         }
     }

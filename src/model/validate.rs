@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, quote};
 
 /// Whether `c` may appear in a normalised username.
 fn username_char(c: char) -> bool {
@@ -42,19 +42,22 @@ pub fn normalize_username(raw: &str) -> Result<String, Error> {
     if !(3..=32).contains(&len) {
         return Err(Error::invalid(
             "username",
-            format!("{raw:?} must be 3 to 32 characters"),
+            format!("{} must be 3 to 32 characters", quote(raw)),
         ));
     }
     if !name.chars().all(username_char) {
         return Err(Error::invalid(
             "username",
-            format!("{raw:?} may hold only letters a-z, digits, '_', '.' and '-'"),
+            format!(
+                "{} may hold only letters a-z, digits, '_', '.' and '-'",
+                quote(raw)
+            ),
         ));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(Error::invalid(
             "username",
-            format!("{raw:?} must start with a letter or digit"),
+            format!("{} must start with a letter or digit", quote(raw)),
         ));
     }
     Ok(name)
@@ -70,7 +73,7 @@ pub fn normalize_username(raw: &str) -> Result<String, Error> {
 /// ```
 pub fn normalize_email(raw: &str) -> Result<String, Error> {
     let email = raw.trim().to_lowercase();
-    let bad = |why: &str| Error::invalid("email", format!("{raw:?} {why}"));
+    let bad = |why: &str| Error::invalid("email", format!("{} {why}", quote(raw)));
     if email.is_empty() || email.len() > 254 {
         return Err(bad("must be 1 to 254 bytes"));
     }
@@ -103,7 +106,10 @@ pub(crate) fn check_metric_name(name: &str) -> Result<(), Error> {
     } else {
         Err(Error::invalid(
             "metric name",
-            format!("{name:?} must be 1 to 128 characters from A-Z a-z 0-9 _ . :"),
+            format!(
+                "{} must be 1 to 128 characters from A-Z a-z 0-9 _ . :",
+                quote(name)
+            ),
         ))
     }
 }
@@ -141,7 +147,7 @@ impl LanguageTag {
 impl FromStr for LanguageTag {
     type Err = Error;
     fn from_str(raw: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::invalid("language tag", format!("{raw:?}: {why}"));
+        let bad = |why: &str| Error::invalid("language tag", format!("{}: {why}", quote(raw)));
         if raw.is_empty() || raw.len() > 35 {
             return Err(bad("must be 1 to 35 characters, e.g. hi-IN"));
         }
@@ -178,7 +184,8 @@ impl FromStr for LanguageTag {
                 stage = 2;
             } else {
                 return Err(bad(&format!(
-                    "subtag {part:?} is not a script, region or variant"
+                    "subtag {} is not a script, region or variant",
+                    quote(part)
                 )));
             }
         }

@@ -174,6 +174,53 @@ fn user_add_with_an_invalid_password_creates_nothing() {
 }
 
 #[test]
+fn huge_max_batch_from_the_environment_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    for v in ["18446744073709551615", "100000000000"] {
+        let o = bvstore_env(&d, &[("BV_MAX_BATCH", v)], &["user", "list"]);
+        let code = o.status.code();
+        assert!(
+            code.is_some() && code != Some(101) && code != Some(134),
+            "BV_MAX_BATCH={v}: {:?} {}",
+            o.status,
+            stderr(&o)
+        );
+        assert!(!o.status.success(), "BV_MAX_BATCH={v} was accepted");
+        let err = stderr(&o);
+        assert!(
+            err.contains("max_batch") && err.contains("65536") && !err.contains("panicked"),
+            "BV_MAX_BATCH={v}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_100_kb_username_is_not_echoed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    let name = "a".repeat(100_000);
+    let o = bvstore(
+        &d,
+        &[
+            "user",
+            "add",
+            "--username",
+            &name,
+            "--email",
+            "a@example.in",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(o.stderr.len() < 1024, "{} bytes of stderr", o.stderr.len());
+    let o = bvstore(&d, &["user", "show", &name]);
+    assert!(!o.status.success());
+    assert!(o.stderr.len() < 1024, "{} bytes of stderr", o.stderr.len());
+}
+
+#[test]
 fn an_unparsable_bv_master_key_exits_9() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");

@@ -23,6 +23,7 @@ mod direct_io;
 mod disk_full;
 mod files;
 mod fuzz_corpus;
+mod input_safety;
 mod keys;
 mod locking;
 mod metrics;
