@@ -11,7 +11,7 @@ use clap::Subcommand;
 use tokio::io::AsyncWriteExt;
 
 use super::user::resolve;
-use super::{Cli, Out, open};
+use super::{Cli, Out, clean, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum FileCommand {
@@ -138,8 +138,8 @@ fn file_line(f: &AudioFile) -> String {
         "{}  {:>12} B  {:<24} {:<20} key v{}  {}",
         f.id,
         f.plain_bytes,
-        f.content_type,
-        f.name.as_deref().unwrap_or("-"),
+        clean(&f.content_type),
+        clean(f.name.as_deref().unwrap_or("-")),
         f.key_version,
         f.created_at
     )
@@ -226,7 +226,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
             let written = copy_out(&store, who, id, range, &mut file).await?;
             file.commit().await?;
             let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });
-            out.emit(&doc, || format!("wrote {written} bytes to {dest}"))
+            out.emit(&doc, || format!("wrote {written} bytes to {}", clean(dest)))
         }
         FileCommand::Ls {
             user,
@@ -286,7 +286,9 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
                 .grant(actor(&store, user).await?, id.parse()?, to.id)
                 .await?;
             let doc = serde_json::json!({ "file": id, "granted_to": to.id });
-            out.emit(&doc, || format!("{} may now read file {id}", to.username))
+            out.emit(&doc, || {
+                format!("{} may now read file {}", clean(&to.username), clean(id))
+            })
         }
         FileCommand::Revoke { id, user, from } => {
             let from = resolve(&store, from).await?;
@@ -296,7 +298,11 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
                 .await?;
             let doc = serde_json::json!({ "file": id, "revoked_from": from.id });
             out.emit(&doc, || {
-                format!("{} may no longer read file {id}", from.username)
+                format!(
+                    "{} may no longer read file {}",
+                    clean(&from.username),
+                    clean(id)
+                )
             })
         }
         FileCommand::Verify { id } => {

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use bharatvoice_store::{Config, Error, Store};
 use clap::{Parser, Subcommand};
 
-pub(crate) use output::Out;
+pub(crate) use output::{Out, clean, clean_path};
 
 /// bvstore: the embedded store of the BharatVoice assistant.
 #[derive(Debug, Parser)]
@@ -109,7 +109,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Error> {
             out.emit(&report, || {
                 format!(
                     "store ready at {} (schema version {})",
-                    store.config().data_dir.display(),
+                    clean_path(&store.config().data_dir),
                     store.schema_version().unwrap_or_default()
                 )
             })
@@ -158,9 +158,9 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
             serde_json::json!({ "error": e.to_string(), "code": exit_code(e), "causes": chain });
         eprintln!("{doc}");
     } else {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", clean(&e.to_string()));
         for c in chain {
-            eprintln!("  caused by: {c}");
+            eprintln!("  caused by: {}", clean(&c));
         }
     }
     ExitCode::from(exit_code(e))

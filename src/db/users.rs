@@ -15,7 +15,9 @@ use crate::db::user_record::{self, Index};
 use crate::db::users_index::{holder, lookup, put_user};
 use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
-use crate::model::validate::{normalize_email, normalize_username, normalize_username_cow};
+use crate::model::validate::{
+    check_line, normalize_email, normalize_username, normalize_username_cow,
+};
 use crate::types::{Cursor, ListOptions, Page, Timestamp, UserId};
 
 /// User accounts; from [`Store::users`](crate::Store::users).
@@ -41,7 +43,8 @@ fn check_display_name(name: &Option<String>) -> Result<(), Error> {
             "display name",
             "must be 1 to 128 bytes and not blank",
         )),
-        _ => Ok(()),
+        Some(n) => check_line("display name", n),
+        None => Ok(()),
     }
 }
 

@@ -65,6 +65,26 @@ pub enum Codec {
     Zstd,
 }
 
+/// The name `bvstore` and the JSON output use.
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encryption::None => "none",
+            Encryption::Aes256GcmSiv => "aes256-gcm-siv",
+        })
+    }
+}
+
+/// The name `bvstore` and the JSON output use.
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Codec::None => "none",
+            Codec::Zstd => "zstd",
+        })
+    }
+}
+
 /// What is needed to insert a file record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAudioFile {

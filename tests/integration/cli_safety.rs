@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::blob_cli::{add_user, json};
-use crate::common::{bvstore, bvstore_stdin, stderr};
+use crate::common::{bvstore, bvstore_stdin, stderr, stdout};
 
 fn init(d: &Path) {
     let o = bvstore(d, &["init"]);
@@ -247,4 +247,76 @@ fn an_empty_or_garbage_master_key_file_exits_9() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn text_output_uses_the_cli_spelling_of_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    add_user(&d, "mira");
+    let show = bvstore(&d, &["user", "show", "mira"]);
+    assert!(stdout(&show).contains(" active "), "{}", stdout(&show));
+    assert!(!stdout(&show).contains("Active"), "{}", stdout(&show));
+    let c = bvstore(&d, &["user", "consent", "mira", "--grant", "audio-storage"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(stdout(&c).contains("audio-storage given"), "{}", stdout(&c));
+    assert!(!stdout(&c).contains("AudioStorage"), "{}", stdout(&c));
+}
+
+#[test]
+fn file_put_refuses_a_file_name_with_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    add_user(&d, "mira");
+    let input = dir.path().join("a\x1b[2Jb.wav");
+    std::fs::write(&input, b"RIFF").unwrap();
+    let o = bvstore(
+        &d,
+        &["file", "put", input.to_str().unwrap(), "--user", "mira"],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(!o.stderr.contains(&0x1b), "stderr holds a raw ESC");
+}
+
+#[tokio::test]
+async fn text_output_escapes_control_characters_of_stored_records() {
+    use bharatvoice_store::{Actor, PutOptions, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    add_user(&d, "mira");
+    let store = Store::open(crate::common::config(&d)).await.unwrap();
+    let u = store.users().get_by_username("mira").unwrap();
+    let f = store
+        .files()
+        .put_bytes(
+            Actor::User(u.id),
+            u.id,
+            b"hello",
+            PutOptions::content_type("audio/wav"),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    // A record written before control characters were refused.
+    let mut slipped = f.clone();
+    slipped.name = Some("evil\x1b[2J\rname".into());
+    slipped.tags = vec!["t\u{202e}ag".into()];
+    crate::tamper::put_file_record(&d, &slipped);
+    let ls = bvstore(&d, &["file", "ls", "--user", "mira"]);
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    assert!(!ls.stdout.contains(&0x1b), "raw ESC: {}", stdout(&ls));
+    assert!(!ls.stdout.contains(&b'\r'), "raw CR: {}", stdout(&ls));
+    assert!(
+        stdout(&ls).contains(r"evil\u{1b}[2J\rname"),
+        "{}",
+        stdout(&ls)
+    );
+    // JSON keeps the exact text (serde_json escapes it).
+    let ls = json(&bvstore(&d, &["--json", "file", "ls", "--user", "mira"]));
+    assert_eq!(ls["items"][0]["name"], "evil\x1b[2J\rname");
 }

@@ -4,9 +4,167 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bharatvoice_store::{CacheConfig, Config, Error, NewUser, WriteMode};
+use bharatvoice_store::{
+    Actor, CacheConfig, Config, Error, MetricSample, NewUser, ProfileUpdate, PutOptions, Role,
+    Turn, UserUpdate, VoicePreferences, WriteMode,
+};
 
 use crate::common::open_store;
+
+/// Texts no single-line field may hold.
+const BAD: [&str; 5] = [
+    "a\x1b[2Jb",
+    "x\ny",
+    "tab\there",
+    "right\u{202e}left",
+    "iso\u{2066}late",
+];
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) {
+    match r {
+        Err(Error::InvalidInput { .. }) => {}
+        other => panic!("{what}: expected InvalidInput, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn user_fields_with_control_characters_are_refused() {
+    let t = open_store().await;
+    let users = t.store.users();
+    let ok = t.user("mira").await;
+    for bad in BAD {
+        assert_invalid(
+            users
+                .create(NewUser::new("ravi", "ravi@example.in").display_name(bad))
+                .await,
+            &format!("display name {bad:?}"),
+        );
+        assert_invalid(
+            users
+                .create(NewUser::new("ravi", format!("ra{bad}vi@example.in")))
+                .await,
+            &format!("email {bad:?}"),
+        );
+        assert_invalid(
+            users
+                .create(NewUser::new(format!("ra{bad}vi"), "ravi@example.in"))
+                .await,
+            &format!("username {bad:?}"),
+        );
+        let change = UserUpdate {
+            display_name: Some(Some(bad.into())),
+            ..Default::default()
+        };
+        assert_invalid(users.update(ok.id, change).await, "display name update");
+    }
+    // Nothing was created along the way.
+    assert!(users.get_by_username("ravi").is_err());
+}
+
+#[tokio::test]
+async fn file_fields_with_control_characters_are_refused() {
+    let t = open_store().await;
+    let u = t.user("mira").await;
+    let me = Actor::User(u.id);
+    let files = t.store.files();
+    for bad in BAD {
+        let named = PutOptions {
+            name: Some(bad.into()),
+            ..PutOptions::content_type("audio/wav")
+        };
+        assert_invalid(files.put_bytes(me, u.id, b"x", named).await, "name");
+        let typed = PutOptions::content_type(format!("audio/{bad}"));
+        assert_invalid(files.put_bytes(me, u.id, b"x", typed).await, "type");
+        let tagged = PutOptions {
+            tags: vec![bad.into()],
+            ..PutOptions::content_type("audio/wav")
+        };
+        assert_invalid(files.put_bytes(me, u.id, b"x", tagged).await, "tag");
+    }
+    let page = files
+        .list(me, u.id, Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert!(page.items.is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn profile_fields_with_control_characters_are_refused() {
+    let t = open_store().await;
+    let u = t.user("mira").await;
+    let profiles = t.store.profiles();
+    for bad in BAD {
+        let changes = [
+            ProfileUpdate {
+                region: Some(Some(bad.into())),
+                ..Default::default()
+            },
+            ProfileUpdate {
+                accent: Some(Some(bad.into())),
+                ..Default::default()
+            },
+            ProfileUpdate {
+                voice: Some(VoicePreferences {
+                    voice: Some(bad.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ProfileUpdate {
+                preferences: vec![(bad.into(), Some("v".into()))],
+                ..Default::default()
+            },
+            ProfileUpdate {
+                preferences: vec![("k".into(), Some(bad.into()))],
+                ..Default::default()
+            },
+        ];
+        for change in changes {
+            let what = format!("{change:?}");
+            assert_invalid(profiles.upsert(u.id, change).await, &what);
+        }
+    }
+}
+
+#[tokio::test]
+async fn turn_text_keeps_newlines_and_tabs_but_no_other_control_characters() {
+    let t = open_store().await;
+    let u = t.user("mira").await;
+    let sessions = t.store.sessions();
+    let s = sessions.create(u.id, None).await.unwrap();
+    let ok = "line one\n\tline two\n";
+    let s2 = sessions
+        .append_turn(s.id, Turn::new(Role::User, ok))
+        .await
+        .unwrap();
+    assert_eq!(s2.context[0].text, ok);
+    for bad in [
+        "a\x1b[2Jb",
+        "cr\rforged",
+        "bell\x07",
+        "nul\0",
+        "right\u{202e}left",
+    ] {
+        assert_invalid(
+            sessions.append_turn(s.id, Turn::new(Role::User, bad)).await,
+            &format!("turn {bad:?}"),
+        );
+    }
+    assert_eq!(sessions.get(s.id).unwrap().turn_count, 1);
+}
+
+#[tokio::test]
+async fn metric_labels_with_control_characters_are_refused() {
+    let t = open_store().await;
+    for bad in BAD {
+        let by_key = MetricSample::new("db.write", 1.0).label(bad, "v");
+        assert_invalid(t.store.metrics().record(by_key).await, "label key");
+        let by_value = MetricSample::new("db.write", 1.0).label("op", bad);
+        assert_invalid(t.store.metrics().record(by_value).await, "label value");
+    }
+}
+
+// ---- settings ranges -----------------------------------------------------
 
 /// `config` is refused with a `Config` error naming `name` and `range`.
 fn assert_out_of_range(config: Config, name: &str, range: &str) {
