@@ -31,6 +31,17 @@ fn bvstore_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     cmd.output().expect("run bvstore")
 }
 
+// ---- file get --out ----------------------------------------------------
+
+/// `bvstore --json file put PATH --user USER`: the record.
+fn put(d: &Path, path: &Path, user: &str) -> serde_json::Value {
+    let path = path.to_str().unwrap();
+    json(&bvstore(
+        d,
+        &["--json", "file", "put", path, "--user", user],
+    ))
+}
+
 /// A store with users `mira` (owning one 300,000-byte file) and `nikhil`,
 /// and a pre-existing output file. Returns (tempdir, data dir, file id,
 /// the stored bytes, the output path).
@@ -43,17 +54,7 @@ fn get_fixture() -> (tempfile::TempDir, PathBuf, String, Vec<u8>, PathBuf) {
     let input = dir.path().join("clip.wav");
     let data = crate::blobs::speech_pcm(300_000, 5);
     std::fs::write(&input, &data).unwrap();
-    let rec = json(&bvstore(
-        &d,
-        &[
-            "--json",
-            "file",
-            "put",
-            input.to_str().unwrap(),
-            "--user",
-            "mira",
-        ],
-    ));
+    let rec = put(&d, &input, "mira");
     let id = rec["id"].as_str().unwrap().to_string();
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
@@ -148,6 +149,8 @@ fn file_get_out_replaces_the_target_on_success() {
     assert_eq!(entries, 1, "no temporary file is left");
 }
 
+// ---- user add --password-stdin -----------------------------------------
+
 #[test]
 fn user_add_with_an_invalid_password_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,6 +175,8 @@ fn user_add_with_an_invalid_password_creates_nothing() {
     let shown = json(&bvstore(&d, &["--json", "user", "show", "asha"]));
     assert_eq!(shown["has_password"], true);
 }
+
+// ---- settings out of range and long echoes -----------------------------
 
 #[test]
 fn huge_max_batch_from_the_environment_is_a_clear_error() {
@@ -220,6 +225,8 @@ fn a_100_kb_username_is_not_echoed_whole() {
     assert!(o.stderr.len() < 1024, "{} bytes of stderr", o.stderr.len());
 }
 
+// ---- master key exit codes ---------------------------------------------
+
 #[test]
 fn an_unparsable_bv_master_key_exits_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,6 +254,31 @@ fn an_empty_or_garbage_master_key_file_exits_9() {
             stderr(&o)
         );
     }
+}
+
+// ---- output: hex digests, CLI spellings, escaped control characters ---
+
+#[test]
+fn json_prints_sha256_and_blob_as_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    init(&d);
+    add_user(&d, "mira");
+    let input = dir.path().join("clip.wav");
+    let data = crate::blobs::speech_pcm(10_000, 5);
+    std::fs::write(&input, &data).unwrap();
+    let rec = put(&d, &input, "mira");
+    let expected: String =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&data))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    assert_eq!(rec["sha256"], expected.as_str(), "{rec}");
+    let blob = rec["blob"].as_str().unwrap_or_else(|| panic!("{rec}"));
+    let on_disk = crate::blobs::walk(&d.join("blobs")).pop().unwrap();
+    assert_eq!(on_disk.file_name().unwrap().to_str().unwrap(), blob);
+    let ls = json(&bvstore(&d, &["--json", "file", "ls", "--user", "mira"]));
+    assert_eq!(ls["items"][0]["sha256"], expected.as_str());
 }
 
 #[test]
