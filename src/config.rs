@@ -10,28 +10,33 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cache::config::{CacheConfig, FileCacheConfig};
-use crate::error::Error;
+use crate::error::{Error, quote};
 
 /// The settings of a [`Store`](crate::Store).
 ///
 /// ## Defaults
 ///
-/// | setting | default | env |
-/// |---|---|---|
-/// | `data_dir` | `./bharatvoice-data` | `BV_DATA_DIR` |
-/// | `max_batch` | 512 requests per group commit | `BV_MAX_BATCH` |
-/// | `write_queue` | 8192 queued write requests | |
-/// | `db_cache_bytes` | 64 MiB of redb page cache | `BV_DB_CACHE_BYTES` |
-/// | `session_idle_timeout` | 30 minutes | `BV_SESSION_IDLE_SECS` |
-/// | `session_max_turns` | 32 turns of context | `BV_SESSION_MAX_TURNS` |
-/// | `session_max_context_bytes` | 16 KiB of context text | `BV_SESSION_MAX_CONTEXT_BYTES` |
-/// | `password_memory_kib` | 19456 (argon2id, OWASP) | `BV_PASSWORD_MEMORY_KIB` |
-/// | `password_iterations` | 2 | `BV_PASSWORD_ITERATIONS` |
-/// | `default_retention_days` | 90 | `BV_DEFAULT_RETENTION_DAYS` |
-/// | `blob_chunk_bytes` | 256 KiB per blob chunk | `BV_BLOB_CHUNK_BYTES` |
-/// | `blob_cache_limit_bytes` | 1 MiB: larger blobs leave the OS page cache once written | `BV_BLOB_CACHE_LIMIT_BYTES` |
-/// | `master_key` | none: use `master_key_file`, else `<data_dir>/master.key` | `BV_MASTER_KEY` (hex or base64) |
-/// | `master_key_file` | none | `BV_MASTER_KEY_FILE` |
+/// | setting | default | accepted | env |
+/// |---|---|---|---|
+/// | `data_dir` | `./bharatvoice-data` | not empty | `BV_DATA_DIR` |
+/// | `max_batch` | 512 requests per group commit | 1 to 65536 | `BV_MAX_BATCH` |
+/// | `write_queue` | 8192 queued write requests | 1 to 1048576 | |
+/// | `db_cache_bytes` | 64 MiB of redb page cache | 64 KiB to 1 TiB | `BV_DB_CACHE_BYTES` |
+/// | `session_idle_timeout` | 30 minutes | 1 s to 3650 days | `BV_SESSION_IDLE_SECS` |
+/// | `session_max_turns` | 32 turns of context | 1 to 65536 | `BV_SESSION_MAX_TURNS` |
+/// | `session_max_context_bytes` | 16 KiB of context text | 1 B to 16 MiB | `BV_SESSION_MAX_CONTEXT_BYTES` |
+/// | `password_memory_kib` | 19456 (argon2id, OWASP) | 8 to 2097152 (2 GiB) | `BV_PASSWORD_MEMORY_KIB` |
+/// | `password_iterations` | 2 | 1 to 64 | `BV_PASSWORD_ITERATIONS` |
+/// | `default_retention_days` | 90 | 1 to 3650 | `BV_DEFAULT_RETENTION_DAYS` |
+/// | `blob_chunk_bytes` | 256 KiB per blob chunk | 4 KiB to 16 MiB | `BV_BLOB_CHUNK_BYTES` |
+/// | `blob_cache_limit_bytes` | 1 MiB: larger blobs leave the OS page cache once written | any | `BV_BLOB_CACHE_LIMIT_BYTES` |
+/// | `master_key` | none: use `master_key_file`, else `<data_dir>/master.key` | 32 bytes | `BV_MASTER_KEY` (hex or base64) |
+/// | `master_key_file` | none | a private file | `BV_MASTER_KEY_FILE` |
+///
+/// A value outside its range is refused with [`Error::Config`] naming the
+/// setting and the range, by [`Config::validate`] (which
+/// [`Store::open`](crate::Store::open), the TOML loaders and
+/// [`Config::apply_env`] call).
 ///
 /// Without a master key or key file, the store uses the embedded default:
 /// `<data_dir>/master.key` (mode 0600), generated on first open. That key
@@ -144,6 +149,50 @@ struct FileConfig {
     cache: Option<FileCacheConfig>,
 }
 
+/// 3650 days in seconds: the longest duration a setting may take.
+pub(crate) const TEN_YEARS_SECS: u64 = 3650 * 86_400;
+
+/// Fails with [`Error::Config`] naming the setting and its range unless
+/// `value` is in `range`.
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), Error> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::Config {
+        reason: format!(
+            "{name} must be {} to {}, got {value}",
+            range.start(),
+            range.end()
+        ),
+    })
+}
+
+/// [`check_range`] for a duration: 1 to `max` whole `unit`s (a second or a
+/// millisecond), reported in that unit.
+pub(crate) fn check_duration(
+    name: &str,
+    value: Duration,
+    unit: Duration,
+    max: u64,
+) -> Result<(), Error> {
+    let unit_name = if unit == Duration::from_millis(1) {
+        "ms"
+    } else {
+        "s"
+    };
+    let ok = value >= unit && value.as_nanos() <= unit.as_nanos() * u128::from(max);
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Config {
+        reason: format!("{name} must be 1 to {max} {unit_name}, got {value:?}"),
+    })
+}
+
 impl Config {
     /// Defaults with this data directory.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -210,7 +259,7 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
         fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, Error> {
             v.trim().parse().map_err(|_| Error::Config {
-                reason: format!("{name}={v:?} is not a number"),
+                reason: format!("{name}={} is not a number", quote(&v)),
             })
         }
         if let Some(v) = get("BV_DATA_DIR").filter(|v| !v.is_empty()) {
@@ -247,8 +296,8 @@ impl Config {
             self.blob_cache_limit_bytes = num("BV_BLOB_CACHE_LIMIT_BYTES", v)?;
         }
         if let Some(v) = get("BV_MASTER_KEY").filter(|v| !v.is_empty()) {
-            self.master_key = Some(crate::MasterKey::parse(&v).map_err(|_| Error::Config {
-                reason: "BV_MASTER_KEY must be 64 hex digits or base64 of 32 bytes".into(),
+            self.master_key = Some(crate::MasterKey::parse(&v).map_err(|_| Error::InvalidKey {
+                origin: "BV_MASTER_KEY".into(),
             })?);
         }
         if let Some(v) = get("BV_MASTER_KEY_FILE").filter(|v| !v.is_empty()) {
@@ -258,33 +307,40 @@ impl Config {
         self.validate()
     }
 
-    /// Checks that the settings can work together.
+    /// Checks every setting against its range (see the table above).
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |reason: &str| {
-            Err(Error::Config {
-                reason: reason.into(),
-            })
-        };
         if self.data_dir.as_os_str().is_empty() {
-            return bad("data_dir must not be empty");
+            return Err(Error::Config {
+                reason: "data_dir must not be empty".into(),
+            });
         }
-        if self.max_batch == 0 || self.write_queue == 0 {
-            return bad("max_batch and write_queue must be at least 1");
-        }
-        if self.session_max_turns == 0 || self.session_max_context_bytes == 0 {
-            return bad("session context limits must be at least 1");
-        }
-        if self.password_memory_kib < 8 || self.password_iterations == 0 {
-            return bad(
-                "password_memory_kib must be at least 8 and password_iterations at least 1",
-            );
-        }
-        if !(1..=3650).contains(&self.default_retention_days) {
-            return bad("default_retention_days must be 1 to 3650");
-        }
-        if !(4 << 10..=16 << 20).contains(&self.blob_chunk_bytes) {
-            return bad("blob_chunk_bytes must be 4 KiB to 16 MiB");
-        }
+        check_range("max_batch", self.max_batch, 1..=1 << 16)?;
+        check_range("write_queue", self.write_queue, 1..=1 << 20)?;
+        check_range("db_cache_bytes", self.db_cache_bytes, 64 << 10..=1 << 40)?;
+        check_duration(
+            "session_idle_timeout",
+            self.session_idle_timeout,
+            Duration::from_secs(1),
+            TEN_YEARS_SECS,
+        )?;
+        check_range("session_max_turns", self.session_max_turns, 1..=1 << 16)?;
+        check_range(
+            "session_max_context_bytes",
+            self.session_max_context_bytes,
+            1..=16 << 20,
+        )?;
+        check_range("password_memory_kib", self.password_memory_kib, 8..=2 << 20)?;
+        check_range("password_iterations", self.password_iterations, 1..=64)?;
+        check_range(
+            "default_retention_days",
+            self.default_retention_days,
+            1..=3650,
+        )?;
+        check_range(
+            "blob_chunk_bytes",
+            self.blob_chunk_bytes,
+            4 << 10..=16 << 20,
+        )?;
         self.cache.validate()
     }
 
@@ -296,6 +352,11 @@ impl Config {
     /// Sets the most requests per group commit.
     pub fn max_batch(mut self, n: usize) -> Self {
         self.max_batch = n;
+        self
+    }
+    /// Sets the most write requests waiting for the writer.
+    pub fn write_queue(mut self, n: usize) -> Self {
+        self.write_queue = n;
         self
     }
     /// Sets redb's page cache size.

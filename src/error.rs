@@ -175,6 +175,15 @@ pub enum Error {
         /// What is missing and where it was looked for.
         reason: String,
     },
+    /// A master key (given as text, in `BV_MASTER_KEY`, or in a key file)
+    /// that does not parse. Its text is never echoed.
+    #[error(
+        "{origin} does not hold a usable master key: expected 64 hex digits or base64 of 32 bytes (a key file may also hold the 32 raw bytes)"
+    )]
+    InvalidKey {
+        /// Where the key came from, e.g. `BV_MASTER_KEY` or `key file /srv/bv/master.key`.
+        origin: String,
+    },
     /// A key file is readable by group or others, so it is refused.
     #[error("key file {path} has mode {mode:o}; make it private (chmod 600) before use")]
     InsecureKeyFile {
@@ -222,7 +231,7 @@ pub enum Error {
     /// `incr`); the value is unchanged.
     #[error("cache key {key} holds a value that is not {expected}: {detail}")]
     WrongType {
-        /// The key (cut to 80 bytes, quoted).
+        /// The key (quoted, cut to 64 characters).
         key: String,
         /// What was asked for: a Rust type name, or "a decimal integer".
         expected: &'static str,
@@ -254,13 +263,8 @@ impl Error {
     }
 
     pub(crate) fn wrong_type(key: &str, expected: &'static str, detail: impl Into<String>) -> Self {
-        let mut end = key.len().min(80);
-        while !key.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = if end < key.len() { "…" } else { "" };
         Error::WrongType {
-            key: format!("{:?}{cut}", &key[..end]),
+            key: quote(key),
             expected,
             detail: detail.into(),
         }
@@ -313,6 +317,20 @@ impl Error {
                 source: Arc::new(redb::Error::Io(std::io::Error::other(other.to_string()))),
             },
         }
+    }
+}
+
+/// How many characters of a user's input an error quotes.
+const QUOTED_CHARS: usize = 64;
+
+/// Quotes a user's input for an error message: in double quotes with
+/// control characters escaped (as `{:?}` does), cut to 64 characters with
+/// `…` after the closing quote when longer. Every error that echoes input
+/// goes through here, so a 100 KB name never makes 100 KB of stderr.
+pub(crate) fn quote(input: &str) -> String {
+    match input.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{:?}…", &input[..end]),
+        None => format!("{input:?}"),
     }
 }
 

@@ -4,7 +4,11 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
 
 use crate::error::Error;
 
@@ -26,12 +30,17 @@ pub(crate) fn persist(tmp: &Path, dest: &Path) -> Result<(), Error> {
 /// Creates `dest`'s parent directory (and its parent) if missing, durably:
 /// each directory that gains an entry is synced. Returns the parent.
 pub(crate) fn ensure_parent(dest: &Path) -> Result<&Path, Error> {
-    let parent = dest.parent().ok_or_else(|| {
-        Error::io(
-            "persisting a file",
-            std::io::Error::other("destination has no parent"),
-        )
-    })?;
+    let parent = match dest.parent() {
+        // A bare file name lives in the working directory.
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => {
+            return Err(Error::io(
+                "persisting a file",
+                std::io::Error::other("destination has no parent"),
+            ));
+        }
+    };
     if !parent.exists() {
         let grand = parent.parent();
         let grand_existed = grand.is_none_or(Path::exists);
@@ -58,6 +67,109 @@ pub(crate) fn write_file_durably(dest: &Path, bytes: &[u8], mode: u32) -> Result
         f.sync_all().map_err(ctx)?;
     }
     persist(&tmp, dest)
+}
+
+/// A file that replaces its destination only when it is complete.
+///
+/// Bytes go to a temporary file beside the destination, under a name the
+/// store makes itself (`.NAME.bvstore-tmp-<random>`, created new, so nothing
+/// already there is ever opened). [`commit`](Self::commit) syncs it, renames
+/// it onto the destination and syncs the directory; dropping it without a
+/// commit removes it, so a failed write leaves the destination as it was.
+///
+/// ```
+/// use bharatvoice_store::AtomicFile;
+/// use tokio::io::AsyncWriteExt;
+/// # #[tokio::main] async fn main() -> bharatvoice_store::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let dest = dir.path().join("clip.wav");
+/// std::fs::write(&dest, b"old").unwrap();
+/// let mut out = AtomicFile::create(&dest).await?;
+/// out.write_all(b"new bytes").await.unwrap();
+/// drop(out); // not committed: the destination keeps its bytes
+/// assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+/// let mut out = AtomicFile::create(&dest).await?;
+/// out.write_all(b"new bytes").await.unwrap();
+/// out.commit().await?;
+/// assert_eq!(std::fs::read(&dest).unwrap(), b"new bytes");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: tokio::fs::File,
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file beside `dest` (whose directory must exist).
+    pub async fn create(dest: impl AsRef<Path>) -> Result<AtomicFile, Error> {
+        let dest = dest.as_ref().to_path_buf();
+        let ctx = |e| Error::io(format!("creating a file beside {}", dest.display()), e);
+        let name = dest
+            .file_name()
+            .ok_or_else(|| ctx(std::io::Error::other("the path names no file")))?
+            .to_string_lossy();
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|e| ctx(std::io::Error::other(e.to_string())))?;
+        // Keep the name well under the 255-byte limit of most filesystems.
+        let short: String = name.chars().take(64).collect();
+        let tmp_name = format!(".{short}.bvstore-tmp-{}", crate::types::to_hex(&suffix));
+        let tmp = dest.with_file_name(tmp_name);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await
+            .map_err(ctx)?;
+        Ok(AtomicFile {
+            file,
+            tmp,
+            dest,
+            committed: false,
+        })
+    }
+
+    /// Makes the written bytes durable and puts them at the destination,
+    /// replacing what was there.
+    pub async fn commit(mut self) -> Result<(), Error> {
+        let ctx = |e| Error::io(format!("writing {}", self.tmp.display()), e);
+        tokio::io::AsyncWriteExt::flush(&mut self.file)
+            .await
+            .map_err(ctx)?;
+        self.file.sync_all().await.map_err(ctx)?;
+        let (tmp, dest) = (self.tmp.clone(), self.dest.clone());
+        tokio::task::spawn_blocking(move || persist(&tmp, &dest))
+            .await
+            .map_err(|e| Error::io("renaming a finished file", std::io::Error::other(e)))??;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl AsyncWrite for AtomicFile {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(unix)]

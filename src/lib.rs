@@ -92,12 +92,13 @@ pub use db::sessions::Sessions;
 pub use db::users::Users;
 pub use db::writer::WriteStats;
 pub use error::{Entity, Error};
+pub use fsutil::AtomicFile;
 pub use model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 pub use model::metric::MetricSample;
 pub use model::profile::{ConsentKind, ConsentState, ProfileUpdate, UserProfile, VoicePreferences};
 pub use model::session::{ConversationSession, Role, Turn};
 pub use model::user::{NewUser, User, UserStatus, UserUpdate};
-pub use model::validate::{LanguageTag, normalize_email, normalize_username};
+pub use model::validate::{LanguageTag, is_control_or_bidi, normalize_email, normalize_username};
 pub use store::Store;
 pub use types::{
     BlobAddress, Cursor, FileId, ListOptions, MetricId, Page, ProfileId, SessionId, Timestamp,

@@ -68,7 +68,7 @@ macro_rules! define_id {
             fn from_str(s: &str) -> Result<Self, Error> {
                 uuid::Uuid::parse_str(s.trim())
                     .map(Self)
-                    .map_err(|e| Error::invalid($field, format!("{s:?} is not a UUID: {e}")))
+                    .map_err(|e| Error::invalid($field, format!("{} is not a UUID: {e}", crate::error::quote(s))))
             }
         }
     };
@@ -202,7 +202,10 @@ impl FromStr for Timestamp {
         let bad = || {
             Error::invalid(
                 "timestamp",
-                format!("{s:?} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z"),
+                format!(
+                    "{} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z",
+                    crate::error::quote(s)
+                ),
             )
         };
         if let Ok(us) = s.parse::<i64>() {
@@ -269,9 +272,86 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// The address of a stored blob: a keyed hash, 32 bytes, shown as hex.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+/// The address of a stored blob: a keyed hash, 32 bytes, shown as hex (also
+/// in JSON; stored records keep the 32 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct BlobAddress(pub [u8; 32]);
+
+impl Serialize for BlobAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            hex32::serialize(&self.0, s)
+        } else {
+            s.serialize_newtype_struct("BlobAddress", &self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        hex32::deserialize(d).map(BlobAddress)
+    }
+}
+
+/// Serde for 32-byte digests (`#[serde(with = "hex32")]`): lower-case hex,
+/// as `sha256sum` prints it, in human-readable formats (JSON); the bytes
+/// exactly as a derived `[u8; 32]` writes them elsewhere (postcard, so
+/// stored records do not change). JSON input may also be the old array of
+/// 32 numbers.
+pub(crate) mod hex32 {
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&super::to_hex(bytes))
+        } else {
+            bytes.serialize(s)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_any(HexOrBytes)
+        } else {
+            <[u8; 32]>::deserialize(d)
+        }
+    }
+
+    struct HexOrBytes;
+
+    impl<'de> Visitor<'de> for HexOrBytes {
+        type Value = [u8; 32];
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("64 hex digits or 32 bytes")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<[u8; 32], E> {
+            let bad = || E::invalid_value(de::Unexpected::Str(v), &self);
+            if v.len() != 64 || !v.is_ascii() {
+                return Err(bad());
+            }
+            let mut out = [0u8; 32];
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+            }
+            Ok(out)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 32], A::Error> {
+            let mut out = [0u8; 32];
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+            }
+            if seq.next_element::<u8>()?.is_some() {
+                return Err(de::Error::invalid_length(33, &self));
+            }
+            Ok(out)
+        }
+    }
+}
 
 impl fmt::Display for BlobAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -348,7 +428,10 @@ impl FromStr for Cursor {
         uuid::Uuid::parse_str(s).map(Cursor).map_err(|_| {
             Error::invalid(
                 "cursor",
-                format!("{s:?} is not a cursor from a previous page"),
+                format!(
+                    "{} is not a cursor from a previous page",
+                    crate::error::quote(s)
+                ),
             )
         })
     }

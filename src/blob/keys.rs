@@ -68,10 +68,13 @@ pub(crate) fn data_key_context(address: BlobAddress) -> Vec<u8> {
 
 impl SecretKey {
     /// Parses 64 hex digits or base64 (standard or URL-safe, padded or not)
-    /// of exactly 32 bytes. The text is never echoed in errors.
+    /// of exactly 32 bytes; anything else is [`Error::InvalidKey`]. The text
+    /// is never echoed in errors.
     pub fn parse(text: &str) -> Result<SecretKey, Error> {
         let t = text.trim();
-        let bad = || Error::invalid("master key", "expected 64 hex digits or base64 of 32 bytes");
+        let bad = || Error::InvalidKey {
+            origin: "the master key text".into(),
+        };
         let bytes: Vec<u8> = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             (0..32)
                 .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad()))
@@ -92,8 +95,9 @@ impl SecretKey {
         Ok(SecretKey::from_bytes(arr))
     }
 
-    /// Reads a key file: 32 raw bytes, or hex/base64 text. A file readable
-    /// by group or others is refused with [`Error::InsecureKeyFile`].
+    /// Reads a key file: 32 raw bytes, or hex/base64 text (anything else is
+    /// [`Error::InvalidKey`] naming the file). A file readable by group or
+    /// others is refused with [`Error::InsecureKeyFile`].
     pub fn from_file(path: &Path) -> Result<SecretKey, Error> {
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::MissingKey {
@@ -115,9 +119,11 @@ impl SecretKey {
         if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(SecretKey::from_bytes(raw));
         }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Error::invalid("master key", "key file is neither 32 bytes nor text"))?;
-        SecretKey::parse(text)
+        let bad = || Error::InvalidKey {
+            origin: format!("key file {}", path.display()),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+        SecretKey::parse(text).map_err(|_| bad())
     }
 
     /// The key as 64 hex digits (for writing a key file).

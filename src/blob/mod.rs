@@ -77,7 +77,10 @@ impl std::str::FromStr for Compression {
                 Ok(level) if (1..=19).contains(&level) => Ok(Compression::Level(level)),
                 _ => Err(Error::invalid(
                     "compression",
-                    format!("{s:?} is not auto, off or a level 1-19"),
+                    format!(
+                        "{} is not auto, off or a level 1-19",
+                        crate::error::quote(s)
+                    ),
                 )),
             },
         }

@@ -6,7 +6,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cache::clock::Clock;
-use crate::error::Error;
+use crate::config::{TEN_YEARS_SECS, check_duration, check_range};
+use crate::error::{Error, quote};
+
+/// One day in milliseconds: the longest cache interval.
+const DAY_MS: u64 = 86_400_000;
 
 /// Which entries tier 1 drops first when it is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -42,17 +46,20 @@ pub enum WriteMode {
 ///
 /// ## Defaults
 ///
-/// | setting | default | TOML (`[cache]`) | env |
-/// |---|---|---|---|
-/// | `memory_bytes` | 64 MiB of tier 1 (key + value + 256 B per entry) | `memory_bytes` | `BV_CACHE_MEMORY_BYTES` |
-/// | `eviction` | TinyLFU | `eviction = "tinylfu"` or `"lru"` | `BV_CACHE_EVICTION` |
-/// | `default_ttl` | none (entries live until evicted) | `default_ttl_secs` (0 = none) | `BV_CACHE_DEFAULT_TTL_SECS` |
-/// | `tier2` | on (`cache.redb`) | `tier2` | `BV_CACHE_TIER2` (`true`/`false`) |
-/// | `tier2_bytes` | 1 GiB of `cache.redb` rows | `tier2_bytes` | `BV_CACHE_TIER2_BYTES` |
-/// | `write_mode` | write-behind, 50 ms at most | `write_mode = "write-behind"` or `"write-through"`, `write_delay_ms` | `BV_CACHE_WRITE_MODE`, `BV_CACHE_WRITE_DELAY_MS` |
-/// | `sweep_interval` | 60 s between sweeps of expired and stale rows | `sweep_interval_secs` | `BV_CACHE_SWEEP_SECS` |
-/// | `retry_interval` | 5 s between attempts to bring back a degraded tier 2 | `retry_interval_ms` | `BV_CACHE_RETRY_MS` |
-/// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
+/// | setting | default | accepted | TOML (`[cache]`) | env |
+/// |---|---|---|---|---|
+/// | `memory_bytes` | 64 MiB of tier 1 (key + value + 256 B per entry) | 4 KiB to 1 TiB | `memory_bytes` | `BV_CACHE_MEMORY_BYTES` |
+/// | `eviction` | TinyLFU | | `eviction = "tinylfu"` or `"lru"` | `BV_CACHE_EVICTION` |
+/// | `default_ttl` | none (entries live until evicted) | 1 s to 3650 days | `default_ttl_secs` (0 = none) | `BV_CACHE_DEFAULT_TTL_SECS` |
+/// | `tier2` | on (`cache.redb`) | | `tier2` | `BV_CACHE_TIER2` (`true`/`false`) |
+/// | `tier2_bytes` | 1 GiB of `cache.redb` rows | 64 KiB to 256 TiB (checked when tier 2 is on) | `tier2_bytes` | `BV_CACHE_TIER2_BYTES` |
+/// | `write_mode` | write-behind, 50 ms at most | delay 1 to 60000 ms | `write_mode = "write-behind"` or `"write-through"`, `write_delay_ms` | `BV_CACHE_WRITE_MODE`, `BV_CACHE_WRITE_DELAY_MS` |
+/// | `sweep_interval` | 60 s between sweeps of expired and stale rows | 1 ms to 1 day | `sweep_interval_secs` | `BV_CACHE_SWEEP_SECS` |
+/// | `retry_interval` | 5 s between attempts to bring back a degraded tier 2 | 1 ms to 1 day | `retry_interval_ms` | `BV_CACHE_RETRY_MS` |
+/// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | | |
+///
+/// A value outside its range is refused with [`Error::Config`] naming the
+/// setting and the range.
 ///
 /// ```
 /// use std::time::Duration;
@@ -174,7 +181,8 @@ impl CacheConfig {
             Some("write-through" | "through") => false,
             Some(other) => {
                 return Err(bad(format!(
-                    "cache write mode {other:?}: use \"write-behind\" or \"write-through\""
+                    "cache write mode {}: use \"write-behind\" or \"write-through\"",
+                    quote(other)
                 )));
             }
         };
@@ -191,7 +199,7 @@ impl CacheConfig {
         fn num(name: &str, v: &str) -> Result<u64, Error> {
             v.trim()
                 .parse()
-                .map_err(|_| bad(format!("{name}={v:?} is not a number")))
+                .map_err(|_| bad(format!("{name}={} is not a number", quote(v))))
         }
         if let Some(v) = get("BV_CACHE_MEMORY_BYTES") {
             self.memory_bytes = num("BV_CACHE_MEMORY_BYTES", &v)?;
@@ -202,7 +210,8 @@ impl CacheConfig {
                 "lru" => EvictionPolicy::Lru,
                 _ => {
                     return Err(bad(format!(
-                        "BV_CACHE_EVICTION={v:?}: use \"tinylfu\" or \"lru\""
+                        "BV_CACHE_EVICTION={}: use \"tinylfu\" or \"lru\"",
+                        quote(&v)
                     )));
                 }
             };
@@ -214,7 +223,12 @@ impl CacheConfig {
             self.tier2 = match v.trim() {
                 "1" | "true" | "on" => true,
                 "0" | "false" | "off" => false,
-                _ => return Err(bad(format!("BV_CACHE_TIER2={v:?}: use true or false"))),
+                _ => {
+                    return Err(bad(format!(
+                        "BV_CACHE_TIER2={}: use true or false",
+                        quote(&v)
+                    )));
+                }
             };
         }
         if let Some(v) = get("BV_CACHE_TIER2_BYTES") {
@@ -234,26 +248,26 @@ impl CacheConfig {
         Ok(())
     }
 
-    /// Checks that the settings can work together.
+    /// Checks every setting against its range (see the table above).
     pub fn validate(&self) -> Result<(), Error> {
-        if self.memory_bytes < 4096 {
-            return Err(bad("cache memory_bytes must be at least 4096"));
+        let ms = Duration::from_millis(1);
+        check_range("cache memory_bytes", self.memory_bytes, 4096..=1 << 40)?;
+        if self.tier2 {
+            check_range("cache tier2_bytes", self.tier2_bytes, 65536..=1 << 48)?;
         }
-        if self.tier2 && self.tier2_bytes < 65536 {
-            return Err(bad("cache tier2_bytes must be at least 65536"));
+        if let Some(ttl) = self.default_ttl {
+            check_duration(
+                "cache default_ttl",
+                ttl,
+                Duration::from_secs(1),
+                TEN_YEARS_SECS,
+            )?;
         }
-        if let WriteMode::WriteBehind { max_delay } = self.write_mode
-            && (max_delay.is_zero() || max_delay > Duration::from_secs(60))
-        {
-            return Err(bad("cache write_delay_ms must be 1 to 60000"));
+        if let WriteMode::WriteBehind { max_delay } = self.write_mode {
+            check_duration("cache write_delay", max_delay, ms, 60_000)?;
         }
-        if self.sweep_interval < Duration::from_millis(1)
-            || self.retry_interval < Duration::from_millis(1)
-        {
-            return Err(bad(
-                "cache sweep_interval and retry_interval must be at least 1 ms",
-            ));
-        }
+        check_duration("cache sweep_interval", self.sweep_interval, ms, DAY_MS)?;
+        check_duration("cache retry_interval", self.retry_interval, ms, DAY_MS)?;
         Ok(())
     }
 

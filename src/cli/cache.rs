@@ -17,7 +17,7 @@ use std::time::Duration;
 use bharatvoice_store::{CacheStats, Error, SetOptions, Ttl};
 use clap::Subcommand;
 
-use super::{Cli, Out, open};
+use super::{Cli, Out, clean, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {
@@ -78,7 +78,7 @@ pub(crate) enum CacheCommand {
 
 fn missing(out: &Out, key: &str) -> Result<ExitCode, Error> {
     out.emit_json_only(&serde_json::json!({ "key": key, "value": null }))?;
-    eprintln!("{key}: no such key (or it expired)");
+    eprintln!("{}: no such key (or it expired)", clean(key));
     Ok(ExitCode::from(1))
 }
 
@@ -142,7 +142,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Result<Exit
                 } else {
                     "it does not exist"
                 };
-                eprintln!("{key}: not set, {why}");
+                eprintln!("{}: not set, {why}", clean(key));
                 ExitCode::from(1)
             }
         }

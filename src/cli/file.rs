@@ -4,14 +4,14 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use bharatvoice_store::{
-    Actor, AudioFile, Compression, Cursor, Error, FileId, ListFilter, ListOptions, PutOptions,
-    Store,
+    Actor, AtomicFile, AudioFile, Compression, Cursor, Error, FileId, ListFilter, ListOptions,
+    PutOptions, Store,
 };
 use clap::Subcommand;
 use tokio::io::AsyncWriteExt;
 
 use super::user::resolve;
-use super::{Cli, Out, open};
+use super::{Cli, Out, clean, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum FileCommand {
@@ -138,8 +138,8 @@ fn file_line(f: &AudioFile) -> String {
         "{}  {:>12} B  {:<24} {:<20} key v{}  {}",
         f.id,
         f.plain_bytes,
-        f.content_type,
-        f.name.as_deref().unwrap_or("-"),
+        clean(&f.content_type),
+        clean(f.name.as_deref().unwrap_or("-")),
         f.key_version,
         f.created_at
     )
@@ -215,49 +215,18 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
         } => {
             let who = actor(&store, user).await?;
             let id: FileId = id.parse()?;
-            let sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = if dest == "-" {
-                Box::new(tokio::io::stdout())
-            } else {
-                Box::new(
-                    tokio::fs::File::create(dest)
-                        .await
-                        .map_err(|e| Error::io(format!("creating {dest}"), e))?,
-                )
-            };
-            let mut sink = tokio::io::BufWriter::with_capacity(1 << 20, sink);
-            let write_err = |e| Error::io("writing the output", e);
-            // Ranges stream like whole reads: memory stays bounded.
-            let (mut reader, total) = match range {
-                Some(r) => {
-                    let (offset, len) = parse_range(r)?;
-                    let size = store.files().stat(who, id).await?.plain_bytes;
-                    let reader = store.files().open_range(who, id, offset, len).await?;
-                    (reader, len.min(size.saturating_sub(offset)))
-                }
-                None => {
-                    let total = store.files().stat(who, id).await?.plain_bytes;
-                    (store.files().open(who, id).await?, total)
-                }
-            };
-            let bar = progress_bar(total, "reading");
-            let mut written = 0u64;
-            while let Some(piece) = reader.next_chunk().await {
-                let piece = piece?;
-                sink.write_all(&piece).await.map_err(write_err)?;
-                written += piece.len() as u64;
-                if let Some(b) = &bar {
-                    b.set_position(written);
-                }
+            let range = range.as_deref().map(parse_range).transpose()?;
+            if dest == "-" {
+                copy_out(&store, who, id, range, &mut tokio::io::stdout()).await?;
+                return Ok(());
             }
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
-            sink.flush().await.map_err(write_err)?;
-            if dest != "-" {
-                let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });
-                out.emit(&doc, || format!("wrote {written} bytes to {dest}"))?;
-            }
-            Ok(())
+            // Written beside `dest` and renamed onto it only when complete:
+            // on any failure `dest` keeps what it held.
+            let mut file = AtomicFile::create(dest).await?;
+            let written = copy_out(&store, who, id, range, &mut file).await?;
+            file.commit().await?;
+            let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });
+            out.emit(&doc, || format!("wrote {written} bytes to {}", clean(dest)))
         }
         FileCommand::Ls {
             user,
@@ -317,7 +286,9 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
                 .grant(actor(&store, user).await?, id.parse()?, to.id)
                 .await?;
             let doc = serde_json::json!({ "file": id, "granted_to": to.id });
-            out.emit(&doc, || format!("{} may now read file {id}", to.username))
+            out.emit(&doc, || {
+                format!("{} may now read file {}", clean(&to.username), clean(id))
+            })
         }
         FileCommand::Revoke { id, user, from } => {
             let from = resolve(&store, from).await?;
@@ -327,7 +298,11 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
                 .await?;
             let doc = serde_json::json!({ "file": id, "revoked_from": from.id });
             out.emit(&doc, || {
-                format!("{} may no longer read file {id}", from.username)
+                format!(
+                    "{} may no longer read file {}",
+                    clean(&from.username),
+                    clean(id)
+                )
             })
         }
         FileCommand::Verify { id } => {
@@ -342,10 +317,50 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
     }
 }
 
+/// Writes a file's bytes (or `range` of them) to `sink`; returns how many.
+async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(
+    store: &Store,
+    who: Actor,
+    id: FileId,
+    range: Option<(u64, u64)>,
+    sink: &mut W,
+) -> Result<u64, Error> {
+    let mut sink = tokio::io::BufWriter::with_capacity(1 << 20, sink);
+    let write_err = |e| Error::io("writing the output", e);
+    // Ranges stream like whole reads: memory stays bounded.
+    let (mut reader, total) = match range {
+        Some((offset, len)) => {
+            let size = store.files().stat(who, id).await?.plain_bytes;
+            let reader = store.files().open_range(who, id, offset, len).await?;
+            (reader, len.min(size.saturating_sub(offset)))
+        }
+        None => {
+            let total = store.files().stat(who, id).await?.plain_bytes;
+            (store.files().open(who, id).await?, total)
+        }
+    };
+    let bar = progress_bar(total, "reading");
+    let mut written = 0u64;
+    while let Some(piece) = reader.next_chunk().await {
+        let piece = piece?;
+        sink.write_all(&piece).await.map_err(write_err)?;
+        written += piece.len() as u64;
+        if let Some(b) = &bar {
+            b.set_position(written);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    sink.flush().await.map_err(write_err)?;
+    Ok(written)
+}
+
 fn parse_range(r: &str) -> Result<(u64, u64), Error> {
+    // The text is not echoed: it may be long or hold control characters.
     let bad = || Error::InvalidInput {
         field: "range",
-        reason: format!("{r:?} is not OFFSET:LEN"),
+        reason: "expected OFFSET:LEN in bytes, e.g. 1000:64".into(),
     };
     let (a, b) = r.split_once(':').ok_or_else(bad)?;
     Ok((

@@ -6,7 +6,7 @@ use bharatvoice_store::{Error, MasterKey, MasterKeySource};
 use clap::Subcommand;
 
 use super::user::resolve;
-use super::{Cli, Out, open};
+use super::{Cli, Out, clean_path, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
@@ -33,9 +33,9 @@ pub(crate) async fn run(cli: &Cli, cmd: &KeysCommand, out: &Out) -> Result<(), E
             out.emit(&status, || {
                 let source = match &status.master_key {
                     MasterKeySource::Given => "given (BV_MASTER_KEY or configuration)".to_string(),
-                    MasterKeySource::File(p) => format!("key file {}", p.display()),
+                    MasterKeySource::File(p) => format!("key file {}", clean_path(p)),
                     MasterKeySource::Embedded(p) => {
-                        format!("embedded default {} (beside the data)", p.display())
+                        format!("embedded default {} (beside the data)", clean_path(p))
                     }
                 };
                 format!(
@@ -50,7 +50,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &KeysCommand, out: &Out) -> Result<(), E
             let key = MasterKey::from_file(new_key_file)?;
             let report = store.keys().rotate_master(key).await?;
             out.emit(&report, || match &report.key_file {
-                Some(p) => format!("master key rotated: {} owner key rows re-wrapped; {} holds the new key", report.owners, p.display()),
+                Some(p) => format!("master key rotated: {} owner key rows re-wrapped; {} holds the new key", report.owners, clean_path(p)),
                 None => format!("master key rotated: {} owner key rows re-wrapped; pass the new key from now on", report.owners),
             })
         }

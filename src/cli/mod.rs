@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use bharatvoice_store::{Config, Error, OpenMode, Store};
 use clap::{Parser, Subcommand};
 
-pub(crate) use output::Out;
+pub(crate) use output::{Out, clean, clean_path};
 
 /// bvstore: the embedded store of the BharatVoice assistant.
 #[derive(Debug, Parser)]
@@ -132,7 +132,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Error> {
             out.emit(&report, || {
                 format!(
                     "store ready at {} (schema version {})",
-                    store.config().data_dir.display(),
+                    clean_path(&store.config().data_dir),
                     store.schema_version().unwrap_or_default()
                 )
             })
@@ -156,7 +156,10 @@ fn exit_code(e: &Error) -> u8 {
         Error::Locked { .. } => 6,
         Error::VersionTooNew { .. } => 7,
         Error::Corrupt { .. } | Error::Integrity { .. } => 8,
-        Error::WrongKey { .. } | Error::MissingKey { .. } | Error::InsecureKeyFile { .. } => 9,
+        Error::WrongKey { .. }
+        | Error::MissingKey { .. }
+        | Error::InvalidKey { .. }
+        | Error::InsecureKeyFile { .. } => 9,
         Error::PermissionDenied { .. } => 10,
         Error::NoStore { .. } => 11,
         Error::StoreIncomplete { .. } => 12,
@@ -182,9 +185,9 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
             serde_json::json!({ "error": e.to_string(), "code": exit_code(e), "causes": chain });
         eprintln!("{doc}");
     } else {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", clean(&e.to_string()));
         for c in chain {
-            eprintln!("  caused by: {c}");
+            eprintln!("  caused by: {}", clean(&c));
         }
     }
     ExitCode::from(exit_code(e))

@@ -1,9 +1,12 @@
 //! Printing results: a text rendering, or one JSON document with `--json`.
-//! A closed stdout (`bvstore user list | head`) is not an error.
+//! A closed stdout (`bvstore user list | head`) is not an error. Text output
+//! passes every string a user supplied through [`clean`]; JSON is escaped
+//! by serde_json.
 
+use std::borrow::Cow;
 use std::io::Write;
 
-use bharatvoice_store::Error;
+use bharatvoice_store::{Error, is_control_or_bidi};
 use serde::Serialize;
 
 pub(crate) struct Out {
@@ -30,6 +33,7 @@ impl Out {
 
     /// Prints `value` as JSON, or the text `render` makes (nothing when it
     /// makes an empty string).
+    /// Text must already be [`clean`]ed.
     pub(crate) fn emit<T: Serialize>(
         &self,
         value: &T,
@@ -50,6 +54,42 @@ impl Out {
     }
 }
 
+/// `text` with every control or bidi character escaped as Rust writes it
+/// (`\u{1b}`, `\r`, `\n`, `\u{202e}`), so that a stored name cannot clear
+/// the terminal, forge an output line or reorder what follows it.
+pub(crate) fn clean(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_control_or_bidi) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_control_or_bidi(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`clean`] of a path, for text output.
+pub(crate) fn clean_path(path: &std::path::Path) -> String {
+    clean(&path.display().to_string()).into_owned()
+}
+
 pub(crate) fn is_broken_pipe(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn clean_escapes_control_and_bidi_characters_only() {
+        assert_eq!(clean("नमस्ते Ravi"), "नमस्ते Ravi");
+        assert_eq!(clean("a\x1b[2Jb\r\nc"), "a\\u{1b}[2Jb\\r\\nc");
+        assert_eq!(clean("x\u{202e}y\u{2066}z"), "x\\u{202e}y\\u{2066}z");
+        assert_eq!(clean("tab\there\0"), "tab\\there\\0");
+    }
 }

@@ -8,7 +8,7 @@ use bharatvoice_store::{
 };
 use clap::{Args, Subcommand};
 
-use super::{Cli, Out, open};
+use super::{Cli, Out, clean, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
@@ -98,8 +98,12 @@ pub(crate) async fn resolve(store: &Store, who: &str) -> Result<User, Error> {
 
 fn user_line(u: &User) -> String {
     format!(
-        "{}  {:<20} {:<28} {:?}  created {}",
-        u.id, u.username, u.email, u.status, u.created_at
+        "{}  {:<20} {:<28} {}  created {}",
+        u.id,
+        clean(&u.username),
+        clean(&u.email),
+        u.status,
+        u.created_at
     )
 }
 
@@ -113,14 +117,14 @@ fn profile_text(p: &UserProfile) -> String {
         } else {
             langs.join(", ")
         },
-        p.region.as_deref().unwrap_or("-"),
-        p.accent.as_deref().unwrap_or("-"),
+        clean(p.region.as_deref().unwrap_or("-")),
+        clean(p.accent.as_deref().unwrap_or("-")),
         p.audio_retention_days
             .map_or("store default".to_string(), |d| format!("{d} days")),
     );
     for (kind, state) in &p.consents {
         let verb = if state.granted { "given" } else { "withdrawn" };
-        s.push_str(&format!("\nconsent:    {kind:?} {verb} at {}", state.at));
+        s.push_str(&format!("\nconsent:    {kind} {verb} at {}", state.at));
     }
     s
 }
@@ -150,13 +154,12 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Result<(), E
             };
             let mut new = NewUser::new(username, email);
             new.display_name = display_name.clone();
-            let mut user = store.users().create(new).await?;
-            if let Some(pw) = password {
-                store.users().set_password(user.id, &pw).await?;
-                user = store.users().get(user.id)?;
-            }
+            let user = match password {
+                Some(pw) => store.users().create_with_password(new, &pw).await?,
+                None => store.users().create(new).await?,
+            };
             out.emit(&user, || {
-                format!("created user {} ({})", user.username, user.id)
+                format!("created user {} ({})", clean(&user.username), user.id)
             })
         }
         UserCommand::Show { user } => {
@@ -189,13 +192,17 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Result<(), E
             out.emit(&u, || {
                 format!(
                     "deleted user {} ({}); restore with: bvstore user restore {}",
-                    u.username, u.id, u.id
+                    clean(&u.username),
+                    u.id,
+                    u.id
                 )
             })
         }
         UserCommand::Restore { id } => {
             let u = store.users().restore(id.parse()?).await?;
-            out.emit(&u, || format!("restored user {} ({})", u.username, u.id))
+            out.emit(&u, || {
+                format!("restored user {} ({})", clean(&u.username), u.id)
+            })
         }
         UserCommand::Profile(args) => {
             let u = resolve(&store, &args.user).await?;

@@ -8,8 +8,9 @@ use tracing::instrument;
 use crate::db::schema::{FILES, FILES_BY_BLOB, FILES_BY_EXPIRY, FILES_BY_OWNER};
 use crate::db::users::require_live;
 use crate::db::{Db, codec, get_record, put_record};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::file::{AudioFile, NewAudioFile};
+use crate::model::validate::check_line;
 use crate::types::{BlobAddress, Cursor, FileId, ListOptions, Page, Timestamp, UserId};
 
 /// Audio-file metadata; from [`Store::file_records`](crate::Store::file_records).
@@ -24,7 +25,7 @@ pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     {
         return Err(Error::invalid(
             "content type",
-            format!("{:?} is not a MIME type", new.content_type),
+            format!("{} is not a MIME type", quote(&new.content_type)),
         ));
     }
     if new.name.as_ref().is_some_and(|n| n.len() > 255) {
@@ -33,7 +34,11 @@ pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     if new.tags.len() > 32 || new.tags.iter().any(|t| t.is_empty() || t.len() > 64) {
         return Err(Error::invalid("tags", "at most 32 tags of 1 to 64 bytes"));
     }
-    Ok(())
+    check_line("content type", &new.content_type)?;
+    if let Some(name) = &new.name {
+        check_line("file name", name)?;
+    }
+    new.tags.iter().try_for_each(|t| check_line("tag", t))
 }
 
 fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<AudioFile, Error> {

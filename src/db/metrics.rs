@@ -7,7 +7,7 @@ use crate::db::schema::METRICS;
 use crate::db::{Db, codec};
 use crate::error::{Error, StorageContext};
 use crate::model::metric::MetricSample;
-use crate::model::validate::check_metric_name;
+use crate::model::validate::{check_line, check_metric_name};
 use crate::types::{MetricId, Timestamp};
 
 /// System metric samples; from [`Store::metrics`](crate::Store::metrics).
@@ -42,6 +42,10 @@ impl Metrics<'_> {
                 "labels",
                 "at most 16 labels, keys 1-64 bytes, values up to 256 bytes",
             ));
+        }
+        for (k, v) in &sample.labels {
+            check_line("labels", k)?;
+            check_line("labels", v)?;
         }
         if !sample.value.is_finite() {
             return Err(Error::invalid("metric value", "must be a finite number"));

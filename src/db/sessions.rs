@@ -15,7 +15,7 @@ use crate::db::users::require_live;
 use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::session::{ConversationSession, Turn};
-use crate::model::validate::LanguageTag;
+use crate::model::validate::{LanguageTag, check_text};
 use crate::types::{SessionId, Timestamp, UserId};
 
 /// Conversation sessions; from [`Store::sessions`](crate::Store::sessions).
@@ -155,6 +155,7 @@ impl Sessions<'_> {
     ) -> Result<ConversationSession, Error> {
         let limits = self.db.settings.context;
         let idle = self.db.settings.session_idle;
+        check_text("turn", &turn.text)?;
         if turn.text.len() > limits.max_bytes {
             return Err(Error::invalid(
                 "turn",

@@ -13,9 +13,11 @@ use crate::db::Db;
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
 use crate::db::user_record::{self, Index};
 use crate::db::users_index::{holder, lookup, put_user};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
-use crate::model::validate::{normalize_email, normalize_username, normalize_username_cow};
+use crate::model::validate::{
+    check_line, normalize_email, normalize_username, normalize_username_cow,
+};
 use crate::types::{Cursor, ListOptions, Page, Timestamp, UserId};
 
 /// User accounts; from [`Store::users`](crate::Store::users).
@@ -41,7 +43,8 @@ fn check_display_name(name: &Option<String>) -> Result<(), Error> {
             "display name",
             "must be 1 to 128 bytes and not blank",
         )),
-        _ => Ok(()),
+        Some(n) => check_line("display name", n),
+        None => Ok(()),
     }
 }
 
@@ -76,11 +79,14 @@ pub(crate) fn require_live(txn: &WriteTransaction, id: UserId) -> Result<(), Err
     load_live(&users, id).map(|_| ())
 }
 
+/// Inserts a new user and, with `password_hash`, its credentials, in one
+/// transaction.
 fn insert_user(
     txn: &WriteTransaction,
     new: &NewUser,
     username: &str,
     email: &str,
+    password_hash: Option<&str>,
 ) -> Result<User, Error> {
     for (index, name, field, value) in [
         (
@@ -108,14 +114,25 @@ fn insert_user(
         email: email.to_string(),
         display_name: new.display_name.clone(),
         status: UserStatus::Active,
-        has_password: false,
+        has_password: password_hash.is_some(),
         last_login_at: None,
         created_at: now,
         updated_at: now,
         deleted_at: None,
     };
+    if let Some(hash) = password_hash {
+        write_credentials(txn, user.id, hash)?;
+    }
     put_user(txn, &user, None)?;
     Ok(user)
+}
+
+fn write_credentials(txn: &WriteTransaction, id: UserId, hash: &str) -> Result<(), Error> {
+    txn.open_table(CREDENTIALS)
+        .ctx("opening credentials")?
+        .insert(id.to_key(), hash)
+        .ctx("writing credentials")?;
+    Ok(())
 }
 
 fn conflict(field: &'static str, value: &str, existing: UserId) -> Error {
@@ -186,12 +203,57 @@ impl Users<'_> {
     /// naming the field.
     #[instrument(skip_all, fields(username = %new.username))]
     pub async fn create(&self, new: NewUser) -> Result<User, Error> {
+        self.insert(new, None).await
+    }
+
+    /// Creates a user with a password, in one transaction: when anything
+    /// is refused (a name, the email, the password, a conflict), no user
+    /// is created. The password is checked and hashed (argon2id) before
+    /// anything is written.
+    ///
+    /// ```
+    /// # use bharatvoice_store::{Store, Config, NewUser, Error};
+    /// # #[tokio::main] async fn main() -> Result<(), Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(Config::new(dir.path()).password_cost(8, 1)).await?;
+    /// let users = store.users();
+    /// let short = users.create_with_password(NewUser::new("asha", "asha@example.in"), "short").await;
+    /// assert!(matches!(short, Err(Error::InvalidInput { field: "password", .. })));
+    /// assert!(users.get_by_username("asha").is_err(), "nothing was created");
+    /// let asha = users
+    ///     .create_with_password(NewUser::new("asha", "asha@example.in"), "a long secret")
+    ///     .await?;
+    /// assert!(asha.has_password);
+    /// assert!(users.verify_password(asha.id, "a long secret").await?);
+    /// # Ok(()) }
+    /// ```
+    #[instrument(skip_all, fields(username = %new.username))]
+    pub async fn create_with_password(&self, new: NewUser, password: &str) -> Result<User, Error> {
+        self.insert(new, Some(password)).await
+    }
+
+    /// Checks every field, hashes the password if any, then writes the user
+    /// and its credentials in one transaction.
+    async fn insert(&self, new: NewUser, password: Option<&str>) -> Result<User, Error> {
         let username = normalize_username(&new.username)?;
         let email = normalize_email(&new.email)?;
         check_display_name(&new.display_name)?;
+        let hash = match password {
+            Some(p) => Some(self.hash_password(p).await?),
+            None => None,
+        };
         self.db
-            .write(move |txn| insert_user(txn, &new, &username, &email))
+            .write(move |txn| insert_user(txn, &new, &username, &email, hash.as_deref()))
             .await
+    }
+
+    /// Checks a password against the rules and hashes it.
+    async fn hash_password(&self, password: &str) -> Result<String, Error> {
+        let n = password.chars().count();
+        if !(8..=1024).contains(&n) {
+            return Err(Error::invalid("password", "must be 8 to 1024 characters"));
+        }
+        crate::db::users_password::hash(password, &self.db.settings).await
     }
 
     /// The live user with this id.
@@ -205,14 +267,15 @@ impl Users<'_> {
     #[instrument(level = "debug", skip(self))]
     pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
         let name = normalize_username_cow(username)
-            .map_err(|_| Error::not_found(Entity::User, username))?;
+            .map_err(|_| Error::not_found(Entity::User, quote(username)))?;
         self.get_by_index(false, &name)
     }
 
     /// The live user with this email (case-insensitive).
     #[instrument(level = "debug", skip(self))]
     pub fn get_by_email(&self, email: &str) -> Result<User, Error> {
-        let email = normalize_email(email).map_err(|_| Error::not_found(Entity::User, email))?;
+        let email =
+            normalize_email(email).map_err(|_| Error::not_found(Entity::User, quote(email)))?;
         self.get_by_index(true, &email)
     }
 
@@ -285,18 +348,11 @@ impl Users<'_> {
     /// Sets (or replaces) the user's password, hashed with argon2id.
     #[instrument(skip(self, password, id), fields(user = %id))]
     pub async fn set_password(&self, id: UserId, password: &str) -> Result<(), Error> {
-        let n = password.chars().count();
-        if !(8..=1024).contains(&n) {
-            return Err(Error::invalid("password", "must be 8 to 1024 characters"));
-        }
-        let hash = crate::db::users_password::hash(password, &self.db.settings).await?;
+        let hash = self.hash_password(password).await?;
         self.db
             .write(move |txn| {
                 modify_live(txn, id, |user| {
-                    txn.open_table(CREDENTIALS)
-                        .ctx("opening credentials")?
-                        .insert(id.to_key(), hash.as_str())
-                        .ctx("writing credentials")?;
+                    write_credentials(txn, id, &hash)?;
                     user.has_password = true;
                     user.updated_at = Timestamp::now();
                     Ok(())

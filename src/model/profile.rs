@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::model::validate::LanguageTag;
+use crate::model::validate::{LanguageTag, check_line};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// One profile per user.
@@ -75,6 +75,17 @@ pub enum ConsentKind {
     Analytics,
 }
 
+/// The name `bvstore` and the JSON output use.
+impl std::fmt::Display for ConsentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConsentKind::AudioStorage => "audio-storage",
+            ConsentKind::Personalisation => "personalisation",
+            ConsentKind::Analytics => "analytics",
+        })
+    }
+}
+
 impl std::str::FromStr for ConsentKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
@@ -84,7 +95,10 @@ impl std::str::FromStr for ConsentKind {
             "analytics" => Ok(ConsentKind::Analytics),
             _ => Err(Error::invalid(
                 "consent",
-                format!("{s:?} is not one of audio-storage, personalisation, analytics"),
+                format!(
+                    "{} is not one of audio-storage, personalisation, analytics",
+                    crate::error::quote(s)
+                ),
             )),
         }
     }
@@ -132,8 +146,12 @@ impl ProfileUpdate {
             if text.len() > 128 {
                 return Err(Error::invalid("region/accent", "at most 128 bytes"));
             }
+            check_line("region/accent", text)?;
         }
         if let Some(v) = &self.voice {
+            if let Some(name) = &v.voice {
+                check_line("voice", name)?;
+            }
             if !(0.25..=4.0).contains(&v.speaking_rate) {
                 return Err(Error::invalid(
                     "speaking rate",
@@ -161,6 +179,10 @@ impl ProfileUpdate {
                     "preference",
                     "keys 1-64 bytes, values up to 4096 bytes",
                 ));
+            }
+            check_line("preference", k)?;
+            if let Some(v) = v {
+                check_line("preference", v)?;
             }
         }
         Ok(())

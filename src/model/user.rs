@@ -41,6 +41,16 @@ pub enum UserStatus {
     Suspended,
 }
 
+/// The name `bvstore` and the JSON output use.
+impl std::fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+        })
+    }
+}
+
 /// What is needed to create a user.
 ///
 /// ```

@@ -1,5 +1,6 @@
-//! Rules for names that users type: usernames, emails, language tags,
-//! metric names. Each returns the normalised form or
+//! Rules for names and text that users type: usernames, emails, language
+//! tags, metric names, and the characters no text field may hold. Each
+//! returns the normalised form or
 //! [`Error::InvalidInput`](crate::Error::InvalidInput) saying what is accepted.
 
 use std::borrow::Cow;
@@ -8,7 +9,50 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, quote};
+
+/// Whether `c` is a control character (Unicode general category Cc) or a
+/// bidirectional override or isolate (U+202A–U+202E, U+2066–U+2069): the
+/// characters that can clear a terminal, forge an output line or reorder
+/// the text around them. No single-line field of the store accepts them,
+/// and `bvstore` escapes them wherever it prints text.
+///
+/// ```
+/// use bharatvoice_store::is_control_or_bidi;
+/// assert!(is_control_or_bidi('\x1b') && is_control_or_bidi('\n'));
+/// assert!(is_control_or_bidi('\u{202e}'));
+/// assert!(!is_control_or_bidi('अ') && !is_control_or_bidi(' '));
+/// ```
+pub fn is_control_or_bidi(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Refuses a single-line text field holding a control or bidi character.
+pub(crate) fn check_line(field: &'static str, text: &str) -> Result<(), Error> {
+    check_chars(field, text, is_control_or_bidi)
+}
+
+/// Refuses free text (a conversation turn) holding a control or bidi
+/// character other than a line feed or a tab.
+pub(crate) fn check_text(field: &'static str, text: &str) -> Result<(), Error> {
+    check_chars(field, text, |c| {
+        is_control_or_bidi(c) && !matches!(c, '\n' | '\t')
+    })
+}
+
+fn check_chars(field: &'static str, text: &str, bad: impl Fn(char) -> bool) -> Result<(), Error> {
+    match text.chars().find(|&c| bad(c)) {
+        None => Ok(()),
+        Some(c) => Err(Error::invalid(
+            field,
+            format!(
+                "{} holds the control or bidi character {}",
+                quote(text),
+                c.escape_unicode()
+            ),
+        )),
+    }
+}
 
 /// Whether `c` may appear in a normalised username.
 fn username_char(c: char) -> bool {
@@ -42,19 +86,22 @@ pub fn normalize_username(raw: &str) -> Result<String, Error> {
     if !(3..=32).contains(&len) {
         return Err(Error::invalid(
             "username",
-            format!("{raw:?} must be 3 to 32 characters"),
+            format!("{} must be 3 to 32 characters", quote(raw)),
         ));
     }
     if !name.chars().all(username_char) {
         return Err(Error::invalid(
             "username",
-            format!("{raw:?} may hold only letters a-z, digits, '_', '.' and '-'"),
+            format!(
+                "{} may hold only letters a-z, digits, '_', '.' and '-'",
+                quote(raw)
+            ),
         ));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(Error::invalid(
             "username",
-            format!("{raw:?} must start with a letter or digit"),
+            format!("{} must start with a letter or digit", quote(raw)),
         ));
     }
     Ok(name)
@@ -70,12 +117,15 @@ pub fn normalize_username(raw: &str) -> Result<String, Error> {
 /// ```
 pub fn normalize_email(raw: &str) -> Result<String, Error> {
     let email = raw.trim().to_lowercase();
-    let bad = |why: &str| Error::invalid("email", format!("{raw:?} {why}"));
+    let bad = |why: &str| Error::invalid("email", format!("{} {why}", quote(raw)));
     if email.is_empty() || email.len() > 254 {
         return Err(bad("must be 1 to 254 bytes"));
     }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("must not contain spaces"));
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || is_control_or_bidi(c))
+    {
+        return Err(bad("must not contain spaces or control characters"));
     }
     let (local, domain) = email.split_once('@').ok_or_else(|| bad("needs an '@'"))?;
     if local.is_empty() || domain.contains('@') {
@@ -103,7 +153,10 @@ pub(crate) fn check_metric_name(name: &str) -> Result<(), Error> {
     } else {
         Err(Error::invalid(
             "metric name",
-            format!("{name:?} must be 1 to 128 characters from A-Z a-z 0-9 _ . :"),
+            format!(
+                "{} must be 1 to 128 characters from A-Z a-z 0-9 _ . :",
+                quote(name)
+            ),
         ))
     }
 }
@@ -141,7 +194,7 @@ impl LanguageTag {
 impl FromStr for LanguageTag {
     type Err = Error;
     fn from_str(raw: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::invalid("language tag", format!("{raw:?}: {why}"));
+        let bad = |why: &str| Error::invalid("language tag", format!("{}: {why}", quote(raw)));
         if raw.is_empty() || raw.len() > 35 {
             return Err(bad("must be 1 to 35 characters, e.g. hi-IN"));
         }
@@ -178,7 +231,8 @@ impl FromStr for LanguageTag {
                 stage = 2;
             } else {
                 return Err(bad(&format!(
-                    "subtag {part:?} is not a script, region or variant"
+                    "subtag {} is not a script, region or variant",
+                    quote(part)
                 )));
             }
         }

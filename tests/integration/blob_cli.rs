@@ -6,12 +6,12 @@ use std::path::Path;
 
 use crate::common::{bvstore, stderr, stdout};
 
-fn json(out: &std::process::Output) -> serde_json::Value {
+pub fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "bvstore failed: {}", stderr(out));
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
 }
 
-fn add_user(d: &Path, name: &str) -> String {
+pub fn add_user(d: &Path, name: &str) -> String {
     let u = json(&bvstore(
         d,
         &[

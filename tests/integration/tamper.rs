@@ -9,6 +9,19 @@ use crate::common::{TestStore, blob_file, config};
 
 const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
 
+/// Overwrites the stored record of `f` (format 1) in a closed store at
+/// `data_dir`, bypassing every check of the store.
+pub fn put_file_record(data_dir: &std::path::Path, f: &AudioFile) {
+    let bytes = postcard::to_extend(f, vec![1u8]).unwrap();
+    let db = Database::create(data_dir.join("store.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(FILES)
+        .unwrap()
+        .insert(f.id.as_uuid().as_u128(), bytes.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+}
+
 fn blob_path(t: &TestStore, f: &AudioFile) -> std::path::PathBuf {
     blob_file(t.dir.path(), f)
 }
@@ -187,18 +200,9 @@ async fn a_sha256_mismatch_is_an_integrity_error_at_the_end_of_a_full_read() {
         .unwrap();
     let path = t.path();
     drop(t.store);
-    {
-        let mut changed = f.clone();
-        changed.sha256[0] ^= 1;
-        let bytes = postcard::to_extend(&changed, vec![1u8]).unwrap();
-        let db = Database::create(path.join("store.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(FILES)
-            .unwrap()
-            .insert(f.id.as_uuid().as_u128(), bytes.as_slice())
-            .unwrap();
-        txn.commit().unwrap();
-    }
+    let mut changed = f.clone();
+    changed.sha256[0] ^= 1;
+    put_file_record(&path, &changed);
     let store = Store::open(config(&path).blob_chunk_bytes(4096))
         .await
         .unwrap();
