@@ -24,6 +24,7 @@ mod crash;
 mod data_dir;
 mod direct_io;
 mod disk_full;
+mod exit_codes;
 mod files;
 mod fuzz_corpus;
 mod input_safety;
