@@ -220,6 +220,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Result<(), E
                 copy_out(&store, who, id, range, &mut tokio::io::stdout()).await?;
                 return Ok(());
             }
+            refuse_inside_data_dir(&store.config().data_dir, dest)?;
             // Written beside `dest` and renamed onto it only when complete:
             // on any failure `dest` keeps what it held.
             let mut file = AtomicFile::create(dest).await?;
@@ -354,6 +355,32 @@ async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(
     }
     sink.flush().await.map_err(write_err)?;
     Ok(written)
+}
+
+/// A file read out must not land on the store's own files (`--out
+/// store.redb` would replace the database with audio).
+fn refuse_inside_data_dir(data_dir: &std::path::Path, dest: &str) -> Result<(), Error> {
+    let dest = std::path::Path::new(dest);
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let (Ok(parent), Ok(data)) = (parent.canonicalize(), data_dir.canonicalize()) else {
+        // A directory that does not exist cannot be the data directory;
+        // creating the file there fails with its own error.
+        return Ok(());
+    };
+    if parent.starts_with(&data) {
+        return Err(Error::InvalidInput {
+            field: "out",
+            reason: format!(
+                "{} is inside the data directory {}; write the file elsewhere",
+                clean(&dest.display().to_string()),
+                clean(&data.display().to_string())
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn parse_range(r: &str) -> Result<(u64, u64), Error> {

@@ -149,6 +149,27 @@ fn file_get_out_replaces_the_target_on_success() {
     assert_eq!(entries, 1, "no temporary file is left");
 }
 
+#[test]
+fn file_get_out_refuses_the_stores_own_files() {
+    let (_dir, d, id, _data, _target) = get_fixture();
+    let key = std::fs::read(d.join("master.key")).unwrap();
+    for name in ["store.redb", "master.key", "cache.redb", "blobs/new-file"] {
+        let dest = d.join(name);
+        let o = get_to(&d, &id, "mira", &dest, &[]);
+        assert_eq!(o.status.code(), Some(5), "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("inside the data directory"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // (store.redb and cache.redb change with every open; the key does not.)
+    assert!(std::fs::read(d.join("master.key")).unwrap() == key);
+    assert!(!d.join("blobs/new-file").exists());
+    let o = bvstore(&d, &["user", "show", "mira"]);
+    assert!(o.status.success(), "the store still opens: {}", stderr(&o));
+}
+
 // ---- user add --password-stdin -----------------------------------------
 
 #[test]
