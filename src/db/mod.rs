@@ -83,13 +83,9 @@ impl Db {
         let mut builder = Database::builder();
         builder.set_cache_size(config.db_cache_bytes);
         let database = guard::guarded(&path, || {
-            let mut database = builder.create(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
-                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-                    Error::io(format!("opening {}", path.display()), io)
-                }
-                other => Error::storage(format!("opening {}", path.display()), other),
-            })?;
+            let mut database = builder
+                .create(&path)
+                .map_err(|e| guard::open_error(&path, e))?;
             let steps = migrate::migrate(&database, &path)?;
             if !steps.is_empty() {
                 tracing::info!(steps = steps.len(), "store migrated");

@@ -35,6 +35,7 @@ mod model;
 mod page_cache;
 mod profiles;
 mod sessions;
+mod store_damage;
 mod tamper;
 mod users;
 mod writer;
