@@ -138,12 +138,7 @@ impl Store {
             let applied = crate::db::guard::guarded(&path, || {
                 let db = redb::Builder::new()
                     .open_read_only(&path)
-                    .map_err(|e| match e {
-                        redb::DatabaseError::DatabaseAlreadyOpen => {
-                            Error::Locked { path: path.clone() }
-                        }
-                        other => Error::storage(format!("opening {}", path.display()), other),
-                    })?;
+                    .map_err(|e| crate::db::guard::open_error(&path, e))?;
                 migrate::applied_version(&db)
             })?;
             Ok(MigrationStatus {

@@ -43,6 +43,28 @@ pub(crate) fn damaged(path: &Path, detail: String) -> Error {
     }
 }
 
+/// The error for a failed open of the database file at `path`: held by
+/// another handle is [`Error::Locked`]; a file that is not a redb database
+/// (its magic number damaged, say: redb reports it as an I/O error of kind
+/// `InvalidData`) is [`Error::Corrupt`]; other I/O errors stay
+/// [`Error::Io`].
+pub(crate) fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
+            path: path.to_path_buf(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            damaged(path, format!("opening it: {io}"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            Error::io(format!("opening {}", path.display()), io)
+        }
+        other => Error::storage(format!("opening {}", path.display()), other),
+    }
+}
+
 /// Maps redb's `Corrupted` (and a transaction it poisoned) to
 /// [`Error::Corrupt`]; other errors pass unchanged.
 pub(crate) fn corrupt_if_damaged(path: &Path, e: Error) -> Error {

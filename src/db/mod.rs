@@ -103,17 +103,6 @@ fn is_read_only(e: &redb::DatabaseError) -> bool {
     )
 }
 
-fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
-    match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked {
-            path: path.to_path_buf(),
-        },
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
-            Error::io(format!("opening {}", path.display()), io)
-        }
-        other => Error::storage(format!("opening {}", path.display()), other),
-    }
-}
 
 impl Db {
     /// Opens (or creates) `store.redb` in the data directory and migrates
@@ -130,7 +119,7 @@ impl Db {
             let mut database = match builder.create(&path) {
                 Ok(db) => db,
                 Err(e) if is_read_only(&e) => return Ok(None),
-                Err(e) => return Err(open_error(&path, e)),
+                Err(e) => return Err(guard::open_error(&path, e)),
             };
             let steps = migrate::migrate(&database, &path)?;
             if !steps.is_empty() {
@@ -156,7 +145,7 @@ impl Db {
                 let database = guard::guarded(&path, || {
                     let db = builder
                         .open_read_only(&path)
-                        .map_err(|e| open_error(&path, e))?;
+                        .map_err(|e| guard::open_error(&path, e))?;
                     migrate::check_current(&db, &path)?;
                     Ok(db)
                 })?;

@@ -39,6 +39,7 @@ mod page_cache;
 mod profiles;
 mod read_only;
 mod sessions;
+mod store_damage;
 mod tamper;
 mod users;
 mod writer;
