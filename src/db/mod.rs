@@ -103,7 +103,6 @@ fn is_read_only(e: &redb::DatabaseError) -> bool {
     )
 }
 
-
 impl Db {
     /// Opens (or creates) `store.redb` in the data directory and migrates
     /// it; where the process may not write (or `config.read_only`), opens
