@@ -334,6 +334,15 @@ pub(crate) fn quote(input: &str) -> String {
     }
 }
 
+/// The message a caught panic carried (its `&str` or `String` payload).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// Maps the engine's errors that can arise anywhere in a read or write.
 pub(crate) trait StorageContext<T> {
     fn ctx(self, context: &str) -> Result<T, Error>;

@@ -75,10 +75,9 @@ impl Store {
     #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
     pub async fn open(config: Config) -> Result<Store, Error> {
         config.validate()?;
-        let config2 = config.clone();
+        let mut config2 = config.clone();
         let (db, cache) = tokio::task::spawn_blocking(move || {
             crate::datadir::prepare(&config2)?;
-            let mut config2 = config2;
             let db = Db::open(&config2)?;
             if db.is_read_only() {
                 // cache.redb cannot be written either: memory only.

@@ -8,7 +8,7 @@ use tracing::instrument;
 use crate::blob::access::{self, Op};
 use crate::blob::crypto::{SecretKey, wrap};
 use crate::blob::format::Cipher;
-use crate::blob::keys::data_key_context;
+use crate::blob::keys::{across_master_rotation, data_key_context};
 use crate::blob::reader::{FileReader, OpenBlob, pump, pump_range};
 use crate::blob::writer::{WriteSpec, address, write_blob};
 use crate::blob::{Actor, BlobStore, ListFilter, PutOptions, VerifyReport};
@@ -261,12 +261,7 @@ impl Files<'_> {
     }
 
     async fn open_blob(&self, file: &AudioFile) -> Result<Arc<OpenBlob>, Error> {
-        let key = match self.blob_key(file) {
-            // A master rotation may have committed between this read's
-            // snapshot and the key it unwrapped with: once more, fresh.
-            Err(Error::Corrupt { .. }) => self.blob_key(file),
-            other => other,
-        }?;
+        let key = across_master_rotation(|| self.blob_key(file))?;
         let path = self.blobs.path_of(file.blob);
         let (len, what) = (file.plain_bytes, format!("file {}", file.id));
         let blob =

@@ -310,17 +310,14 @@ impl Keyring {
             }
             None => return Ok(self.master()),
         };
-        let (current, next) = self.masters_now();
-        [Some(current), next]
-            .into_iter()
-            .flatten()
-            .find(|k| check_opens(k, &check))
-            .ok_or_else(|| {
+        self.under_masters(|k| {
+            check_opens(k, &check).then(|| k.clone()).ok_or_else(|| {
                 Error::corrupt(
                     "master key check",
                     "neither the current master key nor a rotation's next key opens it",
                 )
             })
+        })
     }
 
     /// The key version and wrapped data key a blob commits with, read
@@ -388,24 +385,25 @@ impl Keyring {
         if let Some(k) = Self::cached(&self.keks, &(owner, version)) {
             return Ok(k);
         }
-        let (current, next) = self.masters_now();
-        let kek = match (unwrap_version(&current, row, owner, version), next) {
-            (Err(_), Some(next)) => unwrap_version(&next, row, owner, version)?,
-            (result, _) => result?,
-        };
+        let kek = self.under_masters(|m| unwrap_version(m, row, owner, version))?;
         Self::remember(&self.keks, (owner, version), &kek);
         Ok(kek)
     }
 
-    /// The current master key and a rotation's next one: a row read
-    /// outside a write transaction may be wrapped under either while a
-    /// rotation commits.
-    fn masters_now(&self) -> (SecretKey, Option<SecretKey>) {
-        let m = match self.masters.read() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
+    /// `f` under the current master key, else under a rotation's next one:
+    /// while a master rotation commits, a row may be wrapped under either.
+    fn under_masters<T>(&self, f: impl Fn(&SecretKey) -> Result<T, Error>) -> Result<T, Error> {
+        let (current, next) = {
+            let m = match self.masters.read() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            (m.current.clone(), m.next.clone())
         };
-        (m.current.clone(), m.next.clone())
+        match (f(&current), next) {
+            (Err(_), Some(next)) => f(&next),
+            (result, _) => result,
+        }
     }
 
     /// Unwraps the owner's address key from its row.
@@ -417,11 +415,7 @@ impl Keyring {
         if let Some(k) = Self::cached(&self.address_keys, &owner) {
             return Ok(k);
         }
-        let (current, next) = self.masters_now();
-        let key = match (unwrap_address_under(&current, row, owner), next) {
-            (Err(_), Some(next)) => unwrap_address_under(&next, row, owner)?,
-            (result, _) => result?,
-        };
+        let key = self.under_masters(|m| unwrap_address_under(m, row, owner))?;
         Self::remember(&self.address_keys, owner, &key);
         Ok(key)
     }
@@ -433,17 +427,12 @@ impl Keyring {
         db: &Db,
         owner: UserId,
     ) -> Result<(u32, SecretKey, SecretKey), Error> {
-        if let Some(row) = Self::row(db, owner)? {
-            return match self.current_keys(&row, owner) {
-                // Read before a master rotation committed, unwrapped after:
-                // a fresh snapshot holds the row under the key now current.
-                Err(Error::Corrupt { .. }) => {
-                    let row = Self::row(db, owner)?
-                        .ok_or_else(|| Error::not_found(crate::error::Entity::User, owner))?;
-                    self.current_keys(&row, owner)
-                }
-                other => other,
-            };
+        let existing = across_master_rotation(|| match Self::row(db, owner)? {
+            Some(row) => self.current_keys(&row, owner).map(Some),
+            None => Ok(None),
+        })?;
+        if let Some(keys) = existing {
+            return Ok(keys);
         }
         let (kek, address) = (SecretKey::generate()?, SecretKey::generate()?);
         let keyring = self.clone();
@@ -562,6 +551,20 @@ pub(crate) fn unwrap_version(
             format!("key version {version} of {owner} does not unwrap"),
         )
     })
+}
+
+/// Runs `read_and_unwrap` (a read of key rows from the shared snapshot and
+/// an unwrap under the master key) once more if it could not unwrap: a
+/// snapshot taken just before a master rotation committed holds rows under
+/// the old key, which is gone once the rotation has made the new one
+/// current; a fresh snapshot holds them under the new key.
+pub(crate) fn across_master_rotation<T>(
+    mut read_and_unwrap: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
+    match read_and_unwrap() {
+        Err(Error::Corrupt { .. }) => read_and_unwrap(),
+        other => other,
+    }
 }
 
 /// Unwraps the address key of an owner row under `master`.

@@ -25,11 +25,7 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, Error>) -> R
 
 /// The error for a panic met while working on `path`.
 pub(crate) fn panicked(path: &Path, payload: &(dyn Any + Send)) -> Error {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
+    let message = crate::error::panic_message(payload);
     damaged(path, format!("the storage engine failed on it ({message})"))
 }
 

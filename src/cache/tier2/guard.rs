@@ -21,11 +21,7 @@ use crate::error::Error;
 /// the database (the tier degrades and the file is set aside).
 pub(crate) fn guard<T>(path: &Path, what: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".into());
+        let message = crate::error::panic_message(panic.as_ref());
         Error::corrupt(
             path.display().to_string(),
             format!("the storage engine panicked while {what}: {message}"),
