@@ -32,6 +32,10 @@
 //!    user who has 1000 of the 100 000 sessions (`BV_BENCH_SESSIONS`).
 //! 5. `read_placement`: a `spawn_blocking` hop against an inline point read,
 //!    both measured from inside a task on a runtime worker thread.
+//! 6. `open_close`: `Store::open` then `close` of the `BV_BENCH_ROWS`-user
+//!    store, with every page checksum verified at open (the default) and
+//!    without; against SQLite's open plus one point read, and its
+//!    `PRAGMA quick_check` (SQLite's own whole-file check).
 //!
 //! Results and their reading: `docs/BENCHMARKS.md`.
 
@@ -565,7 +569,7 @@ struct UserFixture {
     names: Vec<String>,
     sqlite: Connection,
     sqlite_ids: Vec<[u8; 16]>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
 /// Creates `count` users named `{prefix}…`, many at a time; their ids in
@@ -639,7 +643,7 @@ fn populate_users(rt: &Runtime, rows: usize) -> UserFixture {
         names,
         sqlite,
         sqlite_ids,
-        _dirs: (redb_dir, sqlite_dir),
+        dirs: (redb_dir, sqlite_dir),
     }
 }
 
@@ -935,9 +939,75 @@ fn bench_list_sessions(c: &mut Criterion) {
     rt.block_on(store.close());
 }
 
+// ---------------------------------------------------------------------------
+// 6: open and close
+// ---------------------------------------------------------------------------
+
+fn bench_open_close(c: &mut Criterion) {
+    let rt = runtime();
+    let rows = env_count("BV_BENCH_ROWS", 100_000);
+    let UserFixture {
+        store,
+        sqlite,
+        sqlite_ids,
+        dirs,
+        ..
+    } = populate_users(&rt, rows);
+    // The file lock goes with the last handle.
+    rt.block_on(store.close());
+    drop((store, sqlite));
+    let dir = dirs.0.path().to_path_buf();
+    let sqlite_path = dirs.1.path().join("bench.sqlite");
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "open_close: store.redb {} bytes, bench.sqlite {} bytes",
+        size(&dir.join("store.redb")),
+        size(&sqlite_path)
+    );
+    let key = sqlite_ids[rows / 2];
+
+    let mut group = c.benchmark_group("open_close");
+    group
+        .sample_size(SAMPLES)
+        .measurement_time(MEASURE)
+        .warm_up_time(WARM_UP);
+    for (name, verify) in [("redb_verified", true), ("redb_unverified", false)] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let config = Config::new(&dir)
+                    .password_cost(8, 1)
+                    .db_cache_bytes(cache_bytes())
+                    .verify_on_open(verify);
+                let store = Store::open(config).await.expect("open");
+                store.close().await;
+            })
+        });
+    }
+    let point_read = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
+    group.bench_function("sqlite_open_and_read", |b| {
+        b.iter(|| {
+            let conn = sqlite_open(&sqlite_path);
+            black_box(
+                conn.query_row(&point_read, [&key[..]], decode_user)
+                    .expect("read"),
+            );
+        })
+    });
+    group.bench_function("sqlite_quick_check", |b| {
+        b.iter(|| {
+            let conn = sqlite_open(&sqlite_path);
+            let ok: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .expect("quick_check");
+            assert_eq!(ok, "ok");
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().without_plots();
-    targets = bench_create_user, bench_point_reads, bench_list_sessions
+    targets = bench_create_user, bench_point_reads, bench_list_sessions, bench_open_close
 }
 criterion_main!(benches);

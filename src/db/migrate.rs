@@ -176,7 +176,7 @@ pub(crate) fn migrate(
     let applied = applied_version(db)?;
     match applied {
         None => {
-            let txn = db.begin_write().ctx("creating the schema")?;
+            let txn = super::begin_write(db).ctx("creating the schema")?;
             schema::create_all(&txn).ctx("creating tables")?;
             set_version(&txn, SCHEMA_VERSION)?;
             let id = uuid::Uuid::now_v7();
@@ -198,7 +198,7 @@ pub(crate) fn migrate(
             for step in STEPS.iter().filter(|s| s.from >= v) {
                 let _span =
                     tracing::info_span!("migrate", from = step.from, to = step.from + 1).entered();
-                let txn = db.begin_write().ctx("beginning a migration")?;
+                let txn = super::begin_write(db).ctx("beginning a migration")?;
                 (step.run)(&txn)?;
                 set_version(&txn, step.from + 1)?;
                 txn.commit().ctx("committing a migration")?;

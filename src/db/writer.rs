@@ -234,7 +234,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn begin(&self) -> Result<WriteTransaction, Error> {
         guarded(self.path, || {
-            self.db.begin_write().ctx("beginning a write transaction")
+            super::begin_write(self.db).ctx("beginning a write transaction")
         })
     }
 

@@ -59,6 +59,17 @@ fn environment_overrides_and_bad_numbers_are_errors() {
     assert_eq!(c.session_max_turns, 12);
     assert_eq!(c.session_idle_timeout, Duration::from_secs(5));
     assert_eq!(c.blob_cache_limit_bytes, 0);
+    assert!(c.verify_on_open, "verified by default");
+    let off: HashMap<&str, &str> = [("BV_VERIFY_ON_OPEN", "false")].into();
+    c.apply_env(|k| off.get(k).map(|v| v.to_string())).unwrap();
+    assert!(!c.verify_on_open);
+    let from_toml = Config::from_toml_str("verify_on_open = false").unwrap();
+    assert!(!from_toml.verify_on_open);
+    let bad: HashMap<&str, &str> = [("BV_VERIFY_ON_OPEN", "maybe")].into();
+    let e = Config::default()
+        .apply_env(|k| bad.get(k).map(|v| v.to_string()))
+        .unwrap_err();
+    assert!(e.to_string().contains("BV_VERIFY_ON_OPEN"), "{e}");
     let bad: HashMap<&str, &str> = [("BV_MAX_BATCH", "lots")].into();
     let e = Config::default()
         .apply_env(|k| bad.get(k).map(|v| v.to_string()))
