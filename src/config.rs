@@ -34,6 +34,7 @@ use crate::error::{Error, quote};
 /// | `master_key_file` | none | a private file | `BV_MASTER_KEY_FILE` |
 /// | `verify_on_open` | true: every page checksum of `store.redb` is verified when it opens | true or false | `BV_VERIFY_ON_OPEN` |
 /// | `cache` | see [`CacheConfig`] | | `BV_CACHE_*` |
+/// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
 /// setting and the range, by [`Config::validate`] (which
@@ -113,6 +114,9 @@ pub struct Config {
     /// to 1 s for a million (see `docs/BENCHMARKS.md`). A read-only open
     /// cannot run it (redb's check commits).
     pub verify_on_open: bool,
+    /// Where every time the store records is read (see
+    /// [`Clock`](crate::Clock)). Not read from TOML or the environment.
+    pub clock: crate::Clock,
 }
 
 impl Default for Config {
@@ -136,6 +140,7 @@ impl Default for Config {
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
+            clock: crate::Clock::System,
         }
     }
 }
@@ -263,6 +268,7 @@ impl Config {
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
+            clock: d.clock,
         };
         config.validate()?;
         Ok(config)
@@ -456,6 +462,22 @@ impl Config {
     /// [`Config::verify_on_open`](Config#structfield.verify_on_open)).
     pub fn verify_on_open(mut self, verify: bool) -> Self {
         self.verify_on_open = verify;
+        self
+    }
+
+    /// Sets the clock every recorded time is read from; tests pass a
+    /// [`ManualClock`](crate::ManualClock) to move time without sleeping.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bharatvoice_store::{Config, ManualClock, Timestamp};
+    /// let clock = ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000));
+    /// let config = Config::new("/tmp/bv-clock").clock(clock.clone());
+    /// clock.advance(Duration::from_secs(3600));
+    /// assert_eq!(config.clock.now(), Timestamp::from_micros(1_800_003_600_000_000));
+    /// ```
+    pub fn clock(mut self, clock: impl Into<crate::Clock>) -> Self {
+        self.clock = clock.into();
         self
     }
 

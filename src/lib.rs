@@ -51,6 +51,7 @@
 
 mod blob;
 mod cache;
+mod clock;
 mod config;
 mod datadir;
 mod db;
@@ -76,11 +77,11 @@ pub use blob::reader::FileReader;
 pub use blob::rotation::RotationProgress;
 pub use blob::{Actor, Compression, ListFilter, PutOptions, VerifyReport};
 pub use cache::Cache;
-pub use cache::clock::{Clock, ManualClock};
 pub use cache::config::{CacheConfig, EvictionPolicy, WriteMode};
 pub use cache::item::CacheValue;
 pub use cache::options::{Condition, SetOptions, Ttl};
 pub use cache::stats::{CacheStats, Evictions, Tier1Stats, Tier2State, Tier2Stats};
+pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use datadir::OpenMode;
 pub use db::audit::AuditEvent;

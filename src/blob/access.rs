@@ -12,7 +12,7 @@ use crate::db::schema::{FILES, GRANTS};
 use crate::db::{Db, get_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::file::AudioFile;
-use crate::types::{FileId, Timestamp};
+use crate::types::FileId;
 
 /// The kinds of operation, for the rules and the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub(crate) async fn record_refusal(db: &Db, actor: Actor, action: &'static str, 
     tracing::warn!(actor = %actor, action, target = %target, "refused");
     let event = AuditEvent {
         id: uuid::Uuid::now_v7(),
-        at: Timestamp::now(),
+        at: db.now(),
         actor: actor.to_string(),
         action: action.to_string(),
         target,

@@ -19,7 +19,7 @@ use crate::db::{Db, get_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 use crate::model::profile::UserProfile;
-use crate::types::{FileId, ListOptions, Page, Timestamp, UserId};
+use crate::types::{FileId, ListOptions, Page, UserId};
 
 /// Stored files; from [`Store::files`](crate::Store::files).
 ///
@@ -168,6 +168,7 @@ impl Files<'_> {
         let retention = options
             .retention_days
             .unwrap_or(self.retention_days(owner)?);
+        let now = self.db.now();
         let new = NewAudioFile {
             blob: addr,
             plain_bytes: written.plain_len,
@@ -184,7 +185,7 @@ impl Files<'_> {
                 Codec::None
             },
             key_version: version,
-            expires_at: Some(Timestamp::now().plus(std::time::Duration::from_secs(
+            expires_at: Some(now.plus(std::time::Duration::from_secs(
                 u64::from(retention) * 86_400,
             ))),
             ..probe
@@ -196,7 +197,7 @@ impl Files<'_> {
             stored_bytes: written.stored_len,
             key_version: version,
             data_key: wrapped,
-            created_at: Timestamp::now(),
+            created_at: now,
         };
         let _guard = self.blobs.lock(addr).await;
         let exists = self

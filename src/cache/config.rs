@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cache::clock::Clock;
 use crate::config::{TEN_YEARS_SECS, check_duration, check_range};
 use crate::error::{Error, quote};
 
@@ -56,7 +55,6 @@ pub enum WriteMode {
 /// | `write_mode` | write-behind, 50 ms at most | delay 1 to 60000 ms | `write_mode = "write-behind"` or `"write-through"`, `write_delay_ms` | `BV_CACHE_WRITE_MODE`, `BV_CACHE_WRITE_DELAY_MS` |
 /// | `sweep_interval` | 60 s between sweeps of expired and stale rows | 1 ms to 1 day | `sweep_interval_secs` | `BV_CACHE_SWEEP_SECS` |
 /// | `retry_interval` | 5 s between attempts to bring back a degraded tier 2 | 1 ms to 1 day | `retry_interval_ms` | `BV_CACHE_RETRY_MS` |
-/// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
 /// setting and the range.
@@ -93,8 +91,6 @@ pub struct CacheConfig {
     pub sweep_interval: Duration,
     /// How often a degraded tier 2 is tried again.
     pub retry_interval: Duration,
-    /// The clock deadlines are read against.
-    pub clock: Clock,
 }
 
 impl Default for CacheConfig {
@@ -110,7 +106,6 @@ impl Default for CacheConfig {
             },
             sweep_interval: Duration::from_secs(60),
             retry_interval: Duration::from_secs(5),
-            clock: Clock::System,
         }
     }
 }
@@ -309,11 +304,6 @@ impl CacheConfig {
     /// Sets how often a degraded tier 2 is tried again.
     pub fn retry_interval(mut self, d: Duration) -> Self {
         self.retry_interval = d;
-        self
-    }
-    /// Sets the clock deadlines are read against.
-    pub fn clock(mut self, c: impl Into<Clock>) -> Self {
-        self.clock = c.into();
         self
     }
 }

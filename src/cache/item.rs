@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::cache::clock::Clock;
 use crate::cache::tags::TagRef;
+use crate::clock::Clock;
 use crate::types::Timestamp;
 
 /// Weighed bytes per tier-1 entry on top of key and value: moka's own

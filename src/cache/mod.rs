@@ -20,7 +20,6 @@
 //!
 //! The public face is [`Cache`], from [`Store::cache`](crate::Store::cache).
 
-pub(crate) mod clock;
 pub(crate) mod config;
 pub(crate) mod item;
 pub(crate) mod options;
@@ -36,9 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use clock::Clock;
 use stats::{CacheStats, Counters, Tier2State, Tier2Stats};
 use tags::{TagRef, TagState, Tags};
 use tier1::Tier1;
@@ -81,7 +80,7 @@ impl CacheCore {
                 },
                 sweep_interval: c.sweep_interval,
                 retry_interval: c.retry_interval,
-                clock: c.clock.clone(),
+                clock: config.clock.clone(),
             };
             Some(Tier2::open(
                 settings,
@@ -94,6 +93,7 @@ impl CacheCore {
         };
         let tier1 = tier1::build(
             c,
+            &config.clock,
             Arc::clone(&counters),
             Arc::clone(&generation),
             Arc::new(AtomicBool::new(c.tier2)),
@@ -104,7 +104,7 @@ impl CacheCore {
             tags,
             generation,
             counters,
-            clock: c.clock.clone(),
+            clock: config.clock.clone(),
             default_ttl: c.default_ttl,
             memory_bytes: c.memory_bytes,
             closed: AtomicBool::new(false),

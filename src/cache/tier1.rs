@@ -20,10 +20,10 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy as MokaPolicy;
 
-use crate::cache::clock::{Clock, remaining};
 use crate::cache::config::{CacheConfig, EvictionPolicy};
 use crate::cache::item::Item;
 use crate::cache::stats::Counters;
+use crate::clock::{Clock, remaining};
 
 /// The tier-1 cache: keys to shared entries.
 pub(crate) type Tier1 = moka::future::Cache<String, Arc<Item>>;
@@ -68,6 +68,7 @@ impl Expiry<String, Arc<Item>> for ItemExpiry {
 /// of memory still lives in the cache (in tier 2) for the tag estimates.
 pub(crate) fn build(
     config: &CacheConfig,
+    clock: &Clock,
     counters: Arc<Counters>,
     generation: Arc<AtomicU64>,
     tier2_on: Arc<AtomicBool>,
@@ -82,7 +83,7 @@ pub(crate) fn build(
         .eviction_policy(policy)
         .weigher(|k: &String, v: &Arc<Item>| v.weight(k))
         .expire_after(ItemExpiry {
-            clock: config.clock.clone(),
+            clock: clock.clone(),
         })
         .eviction_listener(move |_k, item: Arc<Item>, cause| {
             let e = &counters.t1_evictions;

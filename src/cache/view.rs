@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::clock::remaining;
 use crate::cache::item::CacheValue;
 use crate::cache::options::{SetOptions, Ttl};
 use crate::cache::stats::CacheStats;
 use crate::cache::write::Loaded;
 use crate::cache::{CacheCore, validate_key};
+use crate::clock::remaining;
 use crate::error::Error;
 
 /// The tiered cache of a store: Redis operations, in-process.

@@ -94,6 +94,6 @@ pub(crate) fn commit_file(
     put_row(txn, new.blob, &row)?;
     let mut record = new.clone();
     record.key_version = row.key_version;
-    let file = insert_record(txn, &record)?;
+    let file = insert_record(txn, &record, fresh_row.created_at)?;
     Ok((file, deduplicated))
 }

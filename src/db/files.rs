@@ -41,7 +41,12 @@ pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     new.tags.iter().try_for_each(|t| check_line("tag", t))
 }
 
-fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<AudioFile, Error> {
+fn set_deleted(
+    txn: &WriteTransaction,
+    id: FileId,
+    deleted: bool,
+    now: Timestamp,
+) -> Result<AudioFile, Error> {
     let mut files = txn.open_table(FILES).ctx("opening files")?;
     let mut f: AudioFile = get_record(&files, id.to_key(), id)?
         .ok_or_else(|| Error::not_found(Entity::AudioFile, id))?;
@@ -52,7 +57,7 @@ fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<Audi
         (true, Some(_)) => return Err(Error::not_found(Entity::AudioFile, id)),
         (false, None) => return Ok(f),
         (true, None) => {
-            f.deleted_at = Some(Timestamp::now());
+            f.deleted_at = Some(now);
             if let Some(e) = f.expires_at {
                 by_expiry
                     .remove((e.as_micros(), id.to_key()))
@@ -68,7 +73,7 @@ fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<Audi
             }
         }
     }
-    f.updated_at = Timestamp::now();
+    f.updated_at = now;
     put_record(&mut files, id.to_key(), &f)?;
     Ok(f)
 }
@@ -78,9 +83,9 @@ fn set_deleted(txn: &WriteTransaction, id: FileId, deleted: bool) -> Result<Audi
 pub(crate) fn insert_record(
     txn: &WriteTransaction,
     new: &NewAudioFile,
+    now: Timestamp,
 ) -> Result<AudioFile, Error> {
     check(new)?;
-    let now = Timestamp::now();
     let f = AudioFile {
         id: FileId::new(),
         owner: new.owner,
@@ -163,10 +168,11 @@ impl FileRecords<'_> {
     #[instrument(skip_all, fields(owner = %new.owner))]
     pub async fn insert(&self, new: NewAudioFile) -> Result<AudioFile, Error> {
         check(&new)?;
+        let now = self.db.now();
         self.db
             .write(move |txn| {
                 require_live(txn, new.owner)?;
-                insert_record(txn, &new)
+                insert_record(txn, &new, now)
             })
             .await
     }
@@ -250,12 +256,18 @@ impl FileRecords<'_> {
     /// Soft-deletes a record (it leaves lists and the expiry index).
     #[instrument(skip(self, id), fields(file = %id))]
     pub async fn delete(&self, id: FileId) -> Result<AudioFile, Error> {
-        self.db.write(move |txn| set_deleted(txn, id, true)).await
+        let now = self.db.now();
+        self.db
+            .write(move |txn| set_deleted(txn, id, true, now))
+            .await
     }
 
     /// Brings back a soft-deleted record.
     #[instrument(skip(self, id), fields(file = %id))]
     pub async fn restore(&self, id: FileId) -> Result<AudioFile, Error> {
-        self.db.write(move |txn| set_deleted(txn, id, false)).await
+        let now = self.db.now();
+        self.db
+            .write(move |txn| set_deleted(txn, id, false, now))
+            .await
     }
 }

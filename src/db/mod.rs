@@ -52,6 +52,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 
 use crate::config::Config;
 use crate::error::{Error, StorageContext};
+use crate::types::Timestamp;
 use codec::Record;
 
 /// Listings of at most this many items run inline (see [`Db::list`]).
@@ -64,6 +65,8 @@ pub(crate) struct DbSettings {
     pub(crate) session_idle: std::time::Duration,
     pub(crate) password_memory_kib: u32,
     pub(crate) password_iterations: u32,
+    /// Where every recorded time is read.
+    pub(crate) clock: crate::Clock,
 }
 
 /// The open metadata database.
@@ -194,8 +197,14 @@ impl Db {
                 session_idle: config.session_idle_timeout,
                 password_memory_kib: config.password_memory_kib,
                 password_iterations: config.password_iterations,
+                clock: config.clock.clone(),
             },
         })
+    }
+
+    /// The current time of the store's clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.settings.clock.now()
     }
 
     /// Whether the store was opened read-only.

@@ -9,7 +9,7 @@ use crate::db::users::require_live;
 use crate::db::{Db, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::profile::{ConsentKind, ProfileUpdate, UserProfile, VoicePreferences};
-use crate::types::{ProfileId, Timestamp, UserId};
+use crate::types::{ProfileId, UserId};
 
 /// User profiles; from [`Store::profiles`](crate::Store::profiles).
 ///
@@ -52,11 +52,11 @@ impl Profiles<'_> {
     #[instrument(skip(self, change, user), fields(user = %user))]
     pub async fn upsert(&self, user: UserId, change: ProfileUpdate) -> Result<UserProfile, Error> {
         change.validate()?;
+        let now = self.db.now();
         self.db
             .write(move |txn| {
                 require_live(txn, user)?;
                 let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-                let now = Timestamp::now();
                 let mut profile =
                     get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| UserProfile {
                         id: ProfileId::new(),

@@ -53,6 +53,7 @@ fn expiry_key(s: &ConversationSession) -> (i64, u128) {
 fn modify(
     txn: &WriteTransaction,
     id: SessionId,
+    now: Timestamp,
     f: impl FnOnce(&mut ConversationSession) -> Result<(), Error>,
 ) -> Result<ConversationSession, Error> {
     let mut sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
@@ -62,7 +63,7 @@ fn modify(
     let (old_user_key, old_expiry_key, was_open) =
         (user_key(&s), expiry_key(&s), s.ended_at.is_none());
     f(&mut s)?;
-    s.updated_at = Timestamp::now();
+    s.updated_at = now;
     let mut by_user = txn
         .open_table(SESSIONS_BY_USER)
         .ctx("opening sessions_by_user")?;
@@ -98,10 +99,10 @@ impl Sessions<'_> {
         language: Option<LanguageTag>,
     ) -> Result<ConversationSession, Error> {
         let idle = self.db.settings.session_idle;
+        let now = self.db.now();
         self.db
             .write(move |txn| {
                 require_live(txn, user)?;
-                let now = Timestamp::now();
                 let s = ConversationSession {
                     id: SessionId::new(),
                     user_id: user,
@@ -166,14 +167,14 @@ impl Sessions<'_> {
                 ),
             ));
         }
+        let now = self.db.now();
         self.db
             .write(move |txn| {
                 let turn = turn.clone();
-                modify(txn, id, |s| {
+                modify(txn, id, now, |s| {
                     if s.ended_at.is_some() {
                         return Err(Error::invalid("session", format!("{id} has ended")));
                     }
-                    let now = Timestamp::now();
                     s.context.push(turn);
                     limits.trim(&mut s.context);
                     s.turn_count += 1;
@@ -189,10 +190,10 @@ impl Sessions<'_> {
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn touch(&self, id: SessionId) -> Result<ConversationSession, Error> {
         let idle = self.db.settings.session_idle;
+        let now = self.db.now();
         self.db
             .write(move |txn| {
-                modify(txn, id, |s| {
-                    let now = Timestamp::now();
+                modify(txn, id, now, |s| {
                     s.last_active_at = now;
                     if s.ended_at.is_none() {
                         s.expires_at = now.plus(idle);
@@ -206,10 +207,11 @@ impl Sessions<'_> {
     /// Ends a session (it keeps its context; it no longer expires).
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn end(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        let now = self.db.now();
         self.db
             .write(move |txn| {
-                modify(txn, id, |s| {
-                    s.ended_at.get_or_insert_with(Timestamp::now);
+                modify(txn, id, now, |s| {
+                    s.ended_at.get_or_insert(now);
                     Ok(())
                 })
             })
@@ -219,10 +221,11 @@ impl Sessions<'_> {
     /// Soft-deletes a session.
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn delete(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        let now = self.db.now();
         self.db
             .write(move |txn| {
-                modify(txn, id, |s| {
-                    s.deleted_at = Some(Timestamp::now());
+                modify(txn, id, now, |s| {
+                    s.deleted_at = Some(now);
                     Ok(())
                 })
             })

@@ -87,6 +87,7 @@ fn insert_user(
     username: &str,
     email: &str,
     password_hash: Option<&str>,
+    now: Timestamp,
 ) -> Result<User, Error> {
     for (index, name, field, value) in [
         (
@@ -107,7 +108,6 @@ fn insert_user(
             return Err(conflict(field, value, existing));
         }
     }
-    let now = Timestamp::now();
     let user = User {
         id: UserId::new(),
         username: username.to_string(),
@@ -163,6 +163,7 @@ fn update_user(
     id: UserId,
     change: &UserUpdate,
     email: Option<&str>,
+    now: Timestamp,
 ) -> Result<User, Error> {
     modify_live(txn, id, |user| {
         if let Some(e) = email.filter(|e| *e != user.email) {
@@ -180,20 +181,25 @@ fn update_user(
         if let Some(s) = change.status {
             user.status = s;
         }
-        user.updated_at = Timestamp::now();
+        user.updated_at = now;
         Ok(())
     })
 }
 
-fn set_deleted(txn: &WriteTransaction, id: UserId, deleted: bool) -> Result<User, Error> {
+fn set_deleted(
+    txn: &WriteTransaction,
+    id: UserId,
+    deleted: bool,
+    now: Timestamp,
+) -> Result<User, Error> {
     let mut user = load(&txn.open_table(USERS).ctx("opening users")?, id)?;
     match (deleted, user.deleted_at) {
         (true, Some(_)) => return Err(Error::not_found(Entity::User, id)),
         (false, None) => return Ok(user),
-        (true, None) => user.deleted_at = Some(Timestamp::now()),
+        (true, None) => user.deleted_at = Some(now),
         (false, Some(_)) => user.deleted_at = None,
     }
-    user.updated_at = Timestamp::now();
+    user.updated_at = now;
     put_user(txn, &user, None)?;
     Ok(user)
 }
@@ -242,8 +248,9 @@ impl Users<'_> {
             Some(p) => Some(self.hash_password(p).await?),
             None => None,
         };
+        let now = self.db.now();
         self.db
-            .write(move |txn| insert_user(txn, &new, &username, &email, hash.as_deref()))
+            .write(move |txn| insert_user(txn, &new, &username, &email, hash.as_deref(), now))
             .await
     }
 
@@ -299,8 +306,9 @@ impl Users<'_> {
         if let Some(d) = &change.display_name {
             check_display_name(d)?;
         }
+        let now = self.db.now();
         self.db
-            .write(move |txn| update_user(txn, id, &change, email.as_deref()))
+            .write(move |txn| update_user(txn, id, &change, email.as_deref(), now))
             .await
     }
 
@@ -308,13 +316,19 @@ impl Users<'_> {
     /// stay reserved, and [`restore`](Self::restore) brings it back.
     #[instrument(skip(self, id), fields(user = %id))]
     pub async fn delete(&self, id: UserId) -> Result<User, Error> {
-        self.db.write(move |txn| set_deleted(txn, id, true)).await
+        let now = self.db.now();
+        self.db
+            .write(move |txn| set_deleted(txn, id, true, now))
+            .await
     }
 
     /// Brings back a soft-deleted user (a live user is returned unchanged).
     #[instrument(skip(self, id), fields(user = %id))]
     pub async fn restore(&self, id: UserId) -> Result<User, Error> {
-        self.db.write(move |txn| set_deleted(txn, id, false)).await
+        let now = self.db.now();
+        self.db
+            .write(move |txn| set_deleted(txn, id, false, now))
+            .await
     }
 
     /// Live users, newest first, a page at a time.
@@ -349,12 +363,13 @@ impl Users<'_> {
     #[instrument(skip(self, password, id), fields(user = %id))]
     pub async fn set_password(&self, id: UserId, password: &str) -> Result<(), Error> {
         let hash = self.hash_password(password).await?;
+        let now = self.db.now();
         self.db
             .write(move |txn| {
                 modify_live(txn, id, |user| {
                     write_credentials(txn, id, &hash)?;
                     user.has_password = true;
-                    user.updated_at = Timestamp::now();
+                    user.updated_at = now;
                     Ok(())
                 })
                 .map(|_| ())
@@ -381,10 +396,11 @@ impl Users<'_> {
         if !crate::db::users_password::verify(password, stored, id).await? {
             return Ok(false);
         }
+        let now = self.db.now();
         self.db
             .write(move |txn| {
                 modify_live(txn, id, |user| {
-                    user.last_login_at = Some(Timestamp::now());
+                    user.last_login_at = Some(now);
                     Ok(())
                 })
             })

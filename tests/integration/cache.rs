@@ -20,8 +20,11 @@ pub async fn open_with(dir: &std::path::Path, cache: CacheConfig) -> Store {
         .expect("open store")
 }
 
-pub fn cfg(clock: &ManualClock) -> CacheConfig {
-    CacheConfig::default().clock(clock.clone())
+/// Opens a store whose clock is `clock`.
+pub async fn open_clocked(dir: &std::path::Path, clock: &ManualClock, cache: CacheConfig) -> Store {
+    Store::open(config(dir).clock(clock.clone()).cache(cache))
+        .await
+        .expect("open store")
 }
 
 #[tokio::test]
@@ -112,9 +115,10 @@ async fn nx_xx_delete_and_incr_rules() {
 async fn ttl_expire_and_default_ttl_follow_the_injected_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual();
-    let store = open_with(
+    let store = open_clocked(
         dir.path(),
-        cfg(&clock).default_ttl(Some(Duration::from_secs(100))),
+        &clock,
+        CacheConfig::default().default_ttl(Some(Duration::from_secs(100))),
     )
     .await;
     let c = store.cache();

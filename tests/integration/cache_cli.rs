@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bharatvoice_store::{CacheConfig, ManualClock, SetOptions, Timestamp};
 
-use crate::cache::open_with;
+use crate::cache::open_clocked;
 use crate::common::{bvstore, stderr, stdout};
 
 fn ok(dir: &std::path::Path, args: &[&str]) -> String {
@@ -123,7 +123,7 @@ async fn an_expired_key_is_missing_for_the_cli() {
     // Written by a process whose clock is an hour behind: the entry expired
     // 59 minutes ago by the system clock the CLI reads.
     let past = ManualClock::new(Timestamp::now().minus(Duration::from_secs(3600)));
-    let store = open_with(dir.path(), CacheConfig::default().clock(past)).await;
+    let store = open_clocked(dir.path(), &past, CacheConfig::default()).await;
     let ttl = SetOptions::new().ttl(Duration::from_secs(60));
     store
         .cache()

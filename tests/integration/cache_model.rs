@@ -113,8 +113,8 @@ fn opts(ttl: Option<u8>, tags: &[u8]) -> SetOptions {
     o
 }
 
-async fn open(dir: &std::path::Path, cache: &CacheConfig) -> Store {
-    Store::open(config(dir).cache(cache.clone()))
+async fn open(dir: &std::path::Path, clock: &ManualClock, cache: &CacheConfig) -> Store {
+    Store::open(config(dir).clock(clock.clone()).cache(cache.clone()))
         .await
         .expect("open")
 }
@@ -122,14 +122,14 @@ async fn open(dir: &std::path::Path, cache: &CacheConfig) -> Store {
 async fn run(ops: Vec<Op>, small_memory: bool, write_through: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp::from_micros(1_800_000_000_000_000));
-    let mut cache = CacheConfig::default().clock(clock.clone());
+    let mut cache = CacheConfig::default();
     if small_memory {
         cache = cache.memory_bytes(4096);
     }
     if write_through {
         cache = cache.write_mode(WriteMode::WriteThrough);
     }
-    let mut store = open(dir.path(), &cache).await;
+    let mut store = open(dir.path(), &clock, &cache).await;
     let mut m = Model::default();
     for (step, op) in ops.into_iter().enumerate() {
         let now = clock.now();
@@ -249,7 +249,7 @@ async fn run(ops: Vec<Op>, small_memory: bool, write_through: bool) -> Result<()
             Op::Restart => {
                 store.close().await;
                 drop(store);
-                store = open(dir.path(), &cache).await;
+                store = open(dir.path(), &clock, &cache).await;
             }
         }
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use bharatvoice_store::{CacheConfig, EvictionPolicy, SetOptions, Tier2State, Ttl, WriteMode};
 
-use crate::cache::{cfg, manual, open_with};
+use crate::cache::{manual, open_clocked, open_with};
 
 /// Polls `f` for up to five seconds.
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -28,7 +28,7 @@ async fn tier2_serves_misses_promotes_and_survives_restart() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let clock = manual();
-        let store = open_with(dir.path(), cfg(&clock).write_mode(mode)).await;
+        let store = open_clocked(dir.path(), &clock, CacheConfig::default().write_mode(mode)).await;
         let opts = SetOptions::new().ttl(Duration::from_secs(60)).tag("user:1");
         store.cache().set_with("a", &"alpha", &opts).await.unwrap();
         store.cache().set("b", &2).await.unwrap();
@@ -36,7 +36,7 @@ async fn tier2_serves_misses_promotes_and_survives_restart() {
         store.close().await;
         drop(store);
 
-        let store = open_with(dir.path(), cfg(&clock).write_mode(mode)).await;
+        let store = open_clocked(dir.path(), &clock, CacheConfig::default().write_mode(mode)).await;
         let c = store.cache();
         assert_eq!(
             c.get::<String>("a").await.unwrap().as_deref(),
@@ -86,14 +86,14 @@ async fn dropping_the_last_handle_flushes_write_behind() {
 async fn expired_entries_are_not_returned_from_tier2_even_unswept() {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual();
-    let store = open_with(dir.path(), cfg(&clock)).await;
+    let store = open_clocked(dir.path(), &clock, CacheConfig::default()).await;
     let ttl = SetOptions::new().ttl(Duration::from_secs(10));
     store.cache().set_with("short", &1, &ttl).await.unwrap();
     store.cache().set("long", &2).await.unwrap();
     store.close().await;
     drop(store);
     clock.advance(Duration::from_secs(10));
-    let store = open_with(dir.path(), cfg(&clock)).await;
+    let store = open_clocked(dir.path(), &clock, CacheConfig::default()).await;
     let c = store.cache();
     assert_eq!(c.stats().tier2.entries, 2, "not swept yet");
     assert_eq!(c.get::<i32>("short").await.unwrap(), None);
@@ -176,9 +176,10 @@ async fn tier1_stays_within_its_byte_bound() {
 async fn the_sweep_removes_expired_and_stale_rows() {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual();
-    let store = open_with(
+    let store = open_clocked(
         dir.path(),
-        cfg(&clock).sweep_interval(Duration::from_millis(10)),
+        &clock,
+        CacheConfig::default().sweep_interval(Duration::from_millis(10)),
     )
     .await;
     let c = store.cache();

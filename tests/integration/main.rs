@@ -18,6 +18,7 @@ mod cache_race;
 mod cache_tiers;
 mod cli;
 mod cli_safety;
+mod clock;
 mod config;
 mod corrupt;
 mod crash;

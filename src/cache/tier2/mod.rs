@@ -68,9 +68,9 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::oneshot;
 
-use crate::cache::clock::Clock;
 use crate::cache::stats::{Counters, Tier2State, Tier2Stats};
 use crate::cache::tags::{TagState, Tags};
+use crate::clock::Clock;
 use crate::error::Error;
 use queue::{Cmd, Command, Overlay, Queue};
 pub(crate) use queue::{Lookup, Reply};

@@ -1,10 +1,13 @@
-//! The time the cache reads deadlines against.
+//! The one clock of a store: every time it records (created, updated,
+//! last active, expiry and retention deadlines, audit times, cache
+//! deadlines) is read from it.
 //!
-//! Every entry carries its own deadline, a [`Timestamp`] (wall-clock
-//! microseconds, so that a deadline written to `cache.redb` still means the
-//! same instant after a restart). Tests need to move time by hours without
-//! sleeping, so the clock is injected: [`Clock::System`] in production, a
-//! [`ManualClock`] that only moves when told to in tests.
+//! Times are [`Timestamp`]s (wall-clock microseconds, so that a deadline
+//! written to disk still means the same instant after a restart). Expiry,
+//! retention and cache TTLs must be testable by moving time by hours or
+//! days without sleeping, so the clock is injected through
+//! [`Config::clock`](crate::Config::clock): [`Clock::System`] in
+//! production, a [`ManualClock`] that only moves when told to in tests.
 //!
 //! # Examples
 //!
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use crate::types::Timestamp;
 
-/// Where the cache reads the current time.
+/// Where a store reads the current time.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
     /// The system clock.
