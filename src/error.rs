@@ -227,6 +227,18 @@ pub enum Error {
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,
+    /// A background job panicked in an earlier pass: it no longer runs
+    /// (on its interval or on demand) until the store is reopened. The
+    /// rest of the store is unaffected.
+    #[error(
+        "background job {job} is stopped: a pass panicked ({message}); reopen the store to run it again"
+    )]
+    JobPoisoned {
+        /// The job's name.
+        job: &'static str,
+        /// What the panic said.
+        message: String,
+    },
     /// A cached value is not of the type asked for (or not an integer for
     /// `incr`); the value is unchanged.
     #[error("cache key {key} holds a value that is not {expected}: {detail}")]
@@ -276,6 +288,17 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+
+    /// The error of a task (a `spawn_blocking` job, a helper task) that
+    /// panicked or was cancelled before it answered.
+    pub fn join(context: &str, e: tokio::task::JoinError) -> Self {
+        let why = if e.is_panic() {
+            format!("panicked: {}", panic_message(&*e.into_panic()))
+        } else {
+            "cancelled".to_string()
+        };
+        Error::io(context, std::io::Error::other(why))
     }
 
     pub(crate) fn storage(context: impl Into<String>, source: impl Into<redb::Error>) -> Self {

@@ -2,7 +2,7 @@
 //!
 //! No logic lives here; every method delegates to its module.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::blob::BlobStore;
 use crate::blob::files::Files;
@@ -18,6 +18,8 @@ use crate::db::profiles::Profiles;
 use crate::db::sessions::Sessions;
 use crate::db::users::Users;
 use crate::error::Error;
+use crate::jobs::runtime::body_on;
+use crate::jobs::{JobRuntime, JobSpec, Jobs};
 
 /// One open store. Cheap to clone; every clone is the same store.
 ///
@@ -41,10 +43,12 @@ struct Inner {
     blobs: BlobStore,
     cache: Arc<CacheCore>,
     config: Config,
+    jobs: JobRuntime,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.jobs.cancel();
         self.db.shutdown();
         // Commits the cache's write-behind batch before the file closes.
         self.cache.shutdown();
@@ -87,7 +91,7 @@ impl Store {
             Ok::<_, Error>((db, Arc::new(cache)))
         })
         .await
-        .map_err(|e| Error::io("opening the store", std::io::Error::other(e.to_string())))??;
+        .map_err(|e| Error::join("opening the store", e))??;
         let blobs = match BlobStore::open(&db, &config).await {
             Ok(blobs) => blobs,
             Err(e) => {
@@ -101,23 +105,29 @@ impl Store {
                 return Err(e);
             }
         };
-        cache.start_housekeeping();
         let store = Store {
-            inner: Arc::new(Inner {
-                db,
-                blobs,
-                cache,
-                config,
+            inner: Arc::new_cyclic(|weak: &Weak<Inner>| {
+                let jobs = jobs(weak, &cache, &config);
+                Inner {
+                    jobs: JobRuntime::new(config.clock.clone(), jobs),
+                    db,
+                    blobs,
+                    cache,
+                    config,
+                }
             }),
         };
-        let resumable = if store.inner.db.is_read_only() {
-            Vec::new()
-        } else {
-            crate::blob::rotation::unfinished(&store.inner.db)?
-        };
-        for owner in resumable {
-            tracing::info!(owner = %owner, "resuming an owner key rotation");
-            store.spawn_rotation(owner);
+        store.inner.jobs.start();
+        // A rotation cut off by the last close resumes now; otherwise the
+        // job first runs after its interval, so that nothing holds the
+        // store's files past the last handle's drop.
+        if !store.inner.db.is_read_only()
+            && !crate::blob::rotation::unfinished(&store.inner.db)
+                .await?
+                .is_empty()
+        {
+            tracing::info!("resuming an owner key rotation");
+            store.inner.jobs.trigger(crate::blob::rotation::JOB);
         }
         Ok(store)
     }
@@ -147,12 +157,7 @@ impl Store {
             })
         })
         .await
-        .map_err(|e| {
-            Error::io(
-                "reading the schema version",
-                std::io::Error::other(e.to_string()),
-            )
-        })?
+        .map_err(|e| Error::join("reading the schema version", e))?
     }
 
     /// Whether the store was opened read-only: its data directory is not
@@ -222,7 +227,20 @@ impl Store {
 
     /// Key status and rotation.
     pub fn keys(&self) -> Keys<'_> {
-        Keys { store: self }
+        Keys {
+            db: &self.inner.db,
+            keyring: &self.inner.blobs.keyring,
+            data_dir: &self.inner.config.data_dir,
+            jobs: &self.inner.jobs,
+        }
+    }
+
+    /// The background jobs (key rotation, cache housekeeping): their
+    /// status, and a pass on demand.
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs {
+            runtime: &self.inner.jobs,
+        }
     }
 
     /// Waits until every write queued before this call is durably
@@ -241,39 +259,9 @@ impl Store {
             .read(|txn| crate::db::audit::recent(txn, limit))
     }
 
+    #[cfg(test)]
     pub(crate) fn db(&self) -> &Db {
         &self.inner.db
-    }
-
-    pub(crate) fn blobs(&self) -> &BlobStore {
-        &self.inner.blobs
-    }
-
-    /// Runs an owner's key rotation to its end in the background, holding
-    /// only a weak handle: a store that is dropped stops it (it resumes at
-    /// the next open).
-    pub(crate) fn spawn_rotation(&self, owner: crate::UserId) {
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let store = Store { inner };
-                match store.keys().rotation_step(owner, 256).await {
-                    Ok(p) if p.finished => {
-                        tracing::info!(owner = %owner, version = p.current_version, "owner key rotation finished");
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(Error::Closed) => return,
-                    Err(e) => {
-                        tracing::error!(owner = %owner, error = %e, "owner key rotation stopped; it resumes at the next open");
-                        return;
-                    }
-                }
-                drop(store);
-                tokio::task::yield_now().await;
-            }
-        });
     }
 
     /// The tiered cache (memory, then `cache.redb`).
@@ -287,6 +275,7 @@ impl Store {
     /// stops the writers; later writes fail with [`Error::Closed`]. The
     /// files are released when the last clone of this handle is dropped.
     pub async fn close(&self) {
+        self.inner.jobs.stop().await;
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || {
             inner.db.shutdown();
@@ -294,4 +283,19 @@ impl Store {
         })
         .await;
     }
+}
+
+/// The store's background jobs, each holding a weak handle to the part it
+/// works on.
+fn jobs(store: &Weak<Inner>, cache: &Arc<CacheCore>, config: &Config) -> Vec<JobSpec> {
+    let mut jobs = vec![JobSpec {
+        name: crate::blob::rotation::JOB,
+        about: "re-wraps the blobs of owners whose key is rotating, then destroys the old key",
+        interval: std::time::Duration::from_secs(3600),
+        body: body_on(store.clone(), |inner: Arc<Inner>| async move {
+            crate::blob::rotation::pass(&inner.db, &inner.blobs.keyring).await
+        }),
+    }];
+    jobs.extend(cache.jobs(config.cache.sweep_interval));
+    jobs
 }

@@ -57,10 +57,6 @@ fn check_range(file: &AudioFile, offset: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn join_err(e: tokio::task::JoinError) -> Error {
-    Error::io("blob task", std::io::Error::other(e.to_string()))
-}
-
 impl Files<'_> {
     /// Stores everything `reader` yields as a file of `owner`.
     #[instrument(skip_all, fields(actor = %actor, owner = %owner))]
@@ -156,7 +152,11 @@ impl Files<'_> {
             crate::fsutil::ensure_parent(&dir_dest).map(|_| ())
         });
         let written = pending.finish().await?;
-        if let Err(e) = dir_job.await.map_err(join_err).and_then(|r| r) {
+        if let Err(e) = dir_job
+            .await
+            .map_err(|e| Error::join("blob task", e))
+            .and_then(|r| r)
+        {
             let _ = std::fs::remove_file(&written.tmp_path);
             return Err(e);
         }
@@ -213,7 +213,7 @@ impl Files<'_> {
             }
         })
         .await
-        .map_err(join_err)??;
+        .map_err(|e| Error::join("blob task", e))??;
         let keyring = self.blobs.keyring.clone();
         let (file, dedup) = self
             .db
@@ -268,7 +268,7 @@ impl Files<'_> {
         let blob =
             tokio::task::spawn_blocking(move || OpenBlob::open(&path, key.as_ref(), len, what))
                 .await
-                .map_err(join_err)??;
+                .map_err(|e| Error::join("blob task", e))??;
         Ok(Arc::new(blob))
     }
 
@@ -367,7 +367,7 @@ impl Files<'_> {
         let blob = self.open_blob(&file).await?;
         tokio::task::spawn_blocking(move || blob.range(offset, len))
             .await
-            .map_err(join_err)?
+            .map_err(|e| Error::join("blob task", e))?
     }
 
     /// Reads and authenticates every chunk and checks the SHA-256.

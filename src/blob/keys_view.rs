@@ -1,18 +1,18 @@
 //! The key API: `store.keys()`: status and rotation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
 use crate::blob::crypto::SecretKey;
-use crate::blob::keys::{MasterKeySource, embedded_paths, rewrap_all};
+use crate::blob::keys::{Keyring, MasterKeySource, embedded_paths, rewrap_all};
 use crate::blob::rotation::{self, RotationProgress};
-use crate::db::codec;
 use crate::db::keys::OwnerKeysRecord;
 use crate::db::schema::{BLOBS, KEYS};
+use crate::db::{Db, codec};
 use crate::error::{Error, StorageContext};
-use crate::store::Store;
+use crate::jobs::JobRuntime;
 use crate::types::UserId;
 
 /// Key management; from [`Store::keys`](crate::Store::keys).
@@ -33,7 +33,10 @@ use crate::types::UserId;
 /// # Ok(()) }
 /// ```
 pub struct Keys<'a> {
-    pub(crate) store: &'a Store,
+    pub(crate) db: &'a Db,
+    pub(crate) keyring: &'a Keyring,
+    pub(crate) data_dir: &'a Path,
+    pub(crate) jobs: &'a JobRuntime,
 }
 
 /// The state of the keyring.
@@ -62,9 +65,8 @@ pub struct MasterRotation {
 impl Keys<'_> {
     /// Where the master key came from, and what the keyring holds.
     pub async fn status(&self) -> Result<KeyStatus, Error> {
-        let source = self.store.blobs().keyring.source().clone();
-        self.store
-            .db()
+        let source = self.keyring.source().clone();
+        self.db
             .scan(move |txn| {
                 let keys = txn.open_table(KEYS).ctx("opening keys")?;
                 let (mut owners, mut rotating) = (0, Vec::new());
@@ -98,7 +100,7 @@ impl Keys<'_> {
     /// the store).
     #[tracing::instrument(skip_all)]
     pub async fn rotate_master(&self, new: SecretKey) -> Result<MasterRotation, Error> {
-        let keyring = &self.store.blobs().keyring;
+        let keyring = self.keyring;
         let _one_at_a_time = keyring.lock_master_rotation().await;
         let old = keyring.master();
         if old == new {
@@ -108,7 +110,7 @@ impl Keys<'_> {
             ));
         }
         let embedded = match keyring.source() {
-            MasterKeySource::Embedded(_) => Some(embedded_paths(&self.store.config().data_dir)),
+            MasterKeySource::Embedded(_) => Some(embedded_paths(self.data_dir)),
             _ => None,
         };
         if let Some((_, next)) = &embedded {
@@ -118,8 +120,7 @@ impl Keys<'_> {
         keyring.set_next_master(Some(new.clone()));
         let new_for_txn = new.clone();
         let result = self
-            .store
-            .db()
+            .db
             .write(move |txn| rewrap_all(txn, &old, &new_for_txn))
             .await;
         let owners = match result {
@@ -150,20 +151,20 @@ impl Keys<'_> {
     /// version.
     #[tracing::instrument(skip(self, owner), fields(owner = %owner))]
     pub async fn rotate_owner(&self, owner: UserId) -> Result<u32, Error> {
-        let version = rotation::begin(self.store.db(), &self.store.blobs().keyring, owner).await?;
-        self.store.spawn_rotation(owner);
+        let version = rotation::begin(self.db, self.keyring, owner).await?;
+        self.jobs.trigger(rotation::JOB);
         Ok(version)
     }
 
     /// Starts a rotation without the background task (drive it with
     /// [`rotation_step`](Self::rotation_step); a reopened store finishes it).
     pub async fn begin_owner_rotation(&self, owner: UserId) -> Result<u32, Error> {
-        rotation::begin(self.store.db(), &self.store.blobs().keyring, owner).await
+        rotation::begin(self.db, self.keyring, owner).await
     }
 
     /// The live key versions of an owner, oldest first (empty if it has none).
     pub fn owner_key_versions(&self, owner: UserId) -> Result<Vec<u32>, Error> {
-        let row = crate::blob::keys::Keyring::row(self.store.db(), owner)?;
+        let row = crate::blob::keys::Keyring::row(self.db, owner)?;
         Ok(row
             .map(|r| r.versions.iter().map(|(v, _)| *v).collect())
             .unwrap_or_default())
@@ -176,6 +177,6 @@ impl Keys<'_> {
         owner: UserId,
         limit: usize,
     ) -> Result<RotationProgress, Error> {
-        rotation::step(self.store.db(), &self.store.blobs().keyring, owner, limit).await
+        rotation::step(self.db, self.keyring, owner, limit).await
     }
 }

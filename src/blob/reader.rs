@@ -256,10 +256,7 @@ pub(crate) async fn pump_range(
         };
         let result = match job.await {
             Ok(r) => r,
-            Err(e) => Err(Error::io(
-                "reading a chunk",
-                std::io::Error::other(e.to_string()),
-            )),
+            Err(e) => Err(Error::join("reading a chunk", e)),
         };
         match result {
             Ok(mut bytes) => {

@@ -13,6 +13,7 @@ use crate::db::keys::OwnerKeysRecord;
 use crate::db::schema::{BLOBS, BLOBS_BY_OWNER, FILES, FILES_BY_BLOB, KEYS};
 use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
+use crate::jobs::JobOutcome;
 use crate::model::file::AudioFile;
 use crate::types::{BlobAddress, FileId, UserId};
 
@@ -170,9 +171,49 @@ fn relabel_files(
     Ok(())
 }
 
+/// The name of the job that finishes rotations in the background.
+pub(crate) const JOB: &str = "key-rotation";
+/// Blobs one pass re-wraps per owner.
+const PASS_LIMIT: usize = 256;
+
+/// One pass of the rotation job: a step of up to 256 blobs for every owner
+/// whose rotation is unfinished (an open store resumes the rotations a
+/// crash or a close left). Each owner is tried even if another fails; the
+/// first failure is returned after all were tried.
+pub(crate) async fn pass(db: &Db, keyring: &Keyring) -> Result<JobOutcome, Error> {
+    let mut out = JobOutcome::default();
+    if db.is_read_only() {
+        return Ok(out);
+    }
+    let mut first_error = None;
+    for owner in unfinished(db).await? {
+        match step(db, keyring, owner, PASS_LIMIT).await {
+            Ok(p) => {
+                out.count("blobs_rewrapped", p.moved as u64);
+                if p.finished {
+                    out.count("rotations_finished", 1);
+                    tracing::info!(owner = %owner, version = p.current_version, "owner key rotation finished");
+                } else {
+                    out.more = true;
+                }
+            }
+            Err(Error::Closed) => return Err(Error::Closed),
+            Err(e) => {
+                tracing::error!(owner = %owner, error = %e, "owner key rotation step failed; retried at the next pass");
+                out.count("owners_failed", 1);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 /// Owners whose rotation has not finished.
-pub(crate) fn unfinished(db: &Db) -> Result<Vec<UserId>, Error> {
-    db.read(|txn| {
+pub(crate) async fn unfinished(db: &Db) -> Result<Vec<UserId>, Error> {
+    db.scan(|txn| {
         let keys = txn.open_table(KEYS).ctx("opening keys")?;
         let mut out = Vec::new();
         for entry in keys.iter().ctx("reading keys")? {
@@ -184,4 +225,5 @@ pub(crate) fn unfinished(db: &Db) -> Result<Vec<UserId>, Error> {
         }
         Ok(out)
     })
+    .await
 }

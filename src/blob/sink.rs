@@ -79,10 +79,6 @@ impl ChunkSender {
     }
 }
 
-fn join_err(e: tokio::task::JoinError) -> Error {
-    Error::io("blob writer thread", std::io::Error::other(e.to_string()))
-}
-
 impl Sink {
     /// Starts the thread that creates the new file at `path` (creating it
     /// there lets the caller start hashing at once: on ext4 a create took
@@ -144,7 +140,7 @@ impl Sink {
                 "blob writer thread",
                 std::io::Error::other("stopped before the end"),
             ),
-            Err(e) => join_err(e),
+            Err(e) => Error::join("blob writer thread", e),
         }
     }
 }

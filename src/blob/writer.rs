@@ -128,10 +128,6 @@ async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result
     Ok(buf)
 }
 
-fn join_err(e: tokio::task::JoinError) -> Error {
-    Error::io("sealing a chunk", std::io::Error::other(e.to_string()))
-}
-
 /// One chunk for the sealing thread.
 struct SealTask {
     index: u32,
@@ -209,7 +205,10 @@ impl SealLine {
     }
 
     async fn stopped(&mut self, sink: &mut Sink) -> Result<Vec<u32>, Error> {
-        match (&mut self.thread).await.map_err(join_err)? {
+        match (&mut self.thread)
+            .await
+            .map_err(|e| Error::join("sealing a chunk", e))?
+        {
             Ok(lengths) => Ok(lengths),
             Err(LineStop::Failed(e)) => Err(e),
             Err(LineStop::Sink) => Err(sink.stopped().await),

@@ -31,13 +31,15 @@ pub(crate) mod tier2;
 mod view;
 mod write;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
+use crate::jobs::runtime::body_on;
+use crate::jobs::{JobOutcome, JobSpec};
 use stats::{CacheStats, Counters, Tier2State, Tier2Stats};
 use tags::{TagRef, TagState, Tags};
 use tier1::Tier1;
@@ -78,7 +80,6 @@ impl CacheCore {
                     config::WriteMode::WriteBehind { max_delay } => Some(max_delay),
                     config::WriteMode::WriteThrough => None,
                 },
-                sweep_interval: c.sweep_interval,
                 retry_interval: c.retry_interval,
                 clock: config.clock.clone(),
             };
@@ -111,27 +112,43 @@ impl CacheCore {
         })
     }
 
-    /// Drives moka's housekeeping (evictions, the listener) while the cache
-    /// lives; a no-op outside a tokio runtime.
-    pub(crate) fn start_housekeeping(self: &Arc<Self>) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let weak: Weak<CacheCore> = Arc::downgrade(self);
-        rt.spawn(async move {
-            let mut tick = tokio::time::interval(tier1::HOUSEKEEPING);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(core) = weak.upgrade() else { return };
-                if core.closed.load(Ordering::Acquire) {
-                    return;
-                }
+    /// The cache's background jobs: tier 1's housekeeping (evictions and
+    /// the listener moka defers) and, with tier 2 on, the sweep of
+    /// `cache.redb`. Each holds only a weak handle to the cache.
+    pub(crate) fn jobs(self: &Arc<Self>, sweep_interval: Duration) -> Vec<JobSpec> {
+        let weak = Arc::downgrade(self);
+        let mut jobs = vec![JobSpec {
+            name: "cache-memory",
+            about: "runs the memory tier's pending evictions",
+            interval: tier1::HOUSEKEEPING,
+            body: body_on(weak.clone(), |core: Arc<CacheCore>| async move {
+                core.check_open()?;
                 let cache = core.tier1.clone();
                 drop(core);
                 cache.run_pending_tasks().await;
-            }
-        });
+                Ok(JobOutcome::default())
+            }),
+        }];
+        if self.tier2.is_some() {
+            jobs.push(JobSpec {
+                name: "cache-sweep",
+                about: "removes expired and stale rows from cache.redb and holds its byte bound",
+                interval: sweep_interval,
+                body: body_on(weak, |core: Arc<CacheCore>| async move {
+                    core.check_open()?;
+                    let Some(t2) = &core.tier2 else {
+                        return Ok(JobOutcome::default());
+                    };
+                    let (expired, stale, evicted) = t2.sweep().await?;
+                    let mut out = JobOutcome::default();
+                    out.count("expired", expired);
+                    out.count("stale", stale);
+                    out.count("evicted", evicted);
+                    Ok(out)
+                }),
+            });
+        }
+        jobs
     }
 
     /// Commits pending tier-2 writes and stops the tier-2 writer (blocking).

@@ -112,7 +112,7 @@ async fn cache_churn(store: Store, tasks: usize) -> Result<(), Error> {
         set.spawn(churn_task(store.clone(), t));
     }
     while let Some(done) = set.join_next().await {
-        done.map_err(|e| Error::io("churn task", std::io::Error::other(e.to_string())))??;
+        done.map_err(|e| Error::join("churn task", e))??;
     }
     Ok(())
 }

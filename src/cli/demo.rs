@@ -219,8 +219,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
     let (mut sessions, mut turns) = (0, 0);
     let mut ids = Vec::with_capacity(args.users);
     while let Some(done) = tasks.join_next().await {
-        let (id, s, t) =
-            done.map_err(|e| Error::io("demo task", std::io::Error::other(e.to_string())))??;
+        let (id, s, t) = done.map_err(|e| Error::join("demo task", e))??;
         ids.push(id);
         sessions += s;
         turns += t;

@@ -115,8 +115,7 @@ pub(crate) async fn run(
     let mut stored = Vec::new();
     let (mut plain, mut disk, mut wav_plain, mut wav_disk) = (0u64, 0u64, 0u64, 0u64);
     while let Some(done) = tasks.join_next().await {
-        let (f, is_wav) =
-            done.map_err(|e| Error::io("demo task", std::io::Error::other(e.to_string())))??;
+        let (f, is_wav) = done.map_err(|e| Error::join("demo task", e))??;
         plain += f.plain_bytes;
         disk += f.stored_bytes;
         if is_wav {

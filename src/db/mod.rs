@@ -254,7 +254,7 @@ impl Db {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || guard::guarded(&path, || f(&txn)))
             .await
-            .map_err(|e| Error::io("running a scan", std::io::Error::other(e.to_string())))?
+            .map_err(|e| Error::join("running a scan", e))?
     }
 
     /// Runs a listing of at most `limit` items: inline on the shared

@@ -9,13 +9,6 @@ use crate::db::DbSettings;
 use crate::error::Error;
 use crate::types::UserId;
 
-fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::io(
-        "password hashing task",
-        std::io::Error::other(e.to_string()),
-    )
-}
-
 /// Hashes `password` with a fresh random salt.
 pub(crate) async fn hash(password: &str, settings: &DbSettings) -> Result<String, Error> {
     let params = Params::new(
@@ -40,7 +33,7 @@ pub(crate) async fn hash(password: &str, settings: &DbSettings) -> Result<String
             .map_err(|e| Error::invalid("password", e.to_string()))
     })
     .await
-    .map_err(join_error)?
+    .map_err(|e| Error::join("password hashing task", e))?
 }
 
 /// Checks `password` against a stored PHC string (its own parameters apply).
@@ -54,5 +47,5 @@ pub(crate) async fn verify(password: &str, stored: String, user: UserId) -> Resu
             .is_ok())
     })
     .await
-    .map_err(join_error)?
+    .map_err(|e| Error::join("password hashing task", e))?
 }

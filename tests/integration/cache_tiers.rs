@@ -202,6 +202,43 @@ async fn the_sweep_removes_expired_and_stale_rows() {
 }
 
 #[tokio::test]
+async fn the_sweep_runs_on_demand_and_reports_what_it_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual();
+    // An hour between scheduled sweeps: only the pass asked for below runs.
+    let store = open_clocked(
+        dir.path(),
+        &clock,
+        CacheConfig::default().sweep_interval(Duration::from_secs(3600)),
+    )
+    .await;
+    let c = store.cache();
+    for i in 0..20 {
+        let opts = SetOptions::new().ttl(Duration::from_secs(1));
+        c.set_with(&format!("e{i}"), &i, &opts).await.unwrap();
+        c.set(&format!("keep{i}"), &i).await.unwrap();
+    }
+    c.flush().await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    let names: Vec<_> = store.jobs().list().iter().map(|j| j.name).collect();
+    assert!(names.contains(&"cache-sweep"), "{names:?}");
+    assert_eq!(store.jobs().status("cache-sweep").unwrap().runs, 0);
+    let report = store.jobs().run("cache-sweep").await.unwrap();
+    assert_eq!(report.count("expired"), 20, "{report:?}");
+    assert_eq!(c.stats().tier2.entries, 20);
+    let status = store.jobs().status("cache-sweep").unwrap();
+    assert_eq!(status.runs, 1);
+    assert_eq!(status.last_report.map(|r| r.count("expired")), Some(20));
+    // A second pass finds nothing left to do.
+    let again = store.jobs().run("cache-sweep").await.unwrap();
+    assert_eq!(again.count("expired"), 0, "{again:?}");
+    assert!(matches!(
+        store.jobs().run("no-such-job").await,
+        Err(bharatvoice_store::Error::InvalidInput { .. })
+    ));
+}
+
+#[tokio::test]
 async fn tier2_keeps_within_its_capacity_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let cap = 65_536;

@@ -235,6 +235,18 @@ async fn rotating_an_owner_key_resumes_after_an_interruption() {
         store.keys().status().await.unwrap().rotating.is_empty(),
         "rotation finished after reopen"
     );
+    // The store's key-rotation job did it at open, and its report says so.
+    let mut report = None;
+    for _ in 0..500 {
+        report = store.jobs().status("key-rotation").unwrap().last_report;
+        if report.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let report = report.expect("the key-rotation job ran at open");
+    assert_eq!(report.count("rotations_finished"), 1, "{report:?}");
+    assert_eq!(report.count("blobs_rewrapped"), 4, "{report:?}");
     for (id, data) in &files {
         let f = store.files().stat(me, *id).await.unwrap();
         assert_eq!(f.key_version, 2, "moved to the new version");

@@ -5,7 +5,8 @@
 //!
 //! * One **writer thread** ([`writer`]) owns every write to the file. It
 //!   packs whatever is queued into one transaction and one `Immediate`
-//!   (fsync'd) commit, runs the sweep, and brings a degraded tier back.
+//!   (fsync'd) commit, runs the sweep when the cache's housekeeping job
+//!   asks for it, and brings a degraded tier back.
 //! * **Write-behind** puts do not wait for it: they go into the *overlay*, a
 //!   map of the newest not-yet-committed row per key (so repeated writes of
 //!   a hot key cost one row write per batch), which lookups read before the
@@ -91,7 +92,6 @@ pub(crate) struct Settings {
     pub(crate) path: PathBuf,
     pub(crate) capacity: u64,
     pub(crate) write_behind: Option<Duration>,
-    pub(crate) sweep_interval: Duration,
     pub(crate) retry_interval: Duration,
     pub(crate) clock: Clock,
 }
@@ -399,6 +399,20 @@ impl Tier2 {
         match self.command(Cmd::TagBump { tag, version }).await? {
             Reply::Bumped { version, rows } => Ok((version, rows)),
             _ => Ok((version, 0)),
+        }
+    }
+
+    /// Sweeps expired and stale rows (a bounded batch of each) and holds
+    /// the capacity bound; returns what it removed, as `(expired, stale,
+    /// evicted)`. `Err` while tier 2 is degraded.
+    pub(crate) async fn sweep(&self) -> Result<(u64, u64, u64), Error> {
+        match self.command(Cmd::Sweep).await? {
+            Reply::Swept {
+                expired,
+                stale,
+                evicted,
+            } => Ok((expired, stale, evicted)),
+            _ => Ok((0, 0, 0)),
         }
     }
 

@@ -33,6 +33,13 @@ pub(crate) enum Reply {
     Cleared {
         generation: u64,
     },
+    /// A sweep: rows removed because they expired, were stale (a cleared
+    /// generation or a bumped tag), or for the capacity bound.
+    Swept {
+        expired: u64,
+        stale: u64,
+        evicted: u64,
+    },
     /// Tier 2 is degraded: the command was not committed (its key is
     /// remembered, so that recovery drops a row that may have fallen behind).
     Degraded,
@@ -43,12 +50,26 @@ pub(crate) enum Reply {
 /// A write the caller waits for (or a reclaim it does not).
 #[derive(Debug)]
 pub(crate) enum Cmd {
-    Put { key: Box<str>, row: Arc<Row> },
-    Delete { key: Box<str> },
-    Reclaim { key: Box<str> },
-    Clear { generation: u64 },
-    TagBump { tag: Arc<TagState>, version: u64 },
+    Put {
+        key: Box<str>,
+        row: Arc<Row>,
+    },
+    Delete {
+        key: Box<str>,
+    },
+    Reclaim {
+        key: Box<str>,
+    },
+    Clear {
+        generation: u64,
+    },
+    TagBump {
+        tag: Arc<TagState>,
+        version: u64,
+    },
     Flush,
+    /// Run the sweep after the batch (the cache's housekeeping job).
+    Sweep,
 }
 
 pub(crate) struct Command {

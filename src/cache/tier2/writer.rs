@@ -38,7 +38,6 @@ struct Writer<'a> {
     missed: HashSet<Box<str>>,
     missed_all: bool,
     cursor: Option<String>,
-    next_sweep: Instant,
     next_retry: Instant,
     /// Damage was met: set the file aside before the next reopen.
     set_aside: bool,
@@ -52,7 +51,6 @@ pub(super) fn run(shared: &Arc<Shared>, db: Option<Arc<Database>>) {
         missed: HashSet::new(),
         missed_all: false,
         cursor: None,
-        next_sweep: now + shared.settings.sweep_interval,
         next_retry: now + shared.settings.retry_interval,
         set_aside: false,
     };
@@ -116,27 +114,44 @@ impl Writer<'_> {
             if !q.commands.is_empty() || overlay_due {
                 return Work::Batch(Self::take(&mut q));
             }
-            let mut until = if self.db.is_some() {
-                self.next_sweep
-            } else {
-                self.next_retry
+            let retry = self.db.is_none().then_some(self.next_retry);
+            let pending = q.first_pending.map(|t| t + delay);
+            let until = match (retry, pending) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
-            if let Some(t) = q.first_pending {
-                until = until.min(t + delay);
-            }
-            if now >= until {
-                return Work::Tick;
-            }
-            q = match self.shared.wake.wait_timeout(q, until - now) {
-                Ok((q, _)) => q,
-                Err(_) => {
-                    return Work::Exit(Self::empty());
-                }
+            let woken = match until {
+                Some(until) if now >= until => return Work::Tick,
+                Some(until) => self
+                    .shared
+                    .wake
+                    .wait_timeout(q, until - now)
+                    .map(|(q, _)| q)
+                    .map_err(drop),
+                None => self.shared.wake.wait(q).map_err(drop),
+            };
+            q = match woken {
+                Ok(q) => q,
+                Err(_) => return Work::Exit(Self::empty()),
             };
         }
     }
 
-    fn process(&mut self, batch: Batch) {
+    fn process(&mut self, mut batch: Batch) {
+        let sweeps: Vec<Command> = batch
+            .commands
+            .extract_if(.., |c| matches!(c.cmd, Cmd::Sweep))
+            .collect();
+        self.commit_batch(batch);
+        for c in sweeps {
+            let reply = self.sweep();
+            if let Some(tx) = c.reply {
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Batch) {
         if batch.commands.is_empty() && batch.overlay.is_empty() {
             return;
         }
@@ -221,7 +236,11 @@ impl Writer<'_> {
         for c in batch.commands {
             match &c.cmd {
                 Cmd::Put { key, .. } | Cmd::Delete { key } => self.remember(key),
-                Cmd::Clear { .. } | Cmd::TagBump { .. } | Cmd::Reclaim { .. } | Cmd::Flush => {}
+                Cmd::Clear { .. }
+                | Cmd::TagBump { .. }
+                | Cmd::Reclaim { .. }
+                | Cmd::Flush
+                | Cmd::Sweep => {}
             }
             if let Some(tx) = c.reply {
                 let _ = tx.send(Reply::Degraded);
@@ -256,10 +275,6 @@ impl Writer<'_> {
         if self.db.is_none() && now >= self.next_retry {
             self.try_recover();
             self.next_retry = now + self.shared.settings.retry_interval;
-        }
-        if self.db.is_some() && now >= self.next_sweep {
-            self.sweep();
-            self.next_sweep = Instant::now() + self.shared.settings.sweep_interval;
         }
     }
 
@@ -335,8 +350,12 @@ impl Writer<'_> {
         }
     }
 
-    fn sweep(&mut self) {
-        let Some(db) = self.db.clone() else { return };
+    /// Sweeps a bounded batch of expired and stale rows and holds the
+    /// capacity bound, in one commit.
+    fn sweep(&mut self) -> Reply {
+        let Some(db) = self.db.clone() else {
+            return Reply::Degraded;
+        };
         let _span = tracing::debug_span!("cache_sweep").entered();
         let now = self.shared.settings.clock.now();
         let cursor = self.cursor.take();
@@ -361,8 +380,17 @@ impl Writer<'_> {
                 self.count(&removed);
                 self.cursor = next;
                 self.shared.tags.prune();
+                let n = |cause: Cause| removed.iter().filter(|c| **c == cause).count() as u64;
+                Reply::Swept {
+                    expired: n(Cause::Expired),
+                    stale: n(Cause::Tag) + n(Cause::Explicit),
+                    evicted: n(Cause::Size),
+                }
             }
-            Err(e) => self.degrade(e),
+            Err(e) => {
+                self.degrade(e);
+                Reply::Degraded
+            }
         }
     }
 }
@@ -437,7 +465,7 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, re
                         let (version, rows) = t.bump_tag(&tag.name, *version)?;
                         replies[i] = Reply::Bumped { version, rows };
                     }
-                    Cmd::Flush => {}
+                    Cmd::Flush | Cmd::Sweep => {}
                 }
             }
             t.enforce_capacity(shared.settings.capacity)?;
