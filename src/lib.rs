@@ -44,8 +44,9 @@
 //! # Ok(()) }
 //! ```
 
-// No unsafe code, except two page-cache hints (`sync_file_range`,
-// `posix_fadvise`) in `blob::sink`, which std does not offer.
+// No unsafe code, except kernel hints std does not offer: two page-cache
+// hints (`sync_file_range`, `posix_fadvise`) in `blob::sink`, and a
+// huge-page hint (`madvise`) in `blob::bigbuf`.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -136,28 +136,9 @@ impl Store {
     /// for writing (and without migrating it).
     pub async fn migration_status(config: &Config) -> Result<MigrationStatus, Error> {
         let path = config.db_path();
-        tokio::task::spawn_blocking(move || {
-            if !path.exists() {
-                return Ok(MigrationStatus {
-                    applied: None,
-                    latest: migrate::SCHEMA_VERSION,
-                    pending: Vec::new(),
-                });
-            }
-            let applied = crate::db::guard::guarded(&path, || {
-                let db = redb::Builder::new()
-                    .open_read_only(&path)
-                    .map_err(|e| crate::db::guard::open_error(&path, e))?;
-                migrate::applied_version(&db)
-            })?;
-            Ok(MigrationStatus {
-                applied,
-                latest: migrate::SCHEMA_VERSION,
-                pending: migrate::pending_from(applied),
-            })
-        })
-        .await
-        .map_err(|e| Error::join("reading the schema version", e))?
+        tokio::task::spawn_blocking(move || migrate::status(&path))
+            .await
+            .map_err(|e| Error::join("reading the schema version", e))?
     }
 
     /// Whether the store was opened read-only: its data directory is not

@@ -7,10 +7,9 @@
 //! the audit log.
 
 use crate::blob::Actor;
+use crate::db::Db;
 use crate::db::audit::{AuditEvent, append};
-use crate::db::schema::{FILES, GRANTS};
-use crate::db::{Db, get_record};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Entity, Error};
 use crate::model::file::AudioFile;
 use crate::types::FileId;
 
@@ -27,11 +26,7 @@ fn relation(db: &Db, actor: Actor, file: &AudioFile) -> Result<Option<Op>, Error
         Actor::System => Ok(Some(Op::Change)),
         Actor::User(u) if u == file.owner => Ok(Some(Op::Change)),
         Actor::User(u) => db.read(|txn| {
-            let grants = txn.open_table(GRANTS).ctx("opening grants")?;
-            let granted = grants
-                .get((file.id.to_key(), u.to_key()))
-                .ctx("reading grants")?
-                .is_some();
+            let granted = crate::db::grants::is_granted(txn, file.id, u)?;
             Ok(granted.then_some(Op::Read))
         }),
     }
@@ -71,10 +66,7 @@ pub(crate) async fn authorize(
     action: &'static str,
     include_deleted: bool,
 ) -> Result<AudioFile, Error> {
-    let file = db.read(|txn| {
-        let files = txn.open_table(FILES).ctx("opening files")?;
-        get_record::<AudioFile>(&files, id.to_key(), id)
-    })?;
+    let file = db.read(|txn| crate::db::files::get(txn, id))?;
     let Some(file) = file.filter(|f| f.deleted_at.is_none() || include_deleted) else {
         return Err(Error::not_found(Entity::AudioFile, id));
     };

@@ -11,7 +11,6 @@
 use aead_stream::{NewStream, StreamBE32, StreamPrimitive};
 use aes_gcm_siv::Aes256GcmSiv;
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -61,18 +60,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     Ok(out)
 }
 
-/// A key sealed under another key.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct WrappedKey {
-    nonce: [u8; 12],
-    sealed: Vec<u8>,
-}
-
-impl std::fmt::Debug for WrappedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WrappedKey([sealed])")
-    }
-}
+pub(crate) use crate::db::keys::WrappedKey;
 
 /// Seals `key` under `kek`, bound to `context`.
 pub(crate) fn wrap(kek: &SecretKey, key: &SecretKey, context: &[u8]) -> Result<WrappedKey, Error> {
@@ -87,7 +75,7 @@ pub(crate) fn wrap(kek: &SecretKey, key: &SecretKey, context: &[u8]) -> Result<W
             },
         )
         .map_err(|_| Error::io("wrapping a key", std::io::Error::other("AEAD failure")))?;
-    Ok(WrappedKey { nonce, sealed })
+    Ok(WrappedKey::new(nonce, sealed))
 }
 
 /// Opens a wrapped key; `None` when `kek` or `context` is wrong (or it was changed).
@@ -96,9 +84,9 @@ pub(crate) fn unwrap(kek: &SecretKey, wrapped: &WrappedKey, context: &[u8]) -> O
     let plain = Zeroizing::new(
         cipher
             .decrypt(
-                &wrapped.nonce.into(),
+                &(*wrapped.nonce()).into(),
                 Payload {
-                    msg: &wrapped.sealed,
+                    msg: wrapped.sealed(),
                     aad: context,
                 },
             )

@@ -12,13 +12,10 @@ use crate::blob::keys::{across_master_rotation, data_key_context};
 use crate::blob::reader::{FileReader, OpenBlob, pump, pump_range};
 use crate::blob::writer::{WriteSpec, address, write_blob};
 use crate::blob::{Actor, BlobStore, ListFilter, PutOptions, VerifyReport};
+use crate::db::Db;
 use crate::db::blobs::{BlobRow, commit_file, get_row};
-use crate::db::keys::OwnerKeysRecord;
-use crate::db::schema::{BLOBS, GRANTS, KEYS, PROFILES};
-use crate::db::{Db, get_record};
-use crate::error::{Entity, Error, StorageContext};
+use crate::error::{Entity, Error};
 use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
-use crate::model::profile::UserProfile;
 use crate::types::{FileId, ListOptions, Page, UserId};
 
 /// Stored files; from [`Store::files`](crate::Store::files).
@@ -200,10 +197,7 @@ impl Files<'_> {
             created_at: now,
         };
         let _guard = self.blobs.lock(addr).await;
-        let exists = self
-            .db
-            .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, addr))?
-            .is_some();
+        let exists = self.db.read(|txn| get_row(txn, addr))?.is_some();
         let tmp = written.tmp_path.clone();
         tokio::task::spawn_blocking(move || {
             if exists {
@@ -248,8 +242,7 @@ impl Files<'_> {
 
     fn retention_days(&self, owner: UserId) -> Result<u32, Error> {
         self.db.read(|txn| {
-            let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-            let p: Option<UserProfile> = get_record(&profiles, owner.to_key(), owner)?;
+            let p = crate::db::profiles::get(txn, owner)?;
             Ok(p.and_then(|p| p.audio_retention_days)
                 .unwrap_or(self.blobs.default_retention_days))
         })
@@ -276,12 +269,9 @@ impl Files<'_> {
     /// the blob row and the owner's key row of one snapshot.
     fn blob_key(&self, file: &AudioFile) -> Result<Option<crate::blob::crypto::SecretKey>, Error> {
         let (row, keys) = self.db.read(|txn| {
-            let row = get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, file.blob)?;
+            let row = get_row(txn, file.blob)?;
             let keys = match &row {
-                Some(r) => {
-                    let table = txn.open_table(KEYS).ctx("opening keys")?;
-                    get_record::<OwnerKeysRecord>(&table, r.owner.to_key(), r.owner)?
-                }
+                Some(r) => crate::db::keys::get(txn, r.owner)?,
                 None => None,
             };
             Ok((row, keys))
@@ -422,14 +412,14 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn delete(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.delete", false).await?;
-        crate::FileRecords { db: self.db }.delete(id).await
+        crate::db::files::soft_delete(self.db, id).await
     }
 
     /// Brings back a soft-deleted file (owner or system).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn restore(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.restore", true).await?;
-        crate::FileRecords { db: self.db }.restore(id).await
+        crate::db::files::restore(self.db, id).await
     }
 
     /// Lets user `to` read the file (owner or system).
@@ -442,11 +432,7 @@ impl Files<'_> {
         self.db
             .write(move |txn| {
                 crate::db::users::require_live(txn, to)?;
-                txn.open_table(GRANTS)
-                    .ctx("opening grants")?
-                    .insert((id.to_key(), to.to_key()), ())
-                    .ctx("writing grants")?;
-                Ok(())
+                crate::db::grants::grant(txn, id, to)
             })
             .await
     }
@@ -456,39 +442,20 @@ impl Files<'_> {
     pub async fn revoke(&self, actor: Actor, id: FileId, from: UserId) -> Result<(), Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.revoke", false).await?;
         self.db
-            .write(move |txn| {
-                txn.open_table(GRANTS)
-                    .ctx("opening grants")?
-                    .remove((id.to_key(), from.to_key()))
-                    .ctx("writing grants")?;
-                Ok(())
-            })
+            .write(move |txn| crate::db::grants::revoke(txn, id, from))
             .await
     }
 
     /// Users the file is granted to (owner or system).
     pub async fn grantees(&self, actor: Actor, id: FileId) -> Result<Vec<UserId>, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.grantees", false).await?;
-        self.db.read(|txn| {
-            let grants = txn.open_table(GRANTS).ctx("opening grants")?;
-            let k = id.to_key();
-            let mut out = Vec::new();
-            for row in grants
-                .range((k, 0)..=(k, u128::MAX))
-                .ctx("reading grants")?
-            {
-                out.push(UserId::from_key(row.ctx("reading grants")?.0.value().1));
-            }
-            Ok(out)
-        })
+        self.db.read(|txn| crate::db::grants::grantees(txn, id))
     }
 
     /// The reference count of a file's blob (how many records share it).
     pub async fn blob_refcount(&self, actor: Actor, id: FileId) -> Result<u64, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await?;
-        let row = self
-            .db
-            .read(|txn| get_row(&txn.open_table(BLOBS).ctx("opening blobs")?, file.blob))?;
+        let row = self.db.read(|txn| get_row(txn, file.blob))?;
         row.map(|r| r.refcount)
             .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
     }

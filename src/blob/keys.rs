@@ -34,14 +34,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine;
-use redb::ReadableTable;
 
 use crate::blob::crypto::{SecretKey, WrappedKey, unwrap, wrap};
-use crate::db::codec;
-use crate::db::keys::OwnerKeysRecord;
-use crate::db::schema::{KEYS, MASTER_CHECK_KEY, META};
-use crate::db::{Db, get_record, put_record};
-use crate::error::{Error, StorageContext};
+use crate::db::Db;
+use crate::db::keys::{self as stored, OwnerKeysRecord};
+use crate::error::Error;
 use crate::types::{BlobAddress, UserId};
 
 const CHECK_CONTEXT: &[u8] = b"bharatvoice-store/master-key-check/v1";
@@ -172,24 +169,15 @@ impl std::ops::Deref for Keyring {
 }
 
 fn read_check(db: &Db) -> Result<Option<WrappedKey>, Error> {
-    db.read(|txn| {
-        let meta = txn.open_table(META).ctx("opening meta")?;
-        let found = meta.get(MASTER_CHECK_KEY).ctx("reading meta")?;
-        found
-            .map(|v| {
-                codec::decode_versioned::<WrappedKey>(1, v.value(), || "master key check".into())
-            })
-            .transpose()
-    })
+    db.read(stored::master_check)
 }
 
 fn check_opens(master: &SecretKey, check: &WrappedKey) -> bool {
     unwrap(master, check, CHECK_CONTEXT).is_some_and(|k| k.bytes() == &CHECK_VALUE)
 }
 
-fn make_check(master: &SecretKey) -> Result<Vec<u8>, Error> {
-    let check = wrap(master, &SecretKey::from_bytes(CHECK_VALUE), CHECK_CONTEXT)?;
-    codec::encode_versioned(1, &check)
+fn make_check(master: &SecretKey) -> Result<WrappedKey, Error> {
+    wrap(master, &SecretKey::from_bytes(CHECK_VALUE), CHECK_CONTEXT)
 }
 
 /// The file of the embedded default key, and of a rotation's next key.
@@ -223,15 +211,9 @@ impl Keyring {
             // Nothing to check against, and nothing may be written.
             None if db.is_read_only() => {}
             None => {
-                let bytes = make_check(&master)?;
-                db.write(move |txn| {
-                    txn.open_table(META)
-                        .ctx("opening meta")?
-                        .insert(MASTER_CHECK_KEY, bytes.as_slice())
-                        .ctx("writing the master key check")?;
-                    Ok(())
-                })
-                .await?;
+                let check = make_check(&master)?;
+                db.write(move |txn| stored::set_master_check(txn, &check))
+                    .await?;
             }
         }
         Ok(Keyring(Arc::new(KeyringState {
@@ -303,12 +285,8 @@ impl Keyring {
     /// current key, or the one a rotation is moving to once its re-wrap is
     /// in `txn` (see the module doc).
     pub(crate) fn master_in(&self, txn: &redb::WriteTransaction) -> Result<SecretKey, Error> {
-        let meta = txn.open_table(META).ctx("opening meta")?;
-        let check = match meta.get(MASTER_CHECK_KEY).ctx("reading meta")? {
-            Some(v) => {
-                codec::decode_versioned::<WrappedKey>(1, v.value(), || "master key check".into())?
-            }
-            None => return Ok(self.master()),
+        let Some(check) = stored::master_check(txn)? else {
+            return Ok(self.master());
         };
         self.under_masters(|k| {
             check_opens(k, &check).then(|| k.clone()).ok_or_else(|| {
@@ -334,12 +312,9 @@ impl Keyring {
         data_key: Option<&SecretKey>,
         wrapped: Option<WrappedKey>,
     ) -> Result<(u32, Option<WrappedKey>), Error> {
-        let row: OwnerKeysRecord = {
-            let keys = txn.open_table(KEYS).ctx("opening keys")?;
-            get_record(&keys, owner.to_key(), owner)?.ok_or_else(|| Error::MissingKey {
-                reason: format!("the keys of user {owner} are gone (erased?)"),
-            })?
-        };
+        let row = stored::get(txn, owner)?.ok_or_else(|| Error::MissingKey {
+            reason: format!("the keys of user {owner} are gone (erased?)"),
+        })?;
         if row.current == version {
             return Ok((version, wrapped));
         }
@@ -369,10 +344,7 @@ impl Keyring {
 
     /// The owner's key row, if it has one.
     pub(crate) fn row(db: &Db, owner: UserId) -> Result<Option<OwnerKeysRecord>, Error> {
-        db.read(|txn| {
-            let keys = txn.open_table(KEYS).ctx("opening keys")?;
-            get_record(&keys, owner.to_key(), owner)
-        })
+        db.read(|txn| stored::get(txn, owner))
     }
 
     /// Unwraps KEK `version` from an owner row.
@@ -438,10 +410,9 @@ impl Keyring {
         let keyring = self.clone();
         db.write(move |txn| {
             crate::db::users::require_live(txn, owner)?;
-            let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
             // Wrapped and unwrapped under the master key this transaction sees.
             let master = keyring.master_in(txn)?;
-            if let Some(existing) = get_record::<OwnerKeysRecord>(&keys, owner.to_key(), owner)? {
+            if let Some(existing) = stored::get(txn, owner)? {
                 let kek = unwrap_version(&master, &existing, owner, existing.current)?;
                 let address = unwrap_address_under(&master, &existing, owner)?;
                 return Ok((existing.current, kek, address));
@@ -452,7 +423,7 @@ impl Keyring {
                 address: wrap(&master, &address, &address_context(owner))?,
                 rotating: false,
             };
-            put_record(&mut keys, owner.to_key(), &fresh)?;
+            stored::put(txn, owner, &fresh)?;
             Ok((1, kek.clone(), address.clone()))
         })
         .await
@@ -588,13 +559,7 @@ pub(crate) fn rewrap_all(
     old: &SecretKey,
     new: &SecretKey,
 ) -> Result<usize, Error> {
-    let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
-    let mut rows = Vec::new();
-    for entry in keys.iter().ctx("reading keys")? {
-        let (k, v) = entry.ctx("reading keys")?;
-        let owner = UserId::from_key(k.value());
-        rows.push((owner, codec::decode::<OwnerKeysRecord>(v.value(), owner)?));
-    }
+    let rows = stored::all(txn)?;
     let moved = rows.len();
     let mut rewritten = Vec::with_capacity(rows.len());
     for (owner, mut row) in rows {
@@ -615,12 +580,8 @@ pub(crate) fn rewrap_all(
         rewritten.push((owner, row));
     }
     for (owner, row) in rewritten {
-        put_record(&mut keys, owner.to_key(), &row)?;
+        stored::put(txn, owner, &row)?;
     }
-    let check = make_check(new)?;
-    txn.open_table(META)
-        .ctx("opening meta")?
-        .insert(MASTER_CHECK_KEY, check.as_slice())
-        .ctx("writing the master key check")?;
+    stored::set_master_check(txn, &make_check(new)?)?;
     Ok(moved)
 }

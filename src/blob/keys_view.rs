@@ -2,16 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
 use crate::blob::crypto::SecretKey;
 use crate::blob::keys::{Keyring, MasterKeySource, embedded_paths, rewrap_all};
 use crate::blob::rotation::{self, RotationProgress};
-use crate::db::keys::OwnerKeysRecord;
-use crate::db::schema::{BLOBS, KEYS};
-use crate::db::{Db, codec};
-use crate::error::{Error, StorageContext};
+use crate::db::Db;
+use crate::error::Error;
 use crate::jobs::JobRuntime;
 use crate::types::UserId;
 
@@ -68,21 +65,14 @@ impl Keys<'_> {
         let source = self.keyring.source().clone();
         self.db
             .scan(move |txn| {
-                let keys = txn.open_table(KEYS).ctx("opening keys")?;
-                let (mut owners, mut rotating) = (0, Vec::new());
-                for entry in keys.iter().ctx("reading keys")? {
-                    let (k, v) = entry.ctx("reading keys")?;
-                    let owner = UserId::from_key(k.value());
-                    owners += 1;
-                    if codec::decode::<OwnerKeysRecord>(v.value(), owner)?.rotating {
-                        rotating.push(owner);
-                    }
-                }
-                let blobs = txn
-                    .open_table(BLOBS)
-                    .ctx("opening blobs")?
-                    .len()
-                    .ctx("counting blobs")?;
+                let rows = crate::db::keys::all(txn)?;
+                let owners = rows.len();
+                let rotating = rows
+                    .into_iter()
+                    .filter(|(_, row)| row.rotating)
+                    .map(|(owner, _)| owner)
+                    .collect();
+                let blobs = crate::db::blobs::count(txn)?;
                 Ok(KeyStatus {
                     master_key: source,
                     owners,

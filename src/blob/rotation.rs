@@ -3,19 +3,16 @@
 //! destroyed. Each step is one transaction, so a crash loses at most the
 //! step in flight, and a reopened store resumes.
 
-use redb::ReadableTable;
 use serde::Serialize;
 
 use crate::blob::crypto::{SecretKey, unwrap, wrap};
 use crate::blob::keys::{Keyring, data_key_context, kek_context, unwrap_version};
-use crate::db::blobs::{BlobRow, get_row, put_row};
-use crate::db::keys::OwnerKeysRecord;
-use crate::db::schema::{BLOBS, BLOBS_BY_OWNER, FILES, FILES_BY_BLOB, KEYS};
-use crate::db::{Db, codec, get_record, put_record};
-use crate::error::{Entity, Error, StorageContext};
+use crate::db::Db;
+use crate::db::blobs::put_row;
+use crate::db::keys as stored_keys;
+use crate::error::{Entity, Error};
 use crate::jobs::JobOutcome;
-use crate::model::file::AudioFile;
-use crate::types::{BlobAddress, FileId, UserId};
+use crate::types::UserId;
 
 /// What one rotation step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,20 +33,18 @@ pub(crate) async fn begin(db: &Db, keyring: &Keyring, owner: UserId) -> Result<u
     let version = db
         .write(move |txn| {
             let master = ring.master_in(txn)?;
-            let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
-            let mut row: OwnerKeysRecord =
-                get_record(&keys, owner.to_key(), owner)?.ok_or_else(|| {
-                    Error::not_found(
-                        Entity::User,
-                        format!("{owner} (no stored files, so no keys to rotate)"),
-                    )
-                })?;
+            let mut row = stored_keys::get(txn, owner)?.ok_or_else(|| {
+                Error::not_found(
+                    Entity::User,
+                    format!("{owner} (no stored files, so no keys to rotate)"),
+                )
+            })?;
             let next = row.versions.iter().map(|(v, _)| *v).max().unwrap_or(0) + 1;
             row.versions
                 .push((next, wrap(&master, &kek, &kek_context(owner, next))?));
             row.current = next;
             row.rotating = true;
-            put_record(&mut keys, owner.to_key(), &row)?;
+            stored_keys::put(txn, owner, &row)?;
             Ok(next)
         })
         .await?;
@@ -71,8 +66,7 @@ pub(crate) async fn step(
     let progress = db
         .write(move |txn| {
             let master = ring.master_in(txn)?;
-            let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
-            let mut row: OwnerKeysRecord = get_record(&keys, owner.to_key(), owner)?
+            let mut row = stored_keys::get(txn, owner)?
                 .ok_or_else(|| Error::not_found(Entity::User, owner))?;
             if !row.rotating {
                 return Ok(RotationProgress {
@@ -82,28 +76,7 @@ pub(crate) async fn step(
                 });
             }
             let current = unwrap_version(&master, &row, owner, row.current)?;
-            let mut todo: Vec<(BlobAddress, BlobRow)> = Vec::new();
-            {
-                let by_owner = txn
-                    .open_table(BLOBS_BY_OWNER)
-                    .ctx("opening blobs_by_owner")?;
-                let blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
-                let o = owner.to_key();
-                for entry in by_owner
-                    .range((o, [0u8; 32])..=(o, [0xff; 32]))
-                    .ctx("scanning blobs_by_owner")?
-                {
-                    let address = BlobAddress(entry.ctx("scanning blobs_by_owner")?.0.value().1);
-                    if let Some(b) = get_row(&blobs, address)?
-                        && b.key_version != row.current
-                    {
-                        todo.push((address, b));
-                        if todo.len() == limit {
-                            break;
-                        }
-                    }
-                }
-            }
+            let todo = crate::db::blobs::of_owner_not_on(txn, owner, row.current, limit)?;
             let mut rewrapped = Vec::with_capacity(todo.len());
             for (address, mut b) in todo {
                 if let Some(wrapped) = &b.data_key {
@@ -120,14 +93,14 @@ pub(crate) async fn step(
             let moved = rewrapped.len();
             for (address, b) in &rewrapped {
                 put_row(txn, *address, b)?;
-                relabel_files(txn, *address, b.key_version)?;
+                crate::db::files::set_key_version_of_blob(txn, *address, b.key_version)?;
             }
             let finished = moved < limit;
             if finished {
                 let keep = row.current;
                 row.versions.retain(|(v, _)| *v == keep);
                 row.rotating = false;
-                put_record(&mut keys, owner.to_key(), &row)?;
+                stored_keys::put(txn, owner, &row)?;
             }
             Ok(RotationProgress {
                 moved,
@@ -140,35 +113,6 @@ pub(crate) async fn step(
         keyring.forget(owner);
     }
     Ok(progress)
-}
-
-/// Sets the key version recorded in every file record of a blob.
-fn relabel_files(
-    txn: &redb::WriteTransaction,
-    address: BlobAddress,
-    version: u32,
-) -> Result<(), Error> {
-    let ids: Vec<FileId> = {
-        let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
-        let mut ids = Vec::new();
-        for entry in by_blob
-            .range((address.0, 0)..=(address.0, u128::MAX))
-            .ctx("scanning files_by_blob")?
-        {
-            ids.push(FileId::from_key(
-                entry.ctx("scanning files_by_blob")?.0.value().1,
-            ));
-        }
-        ids
-    };
-    let mut files = txn.open_table(FILES).ctx("opening files")?;
-    for id in ids {
-        if let Some(mut f) = get_record::<AudioFile>(&files, id.to_key(), id)? {
-            f.key_version = version;
-            put_record(&mut files, id.to_key(), &f)?;
-        }
-    }
-    Ok(())
 }
 
 /// The name of the job that finishes rotations in the background.
@@ -214,16 +158,11 @@ pub(crate) async fn pass(db: &Db, keyring: &Keyring) -> Result<JobOutcome, Error
 /// Owners whose rotation has not finished.
 pub(crate) async fn unfinished(db: &Db) -> Result<Vec<UserId>, Error> {
     db.scan(|txn| {
-        let keys = txn.open_table(KEYS).ctx("opening keys")?;
-        let mut out = Vec::new();
-        for entry in keys.iter().ctx("reading keys")? {
-            let (k, v) = entry.ctx("reading keys")?;
-            let owner = UserId::from_key(k.value());
-            if codec::decode::<OwnerKeysRecord>(v.value(), owner)?.rotating {
-                out.push(owner);
-            }
-        }
-        Ok(out)
+        Ok(stored_keys::all(txn)?
+            .into_iter()
+            .filter(|(_, row)| row.rotating)
+            .map(|(owner, _)| owner)
+            .collect())
     })
     .await
 }

@@ -2,13 +2,14 @@
 //! point at it, and its data key (wrapped under the owner's key). The blob
 //! layer commits a file record and its blob row in one transaction.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::blob::crypto::WrappedKey;
 use crate::db::codec::{self, Record};
 use crate::db::files::insert_record;
+use crate::db::keys::WrappedKey;
 use crate::db::schema::{BLOBS, BLOBS_BY_OWNER};
+use crate::db::txn::ReadTxn;
 use crate::error::{Error, StorageContext};
 use crate::model::file::{AudioFile, NewAudioFile};
 use crate::types::{BlobAddress, Timestamp, UserId};
@@ -33,11 +34,8 @@ impl Record for BlobRow {
 }
 
 /// Reads a blob row.
-pub(crate) fn get_row(
-    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
-    address: BlobAddress,
-) -> Result<Option<BlobRow>, Error> {
-    match table.get(address.0).ctx("reading blobs")? {
+pub(crate) fn get_row(txn: &impl ReadTxn, address: BlobAddress) -> Result<Option<BlobRow>, Error> {
+    match txn.table(BLOBS)?.get(address.0).ctx("reading blobs")? {
         Some(v) => codec::decode::<BlobRow>(v.value(), address).map(Some),
         None => Ok(None),
     }
@@ -58,19 +56,16 @@ pub(crate) fn put_row(
 }
 
 /// Commits a stored file: its record, and its blob row (new, or one more
-/// reference to an existing one). Returns the record and whether the blob
-/// was already stored.
+/// reference to an existing one). `new` was validated by the caller
+/// (`db::files::check`) before its blob was sealed. Returns the record
+/// and whether the blob was already stored.
 pub(crate) fn commit_file(
     txn: &WriteTransaction,
     new: &NewAudioFile,
     fresh_row: &BlobRow,
 ) -> Result<(AudioFile, bool), Error> {
-    crate::db::files::check(new)?;
     crate::db::users::require_live(txn, new.owner)?;
-    let existing = {
-        let blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
-        get_row(&blobs, new.blob)?
-    };
+    let existing = get_row(txn, new.blob)?;
     let deduplicated = existing.is_some();
     let row = match existing {
         Some(mut row) => {
@@ -96,4 +91,37 @@ pub(crate) fn commit_file(
     record.key_version = row.key_version;
     let file = insert_record(txn, &record, fresh_row.created_at)?;
     Ok((file, deduplicated))
+}
+
+/// Up to `limit` of the owner's blobs whose data key is not wrapped under
+/// key version `current`, in address order.
+pub(crate) fn of_owner_not_on(
+    txn: &impl ReadTxn,
+    owner: UserId,
+    current: u32,
+    limit: usize,
+) -> Result<Vec<(BlobAddress, BlobRow)>, Error> {
+    let by_owner = txn.table(BLOBS_BY_OWNER)?;
+    let o = owner.to_key();
+    let mut out = Vec::new();
+    for entry in by_owner
+        .range((o, [0u8; 32])..=(o, [0xff; 32]))
+        .ctx("scanning blobs_by_owner")?
+    {
+        let address = BlobAddress(entry.ctx("scanning blobs_by_owner")?.0.value().1);
+        if let Some(b) = get_row(txn, address)?
+            && b.key_version != current
+        {
+            out.push((address, b));
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many blobs are stored.
+pub(crate) fn count(txn: &impl ReadTxn) -> Result<u64, Error> {
+    txn.table(BLOBS)?.len().ctx("counting blobs")
 }

@@ -2,11 +2,11 @@
 //! keeps them and their indexes: by owner (newest first, since file ids are
 //! time-ordered), by expiry, and by blob address (for reference counts).
 
-use redb::WriteTransaction;
+use redb::{ReadableTable, WriteTransaction};
 use tracing::instrument;
 
 use crate::db::schema::{FILES, FILES_BY_BLOB, FILES_BY_EXPIRY, FILES_BY_OWNER};
-use crate::db::users::require_live;
+use crate::db::txn::ReadTxn;
 use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::file::{AudioFile, NewAudioFile};
@@ -18,6 +18,8 @@ pub struct FileRecords<'a> {
     pub(crate) db: &'a Db,
 }
 
+/// Validates a new record's caller-given fields; a put calls it once,
+/// before anything is written.
 pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     if new.content_type.is_empty()
         || new.content_type.len() > 128
@@ -78,14 +80,48 @@ fn set_deleted(
     Ok(f)
 }
 
-/// Writes a new record and its indexes in `txn` (the owner is checked by
-/// the caller).
+/// A record, live or soft-deleted.
+pub(crate) fn get(txn: &impl ReadTxn, id: FileId) -> Result<Option<AudioFile>, Error> {
+    get_record(&txn.table(FILES)?, id.to_key(), id)
+}
+
+/// Sets the key version recorded in every file record of a blob (a key
+/// rotation moved the blob's data key).
+pub(crate) fn set_key_version_of_blob(
+    txn: &WriteTransaction,
+    blob: BlobAddress,
+    version: u32,
+) -> Result<(), Error> {
+    let ids: Vec<FileId> = {
+        let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
+        let mut ids = Vec::new();
+        for entry in by_blob
+            .range((blob.0, 0)..=(blob.0, u128::MAX))
+            .ctx("scanning files_by_blob")?
+        {
+            ids.push(FileId::from_key(
+                entry.ctx("scanning files_by_blob")?.0.value().1,
+            ));
+        }
+        ids
+    };
+    let mut files = txn.open_table(FILES).ctx("opening files")?;
+    for id in ids {
+        if let Some(mut f) = get_record::<AudioFile>(&files, id.to_key(), id)? {
+            f.key_version = version;
+            put_record(&mut files, id.to_key(), &f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new record and its indexes in `txn` (the record is validated
+/// and the owner checked by the caller).
 pub(crate) fn insert_record(
     txn: &WriteTransaction,
     new: &NewAudioFile,
     now: Timestamp,
 ) -> Result<AudioFile, Error> {
-    check(new)?;
     let f = AudioFile {
         id: FileId::new(),
         owner: new.owner,
@@ -164,25 +200,11 @@ pub(crate) fn page_of_owner(
 }
 
 impl FileRecords<'_> {
-    /// Inserts a record for a live owner.
-    #[instrument(skip_all, fields(owner = %new.owner))]
-    pub async fn insert(&self, new: NewAudioFile) -> Result<AudioFile, Error> {
-        check(&new)?;
-        let now = self.db.now();
-        self.db
-            .write(move |txn| {
-                require_live(txn, new.owner)?;
-                insert_record(txn, &new, now)
-            })
-            .await
-    }
-
     /// A live record.
     #[instrument(level = "debug", skip(self, id), fields(file = %id))]
     pub fn get(&self, id: FileId) -> Result<AudioFile, Error> {
         self.db.read(|txn| {
-            let files = txn.open_table(FILES).ctx("opening files")?;
-            get_record::<AudioFile>(&files, id.to_key(), id)?
+            get(txn, id)?
                 .filter(|f| f.deleted_at.is_none())
                 .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
         })
@@ -252,22 +274,17 @@ impl FileRecords<'_> {
             Ok(n)
         })
     }
+}
 
-    /// Soft-deletes a record (it leaves lists and the expiry index).
-    #[instrument(skip(self, id), fields(file = %id))]
-    pub async fn delete(&self, id: FileId) -> Result<AudioFile, Error> {
-        let now = self.db.now();
-        self.db
-            .write(move |txn| set_deleted(txn, id, true, now))
-            .await
-    }
+/// Soft-deletes a record (it leaves lists and the expiry index); the
+/// caller has checked who asks.
+pub(crate) async fn soft_delete(db: &Db, id: FileId) -> Result<AudioFile, Error> {
+    let now = db.now();
+    db.write(move |txn| set_deleted(txn, id, true, now)).await
+}
 
-    /// Brings back a soft-deleted record.
-    #[instrument(skip(self, id), fields(file = %id))]
-    pub async fn restore(&self, id: FileId) -> Result<AudioFile, Error> {
-        let now = self.db.now();
-        self.db
-            .write(move |txn| set_deleted(txn, id, false, now))
-            .await
-    }
+/// Brings back a soft-deleted record; the caller has checked who asks.
+pub(crate) async fn restore(db: &Db, id: FileId) -> Result<AudioFile, Error> {
+    let now = db.now();
+    db.write(move |txn| set_deleted(txn, id, false, now)).await
 }

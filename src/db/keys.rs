@@ -1,11 +1,42 @@
-//! The keyring row of each owner: its key-encryption keys by version and
-//! its address key, all wrapped under the master key. Only wrapped bytes
-//! are stored; the blob layer unwraps them.
+//! The keyring row of each owner (its key-encryption keys by version and
+//! its address key) and the master key check value, all wrapped under the
+//! master key. `db` stores wrapped keys as opaque bytes; only the blob
+//! layer wraps and unwraps them.
 
+use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::blob::crypto::WrappedKey;
-use crate::db::codec::Record;
+use crate::db::codec::{self, Record};
+use crate::db::schema::{KEYS, MASTER_CHECK_KEY, META};
+use crate::db::txn::ReadTxn;
+use crate::error::{Error, StorageContext};
+use crate::types::UserId;
+
+/// A key sealed under another key, as stored: a nonce and the sealed
+/// bytes, never interpreted here.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WrappedKey {
+    nonce: [u8; 12],
+    sealed: Vec<u8>,
+}
+
+impl WrappedKey {
+    pub(crate) fn new(nonce: [u8; 12], sealed: Vec<u8>) -> Self {
+        WrappedKey { nonce, sealed }
+    }
+    pub(crate) fn nonce(&self) -> &[u8; 12] {
+        &self.nonce
+    }
+    pub(crate) fn sealed(&self) -> &[u8] {
+        &self.sealed
+    }
+}
+
+impl std::fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WrappedKey([sealed])")
+    }
+}
 
 /// An owner's keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,4 +56,50 @@ pub(crate) struct OwnerKeysRecord {
 impl Record for OwnerKeysRecord {
     const KIND: &'static str = "owner key record";
     const VERSION: u8 = 1;
+}
+
+/// The owner's key row, if it has one.
+pub(crate) fn get(txn: &impl ReadTxn, owner: UserId) -> Result<Option<OwnerKeysRecord>, Error> {
+    crate::db::get_record(&txn.table(KEYS)?, owner.to_key(), owner)
+}
+
+/// Writes the owner's key row.
+pub(crate) fn put(
+    txn: &WriteTransaction,
+    owner: UserId,
+    row: &OwnerKeysRecord,
+) -> Result<(), Error> {
+    let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+    crate::db::put_record(&mut keys, owner.to_key(), row)
+}
+
+/// Every owner's key row, in owner order.
+pub(crate) fn all(txn: &impl ReadTxn) -> Result<Vec<(UserId, OwnerKeysRecord)>, Error> {
+    let keys = txn.table(KEYS)?;
+    let mut out = Vec::new();
+    for entry in keys.iter().ctx("reading keys")? {
+        let (k, v) = entry.ctx("reading keys")?;
+        let owner = UserId::from_key(k.value());
+        out.push((owner, codec::decode::<OwnerKeysRecord>(v.value(), owner)?));
+    }
+    Ok(out)
+}
+
+/// The master key check value, if the store has one yet.
+pub(crate) fn master_check(txn: &impl ReadTxn) -> Result<Option<WrappedKey>, Error> {
+    let meta = txn.table(META)?;
+    let found = meta.get(MASTER_CHECK_KEY).ctx("reading meta")?;
+    found
+        .map(|v| codec::decode_versioned::<WrappedKey>(1, v.value(), || "master key check".into()))
+        .transpose()
+}
+
+/// Writes the master key check value.
+pub(crate) fn set_master_check(txn: &WriteTransaction, check: &WrappedKey) -> Result<(), Error> {
+    let bytes = codec::encode_versioned(1, check)?;
+    txn.open_table(META)
+        .ctx("opening meta")?
+        .insert(MASTER_CHECK_KEY, bytes.as_slice())
+        .ctx("writing the master key check")?;
+    Ok(())
 }

@@ -115,6 +115,31 @@ pub(crate) fn pending_from(applied: Option<u32>) -> Vec<PendingStep> {
         .collect()
 }
 
+/// Where the store at `path` stands against this build's schema, read
+/// from a read-only open (nothing is migrated; a missing file has no
+/// version applied).
+pub(crate) fn status(path: &std::path::Path) -> Result<MigrationStatus, Error> {
+    let applied = if path.exists() {
+        crate::db::guard::guarded(path, || {
+            let db = redb::Builder::new()
+                .open_read_only(path)
+                .map_err(|e| crate::db::guard::open_error(path, e))?;
+            applied_version(&db)
+        })?
+    } else {
+        None
+    };
+    Ok(MigrationStatus {
+        applied,
+        latest: SCHEMA_VERSION,
+        pending: if path.exists() {
+            pending_from(applied)
+        } else {
+            Vec::new()
+        },
+    })
+}
+
 /// Reads the applied schema version, `None` for an empty database.
 pub(crate) fn applied_version(db: &impl ReadableDatabase) -> Result<Option<u32>, Error> {
     let txn = db.begin_read().ctx("reading the schema version")?;

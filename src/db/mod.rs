@@ -19,6 +19,18 @@
 //!   that a long read never stalls the async threads. redb read transactions are MVCC snapshots:
 //!   a long scan never blocks the writer, and the writer never blocks it.
 //!
+//! # The wall
+//!
+//! The table definitions (`schema`) are private to this module: every
+//! read or write of a table goes through a function of its family module
+//! (`db::files`, `db::keys`, `db::grants`, ...) taking a transaction, and
+//! `db` imports nothing from `blob`, `cache` or the CLI (wrapped keys are
+//! opaque bytes here). Nothing outside `db` can name a table:
+//!
+//! ```compile_fail
+//! use bharatvoice_store::db::schema::FILES;
+//! ```
+//!
 //! # Spans
 //!
 //! Point reads open their span at `DEBUG`, writes and scans at `INFO`: with
@@ -31,14 +43,16 @@ pub(crate) mod audit;
 pub(crate) mod blobs;
 pub(crate) mod codec;
 pub(crate) mod files;
+pub(crate) mod grants;
 pub(crate) mod guard;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
 pub(crate) mod profiles;
-pub(crate) mod schema;
+mod schema;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;
+pub(crate) mod txn;
 pub(crate) mod user_record;
 pub(crate) mod users;
 pub(crate) mod users_index;

@@ -5,11 +5,18 @@ use std::collections::BTreeMap;
 use tracing::instrument;
 
 use crate::db::schema::PROFILES;
+use crate::db::txn::ReadTxn;
 use crate::db::users::require_live;
 use crate::db::{Db, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::profile::{ConsentKind, ProfileUpdate, UserProfile, VoicePreferences};
 use crate::types::{ProfileId, UserId};
+
+/// The user's profile, if it has one (whether the user is live is the
+/// caller's business).
+pub(crate) fn get(txn: &impl ReadTxn, user: UserId) -> Result<Option<UserProfile>, Error> {
+    get_record(&txn.table(PROFILES)?, user.to_key(), user)
+}
 
 /// User profiles; from [`Store::profiles`](crate::Store::profiles).
 ///

@@ -4,17 +4,19 @@
 //! order is creation order; timestamps as `i64` microseconds. Most index
 //! tables map a composite key to `()`: the key alone answers the lookup,
 //! and the record is fetched from its primary table. The two user indexes
-//! are covering: they hold the whole user record, so a login-time lookup by
+//! are covering: they hold the user record (with its id, without the name
+//! the index is keyed by; `db::user_record`), so a login-time lookup by
 //! username or email is one B-tree search instead of two (see
-//! `db::users_index`). Every index is written in the same write transaction
+//! `db::users_index`). These definitions are private to `db`: every other
+//! module reaches a table through a function of `db/<family>.rs`. Every index is written in the same write transaction
 //! as its row.
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | name | bytes (schema version as `u32` LE, store id) |
+//! | `meta` | name | bytes (schema version as `u32` LE, store id, master key check) |
 //! | `users` | user id | `User` record |
-//! | `user_records_by_username` | normalised username | `User` record (as in `users`) |
-//! | `user_records_by_email` | lower-case email | `User` record (as in `users`) |
+//! | `user_records_by_username` | normalised username | id + `User` record without the username |
+//! | `user_records_by_email` | lower-case email | id + `User` record without the email |
 //! | `credentials` | user id | argon2id PHC string |
 //! | `profiles` | user id | `UserProfile` record |
 //! | `sessions` | session id | `ConversationSession` record |
@@ -33,46 +35,46 @@
 
 use redb::TableDefinition;
 
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub(crate) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
-pub(crate) const USERS_BY_USERNAME: TableDefinition<&str, &[u8]> =
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+pub(super) const USERS_BY_USERNAME: TableDefinition<&str, &[u8]> =
     TableDefinition::new("user_records_by_username");
-pub(crate) const USERS_BY_EMAIL: TableDefinition<&str, &[u8]> =
+pub(super) const USERS_BY_EMAIL: TableDefinition<&str, &[u8]> =
     TableDefinition::new("user_records_by_email");
-pub(crate) const CREDENTIALS: TableDefinition<u128, &str> = TableDefinition::new("credentials");
-pub(crate) const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
-pub(crate) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
-pub(crate) const SESSIONS_BY_USER: TableDefinition<(u128, i64, u128), ()> =
+pub(super) const CREDENTIALS: TableDefinition<u128, &str> = TableDefinition::new("credentials");
+pub(super) const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
+pub(super) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
+pub(super) const SESSIONS_BY_USER: TableDefinition<(u128, i64, u128), ()> =
     TableDefinition::new("sessions_by_user");
-pub(crate) const SESSIONS_BY_EXPIRY: TableDefinition<(i64, u128), ()> =
+pub(super) const SESSIONS_BY_EXPIRY: TableDefinition<(i64, u128), ()> =
     TableDefinition::new("sessions_by_expiry");
-pub(crate) const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
-pub(crate) const FILES_BY_OWNER: TableDefinition<(u128, u128), ()> =
+pub(super) const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
+pub(super) const FILES_BY_OWNER: TableDefinition<(u128, u128), ()> =
     TableDefinition::new("files_by_owner");
-pub(crate) const FILES_BY_EXPIRY: TableDefinition<(i64, u128), ()> =
+pub(super) const FILES_BY_EXPIRY: TableDefinition<(i64, u128), ()> =
     TableDefinition::new("files_by_expiry");
-pub(crate) const FILES_BY_BLOB: TableDefinition<([u8; 32], u128), ()> =
+pub(super) const FILES_BY_BLOB: TableDefinition<([u8; 32], u128), ()> =
     TableDefinition::new("files_by_blob");
-pub(crate) const METRICS: TableDefinition<(&str, i64, u128), &[u8]> =
+pub(super) const METRICS: TableDefinition<(&str, i64, u128), &[u8]> =
     TableDefinition::new("metrics");
 
-pub(crate) const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
-pub(crate) const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
-pub(crate) const BLOBS_BY_OWNER: TableDefinition<(u128, [u8; 32]), ()> =
+pub(super) const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
+pub(super) const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
+pub(super) const BLOBS_BY_OWNER: TableDefinition<(u128, [u8; 32]), ()> =
     TableDefinition::new("blobs_by_owner");
-pub(crate) const GRANTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("grants");
-pub(crate) const AUDIT: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("audit");
+pub(super) const GRANTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("grants");
+pub(super) const AUDIT: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("audit");
 
 /// `meta` key holding the master key check value.
-pub(crate) const MASTER_CHECK_KEY: &str = "master_key_check";
+pub(super) const MASTER_CHECK_KEY: &str = "master_key_check";
 
 /// `meta` key holding the applied schema version (`u32` LE).
-pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
+pub(super) const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// `meta` key holding the store's id (16 bytes).
-pub(crate) const STORE_ID_KEY: &str = "store_id";
+pub(super) const STORE_ID_KEY: &str = "store_id";
 
 /// Creates every table of the current schema (a no-op for those that exist).
-pub(crate) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(META)?;
     txn.open_table(USERS)?;
     txn.open_table(USERS_BY_USERNAME)?;

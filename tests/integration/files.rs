@@ -1,27 +1,32 @@
-//! Audio-file metadata records.
+//! Audio-file metadata records: what `store.file_records()` reads of the
+//! records that `store.files()` writes.
 
 use bharatvoice_store::{
-    BlobAddress, Codec, Encryption, Error, FileId, ListOptions, NewAudioFile, Timestamp, UserId,
+    Actor, BlobAddress, Error, FileId, ListOptions, PutOptions, Timestamp, UserId,
 };
 
-use crate::common::open_store;
+use crate::common::{TestStore, open_store};
 
-fn new_file(owner: UserId, blob: u8, expires: Option<Timestamp>) -> NewAudioFile {
-    NewAudioFile {
-        owner,
-        blob: BlobAddress([blob; 32]),
+const DAY_US: i64 = 86_400_000_000;
+
+/// Stores a small file whose bytes are `seed` for `owner`.
+async fn put(
+    t: &TestStore,
+    owner: UserId,
+    seed: u8,
+    retention_days: Option<u32>,
+) -> bharatvoice_store::AudioFile {
+    let options = PutOptions {
         name: Some("clip.wav".into()),
-        content_type: "audio/wav".into(),
-        plain_bytes: 32_000,
-        stored_bytes: 29_000,
-        sha256: [blob; 32],
-        encryption: Encryption::Aes256GcmSiv,
-        codec: Codec::Zstd,
-        key_version: 1,
-        session_id: None,
+        retention_days,
         tags: vec!["greeting".into()],
-        expires_at: expires,
-    }
+        ..PutOptions::content_type("audio/wav")
+    };
+    t.store
+        .files()
+        .put_bytes(Actor::User(owner), owner, &[seed; 3200], options)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -31,19 +36,9 @@ async fn insert_get_list_by_owner_with_cursor() {
     let b = t.user("owner_b").await;
     let mut mine = Vec::new();
     for i in 0..7 {
-        mine.push(
-            t.store
-                .file_records()
-                .insert(new_file(a.id, i, None))
-                .await
-                .unwrap(),
-        );
+        mine.push(put(&t, a.id, i, None).await);
     }
-    t.store
-        .file_records()
-        .insert(new_file(b.id, 99, None))
-        .await
-        .unwrap();
+    put(&t, b.id, 99, None).await;
     assert_eq!(t.store.file_records().get(mine[3].id).unwrap(), mine[3]);
     let mut seen = Vec::new();
     let mut page = t
@@ -74,25 +69,12 @@ async fn insert_get_list_by_owner_with_cursor() {
 async fn expiry_index_and_soft_delete() {
     let t = open_store().await;
     let a = t.user("owner_c").await;
-    let t0 = Timestamp::from_micros(1_000_000);
-    let f1 = t
-        .store
-        .file_records()
-        .insert(new_file(a.id, 1, Some(Timestamp::from_micros(2_000_000))))
-        .await
-        .unwrap();
-    let f2 = t
-        .store
-        .file_records()
-        .insert(new_file(a.id, 2, Some(Timestamp::from_micros(1_500_000))))
-        .await
-        .unwrap();
-    let _f3 = t
-        .store
-        .file_records()
-        .insert(new_file(a.id, 3, None))
-        .await
-        .unwrap();
+    let t0 = Timestamp::now();
+    // Retention falls back to the store default when a put names none.
+    let f1 = put(&t, a.id, 1, Some(2)).await;
+    let f2 = put(&t, a.id, 2, Some(1)).await;
+    let _f3 = put(&t, a.id, 3, Some(30)).await;
+    let in_3_days = Timestamp::from_micros(t0.as_micros() + 3 * DAY_US);
     assert!(
         t.store
             .file_records()
@@ -104,14 +86,15 @@ async fn expiry_index_and_soft_delete() {
     let due: Vec<FileId> = t
         .store
         .file_records()
-        .expiring_before(Timestamp::from_micros(3_000_000), 10)
+        .expiring_before(in_3_days, 10)
         .await
         .unwrap()
         .iter()
         .map(|f| f.id)
         .collect();
     assert_eq!(due, [f2.id, f1.id], "soonest first");
-    t.store.file_records().delete(f2.id).await.unwrap();
+    let me = Actor::User(a.id);
+    t.store.files().delete(me, f2.id).await.unwrap();
     assert!(matches!(
         t.store.file_records().get(f2.id),
         Err(Error::NotFound { .. })
@@ -119,7 +102,7 @@ async fn expiry_index_and_soft_delete() {
     let due: Vec<FileId> = t
         .store
         .file_records()
-        .expiring_before(Timestamp::from_micros(3_000_000), 10)
+        .expiring_before(in_3_days, 10)
         .await
         .unwrap()
         .iter()
@@ -136,11 +119,11 @@ async fn expiry_index_and_soft_delete() {
             .len(),
         2
     );
-    t.store.file_records().restore(f2.id).await.unwrap();
+    t.store.files().restore(me, f2.id).await.unwrap();
     assert_eq!(
         t.store
             .file_records()
-            .expiring_before(Timestamp::from_micros(3_000_000), 10)
+            .expiring_before(in_3_days, 10)
             .await
             .unwrap()
             .len(),
@@ -152,21 +135,11 @@ async fn expiry_index_and_soft_delete() {
 async fn blob_references_count_records_and_bad_input_is_refused() {
     let t = open_store().await;
     let a = t.user("owner_d").await;
-    t.store
-        .file_records()
-        .insert(new_file(a.id, 5, None))
-        .await
-        .unwrap();
-    t.store
-        .file_records()
-        .insert(new_file(a.id, 5, None))
-        .await
-        .unwrap();
+    let first = put(&t, a.id, 5, None).await;
+    let second = put(&t, a.id, 5, None).await;
+    assert_eq!(first.blob, second.blob, "the same bytes share a blob");
     assert_eq!(
-        t.store
-            .file_records()
-            .blob_references(BlobAddress([5; 32]))
-            .unwrap(),
+        t.store.file_records().blob_references(first.blob).unwrap(),
         2
     );
     assert_eq!(
@@ -176,16 +149,19 @@ async fn blob_references_count_records_and_bad_input_is_refused() {
             .unwrap(),
         0
     );
-    let mut bad = new_file(a.id, 1, None);
-    bad.content_type = "wav".into();
-    assert!(matches!(
-        t.store.file_records().insert(bad).await,
-        Err(Error::InvalidInput { .. })
-    ));
+    let bad = PutOptions::content_type("wav");
     assert!(matches!(
         t.store
-            .file_records()
-            .insert(new_file(UserId::new(), 1, None))
+            .files()
+            .put_bytes(Actor::User(a.id), a.id, b"x", bad)
+            .await,
+        Err(Error::InvalidInput { .. })
+    ));
+    let nobody = UserId::new();
+    assert!(matches!(
+        t.store
+            .files()
+            .put_bytes(Actor::System, nobody, b"x", PutOptions::default())
             .await,
         Err(Error::NotFound { .. })
     ));
