@@ -200,15 +200,10 @@ pub fn blob_header(data: &[u8]) {
 /// error; never a panic.
 pub fn blob_read(data: &[u8]) -> Option<Vec<u8>> {
     use crate::blob::crypto::SecretKey;
-    use crate::blob::reader::{OpenBlob, Source};
+    use crate::blob::reader::OpenBlob;
     let key = SecretKey::from_bytes(FUZZ_BLOB_KEY);
-    let blob = OpenBlob::from_source(
-        Source::Memory(data.to_vec()),
-        Some(&key),
-        None,
-        "fuzz".into(),
-    )
-    .ok()?;
+    let blob =
+        OpenBlob::from_source(Box::new(data.to_vec()), Some(&key), None, "fuzz".into()).ok()?;
     let mut out = Vec::new();
     for i in 0..blob.chunk_count() {
         out.extend_from_slice(&blob.chunk(i).ok()?);

@@ -2,20 +2,16 @@
 
 use std::sync::Arc;
 
-use tokio::io::AsyncRead;
 use tracing::instrument;
 
 use crate::blob::access::{self, Op};
-use crate::blob::crypto::{SecretKey, wrap};
-use crate::blob::format::Cipher;
-use crate::blob::keys::{across_master_rotation, data_key_context};
+use crate::blob::keys::across_master_rotation;
 use crate::blob::reader::{FileReader, OpenBlob, pump, pump_range};
-use crate::blob::writer::{WriteSpec, address, write_blob};
-use crate::blob::{Actor, BlobStore, ListFilter, PutOptions, VerifyReport};
+use crate::blob::{Actor, BlobStore, ListFilter, VerifyReport};
 use crate::db::Db;
-use crate::db::blobs::{BlobRow, commit_file, get_row};
+use crate::db::blobs::get_row;
 use crate::error::{Entity, Error};
-use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
+use crate::model::file::AudioFile;
 use crate::types::{FileId, ListOptions, Page, UserId};
 
 /// Stored files; from [`Store::files`](crate::Store::files).
@@ -55,199 +51,6 @@ fn check_range(file: &AudioFile, offset: u64) -> Result<(), Error> {
 }
 
 impl Files<'_> {
-    /// Stores everything `reader` yields as a file of `owner`.
-    #[instrument(skip_all, fields(actor = %actor, owner = %owner))]
-    pub async fn put<R: AsyncRead + Unpin + Send>(
-        &self,
-        actor: Actor,
-        owner: UserId,
-        reader: R,
-        options: PutOptions,
-    ) -> Result<AudioFile, Error> {
-        self.put_with_progress(actor, owner, reader, options, &|_| {})
-            .await
-    }
-
-    /// Stores `bytes` as a file of `owner`.
-    pub async fn put_bytes(
-        &self,
-        actor: Actor,
-        owner: UserId,
-        bytes: &[u8],
-        options: PutOptions,
-    ) -> Result<AudioFile, Error> {
-        self.put(actor, owner, bytes, options).await
-    }
-
-    /// [`put`](Self::put), calling `progress` with the bytes read so far.
-    pub async fn put_with_progress<R: AsyncRead + Unpin + Send>(
-        &self,
-        actor: Actor,
-        owner: UserId,
-        reader: R,
-        options: PutOptions,
-        progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<AudioFile, Error> {
-        access::authorize_owner(self.db, actor, owner, "file.put").await?;
-        let probe = NewAudioFile {
-            owner,
-            blob: Default::default(),
-            name: options.name.clone(),
-            content_type: options.content_type.clone(),
-            plain_bytes: 0,
-            stored_bytes: 0,
-            sha256: [0; 32],
-            encryption: Encryption::None,
-            codec: Codec::None,
-            key_version: 0,
-            session_id: options.session_id,
-            tags: options.tags.clone(),
-            expires_at: None,
-        };
-        crate::db::files::check(&probe)?;
-        if let Some(d) = options.retention_days
-            && !(1..=3650).contains(&d)
-        {
-            return Err(Error::invalid(
-                "retention days",
-                format!("{d} must be 1 to 3650"),
-            ));
-        }
-        let (version, kek, address_key) = self.blobs.keyring.write_keys(self.db, owner).await?;
-        let cipher = if options.encrypt {
-            Cipher::Aes256GcmSivStream
-        } else {
-            Cipher::None
-        };
-        let data_key = if options.encrypt {
-            Some(SecretKey::generate()?)
-        } else {
-            None
-        };
-        let level = options.level();
-        let spec = WriteSpec {
-            cipher,
-            level,
-            chunk_size: self.blobs.chunk_size,
-            key_version: version,
-            data_key: data_key.clone(),
-            depth: self.blobs.depth,
-            cache_limit: self.blobs.cache_limit,
-        };
-        let pending = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;
-        let addr = address(
-            &address_key,
-            &pending.sha256,
-            cipher,
-            level,
-            self.blobs.chunk_size,
-        )?;
-        // The blob's directory is made while its last chunks are written.
-        let dest = self.blobs.path_of(addr);
-        let dir_dest = dest.clone();
-        let dir_job = tokio::task::spawn_blocking(move || {
-            crate::fsutil::ensure_parent(&dir_dest).map(|_| ())
-        });
-        let written = pending.finish().await?;
-        if let Err(e) = dir_job
-            .await
-            .map_err(|e| Error::join("blob task", e))
-            .and_then(|r| r)
-        {
-            let _ = std::fs::remove_file(&written.tmp_path);
-            return Err(e);
-        }
-        let direct_bytes = written.direct_bytes;
-        let wrapped = data_key
-            .as_ref()
-            .map(|k| wrap(&kek, k, &data_key_context(addr)))
-            .transpose()?;
-        let retention = options
-            .retention_days
-            .unwrap_or(self.retention_days(owner)?);
-        let now = self.db.now();
-        let new = NewAudioFile {
-            blob: addr,
-            plain_bytes: written.plain_len,
-            stored_bytes: written.stored_len,
-            sha256: written.sha256,
-            encryption: if options.encrypt {
-                Encryption::Aes256GcmSiv
-            } else {
-                Encryption::None
-            },
-            codec: if level.is_some() {
-                Codec::Zstd
-            } else {
-                Codec::None
-            },
-            key_version: version,
-            expires_at: Some(now.plus(std::time::Duration::from_secs(
-                u64::from(retention) * 86_400,
-            ))),
-            ..probe
-        };
-        let row = BlobRow {
-            owner,
-            refcount: 1,
-            plain_bytes: written.plain_len,
-            stored_bytes: written.stored_len,
-            key_version: version,
-            data_key: wrapped,
-            created_at: now,
-        };
-        let _guard = self.blobs.lock(addr).await;
-        let exists = self.db.read(|txn| get_row(txn, addr))?.is_some();
-        let tmp = written.tmp_path.clone();
-        tokio::task::spawn_blocking(move || {
-            if exists {
-                std::fs::remove_file(&tmp).map_err(|e| Error::io("removing a duplicate blob", e))
-            } else {
-                crate::fsutil::persist(&tmp, &dest)
-            }
-        })
-        .await
-        .map_err(|e| Error::join("blob task", e))??;
-        let keyring = self.blobs.keyring.clone();
-        let (file, dedup) = self
-            .db
-            .write(move |txn| {
-                // The key version may have moved on while the blob was written.
-                let (version, data_key) = keyring.wrap_for_commit(
-                    txn,
-                    owner,
-                    addr,
-                    row.key_version,
-                    data_key.as_ref(),
-                    row.data_key.clone(),
-                )?;
-                let row = BlobRow {
-                    key_version: version,
-                    data_key,
-                    ..row.clone()
-                };
-                commit_file(txn, &new, &row)
-            })
-            .await?;
-        tracing::debug!(
-            file = %file.id,
-            blob = %addr,
-            dedup,
-            bytes = file.plain_bytes,
-            direct_bytes,
-            "stored"
-        );
-        Ok(file)
-    }
-
-    fn retention_days(&self, owner: UserId) -> Result<u32, Error> {
-        self.db.read(|txn| {
-            let p = crate::db::profiles::get(txn, owner)?;
-            Ok(p.and_then(|p| p.audio_retention_days)
-                .unwrap_or(self.blobs.default_retention_days))
-        })
-    }
-
     /// The record of a file the actor may read.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn stat(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
@@ -256,12 +59,13 @@ impl Files<'_> {
 
     async fn open_blob(&self, file: &AudioFile) -> Result<Arc<OpenBlob>, Error> {
         let key = across_master_rotation(|| self.blob_key(file))?;
-        let path = self.blobs.path_of(file.blob);
-        let (len, what) = (file.plain_bytes, format!("file {}", file.id));
-        let blob =
-            tokio::task::spawn_blocking(move || OpenBlob::open(&path, key.as_ref(), len, what))
-                .await
-                .map_err(|e| Error::join("blob task", e))??;
+        let backend = self.blobs.backend.clone();
+        let (addr, len, what) = (file.blob, file.plain_bytes, format!("file {}", file.id));
+        let blob = tokio::task::spawn_blocking(move || {
+            OpenBlob::open(&*backend, addr, key.as_ref(), len, what)
+        })
+        .await
+        .map_err(|e| Error::join("blob task", e))??;
         Ok(Arc::new(blob))
     }
 

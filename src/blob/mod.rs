@@ -7,14 +7,17 @@
 //! no file name reveals a plain hash of anyone's audio. Each blob has its
 //! own random data key, wrapped under the owner's key (see [`keys`]).
 //!
-//! Write order, so that a committed record always points to a complete
-//! blob: write into `tmp/`, `fsync`, rename into place, `fsync` the
-//! directory, then commit the record and reference count in one
-//! transaction. A crash leaves at most an orphan file; the store's own
-//! left-over temporaries in `tmp/` are removed at open (see
+//! Where blobs live is the [`backend`]'s business (today the local
+//! `blobs/` tree). Write order, so that a committed record always points
+//! to a complete blob: seal into `tmp/`, `fsync`, commit the blob to the
+//! backend (locally: rename into place, `fsync` the directory), then
+//! commit the record and reference count in one transaction (see `put`).
+//! A crash leaves at most an orphan blob; the store's own left-over
+//! temporaries in `tmp/` are removed at open (see
 //! [`datadir`](crate::datadir)).
 
 pub(crate) mod access;
+pub(crate) mod backend;
 pub(crate) mod bigbuf;
 pub(crate) mod crypto;
 pub(crate) mod direct;
@@ -22,15 +25,19 @@ pub(crate) mod files;
 pub(crate) mod format;
 pub(crate) mod keys;
 pub(crate) mod keys_view;
+mod put;
 pub(crate) mod reader;
 pub(crate) mod rotation;
 pub(crate) mod sink;
 pub(crate) mod writer;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::blob::backend::BlobBackend;
+use crate::blob::backend::local::LocalDir;
 use crate::db::Db;
 use crate::error::Error;
 use crate::types::{BlobAddress, SessionId, UserId};
@@ -189,9 +196,11 @@ pub struct VerifyReport {
     pub plain_bytes: u64,
 }
 
-/// The blob side of an open store: directories, keys and per-address locks.
+/// The blob side of an open store: where blobs live, keys and
+/// per-address locks.
 pub(crate) struct BlobStore {
-    pub(crate) blobs_dir: PathBuf,
+    pub(crate) backend: Arc<dyn BlobBackend>,
+    /// Where puts seal their temporary blobs (always local).
     pub(crate) tmp_dir: PathBuf,
     pub(crate) keyring: keys::Keyring,
     locks: Vec<tokio::sync::Mutex<()>>,
@@ -215,8 +224,10 @@ impl BlobStore {
             }
         }
         let keyring = keys::Keyring::open(db, config).await?;
+        let backend: Arc<dyn BlobBackend> = Arc::new(LocalDir::new(blobs_dir));
+        tracing::debug!(backend = backend.name(), "blob backend");
         Ok(BlobStore {
-            blobs_dir,
+            backend,
             tmp_dir,
             keyring,
             locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -232,9 +243,5 @@ impl BlobStore {
         self.locks[usize::from(address.0[0]) % self.locks.len()]
             .lock()
             .await
-    }
-
-    pub(crate) fn path_of(&self, address: BlobAddress) -> PathBuf {
-        writer::blob_path(&self.blobs_dir, address)
     }
 }

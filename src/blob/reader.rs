@@ -7,9 +7,6 @@
 //! [`Error::Integrity`] instead of a clean end of stream.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,49 +15,15 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
+use crate::blob::backend::{BlobBackend, BlobSource};
 use crate::blob::crypto::{ChunkSealer, SecretKey, decode_chunk};
 use crate::blob::format::{self, Header};
 use crate::error::Error;
-
-/// Where a blob's bytes are read from.
-pub(crate) enum Source {
-    /// A blob file on disk.
-    File(File),
-    /// Bytes in memory (fuzzing and tests).
-    Memory(Vec<u8>),
-}
-
-impl Source {
-    fn len(&self) -> Result<u64, Error> {
-        match self {
-            Source::File(f) => Ok(f
-                .metadata()
-                .map_err(|e| Error::io("reading blob size", e))?
-                .len()),
-            Source::Memory(m) => Ok(m.len() as u64),
-        }
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        match self {
-            Source::File(f) => f.read_exact_at(buf, offset),
-            Source::Memory(m) => {
-                let start =
-                    usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
-                let end = start
-                    .checked_add(buf.len())
-                    .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-                let src = m.get(start..end).ok_or(std::io::ErrorKind::UnexpectedEof)?;
-                buf.copy_from_slice(src);
-                Ok(())
-            }
-        }
-    }
-}
+use crate::types::BlobAddress;
 
 /// An opened blob file with its chunk index.
 pub(crate) struct OpenBlob {
-    file: Source,
+    file: Box<dyn BlobSource>,
     header: Header,
     offsets: Vec<u64>,
     middle: ChunkSealer,
@@ -69,28 +32,28 @@ pub(crate) struct OpenBlob {
 }
 
 impl OpenBlob {
-    /// Opens `path`, checks its header against what the record says, and
-    /// reads its chunk table. Blocking.
+    /// Opens the blob at `address` in `backend`, checks its header against
+    /// what the record says, and reads its chunk table. Blocking.
     pub(crate) fn open(
-        path: &Path,
+        backend: &dyn BlobBackend,
+        address: BlobAddress,
         key: Option<&SecretKey>,
         expected_len: u64,
         what: String,
     ) -> Result<OpenBlob, Error> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Integrity {
-                what: what.clone(),
+        let Some(file) = backend.open(address)? else {
+            return Err(Error::Integrity {
+                what,
                 detail: "its blob file is missing".into(),
-            },
-            _ => Error::io(format!("opening {}", path.display()), e),
-        })?;
-        Self::from_source(Source::File(file), key, Some(expected_len), what)
+            });
+        };
+        Self::from_source(file, key, Some(expected_len), what)
     }
 
     /// Opens a blob from any source; `expected_len` (from the record) must
     /// match the header when given. Blocking.
     pub(crate) fn from_source(
-        file: Source,
+        file: Box<dyn BlobSource>,
         key: Option<&SecretKey>,
         expected_len: Option<u64>,
         what: String,

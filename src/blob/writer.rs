@@ -305,9 +305,3 @@ pub(crate) fn address(
     mac.update(&chunk_size.to_le_bytes());
     Ok(BlobAddress(mac.finalize().into_bytes().into()))
 }
-
-/// Where a blob lives: `blobs/ab/cd/<64 hex>`, built only from the address.
-pub(crate) fn blob_path(blobs_dir: &Path, address: BlobAddress) -> PathBuf {
-    let hex = address.to_string();
-    blobs_dir.join(&hex[0..2]).join(&hex[2..4]).join(hex)
-}

@@ -1,0 +1,266 @@
+//! The local blob directory: `blobs/ab/cd/<address>`, 64 lower-case hex
+//! digits named after the blob's address, two levels of 256 directories so
+//! that no directory grows past a few thousand entries.
+//!
+//! Only what this layout names is ever opened, listed or deleted: a name
+//! that is not 64 hex digits in the directories its digits name, anything
+//! that is not a plain file or directory, and symbolic links are left
+//! alone (never followed: a link where a blob should be does not open).
+
+use std::fs::{self, File};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::{BlobBackend, BlobSource, StoredBlob};
+use crate::error::Error;
+use crate::types::{BlobAddress, Timestamp};
+
+/// Blobs in a local directory.
+pub(crate) struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    /// Blobs under `root` (created by the caller when it may write).
+    pub(crate) fn new(root: PathBuf) -> LocalDir {
+        LocalDir { root }
+    }
+
+    /// Where the blob at `address` lives.
+    pub(crate) fn path_of(&self, address: BlobAddress) -> PathBuf {
+        let hex = hex::encode(address.0);
+        self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+/// The entries of `dir` that are directories named by two hex digits, in
+/// order, from `from` on.
+fn hex_dirs(dir: &Path, from: &str) -> Result<Vec<(String, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && is_hex(&name, 2) && name.as_str() >= from {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl BlobBackend for LocalDir {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn prepare(&self, address: BlobAddress) -> Result<(), Error> {
+        crate::fsutil::ensure_parent(&self.path_of(address)).map(|_| ())
+    }
+
+    fn commit(&self, tmp: &Path, address: BlobAddress) -> Result<(), Error> {
+        let result = crate::fsutil::persist(tmp, &self.path_of(address));
+        if result.is_err() {
+            let _ = fs::remove_file(tmp);
+        }
+        result
+    }
+
+    fn open(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error> {
+        let path = self.path_of(address);
+        match File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("opening {}", path.display()), e)),
+        }
+    }
+
+    fn exists(&self, address: BlobAddress) -> Result<bool, Error> {
+        let path = self.path_of(address);
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    fn delete(&self, address: BlobAddress) -> Result<bool, Error> {
+        if !self.exists(address)? {
+            return Ok(false);
+        }
+        let path = self.path_of(address);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
+        }
+        if let Some(dir) = path.parent() {
+            crate::fsutil::sync_dir(dir)?;
+        }
+        Ok(true)
+    }
+
+    fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error> {
+        let after_hex = after.map(|a| hex::encode(a.0)).unwrap_or_default();
+        let (from1, from2) = (
+            after_hex.get(0..2).unwrap_or(""),
+            after_hex.get(2..4).unwrap_or(""),
+        );
+        let mut out = Vec::new();
+        for (n1, d1) in hex_dirs(&self.root, from1)? {
+            let from2 = if n1 == from1 { from2 } else { "" };
+            for (n2, d2) in hex_dirs(&d1, from2)? {
+                let mut found = Vec::new();
+                let entries = fs::read_dir(&d2)
+                    .map_err(|e| Error::io(format!("listing {}", d2.display()), e))?;
+                for entry in entries {
+                    let entry =
+                        entry.map_err(|e| Error::io(format!("listing {}", d2.display()), e))?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    if !is_hex(&name, 64) || name[0..2] != n1 || name[2..4] != n2 {
+                        continue;
+                    }
+                    // Not followed: a link's own type is not a file.
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if !meta.is_file() || name <= after_hex {
+                        continue;
+                    }
+                    let mut address = [0u8; 32];
+                    if hex::decode_to_slice(&name, &mut address).is_err() {
+                        continue;
+                    }
+                    let modified = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(Timestamp::from_micros(0), |d| {
+                            Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+                        });
+                    found.push(StoredBlob {
+                        address: BlobAddress(address),
+                        bytes: meta.len(),
+                        modified,
+                    });
+                }
+                found.sort_by_key(|b| b.address.0);
+                for b in found {
+                    out.push(b);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(dir: &LocalDir, tmp: &Path, address: BlobAddress, bytes: &[u8]) {
+        let t = tmp.join(format!("{address}.part"));
+        fs::write(&t, bytes).unwrap();
+        dir.commit(&t, address).unwrap();
+        assert!(!t.exists(), "the temporary is consumed");
+    }
+
+    #[test]
+    fn commit_open_exists_delete_and_list_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LocalDir::new(root.path().join("blobs"));
+        let addrs: Vec<BlobAddress> = [0x10u8, 0x01, 0xff, 0x10]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut a = [*b; 32];
+                a[31] = i as u8;
+                BlobAddress(a)
+            })
+            .collect();
+        for (i, a) in addrs.iter().enumerate() {
+            put(&dir, tmp.path(), *a, &vec![i as u8; 10 + i]);
+        }
+        let src = dir.open(addrs[2]).unwrap().unwrap();
+        assert_eq!(src.len().unwrap(), 12);
+        let mut buf = [0u8; 2];
+        src.read_exact_at(&mut buf, 10).unwrap();
+        assert_eq!(buf, [2, 2]);
+        assert!(src.read_exact_at(&mut buf, 11).is_err(), "past the end");
+        let mut sorted = addrs.clone();
+        sorted.sort_by_key(|a| a.0);
+        let listed: Vec<_> = dir.list(None, 100).unwrap();
+        assert_eq!(listed.iter().map(|b| b.address).collect::<Vec<_>>(), sorted);
+        assert_eq!(listed[0].bytes, 11, "size of the blob at 01..");
+        // A listing resumes after its last address, a page at a time.
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = dir.list(after, 1).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.address);
+            paged.extend(page.iter().map(|b| b.address));
+        }
+        assert_eq!(paged, sorted);
+        assert!(dir.exists(addrs[1]).unwrap());
+        assert!(dir.delete(addrs[1]).unwrap());
+        assert!(!dir.delete(addrs[1]).unwrap(), "already gone");
+        assert!(!dir.exists(addrs[1]).unwrap());
+        assert!(dir.open(addrs[1]).unwrap().is_none());
+        assert_eq!(dir.list(None, 100).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn what_the_layout_does_not_name_is_never_listed_opened_or_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LocalDir::new(root.path().join("blobs"));
+        let a = BlobAddress([0xab; 32]);
+        put(&dir, tmp.path(), a, b"blob");
+        let d2 = root.path().join("blobs/ab/ab");
+        // A foreign file, a wrong-directory name, upper-case hex.
+        fs::write(d2.join("notes.txt"), b"mine").unwrap();
+        let misplaced = format!("cd{}", &hex::encode(a.0)[2..]);
+        fs::write(d2.join(&misplaced), b"x").unwrap();
+        fs::write(d2.join(hex::encode(a.0).to_uppercase()), b"x").unwrap();
+        // A symbolic link where a blob should be, to a file outside.
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, b"not the store's").unwrap();
+        let mut linked = [0xab; 32];
+        linked[31] = 0;
+        let linked = BlobAddress(linked);
+        std::os::unix::fs::symlink(&outside, dir.path_of(linked)).unwrap();
+        let listed: Vec<_> = dir.list(None, 100).unwrap();
+        assert_eq!(listed.iter().map(|x| x.address).collect::<Vec<_>>(), [a]);
+        assert!(dir.open(linked).is_err(), "a link is not followed");
+        assert!(!dir.exists(linked).unwrap());
+        assert!(!dir.delete(linked).unwrap());
+        assert_eq!(fs::read(&outside).unwrap(), b"not the store's");
+        assert!(
+            fs::symlink_metadata(dir.path_of(linked)).is_ok(),
+            "the link stays"
+        );
+        assert!(d2.join("notes.txt").exists());
+    }
+}

@@ -1,0 +1,110 @@
+//! Where sealed blobs live: the seam between everything that knows what a
+//! blob is (format, crypto, keys, access, records) and the storage that
+//! only holds its bytes.
+//!
+//! A put seals into a temporary file under the store's `tmp/` (always
+//! local: the direct-I/O sink writes it), then [`BlobBackend::commit`]
+//! makes it the blob at its address. Reads open a blob for positioned
+//! reads ([`BlobSource`]): a range read touches only the chunks it needs,
+//! whatever holds them. Orphan collection lists what a backend holds and
+//! deletes what no row names. Today's backend is [`local::LocalDir`] (the
+//! `blobs/ab/cd/<address>` tree); another (object storage) implements the
+//! same trait and nothing above changes.
+//!
+//! Every method blocks: callers run them on the blocking pool, as they
+//! already must for file I/O. A backend whose client is async enters its
+//! runtime there.
+
+pub(crate) mod local;
+#[cfg(test)]
+pub(crate) mod memory;
+
+use std::path::Path;
+
+use crate::error::Error;
+use crate::types::{BlobAddress, Timestamp};
+
+/// A stored blob, as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+// Listing, existence and deletion are for the collectors of orphans and
+// purged blobs; until they land, only the tests call them.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct StoredBlob {
+    pub(crate) address: BlobAddress,
+    /// Its size in bytes.
+    pub(crate) bytes: u64,
+    /// When it was last written (a grace period keeps puts in flight safe
+    /// from orphan collection).
+    pub(crate) modified: Timestamp,
+}
+
+/// Where sealed blobs live.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) trait BlobBackend: Send + Sync + 'static {
+    /// A short name for logs and health checks.
+    fn name(&self) -> &'static str;
+
+    /// Gets ready to commit under `address` (the local directory makes the
+    /// blob's directory), so that it overlaps the end of the write.
+    fn prepare(&self, _address: BlobAddress) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Makes the finished, synced temporary blob at `tmp` the blob at
+    /// `address`, durably, replacing nothing that a row may name (the
+    /// caller holds the address lock and has checked no row exists).
+    /// `tmp` is consumed, on success or failure.
+    fn commit(&self, tmp: &Path, address: BlobAddress) -> Result<(), Error>;
+
+    /// Opens a blob for positioned reads; `None` if there is none.
+    fn open(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error>;
+
+    /// Whether a blob is stored at `address`.
+    fn exists(&self, address: BlobAddress) -> Result<bool, Error>;
+
+    /// Deletes the blob at `address`; `false` if there was none.
+    fn delete(&self, address: BlobAddress) -> Result<bool, Error>;
+
+    /// Up to `limit` stored blobs whose address is after `after`, in
+    /// address order (a listing resumes from its last address).
+    fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error>;
+}
+
+/// A blob open for positioned reads.
+pub(crate) trait BlobSource: Send + Sync {
+    /// Its size in bytes.
+    fn len(&self) -> Result<u64, Error>;
+    /// Fills `buf` from `offset`; an error if the blob is shorter.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl BlobSource for std::fs::File {
+    fn len(&self) -> Result<u64, Error> {
+        Ok(self
+            .metadata()
+            .map_err(|e| Error::io("reading blob size", e))?
+            .len())
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl BlobSource for Vec<u8> {
+    fn len(&self) -> Result<u64, Error> {
+        Ok(self.as_slice().len() as u64)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
+        let end = start
+            .checked_add(buf.len())
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let src = self
+            .get(start..end)
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}

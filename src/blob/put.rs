@@ -1,0 +1,291 @@
+//! Storing a file, in four steps:
+//!
+//! 1. **Validate** what the caller gave (who asks, the record's fields,
+//!    the retention) once, before anything is written.
+//! 2. **Seal** the stream into a temporary blob under `tmp/` (hashed,
+//!    compressed, encrypted under a fresh data key, written directly; see
+//!    [`writer`](crate::blob::writer)). Its content address is known when
+//!    the stream ends.
+//! 3. **Place** it, under the address lock: a blob no row names yet is
+//!    committed to the backend; the same bytes already stored by their
+//!    owner are dropped (deduplication).
+//! 4. **Commit** the record and the blob row (new, or one more reference)
+//!    in one transaction that re-checks the owner's key version: a rotation
+//!    that moved on while the blob was sealed is caught up there.
+//!
+//! A crash between 3 and 4 leaves a blob no row names (an orphan for the
+//! collector, never a row without its blob).
+
+use tokio::io::AsyncRead;
+use tracing::instrument;
+
+use crate::blob::access;
+use crate::blob::crypto::{SecretKey, wrap};
+use crate::blob::files::Files;
+use crate::blob::format::Cipher;
+use crate::blob::keys::data_key_context;
+use crate::blob::writer::{WriteSpec, WrittenBlob, address, write_blob};
+use crate::blob::{Actor, PutOptions};
+use crate::db::blobs::{BlobRow, commit_file, get_row};
+use crate::error::Error;
+use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
+use crate::types::{BlobAddress, UserId};
+
+/// A blob sealed in `tmp/`, with what its record needs.
+struct Sealed {
+    address: BlobAddress,
+    written: WrittenBlob,
+    data_key: Option<SecretKey>,
+    key_version: u32,
+    /// The owner's key of that version, which wraps `data_key`.
+    kek: SecretKey,
+    level: Option<i32>,
+}
+
+impl Files<'_> {
+    /// Stores everything `reader` yields as a file of `owner`.
+    #[instrument(skip_all, fields(actor = %actor, owner = %owner))]
+    pub async fn put<R: AsyncRead + Unpin + Send>(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        reader: R,
+        options: PutOptions,
+    ) -> Result<AudioFile, Error> {
+        self.put_with_progress(actor, owner, reader, options, &|_| {})
+            .await
+    }
+
+    /// Stores `bytes` as a file of `owner`.
+    pub async fn put_bytes(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        bytes: &[u8],
+        options: PutOptions,
+    ) -> Result<AudioFile, Error> {
+        self.put(actor, owner, bytes, options).await
+    }
+
+    /// [`put`](Self::put), calling `progress` with the bytes read so far.
+    pub async fn put_with_progress<R: AsyncRead + Unpin + Send>(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        reader: R,
+        options: PutOptions,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<AudioFile, Error> {
+        access::authorize_owner(self.db, actor, owner, "file.put").await?;
+        let probe = validate(owner, &options)?;
+        let sealed = self.seal(owner, reader, &options, progress).await?;
+        let (new, row) = self.records(probe, &options, &sealed)?;
+        let _one_put_per_address = self.blobs.lock(sealed.address).await;
+        let direct_bytes = sealed.written.direct_bytes;
+        self.place(&sealed).await?;
+        let (file, dedup) = self.commit(new, row, sealed.data_key).await?;
+        tracing::debug!(
+            file = %file.id,
+            blob = %file.blob,
+            dedup,
+            bytes = file.plain_bytes,
+            direct_bytes,
+            "stored"
+        );
+        Ok(file)
+    }
+
+    /// Step 2: the stream sealed into `tmp/` under the owner's current key
+    /// version; the backend prepares the address while the last chunks are
+    /// written.
+    async fn seal<R: AsyncRead + Unpin + Send>(
+        &self,
+        owner: UserId,
+        reader: R,
+        options: &PutOptions,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Sealed, Error> {
+        let (key_version, kek, address_key) = self.blobs.keyring.write_keys(self.db, owner).await?;
+        let cipher = if options.encrypt {
+            Cipher::Aes256GcmSivStream
+        } else {
+            Cipher::None
+        };
+        let data_key = options.encrypt.then(SecretKey::generate).transpose()?;
+        let level = options.level();
+        let spec = WriteSpec {
+            cipher,
+            level,
+            chunk_size: self.blobs.chunk_size,
+            key_version,
+            data_key: data_key.clone(),
+            depth: self.blobs.depth,
+            cache_limit: self.blobs.cache_limit,
+        };
+        let pending = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;
+        let address = address(
+            &address_key,
+            &pending.sha256,
+            cipher,
+            level,
+            self.blobs.chunk_size,
+        )?;
+        let backend = self.blobs.backend.clone();
+        let prepared = tokio::task::spawn_blocking(move || backend.prepare(address));
+        let written = pending.finish().await?;
+        if let Err(e) = prepared
+            .await
+            .map_err(|e| Error::join("blob task", e))
+            .and_then(|r| r)
+        {
+            let _ = std::fs::remove_file(&written.tmp_path);
+            return Err(e);
+        }
+        Ok(Sealed {
+            address,
+            written,
+            data_key,
+            key_version,
+            kek,
+            level,
+        })
+    }
+
+    /// The record and blob row the commit writes, the data key wrapped
+    /// under the key version the blob was sealed with.
+    fn records(
+        &self,
+        probe: NewAudioFile,
+        options: &PutOptions,
+        sealed: &Sealed,
+    ) -> Result<(NewAudioFile, BlobRow), Error> {
+        let owner = probe.owner;
+        let (addr, written) = (sealed.address, &sealed.written);
+        let wrapped = sealed
+            .data_key
+            .as_ref()
+            .map(|k| wrap(&sealed.kek, k, &data_key_context(addr)))
+            .transpose()?;
+        let retention = match options.retention_days {
+            Some(d) => d,
+            None => self.retention_days(owner)?,
+        };
+        let now = self.db.now();
+        let new = NewAudioFile {
+            blob: addr,
+            plain_bytes: written.plain_len,
+            stored_bytes: written.stored_len,
+            sha256: written.sha256,
+            encryption: if sealed.data_key.is_some() {
+                Encryption::Aes256GcmSiv
+            } else {
+                Encryption::None
+            },
+            codec: if sealed.level.is_some() {
+                Codec::Zstd
+            } else {
+                Codec::None
+            },
+            key_version: sealed.key_version,
+            expires_at: Some(now.plus(std::time::Duration::from_secs(
+                u64::from(retention) * 86_400,
+            ))),
+            ..probe
+        };
+        let row = BlobRow {
+            owner,
+            refcount: 1,
+            plain_bytes: written.plain_len,
+            stored_bytes: written.stored_len,
+            key_version: sealed.key_version,
+            data_key: wrapped,
+            created_at: now,
+        };
+        Ok((new, row))
+    }
+
+    /// Step 3 (the caller holds the address lock): the temporary blob
+    /// becomes the stored one, or is dropped if its bytes are stored.
+    async fn place(&self, sealed: &Sealed) -> Result<(), Error> {
+        let addr = sealed.address;
+        let stored = self.db.read(|txn| get_row(txn, addr))?.is_some();
+        let tmp = sealed.written.tmp_path.clone();
+        let backend = self.blobs.backend.clone();
+        tokio::task::spawn_blocking(move || {
+            if stored {
+                std::fs::remove_file(&tmp).map_err(|e| Error::io("removing a duplicate blob", e))
+            } else {
+                backend.commit(&tmp, addr)
+            }
+        })
+        .await
+        .map_err(|e| Error::join("blob task", e))?
+    }
+
+    /// Step 4: the record and the blob's reference in one transaction,
+    /// on the owner's key version as that transaction sees it.
+    async fn commit(
+        &self,
+        new: NewAudioFile,
+        row: BlobRow,
+        data_key: Option<SecretKey>,
+    ) -> Result<(AudioFile, bool), Error> {
+        let keyring = self.blobs.keyring.clone();
+        self.db
+            .write(move |txn| {
+                // The key version may have moved on while the blob was written.
+                let (version, wrapped) = keyring.wrap_for_commit(
+                    txn,
+                    new.owner,
+                    new.blob,
+                    row.key_version,
+                    data_key.as_ref(),
+                    row.data_key.clone(),
+                )?;
+                let row = BlobRow {
+                    key_version: version,
+                    data_key: wrapped,
+                    ..row.clone()
+                };
+                commit_file(txn, &new, &row)
+            })
+            .await
+    }
+
+    fn retention_days(&self, owner: UserId) -> Result<u32, Error> {
+        self.db.read(|txn| {
+            let p = crate::db::profiles::get(txn, owner)?;
+            Ok(p.and_then(|p| p.audio_retention_days)
+                .unwrap_or(self.blobs.default_retention_days))
+        })
+    }
+}
+
+/// Step 1: the caller's fields checked once; the record to fill in.
+fn validate(owner: UserId, options: &PutOptions) -> Result<NewAudioFile, Error> {
+    let probe = NewAudioFile {
+        owner,
+        blob: Default::default(),
+        name: options.name.clone(),
+        content_type: options.content_type.clone(),
+        plain_bytes: 0,
+        stored_bytes: 0,
+        sha256: [0; 32],
+        encryption: Encryption::None,
+        codec: Codec::None,
+        key_version: 0,
+        session_id: options.session_id,
+        tags: options.tags.clone(),
+        expires_at: None,
+    };
+    crate::db::files::check(&probe)?;
+    if let Some(d) = options.retention_days
+        && !(1..=3650).contains(&d)
+    {
+        return Err(Error::invalid(
+            "retention days",
+            format!("{d} must be 1 to 3650"),
+        ));
+    }
+    Ok(probe)
+}
