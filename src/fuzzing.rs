@@ -26,7 +26,7 @@ fn try_one<T: Record>(data: &[u8]) -> bool {
 /// format 2 that migrations read); a user that decodes must encode and
 /// decode back to the same user.
 fn try_users(data: &[u8]) -> [bool; 4] {
-    use crate::db::user_record::{self, Index, LEGACY_VERSION};
+    use crate::db::user_record::{self, Index};
     let id = crate::UserId::from_key(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
     let row = accepted(user_record::decode_row(data, id)).is_some_and(|user| {
         let again = user_record::encode_row(&user).expect("encodes");
@@ -42,12 +42,8 @@ fn try_users(data: &[u8]) -> [bool; 4] {
             true
         })
     };
-    let legacy = accepted(codec::decode_versioned::<crate::User>(
-        LEGACY_VERSION,
-        data,
-        String::new,
-    ))
-    .is_some_and(|user| user_record::encode_row(&user).is_ok());
+    let legacy = accepted(crate::db::migrate::decode_legacy_user(data, id))
+        .is_some_and(|user| user_record::encode_row(&user).is_ok());
     [row, indexed(Index::Username), indexed(Index::Email), legacy]
 }
 
@@ -72,7 +68,7 @@ pub fn decode_any(data: &[u8]) -> usize {
 
 /// Valid encodings of each record kind, used to seed the fuzz corpus.
 pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
-    use crate::db::user_record::{self, Index, LEGACY_VERSION};
+    use crate::db::user_record::{self, Index};
     use crate::*;
     let t = Timestamp::from_micros(1_700_000_000_000_000);
     let user = User {
@@ -165,7 +161,7 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "user_v2",
-            codec::encode_versioned(LEGACY_VERSION, &user).expect("encodes"),
+            crate::db::migrate::encode_legacy_user(&user).expect("encodes"),
         ),
         ("profile", codec::encode(&profile).expect("encodes")),
         ("session", codec::encode(&session).expect("encodes")),

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::db::codec::{self, Record};
+use crate::db::codec;
 use crate::db::schema::AUDIT;
 use crate::error::{Error, StorageContext};
 use crate::types::Timestamp;
@@ -25,11 +25,6 @@ pub struct AuditEvent {
     pub target: String,
     /// What came of it, e.g. `refused`.
     pub outcome: String,
-}
-
-impl Record for AuditEvent {
-    const KIND: &'static str = "audit event";
-    const VERSION: u8 = 1;
 }
 
 /// Appends an event in `txn`.

@@ -29,8 +29,7 @@ pub(crate) struct BlobRow {
 }
 
 impl Record for BlobRow {
-    const KIND: &'static str = "blob row";
-    const VERSION: u8 = 1;
+    codec::stored_as_is!("blob row", 1);
 }
 
 /// Reads a blob row.

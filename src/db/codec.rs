@@ -21,33 +21,40 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 
 /// A type stored as a record.
-pub(crate) trait Record: Serialize + DeserializeOwned {
+pub(crate) trait Record: Sized {
     /// What the record is, for error messages.
     const KIND: &'static str;
     /// The format version written now.
     const VERSION: u8;
+    /// The shape on disk for `VERSION`: private to `db`, frozen (see
+    /// `db::records`); `Self` for types that are private already.
+    type Stored: Serialize + DeserializeOwned;
+    /// The stored shape of this value.
+    fn to_stored(&self) -> Self::Stored;
+    /// The value back from its stored shape; an error if the shape holds
+    /// what the type refuses (a bad language tag, say).
+    fn from_stored(stored: Self::Stored) -> Result<Self, Error>;
 }
 
-impl Record for crate::UserProfile {
-    const KIND: &'static str = "profile record";
-    const VERSION: u8 = 2;
+/// A db-private type that is its own stored shape.
+macro_rules! stored_as_is {
+    ($kind:literal, $version:literal) => {
+        const KIND: &'static str = $kind;
+        const VERSION: u8 = $version;
+        type Stored = Self;
+        fn to_stored(&self) -> Self {
+            self.clone()
+        }
+        fn from_stored(stored: Self) -> Result<Self, $crate::error::Error> {
+            Ok(stored)
+        }
+    };
 }
-impl Record for crate::ConversationSession {
-    const KIND: &'static str = "session record";
-    const VERSION: u8 = 1;
-}
-impl Record for crate::AudioFile {
-    const KIND: &'static str = "audio file record";
-    const VERSION: u8 = 1;
-}
-impl Record for crate::MetricSample {
-    const KIND: &'static str = "metric record";
-    const VERSION: u8 = 1;
-}
+pub(crate) use stored_as_is;
 
 /// Encodes a record with its version byte.
 pub(crate) fn encode<T: Record>(record: &T) -> Result<Vec<u8>, Error> {
-    encode_versioned(T::VERSION, record)
+    encode_versioned(T::VERSION, &record.to_stored())
 }
 
 /// Encodes any serialisable value behind a given version byte (migrations
@@ -61,7 +68,11 @@ pub(crate) fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<V
 /// Decodes a record written by [`encode`]; `id` names it in errors.
 #[inline]
 pub(crate) fn decode<T: Record>(bytes: &[u8], id: impl std::fmt::Display) -> Result<T, Error> {
-    decode_versioned(T::VERSION, bytes, || format!("{} {id}", T::KIND))
+    let stored = decode_versioned(T::VERSION, bytes, || format!("{} {id}", T::KIND))?;
+    T::from_stored(stored).map_err(|e| match e {
+        Error::Corrupt { detail, .. } => Error::corrupt(format!("{} {id}", T::KIND), detail),
+        other => other,
+    })
 }
 
 /// Decodes a value that must carry `version`.

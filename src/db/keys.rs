@@ -54,8 +54,7 @@ pub(crate) struct OwnerKeysRecord {
 }
 
 impl Record for OwnerKeysRecord {
-    const KIND: &'static str = "owner key record";
-    const VERSION: u8 = 1;
+    codec::stored_as_is!("owner key record", 1);
 }
 
 /// The owner's key row, if it has one.

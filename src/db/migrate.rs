@@ -284,9 +284,78 @@ struct ProfileV1 {
     updated_at: Timestamp,
 }
 
+/// The user record of schemas 2 to 4 (format 2), frozen: what those
+/// stores hold, whatever `User` becomes.
+#[derive(Serialize, Deserialize)]
+struct UserV2 {
+    id: uuid::Uuid,
+    username: String,
+    email: String,
+    display_name: Option<String>,
+    status: UserStatusV2,
+    has_password: bool,
+    last_login_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum UserStatusV2 {
+    Active,
+    Suspended,
+}
+
+impl From<UserV2> for User {
+    fn from(u: UserV2) -> User {
+        let at = Timestamp::from_micros;
+        User {
+            id: UserId::from_key(u.id.as_u128()),
+            username: u.username,
+            email: u.email,
+            display_name: u.display_name,
+            status: match u.status {
+                UserStatusV2::Active => UserStatus::Active,
+                UserStatusV2::Suspended => UserStatus::Suspended,
+            },
+            has_password: u.has_password,
+            last_login_at: u.last_login_at.map(at),
+            created_at: at(u.created_at),
+            updated_at: at(u.updated_at),
+            deleted_at: u.deleted_at.map(at),
+        }
+    }
+}
+
+impl From<&User> for UserV2 {
+    fn from(u: &User) -> UserV2 {
+        UserV2 {
+            id: u.id.as_uuid(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+            status: match u.status {
+                UserStatus::Active => UserStatusV2::Active,
+                UserStatus::Suspended => UserStatusV2::Suspended,
+            },
+            has_password: u.has_password,
+            last_login_at: u.last_login_at.map(Timestamp::as_micros),
+            created_at: u.created_at.as_micros(),
+            updated_at: u.updated_at.as_micros(),
+            deleted_at: u.deleted_at.map(Timestamp::as_micros),
+        }
+    }
+}
+
 /// Decodes a user record of schemas 2 to 4.
-fn decode_legacy_user(bytes: &[u8], id: UserId) -> Result<User, Error> {
-    codec::decode_versioned(LEGACY_VERSION, bytes, || format!("user record {id}"))
+pub(crate) fn decode_legacy_user(bytes: &[u8], id: UserId) -> Result<User, Error> {
+    codec::decode_versioned::<UserV2>(LEGACY_VERSION, bytes, || format!("user record {id}"))
+        .map(User::from)
+}
+
+/// Encodes a user as schemas 2 to 4 stored it.
+pub(crate) fn encode_legacy_user(user: &User) -> Result<Vec<u8>, Error> {
+    codec::encode_versioned(LEGACY_VERSION, &UserV2::from(user))
 }
 
 /// Rewrites users in batches, so memory stays bounded for any number of
@@ -380,7 +449,7 @@ fn v1_to_v2(txn: &WriteTransaction) -> Result<(), Error> {
                 .insert(key, hash.as_str())
                 .ctx("writing credentials")?;
         }
-        rewritten.push((key, codec::encode_versioned(LEGACY_VERSION, &user)?));
+        rewritten.push((key, encode_legacy_user(&user)?));
     }
     for (key, bytes) in rewritten {
         users.insert(key, bytes.as_slice()).ctx("rewriting users")?;

@@ -49,6 +49,7 @@ pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
 pub(crate) mod profiles;
+mod records;
 mod schema;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;

@@ -223,7 +223,7 @@ mod tests {
         let mut user = user(now, now);
         user.display_name = None;
         user.last_login_at = None;
-        let v2 = crate::db::codec::encode_versioned(LEGACY_VERSION, &user).unwrap();
+        let v2 = crate::db::migrate::encode_legacy_user(&user).unwrap();
         let v3 = encode_row(&user).unwrap();
         assert!(v3.len() + 24 <= v2.len(), "v2 {} v3 {}", v2.len(), v3.len());
     }

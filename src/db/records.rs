@@ -1,0 +1,612 @@
+//! The stored shapes of the records whose public types are API: profiles,
+//! sessions, audio files, metric samples and audit events (users have
+//! their own encoding, `db::user_record`; blob rows and owner key rows are
+//! private to `db` already).
+//!
+//! Why separate types: a public type may gain a field, a serde attribute
+//! or a new enum variant for the API's sake; if it were the stored shape,
+//! that would silently change what is on disk. These shapes are frozen for
+//! their format version: built from primitives, `Uuid` and private enums
+//! whose variant order is the stored order, and changed only together with
+//! a new version and a migration that reads the old one. A test in this
+//! module pins their bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::audit::AuditEvent;
+use crate::db::codec::Record;
+use crate::error::Error;
+use crate::model::file::{AudioFile, Codec, Encryption};
+use crate::model::metric::MetricSample;
+use crate::model::profile::{ConsentKind, ConsentState, UserProfile, VoicePreferences};
+use crate::model::session::{ConversationSession, Role, Turn};
+use crate::model::validate::LanguageTag;
+use crate::types::{BlobAddress, FileId, MetricId, ProfileId, SessionId, Timestamp, UserId};
+
+fn ts(t: Timestamp) -> i64 {
+    t.as_micros()
+}
+
+fn at(us: i64) -> Timestamp {
+    Timestamp::from_micros(us)
+}
+
+fn tag(s: String, kind: &'static str) -> Result<LanguageTag, Error> {
+    s.parse().map_err(|_| {
+        Error::corrupt(
+            kind,
+            format!("{} is not a language tag", crate::error::quote(&s)),
+        )
+    })
+}
+
+/// A profile, format 2.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ProfileV2 {
+    id: Uuid,
+    user_id: Uuid,
+    languages: Vec<String>,
+    region: Option<String>,
+    accent: Option<String>,
+    voice: VoiceV2,
+    audio_retention_days: Option<u32>,
+    consents: BTreeMap<ConsentKindV2, ConsentV2>,
+    preferences: BTreeMap<String, String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VoiceV2 {
+    voice: Option<String>,
+    speaking_rate: f32,
+    pitch: f32,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+enum ConsentKindV2 {
+    AudioStorage,
+    Personalisation,
+    Analytics,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConsentV2 {
+    granted: bool,
+    at: i64,
+}
+
+impl Record for UserProfile {
+    const KIND: &'static str = "profile record";
+    const VERSION: u8 = 2;
+    type Stored = ProfileV2;
+
+    fn to_stored(&self) -> ProfileV2 {
+        ProfileV2 {
+            id: self.id.as_uuid(),
+            user_id: self.user_id.as_uuid(),
+            languages: self
+                .languages
+                .iter()
+                .map(|l| l.as_str().to_owned())
+                .collect(),
+            region: self.region.clone(),
+            accent: self.accent.clone(),
+            voice: VoiceV2 {
+                voice: self.voice.voice.clone(),
+                speaking_rate: self.voice.speaking_rate,
+                pitch: self.voice.pitch,
+            },
+            audio_retention_days: self.audio_retention_days,
+            consents: self
+                .consents
+                .iter()
+                .map(|(k, c)| {
+                    let kind = match k {
+                        ConsentKind::AudioStorage => ConsentKindV2::AudioStorage,
+                        ConsentKind::Personalisation => ConsentKindV2::Personalisation,
+                        ConsentKind::Analytics => ConsentKindV2::Analytics,
+                    };
+                    let state = ConsentV2 {
+                        granted: c.granted,
+                        at: ts(c.at),
+                    };
+                    (kind, state)
+                })
+                .collect(),
+            preferences: self.preferences.clone(),
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+        }
+    }
+
+    fn from_stored(s: ProfileV2) -> Result<Self, Error> {
+        Ok(UserProfile {
+            id: ProfileId::from_key(s.id.as_u128()),
+            user_id: UserId::from_key(s.user_id.as_u128()),
+            languages: s
+                .languages
+                .into_iter()
+                .map(|l| tag(l, Self::KIND))
+                .collect::<Result<_, _>>()?,
+            region: s.region,
+            accent: s.accent,
+            voice: VoicePreferences {
+                voice: s.voice.voice,
+                speaking_rate: s.voice.speaking_rate,
+                pitch: s.voice.pitch,
+            },
+            audio_retention_days: s.audio_retention_days,
+            consents: s
+                .consents
+                .into_iter()
+                .map(|(k, c)| {
+                    let kind = match k {
+                        ConsentKindV2::AudioStorage => ConsentKind::AudioStorage,
+                        ConsentKindV2::Personalisation => ConsentKind::Personalisation,
+                        ConsentKindV2::Analytics => ConsentKind::Analytics,
+                    };
+                    let state = ConsentState {
+                        granted: c.granted,
+                        at: at(c.at),
+                    };
+                    (kind, state)
+                })
+                .collect(),
+            preferences: s.preferences,
+            created_at: at(s.created_at),
+            updated_at: at(s.updated_at),
+        })
+    }
+}
+
+/// A conversation session, format 1.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SessionV1 {
+    id: Uuid,
+    user_id: Uuid,
+    language: Option<String>,
+    last_active_at: i64,
+    expires_at: i64,
+    ended_at: Option<i64>,
+    turn_count: u64,
+    context: Vec<TurnV1>,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TurnV1 {
+    role: RoleV1,
+    text: String,
+    at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum RoleV1 {
+    User,
+    Assistant,
+    System,
+}
+
+impl Record for ConversationSession {
+    const KIND: &'static str = "session record";
+    const VERSION: u8 = 1;
+    type Stored = SessionV1;
+
+    fn to_stored(&self) -> SessionV1 {
+        SessionV1 {
+            id: self.id.as_uuid(),
+            user_id: self.user_id.as_uuid(),
+            language: self.language.as_ref().map(|l| l.as_str().to_owned()),
+            last_active_at: ts(self.last_active_at),
+            expires_at: ts(self.expires_at),
+            ended_at: self.ended_at.map(ts),
+            turn_count: self.turn_count,
+            context: self
+                .context
+                .iter()
+                .map(|t| TurnV1 {
+                    role: match t.role {
+                        Role::User => RoleV1::User,
+                        Role::Assistant => RoleV1::Assistant,
+                        Role::System => RoleV1::System,
+                    },
+                    text: t.text.clone(),
+                    at: ts(t.at),
+                })
+                .collect(),
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            deleted_at: self.deleted_at.map(ts),
+        }
+    }
+
+    fn from_stored(s: SessionV1) -> Result<Self, Error> {
+        Ok(ConversationSession {
+            id: SessionId::from_key(s.id.as_u128()),
+            user_id: UserId::from_key(s.user_id.as_u128()),
+            language: s.language.map(|l| tag(l, Self::KIND)).transpose()?,
+            last_active_at: at(s.last_active_at),
+            expires_at: at(s.expires_at),
+            ended_at: s.ended_at.map(at),
+            turn_count: s.turn_count,
+            context: s
+                .context
+                .into_iter()
+                .map(|t| Turn {
+                    role: match t.role {
+                        RoleV1::User => Role::User,
+                        RoleV1::Assistant => Role::Assistant,
+                        RoleV1::System => Role::System,
+                    },
+                    text: t.text,
+                    at: at(t.at),
+                })
+                .collect(),
+            created_at: at(s.created_at),
+            updated_at: at(s.updated_at),
+            deleted_at: s.deleted_at.map(at),
+        })
+    }
+}
+
+/// An audio file's record, format 1.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FileV1 {
+    id: Uuid,
+    owner: Uuid,
+    blob: [u8; 32],
+    name: Option<String>,
+    content_type: String,
+    plain_bytes: u64,
+    stored_bytes: u64,
+    sha256: [u8; 32],
+    encryption: EncryptionV1,
+    codec: CodecV1,
+    key_version: u32,
+    session_id: Option<Uuid>,
+    tags: Vec<String>,
+    expires_at: Option<i64>,
+    access_count: u64,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum EncryptionV1 {
+    None,
+    Aes256GcmSiv,
+}
+
+#[derive(Serialize, Deserialize)]
+enum CodecV1 {
+    None,
+    Zstd,
+}
+
+impl Record for AudioFile {
+    const KIND: &'static str = "audio file record";
+    const VERSION: u8 = 1;
+    type Stored = FileV1;
+
+    fn to_stored(&self) -> FileV1 {
+        FileV1 {
+            id: self.id.as_uuid(),
+            owner: self.owner.as_uuid(),
+            blob: self.blob.0,
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            plain_bytes: self.plain_bytes,
+            stored_bytes: self.stored_bytes,
+            sha256: self.sha256,
+            encryption: match self.encryption {
+                Encryption::None => EncryptionV1::None,
+                Encryption::Aes256GcmSiv => EncryptionV1::Aes256GcmSiv,
+            },
+            codec: match self.codec {
+                Codec::None => CodecV1::None,
+                Codec::Zstd => CodecV1::Zstd,
+            },
+            key_version: self.key_version,
+            session_id: self.session_id.map(|s| s.as_uuid()),
+            tags: self.tags.clone(),
+            expires_at: self.expires_at.map(ts),
+            access_count: self.access_count,
+            created_at: ts(self.created_at),
+            updated_at: ts(self.updated_at),
+            deleted_at: self.deleted_at.map(ts),
+        }
+    }
+
+    fn from_stored(s: FileV1) -> Result<Self, Error> {
+        Ok(AudioFile {
+            id: FileId::from_key(s.id.as_u128()),
+            owner: UserId::from_key(s.owner.as_u128()),
+            blob: BlobAddress(s.blob),
+            name: s.name,
+            content_type: s.content_type,
+            plain_bytes: s.plain_bytes,
+            stored_bytes: s.stored_bytes,
+            sha256: s.sha256,
+            encryption: match s.encryption {
+                EncryptionV1::None => Encryption::None,
+                EncryptionV1::Aes256GcmSiv => Encryption::Aes256GcmSiv,
+            },
+            codec: match s.codec {
+                CodecV1::None => Codec::None,
+                CodecV1::Zstd => Codec::Zstd,
+            },
+            key_version: s.key_version,
+            session_id: s.session_id.map(|u| SessionId::from_key(u.as_u128())),
+            tags: s.tags,
+            expires_at: s.expires_at.map(at),
+            access_count: s.access_count,
+            created_at: at(s.created_at),
+            updated_at: at(s.updated_at),
+            deleted_at: s.deleted_at.map(at),
+        })
+    }
+}
+
+/// A metric sample, format 1.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct MetricV1 {
+    id: Uuid,
+    name: String,
+    at: i64,
+    value: f64,
+    labels: BTreeMap<String, String>,
+}
+
+impl Record for MetricSample {
+    const KIND: &'static str = "metric record";
+    const VERSION: u8 = 1;
+    type Stored = MetricV1;
+
+    fn to_stored(&self) -> MetricV1 {
+        MetricV1 {
+            id: self.id.as_uuid(),
+            name: self.name.clone(),
+            at: ts(self.at),
+            value: self.value,
+            labels: self.labels.clone(),
+        }
+    }
+
+    fn from_stored(s: MetricV1) -> Result<Self, Error> {
+        Ok(MetricSample {
+            id: MetricId::from_key(s.id.as_u128()),
+            name: s.name,
+            at: at(s.at),
+            value: s.value,
+            labels: s.labels,
+        })
+    }
+}
+
+/// An audit event, format 1.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct AuditV1 {
+    id: Uuid,
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+}
+
+impl Record for AuditEvent {
+    const KIND: &'static str = "audit event";
+    const VERSION: u8 = 1;
+    type Stored = AuditV1;
+
+    fn to_stored(&self) -> AuditV1 {
+        AuditV1 {
+            id: self.id,
+            at: ts(self.at),
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+            outcome: self.outcome.clone(),
+        }
+    }
+
+    fn from_stored(s: AuditV1) -> Result<Self, Error> {
+        Ok(AuditEvent {
+            id: s.id,
+            at: at(s.at),
+            actor: s.actor,
+            action: s.action,
+            target: s.target,
+            outcome: s.outcome,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::codec;
+
+    fn t(n: i64) -> Timestamp {
+        Timestamp::from_micros(1_700_000_000_000_000 + n)
+    }
+
+    fn uid(n: u128) -> Uuid {
+        Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n)
+    }
+
+    /// Each record's bytes, pinned: what a store written by an earlier
+    /// build holds. A change here is a format change (a new version and a
+    /// migration), never a refactor.
+    fn pinned<T: Record + PartialEq + std::fmt::Debug>(value: T, hex: &str) {
+        let bytes = codec::encode(&value).unwrap();
+        assert_eq!(hex::encode(&bytes), hex, "{} bytes moved", T::KIND);
+        assert_eq!(codec::decode::<T>(&bytes, "pinned").unwrap(), value);
+    }
+
+    #[test]
+    fn stored_bytes_are_pinned() {
+        let user = UserId::from_key(uid(1).as_u128());
+        let mut profile = UserProfile {
+            id: ProfileId::from_key(uid(2).as_u128()),
+            user_id: user,
+            languages: vec!["hi-IN".parse().unwrap(), "ta-IN".parse().unwrap()],
+            region: Some("Tamil Nadu".into()),
+            accent: None,
+            voice: VoicePreferences {
+                voice: Some("meera".into()),
+                speaking_rate: 1.25,
+                pitch: -0.5,
+            },
+            audio_retention_days: Some(30),
+            consents: BTreeMap::new(),
+            preferences: BTreeMap::new(),
+            created_at: t(0),
+            updated_at: t(1),
+        };
+        profile.consents.insert(
+            ConsentKind::Analytics,
+            ConsentState {
+                granted: false,
+                at: t(2),
+            },
+        );
+        profile.consents.insert(
+            ConsentKind::AudioStorage,
+            ConsentState {
+                granted: true,
+                at: t(3),
+            },
+        );
+        profile
+            .preferences
+            .insert("wake_word".into(), "namaste".into());
+        pinned(profile, PROFILE);
+        let session = ConversationSession {
+            id: SessionId::from_key(uid(3).as_u128()),
+            user_id: user,
+            language: Some("ta-IN".parse().unwrap()),
+            last_active_at: t(4),
+            expires_at: t(5),
+            ended_at: Some(t(6)),
+            turn_count: 2,
+            context: vec![
+                Turn {
+                    role: Role::User,
+                    text: "வணக்கம்".into(),
+                    at: t(7),
+                },
+                Turn {
+                    role: Role::Assistant,
+                    text: "hello".into(),
+                    at: t(8),
+                },
+            ],
+            created_at: t(9),
+            updated_at: t(10),
+            deleted_at: None,
+        };
+        pinned(session, SESSION);
+        let file = AudioFile {
+            id: FileId::from_key(uid(4).as_u128()),
+            owner: user,
+            blob: BlobAddress([7; 32]),
+            name: Some("clip.wav".into()),
+            content_type: "audio/wav".into(),
+            plain_bytes: 32_000,
+            stored_bytes: 30_000,
+            sha256: [9; 32],
+            encryption: Encryption::Aes256GcmSiv,
+            codec: Codec::Zstd,
+            key_version: 2,
+            session_id: Some(SessionId::from_key(uid(3).as_u128())),
+            tags: vec!["greeting".into()],
+            expires_at: Some(t(11)),
+            access_count: 5,
+            created_at: t(12),
+            updated_at: t(13),
+            deleted_at: Some(t(14)),
+        };
+        pinned(file, FILE);
+        let mut metric = MetricSample {
+            id: MetricId::from_key(uid(5).as_u128()),
+            name: "db.commit_us".into(),
+            at: t(15),
+            value: 212.5,
+            labels: BTreeMap::new(),
+        };
+        metric.labels.insert("part".into(), "db".into());
+        pinned(metric, METRIC);
+        let event = AuditEvent {
+            id: uid(6),
+            at: t(16),
+            actor: "user:x".into(),
+            action: "file.read".into(),
+            target: "file:y".into(),
+            outcome: "refused".into(),
+        };
+        pinned(event, AUDIT);
+    }
+
+    #[test]
+    fn a_stored_language_tag_the_type_refuses_is_corrupt() {
+        let mut bytes = codec::encode(&ConversationSession {
+            id: SessionId::from_key(1),
+            user_id: UserId::from_key(2),
+            language: Some("hi-IN".parse().unwrap()),
+            last_active_at: t(0),
+            expires_at: t(0),
+            ended_at: None,
+            turn_count: 0,
+            context: Vec::new(),
+            created_at: t(0),
+            updated_at: t(0),
+            deleted_at: None,
+        })
+        .unwrap();
+        let at = bytes.windows(5).position(|w| w == b"hi-IN").unwrap();
+        bytes[at..at + 5].copy_from_slice(b"hi\x07IN");
+        assert!(matches!(
+            codec::decode::<ConversationSession>(&bytes, "s"),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    const PROFILE: &str = concat!(
+        "0210019000000000700080000000000000021001900000000070008000000000",
+        "000001020568692d494e0574612d494e010a54616d696c204e6164750001056d",
+        "656572610000a03f000000bf011e0200018680f2818389850602008480f28183",
+        "898506010977616b655f776f7264076e616d617374658080f281838985068280",
+        "f28183898506",
+    );
+    const SESSION: &str = concat!(
+        "0110019000000000700080000000000000031001900000000070008000000000",
+        "000001010574612d494e8880f281838985068a80f28183898506018c80f28183",
+        "89850602020015e0aeb5e0aea3e0ae95e0af8de0ae95e0aeaee0af8d8e80f281",
+        "83898506010568656c6c6f9080f281838985069280f281838985069480f28183",
+        "89850600",
+    );
+    const FILE: &str = concat!(
+        "0110019000000000700080000000000000041001900000000070008000000000",
+        "0000010707070707070707070707070707070707070707070707070707070707",
+        "0707070108636c69702e77617609617564696f2f77617680fa01b0ea01090909",
+        "0909090909090909090909090909090909090909090909090909090909010102",
+        "01100190000000007000800000000000000301086772656574696e67019680f2",
+        "8183898506059880f281838985069a80f28183898506019c80f28183898506",
+    );
+    const METRIC: &str = concat!(
+        "0110019000000000700080000000000000050c64622e636f6d6d69745f75739e",
+        "80f281838985060000000000906a40010470617274026462",
+    );
+    const AUDIT: &str = concat!(
+        "011001900000000070008000000000000006a080f2818389850606757365723a",
+        "780966696c652e726561640666696c653a790772656675736564",
+    );
+}
