@@ -148,14 +148,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The storage engine (redb) failed.
+    /// The storage engine failed (redb today; an object store or a server
+    /// behind a blob backend tomorrow, without a breaking change).
     #[error("{context}: {source}")]
     Storage {
         /// What was being done.
         context: String,
-        /// The underlying error, shared by every caller of a failed batch.
+        /// The underlying error, opaque (`source.downcast_ref` finds the
+        /// engine's own type), shared by every caller of a failed batch.
         #[source]
-        source: Arc<redb::Error>,
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// The configuration could not be used.
     #[error("configuration: {reason}")]
@@ -302,9 +304,17 @@ impl Error {
     }
 
     pub(crate) fn storage(context: impl Into<String>, source: impl Into<redb::Error>) -> Self {
+        Error::storage_from(context, source.into())
+    }
+
+    /// A storage error from any engine's error type.
+    pub(crate) fn storage_from(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Error::Storage {
             context: context.into(),
-            source: Arc::new(source.into()),
+            source: Arc::new(source),
         }
     }
 

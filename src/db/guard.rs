@@ -67,8 +67,8 @@ pub(crate) fn corrupt_if_damaged(path: &Path, e: Error) -> Error {
     match &e {
         Error::Storage { source, context }
             if matches!(
-                source.as_ref(),
-                redb::Error::Corrupted(_) | redb::Error::TransactionPoisoned
+                source.downcast_ref::<redb::Error>(),
+                Some(redb::Error::Corrupted(_) | redb::Error::TransactionPoisoned)
             ) =>
         {
             damaged(path, format!("{context}: {source}"))
