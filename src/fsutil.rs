@@ -115,7 +115,7 @@ impl AtomicFile {
         getrandom::fill(&mut suffix).map_err(|e| ctx(std::io::Error::other(e.to_string())))?;
         // Keep the name well under the 255-byte limit of most filesystems.
         let short: String = name.chars().take(64).collect();
-        let tmp_name = format!(".{short}.bvstore-tmp-{}", crate::types::to_hex(&suffix));
+        let tmp_name = format!(".{short}.bvstore-tmp-{}", hex::encode(suffix));
         let tmp = dest.with_file_name(tmp_name);
         let file = tokio::fs::OpenOptions::new()
             .write(true)

@@ -65,6 +65,7 @@ mod ops;
 mod store;
 mod types;
 
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 

@@ -306,7 +306,7 @@ pub(crate) mod hex32 {
 
     pub(crate) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(&super::to_hex(bytes))
+            s.serialize_str(&hex::encode(bytes))
         } else {
             bytes.serialize(s)
         }
@@ -329,13 +329,8 @@ pub(crate) mod hex32 {
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<[u8; 32], E> {
             let bad = || E::invalid_value(de::Unexpected::Str(v), &self);
-            if v.len() != 64 || !v.is_ascii() {
-                return Err(bad());
-            }
             let mut out = [0u8; 32];
-            for (i, b) in out.iter_mut().enumerate() {
-                *b = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-            }
+            hex::decode_to_slice(v, &mut out).map_err(|_| bad())?;
             Ok(out)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 32], A::Error> {
@@ -355,7 +350,7 @@ pub(crate) mod hex32 {
 
 impl fmt::Display for BlobAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&to_hex(&self.0))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -363,17 +358,6 @@ impl fmt::Debug for BlobAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BlobAddress({self})")
     }
-}
-
-/// Lower-case hex of some bytes.
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }
 
 /// Where a listing starts and how much it returns.

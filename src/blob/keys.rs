@@ -73,9 +73,7 @@ impl SecretKey {
             origin: "the master key text".into(),
         };
         let bytes: Vec<u8> = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32)
-                .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad()))
-                .collect::<Result<_, _>>()?
+            hex::decode(t).map_err(|_| bad())?
         } else {
             let engines = [
                 base64::engine::general_purpose::STANDARD,
@@ -125,7 +123,7 @@ impl SecretKey {
 
     /// The key as 64 hex digits (for writing a key file).
     pub(crate) fn to_hex(&self) -> zeroize::Zeroizing<String> {
-        zeroize::Zeroizing::new(crate::types::to_hex(self.bytes()))
+        zeroize::Zeroizing::new(hex::encode(self.bytes()))
     }
 }
 

@@ -224,7 +224,7 @@ pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
     spec: WriteSpec,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<PendingBlob, Error> {
-    let name = crate::types::to_hex(&random_bytes::<16>()?);
+    let name = hex::encode(random_bytes::<16>()?);
     let tmp_path = tmp_dir.join(format!("{name}.part"));
     let guard = TmpGuard(Some(tmp_path.clone()));
     let mut header = Header {
