@@ -245,6 +245,19 @@ impl Store {
         &self.inner.db
     }
 
+    /// Each part's health (database, cache, blobs, jobs) and the worst of
+    /// them; the probes only read.
+    pub async fn health(&self) -> crate::Health {
+        use crate::health::timed;
+        let inner = &self.inner;
+        crate::Health::of(vec![
+            timed(async { inner.db.health() }).await,
+            timed(async { inner.cache.health() }).await,
+            timed(inner.blobs.health()).await,
+            timed(async { inner.jobs.health() }).await,
+        ])
+    }
+
     /// The tiered cache (memory, then `cache.redb`).
     pub fn cache(&self) -> Cache<'_> {
         Cache {

@@ -238,6 +238,38 @@ impl BlobStore {
         })
     }
 
+    /// The blob storage's health: `tmp/` is a directory of the store's and
+    /// the backend answers a listing.
+    pub(crate) async fn health(&self) -> crate::health::PartHealth {
+        use crate::health::{HealthStatus, PartHealth};
+        let (backend, tmp) = (Arc::clone(&self.backend), self.tmp_dir.clone());
+        let probe = tokio::task::spawn_blocking(move || {
+            match std::fs::symlink_metadata(&tmp) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(format!("{} is not a directory", tmp.display())),
+                Err(e) => return Err(format!("{}: {e}", tmp.display())),
+            }
+            backend
+                .list(None, 1)
+                .map(|_| backend.name())
+                .map_err(|e| format!("the {} backend cannot list: {e}", backend.name()))
+        })
+        .await;
+        match probe {
+            Ok(Ok(name)) => PartHealth::new(
+                "blobs",
+                HealthStatus::Healthy,
+                format!("{name} backend answers"),
+            ),
+            Ok(Err(why)) => PartHealth::new("blobs", HealthStatus::Unhealthy, why),
+            Err(e) => PartHealth::new(
+                "blobs",
+                HealthStatus::Unhealthy,
+                format!("the probe failed: {e}"),
+            ),
+        }
+    }
+
     /// Serialises work on one address (puts of the same bytes, purges).
     pub(crate) async fn lock(&self, address: BlobAddress) -> tokio::sync::MutexGuard<'_, ()> {
         self.locks[usize::from(address.0[0]) % self.locks.len()]

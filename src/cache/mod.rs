@@ -151,6 +151,30 @@ impl CacheCore {
         jobs
     }
 
+    /// The cache's health, from its tiers' state: memory only where
+    /// `cache.redb` failed is degraded (its last error says why).
+    pub(crate) fn health(&self) -> crate::health::PartHealth {
+        use crate::health::{HealthStatus, PartHealth};
+        let stats = self.stats();
+        let t2 = &stats.tier2;
+        let (status, detail) = match t2.state {
+            Tier2State::Healthy => (
+                HealthStatus::Healthy,
+                format!("memory and cache.redb; {} entries on disk", t2.entries),
+            ),
+            Tier2State::Off => (HealthStatus::Healthy, "memory only (as configured)".into()),
+            Tier2State::Degraded => (
+                HealthStatus::Degraded,
+                format!(
+                    "serving from memory: cache.redb failed ({})",
+                    t2.last_error.as_deref().unwrap_or("no detail")
+                ),
+            ),
+            Tier2State::Closed => (HealthStatus::Unhealthy, "closed".into()),
+        };
+        PartHealth::new("cache", status, detail)
+    }
+
     /// Commits pending tier-2 writes and stops the tier-2 writer (blocking).
     pub(crate) fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);

@@ -331,6 +331,44 @@ impl Db {
         }
     }
 
+    /// The database's health: a read probe on a fresh snapshot, and
+    /// whether writes are taken.
+    pub(crate) fn health(&self) -> crate::health::PartHealth {
+        use crate::health::{HealthStatus, PartHealth};
+        let probe = guard::guarded(&self.path, || {
+            let txn = self.engine.begin_read()?;
+            migrate::applied_version_in(&txn)
+        });
+        let version = match probe {
+            Ok(v) => v.unwrap_or(0),
+            Err(e) => {
+                return PartHealth::new(
+                    "database",
+                    HealthStatus::Unhealthy,
+                    format!("a read failed: {e}"),
+                );
+            }
+        };
+        let stats = self.write_stats();
+        let figures = format!(
+            "schema {version}; {} writes in {} commits, {} refused or failed",
+            stats.requests, stats.commits, stats.failed_requests
+        );
+        match &self.writer {
+            None => PartHealth::new(
+                "database",
+                HealthStatus::Degraded,
+                format!("open read-only: writes are refused; {figures}"),
+            ),
+            Some(w) if !w.is_running() => PartHealth::new(
+                "database",
+                HealthStatus::Unhealthy,
+                format!("the writer has stopped: writes fail; {figures}"),
+            ),
+            Some(_) => PartHealth::new("database", HealthStatus::Healthy, figures),
+        }
+    }
+
     /// The applied schema version.
     pub(crate) fn schema_version(&self) -> Result<Option<u32>, Error> {
         self.read(migrate::applied_version_in)

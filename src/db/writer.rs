@@ -204,6 +204,17 @@ impl Writer {
         Ok(answer)
     }
 
+    /// Whether the writer still takes requests (its thread has not ended
+    /// and it was not shut down).
+    pub(crate) fn is_running(&self) -> bool {
+        let queue_open = self.queue.lock().is_ok_and(|q| q.is_some());
+        let thread_alive = self
+            .thread
+            .lock()
+            .is_ok_and(|t| t.as_ref().is_some_and(|h| !h.is_finished()));
+        queue_open && thread_alive
+    }
+
     /// Stops taking requests, lets the queued ones finish, and waits for the
     /// thread to end.
     pub(crate) fn shutdown(&self) {

@@ -129,6 +129,29 @@ impl JobRuntime {
         }
     }
 
+    /// Degraded while a job is poisoned or its last pass failed.
+    pub(crate) fn health(&self) -> crate::health::PartHealth {
+        use crate::health::{HealthStatus, PartHealth};
+        let jobs = self.list();
+        let mut trouble = Vec::new();
+        for j in &jobs {
+            if j.poisoned {
+                trouble.push(format!("{} is stopped (it panicked)", j.name));
+            } else if let Some((at, e)) = &j.last_error
+                && j.last_report.as_ref().is_none_or(|r| r.started_at <= *at)
+            {
+                trouble.push(format!("{}'s last pass failed: {e}", j.name));
+            }
+        }
+        if trouble.is_empty() {
+            let runs: u64 = jobs.iter().map(|j| j.runs).sum();
+            let detail = format!("{} jobs, {runs} passes so far", jobs.len());
+            PartHealth::new("jobs", HealthStatus::Healthy, detail)
+        } else {
+            PartHealth::new("jobs", HealthStatus::Degraded, trouble.join("; "))
+        }
+    }
+
     pub(crate) fn list(&self) -> Vec<JobStatus> {
         self.slots.iter().map(|s| s.status().clone()).collect()
     }
@@ -397,6 +420,9 @@ mod tests {
         ));
         assert_eq!(rt.status("boom").unwrap().runs, 1);
         assert!(rt.run("fine").await.is_ok());
+        let h = rt.health();
+        assert_eq!(h.status, crate::HealthStatus::Degraded);
+        assert!(h.detail.contains("boom is stopped"), "{h:?}");
     }
 
     #[tokio::test]
@@ -417,8 +443,13 @@ mod tests {
             Clock::System,
             vec![spec("flaky", Duration::from_secs(1), body)],
         );
+        assert_eq!(rt.health().status, crate::HealthStatus::Healthy);
         assert!(rt.run("flaky").await.is_err());
+        let h = rt.health();
+        assert_eq!(h.status, crate::HealthStatus::Degraded);
+        assert!(h.detail.contains("first pass fails"), "{h:?}");
         assert!(rt.run("flaky").await.is_ok());
+        assert_eq!(rt.health().status, crate::HealthStatus::Healthy);
         let s = rt.status("flaky").unwrap();
         assert_eq!((s.runs, s.failures, s.poisoned), (2, 1, false));
         assert!(s.last_error.unwrap().1.contains("first pass fails"));

@@ -28,6 +28,7 @@ mod disk_full;
 mod exit_codes;
 mod files;
 mod fuzz_corpus;
+mod health;
 mod input_safety;
 mod key_races;
 mod keys;
