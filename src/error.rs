@@ -159,6 +159,15 @@ pub enum Error {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// Work that needs the store to itself (compaction, say) could not get
+    /// it in time; nothing changed, and it may be tried again.
+    #[error("{what}: the store is busy ({detail}); try again")]
+    Busy {
+        /// What was being done.
+        what: &'static str,
+        /// What kept the store busy.
+        detail: String,
+    },
     /// The configuration could not be used.
     #[error("configuration: {reason}")]
     Config {

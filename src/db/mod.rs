@@ -42,12 +42,15 @@
 pub(crate) mod audit;
 pub(crate) mod blobs;
 pub(crate) mod codec;
+#[cfg(test)]
+mod exclusive_tests;
 pub(crate) mod files;
 pub(crate) mod grants;
 pub(crate) mod guard;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
+mod ops;
 pub(crate) mod profiles;
 mod records;
 mod schema;
@@ -61,7 +64,7 @@ pub(crate) mod users_password;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -97,14 +100,14 @@ pub(crate) struct Db {
 /// redb opened for writing, or read-only (a data directory the process may
 /// not write: reads work, writes are [`Error::ReadOnly`]).
 enum Engine {
-    Writable(Arc<Database>),
+    Writable(Arc<RwLock<Database>>),
     ReadOnly(redb::ReadOnlyDatabase),
 }
 
 impl Engine {
     fn begin_read(&self) -> Result<ReadTransaction, Error> {
         match self {
-            Engine::Writable(db) => db.begin_read(),
+            Engine::Writable(db) => shared(db).begin_read(),
             Engine::ReadOnly(db) => db.begin_read(),
         }
         .ctx("beginning a read transaction")
@@ -133,6 +136,14 @@ fn report_repair(session: &mut redb::RepairSession) {
 /// Begins a write transaction that commits in two phases: the pages are
 /// made durable before the commit slot names them, so a commit that does
 /// not verify later is damage (refused), never a crash to roll back.
+/// The database as readers and the writer share it: a read lock to begin
+/// a transaction; the writer takes the write lock for exclusive work
+/// (`Db::exclusive`). A poisoned lock is taken back: nothing is left
+/// half-changed under it (redb's own state is guarded separately).
+pub(crate) fn shared(db: &RwLock<Database>) -> std::sync::RwLockReadGuard<'_, Database> {
+    db.read().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(crate) fn begin_write(db: &Database) -> Result<WriteTransaction, redb::TransactionError> {
     let mut txn = db.begin_write()?;
     txn.set_two_phase_commit(true);
@@ -177,7 +188,7 @@ impl Db {
         let cache = Arc::new(snapshot::ReadCache::default());
         let (engine, writer) = match opened {
             Some(database) => {
-                let database = Arc::new(database);
+                let database = Arc::new(RwLock::new(database));
                 let writer = writer::Writer::start(
                     Arc::clone(&database),
                     Arc::clone(&cache),
@@ -328,44 +339,6 @@ impl Db {
     pub(crate) fn shutdown(&self) {
         if let Some(w) = &self.writer {
             w.shutdown();
-        }
-    }
-
-    /// The database's health: a read probe on a fresh snapshot, and
-    /// whether writes are taken.
-    pub(crate) fn health(&self) -> crate::health::PartHealth {
-        use crate::health::{HealthStatus, PartHealth};
-        let probe = guard::guarded(&self.path, || {
-            let txn = self.engine.begin_read()?;
-            migrate::applied_version_in(&txn)
-        });
-        let version = match probe {
-            Ok(v) => v.unwrap_or(0),
-            Err(e) => {
-                return PartHealth::new(
-                    "database",
-                    HealthStatus::Unhealthy,
-                    format!("a read failed: {e}"),
-                );
-            }
-        };
-        let stats = self.write_stats();
-        let figures = format!(
-            "schema {version}; {} writes in {} commits, {} refused or failed",
-            stats.requests, stats.commits, stats.failed_requests
-        );
-        match &self.writer {
-            None => PartHealth::new(
-                "database",
-                HealthStatus::Degraded,
-                format!("open read-only: writes are refused; {figures}"),
-            ),
-            Some(w) if !w.is_running() => PartHealth::new(
-                "database",
-                HealthStatus::Unhealthy,
-                format!("the writer has stopped: writes fail; {figures}"),
-            ),
-            Some(_) => PartHealth::new("database", HealthStatus::Healthy, figures),
         }
     }
 

@@ -26,8 +26,8 @@
 //!   `commit` fails that batch the same way.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use redb::{Database, WriteTransaction};
@@ -36,6 +36,18 @@ use tokio::sync::{mpsc, oneshot};
 use crate::db::guard::guarded;
 use crate::db::snapshot::ReadCache;
 use crate::error::{Error, StorageContext};
+
+/// Exclusive work, given the database and its path.
+type ExclusiveWork = Box<dyn FnOnce(&mut Database, &Path) + Send>;
+
+/// What the writer thread is asked to do, in queue order.
+enum Request {
+    /// A write, batched with its neighbours into one commit.
+    Write(Box<dyn Job>),
+    /// Work with the database to itself (see [`Writer::exclusive`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Exclusive(ExclusiveWork),
+}
 
 /// One queued request.
 trait Job: Send {
@@ -120,7 +132,7 @@ impl Counters {
 
 /// Sends requests to the writer thread.
 pub(crate) struct Writer {
-    queue: std::sync::Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    queue: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
@@ -128,7 +140,7 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread for `db`.
     pub(crate) fn start(
-        db: Arc<Database>,
+        db: Arc<RwLock<Database>>,
         cache: Arc<ReadCache>,
         path: PathBuf,
         max_batch: usize,
@@ -200,8 +212,37 @@ impl Writer {
             Err(_) => None,
         };
         let sender = sender.ok_or(Error::Closed)?;
-        sender.send(job).await.map_err(|_| Error::Closed)?;
+        sender
+            .send(Request::Write(job))
+            .await
+            .map_err(|_| Error::Closed)?;
         Ok(answer)
+    }
+
+    /// Runs `f` on the writer thread with the database to itself: after
+    /// the writes queued before it have committed, under the engine's
+    /// write lock (no transaction begins meanwhile), and before any write
+    /// queued after it. A panic in `f` is [`Error::Corrupt`].
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) async fn exclusive<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Database) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let work: ExclusiveWork = Box::new(move |db: &mut Database, path: &Path| {
+            let _ = reply.send(guarded(path, || f(db)));
+        });
+        let sender = match self.queue.lock() {
+            Ok(q) => q.clone(),
+            Err(_) => None,
+        };
+        let sender = sender.ok_or(Error::Closed)?;
+        sender
+            .send(Request::Exclusive(work))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
     }
 
     /// Whether the writer still takes requests (its thread has not ended
@@ -236,7 +277,7 @@ impl Drop for Writer {
 
 /// What the writer thread works with.
 struct Ctx<'a> {
-    db: &'a Database,
+    db: &'a RwLock<Database>,
     counters: &'a Counters,
     cache: &'a ReadCache,
     path: &'a Path,
@@ -245,7 +286,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn begin(&self) -> Result<WriteTransaction, Error> {
         guarded(self.path, || {
-            super::begin_write(self.db).ctx("beginning a write transaction")
+            super::begin_write(&super::shared(self.db)).ctx("beginning a write transaction")
         })
     }
 
@@ -267,13 +308,25 @@ impl Ctx<'_> {
     }
 }
 
-fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    let mut next = None;
+    while let Some(first) = next.take().or_else(|| rx.blocking_recv()) {
+        match first {
+            Request::Exclusive(work) => {
+                run_exclusive(ctx, work);
+                continue;
+            }
+            Request::Write(job) => batch.push(job),
+        }
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Request::Write(job)) => batch.push(job),
+                // Runs after this batch commits, in queue order.
+                Ok(exclusive) => {
+                    next = Some(exclusive);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -281,6 +334,19 @@ fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Box<dyn Job>>, max_batch: us
         ctx.counters.record(batch.len());
         commit_batch(ctx, std::mem::take(&mut batch));
     }
+}
+
+/// Exclusive work: the shared snapshot is dropped first (it is a read
+/// transaction that compaction would wait for), then the engine's write
+/// lock is held while `work` runs.
+fn run_exclusive(ctx: &Ctx<'_>, work: ExclusiveWork) {
+    let _span = tracing::info_span!("exclusive").entered();
+    ctx.cache.invalidate();
+    let mut db = ctx.db.write().unwrap_or_else(|e| e.into_inner());
+    work(&mut db, ctx.path);
+    drop(db);
+    // What it did (a compaction moves pages) is seen by readers from now.
+    ctx.cache.invalidate();
 }
 
 fn commit_batch(ctx: &Ctx<'_>, mut batch: Vec<Box<dyn Job>>) {
@@ -340,9 +406,9 @@ mod tests {
 
     const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
 
-    fn writer(dir: &Path) -> (Arc<Database>, Writer) {
+    fn writer(dir: &Path) -> (Arc<RwLock<Database>>, Writer) {
         let path = dir.join("w.redb");
-        let db = Arc::new(Database::create(&path).unwrap());
+        let db = Arc::new(RwLock::new(Database::create(&path).unwrap()));
         let writer = Writer::start(Arc::clone(&db), Arc::default(), path, 64, 64).unwrap();
         (db, writer)
     }
@@ -354,9 +420,9 @@ mod tests {
         }
     }
 
-    fn stored(db: &Database, k: u64) -> Option<u64> {
+    fn stored(db: &RwLock<Database>, k: u64) -> Option<u64> {
         use redb::ReadableDatabase;
-        let txn = db.begin_read().unwrap();
+        let txn = crate::db::shared(db).begin_read().unwrap();
         let t = txn.open_table(T).ok()?;
         t.get(k).unwrap().map(|v| v.value())
     }
