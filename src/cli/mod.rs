@@ -111,41 +111,48 @@ pub(crate) async fn open_or_create(cli: &Cli, mode: OpenMode) -> Result<Store, E
     Store::open(config_of(cli)?.open_mode(mode)).await
 }
 
-pub(crate) async fn run(cli: Cli) -> Result<ExitCode, Error> {
+/// What every command comes to: an exit code, or an error that picks one.
+pub(crate) type Outcome = Result<ExitCode, Error>;
+
+/// A command that succeeds or fails, and nothing between.
+fn done(result: Result<(), Error>) -> Outcome {
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+pub(crate) async fn run(cli: Cli) -> Outcome {
     let out = Out::new(cli.json);
-    if let Command::Cache(cmd) = &cli.command {
-        return cache::run(&cli, cmd, &out).await;
-    }
     match &cli.command {
-        Command::Init { force } => {
-            let mode = if *force {
-                OpenMode::ForceNew
-            } else {
-                OpenMode::OpenOrCreate
-            };
-            let store = open_or_create(&cli, mode).await?;
-            let report = serde_json::json!({
-                "data_dir": store.config().data_dir,
-                "db_file": store.db_file(),
-                "schema_version": store.schema_version()?,
-            });
-            out.emit(&report, || {
-                format!(
-                    "store ready at {} (schema version {})",
-                    clean_path(&store.config().data_dir),
-                    store.schema_version().unwrap_or_default()
-                )
-            })
-        }
-        Command::User(cmd) => user::run(&cli, cmd, &out).await,
-        Command::File(cmd) => file::run(&cli, cmd, &out).await,
-        Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
-        Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
-        Command::Demo(args) => demo::run(&cli, args, &out).await,
-        Command::Debug(cmd) => debug::run(&cli, cmd).await,
-        Command::Cache(_) => Ok(()),
+        Command::Init { force } => done(init(&cli, *force, &out).await),
+        Command::User(cmd) => done(user::run(&cli, cmd, &out).await),
+        Command::File(cmd) => done(file::run(&cli, cmd, &out).await),
+        Command::Keys(cmd) => done(keys::run(&cli, cmd, &out).await),
+        Command::Migrate(cmd) => done(migrate::run(&cli, cmd, &out).await),
+        Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
+        Command::Demo(args) => done(demo::run(&cli, args, &out).await),
+        Command::Debug(cmd) => done(debug::run(&cli, cmd).await),
     }
-    .map(|()| ExitCode::SUCCESS)
+}
+
+/// `bvstore init [--force]`.
+async fn init(cli: &Cli, force: bool, out: &Out) -> Result<(), Error> {
+    let mode = if force {
+        OpenMode::ForceNew
+    } else {
+        OpenMode::OpenOrCreate
+    };
+    let store = open_or_create(cli, mode).await?;
+    let report = serde_json::json!({
+        "data_dir": store.config().data_dir,
+        "db_file": store.db_file(),
+        "schema_version": store.schema_version()?,
+    });
+    out.emit(&report, || {
+        format!(
+            "store ready at {} (schema version {})",
+            clean_path(&store.config().data_dir),
+            store.schema_version().unwrap_or_default()
+        )
+    })
 }
 
 fn exit_code(e: &Error) -> u8 {

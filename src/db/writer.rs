@@ -207,16 +207,18 @@ impl Writer {
             result: None,
             reply,
         });
+        self.send(Request::Write(job)).await?;
+        Ok(answer)
+    }
+
+    /// Queues a request; [`Error::Closed`] once the writer stopped.
+    async fn send(&self, request: Request) -> Result<(), Error> {
         let sender = match self.queue.lock() {
             Ok(q) => q.clone(),
             Err(_) => None,
         };
         let sender = sender.ok_or(Error::Closed)?;
-        sender
-            .send(Request::Write(job))
-            .await
-            .map_err(|_| Error::Closed)?;
-        Ok(answer)
+        sender.send(request).await.map_err(|_| Error::Closed)
     }
 
     /// Runs `f` on the writer thread with the database to itself: after
@@ -233,15 +235,7 @@ impl Writer {
         let work: ExclusiveWork = Box::new(move |db: &mut Database, path: &Path| {
             let _ = reply.send(guarded(path, || f(db)));
         });
-        let sender = match self.queue.lock() {
-            Ok(q) => q.clone(),
-            Err(_) => None,
-        };
-        let sender = sender.ok_or(Error::Closed)?;
-        sender
-            .send(Request::Exclusive(work))
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.send(Request::Exclusive(work)).await?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
