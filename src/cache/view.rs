@@ -317,7 +317,9 @@ impl Cache<'_> {
     }
 
     /// Makes tier 2's writes fail (`true`) or work again: for tests of
-    /// degradation. Not part of the API.
+    /// degradation. Not part of the API: only with the `fault-injection`
+    /// feature, which the crate's own tests turn on.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_tier2_fault(&self, on: bool) {
         if let Some(t2) = &self.core.tier2 {

@@ -1,6 +1,7 @@
 //! The file backend of `cache.redb`, with a switch that makes its writes
-//! fail: how the tests (and `bvstore debug`) prove that the cache keeps
-//! serving from tier 1 when the disk fails, reports it, and recovers.
+//! fail: how the tests prove that the cache keeps serving from tier 1 when
+//! the disk fails, reports it, and recovers. Only the `fault-injection`
+//! feature (the crate's own tests) can turn it on.
 //!
 //! With the switch off (always, outside tests) every call goes straight to
 //! redb's [`FileBackend`]; the switch costs one atomic load per I/O call.

@@ -434,7 +434,8 @@ impl Tier2 {
         }
     }
 
-    /// Makes the file's writes fail (or work again): tests and `bvstore debug`.
+    /// Makes the file's writes fail (or work again): for tests.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn set_fault(&self, on: bool) {
         self.shared.fault.store(on, Ordering::Release);
         self.shared.wake.notify_all();
