@@ -5,6 +5,8 @@
 //! redb as `u128` (big-endian value, so numeric order is creation order).
 //! [`Timestamp`] is microseconds since the Unix epoch (UTC) everywhere; it
 //! prints as RFC 3339 in JSON and on the terminal and as an `i64` in records.
+//! The calendar arithmetic is `jiff`'s; this module only fixes the text
+//! form (six fraction digits or none, always `Z`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -144,47 +146,26 @@ impl Timestamp {
     }
 }
 
-// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+impl Timestamp {
+    /// The same instant as a `jiff` timestamp, if it lies in jiff's range
+    /// (-009999-01-02T01:59:59Z to 9999-12-30T22:00:00Z);
+    /// [`Timestamp::MIN`] and [`Timestamp::MAX`] do not.
+    fn to_jiff(self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::from_microsecond(self.0).ok()
+    }
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC with six fraction digits, none when the fraction is
+    /// zero: `2023-11-14T22:13:20.123456Z`, `2023-11-14T22:13:20Z`. An
+    /// instant outside jiff's range (about the years -9999 to 9999) is shown as its integer of
+    /// microseconds, which parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(1_000_000);
-        let micros = self.0.rem_euclid(1_000_000);
-        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-        let sod = secs.rem_euclid(86_400);
-        write!(
-            f,
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60
-        )?;
-        if micros != 0 {
-            write!(f, ".{micros:06}")?;
+        match self.to_jiff() {
+            Some(t) if self.0.rem_euclid(1_000_000) == 0 => write!(f, "{t:.0}"),
+            Some(t) => write!(f, "{t:.6}"),
+            None => write!(f, "{}", self.0),
         }
-        f.write_str("Z")
     }
 }
 
@@ -196,58 +177,30 @@ impl fmt::Debug for Timestamp {
 
 impl FromStr for Timestamp {
     type Err = Error;
-    /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (UTC only) or an integer of
-    /// microseconds since the epoch.
+    /// Parses an RFC 3339 instant with an offset (`Z`, `+05:30`, ...) or an
+    /// integer of microseconds since the epoch. Digits past the sixth of a
+    /// fraction are dropped (truncated toward the past).
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || {
-            Error::invalid(
-                "timestamp",
-                format!(
-                    "{} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z",
-                    crate::error::quote(s)
-                ),
-            )
-        };
         if let Ok(us) = s.parse::<i64>() {
             return Ok(Timestamp(us));
         }
-        let b = s.as_bytes();
-        if b.len() < 20
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || b[10] != b'T'
-            || b[13] != b':'
-            || b[16] != b':'
-            || b.last() != Some(&b'Z')
-        {
-            return Err(bad());
-        }
-        let num = |r: std::ops::Range<usize>| -> Result<i64, Error> {
-            let part = s.get(r).ok_or_else(bad)?;
-            if !part.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(bad());
-            }
-            part.parse::<i64>().map_err(|_| bad())
-        };
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-            return Err(bad());
-        }
-        let mut micros = 0i64;
-        let rest = &s[19..s.len() - 1];
-        if !rest.is_empty() {
-            let frac = rest.strip_prefix('.').ok_or_else(bad)?;
-            if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(bad());
-            }
-            let padded = format!("{frac:0<6}");
-            micros = padded[..6].parse::<i64>().map_err(|_| bad())?;
-        }
-        let days = days_from_civil(y, mo as u32, d as u32);
-        Ok(Timestamp(
-            ((days * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000) + micros,
-        ))
+        let t: jiff::Timestamp = s.parse().map_err(|e: jiff::Error| {
+            Error::invalid(
+                "timestamp",
+                format!(
+                    "{} is not an RFC 3339 time such as 2026-01-31T09:30:00Z ({e})",
+                    crate::error::quote(s)
+                ),
+            )
+        })?;
+        // Whole microseconds toward the past, as a truncated fraction reads.
+        let nanos = t.as_nanosecond();
+        let micros = nanos.div_euclid(1_000);
+        Ok(Timestamp(i64::try_from(micros).unwrap_or(if micros < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })))
     }
 }
 
@@ -429,3 +382,7 @@ pub struct Page<T> {
     /// Where the next page starts, or `None` when this was the last.
     pub next: Option<Cursor>,
 }
+
+#[cfg(test)]
+#[path = "types_tests.rs"]
+mod tests;
