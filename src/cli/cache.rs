@@ -14,188 +14,226 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bharatvoice_store::{CacheStats, Error, SetOptions, Ttl};
-use clap::Subcommand;
+use bharatvoice_store::{Cache, CacheStats, Error, SetOptions, Ttl};
+use clap::{Args, Subcommand};
 
-use super::{Cli, Out, clean, open};
+use super::{Cli, Out, Outcome, clean, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {
     /// Print a key's value as stored (raw bytes); exit 1 if missing or expired.
-    Get {
-        /// The key.
-        key: String,
-    },
+    Get(GetArgs),
     /// Set a key to VALUE; exit 1 if --nx or --xx stops the write.
-    Set {
-        /// The key.
-        key: String,
-        /// The value, stored as given.
-        #[arg(allow_hyphen_values = true)]
-        value: String,
-        /// Expire after SECS seconds (default: the cache's default TTL).
-        #[arg(long, value_name = "SECS")]
-        ttl: Option<u64>,
-        /// Tag the entry (repeatable); `invalidate-tag` drops tagged entries.
-        #[arg(long = "tag", value_name = "T")]
-        tags: Vec<String>,
-        /// Only if the key does not exist.
-        #[arg(long, conflicts_with = "xx")]
-        nx: bool,
-        /// Only if the key exists.
-        #[arg(long)]
-        xx: bool,
-    },
+    Set(SetArgs),
     /// Delete a key; prints 1 if it existed, else 0.
-    Del {
-        /// The key.
-        key: String,
-    },
+    Del(DelArgs),
     /// Add BY (default 1, may be negative) to a decimal integer value;
     /// prints the new value.
-    Incr {
-        /// The key (created at 0 if missing).
-        key: String,
-        /// The amount.
-        #[arg(allow_negative_numbers = true)]
-        by: Option<i64>,
-    },
+    Incr(IncrArgs),
     /// Print the whole seconds a key has left (-1: no expiry); exit 1 if missing.
-    Ttl {
-        /// The key.
-        key: String,
-    },
+    Ttl(TtlArgs),
     /// Make every entry tagged T stale; prints how many there were (an estimate).
-    InvalidateTag {
-        /// The tag.
-        tag: String,
-    },
+    InvalidateTag(InvalidateTagArgs),
     /// Empty the cache.
     Clear,
     /// Hits, misses, evictions and sizes per tier.
     Stats,
 }
 
-fn missing(out: &Out, key: &str) -> Result<ExitCode, Error> {
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The key.
+    key: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SetArgs {
+    /// The key.
+    key: String,
+    /// The value, stored as given.
+    #[arg(allow_hyphen_values = true)]
+    value: String,
+    /// Expire after SECS seconds (default: the cache's default TTL).
+    #[arg(long, value_name = "SECS")]
+    ttl: Option<u64>,
+    /// Tag the entry (repeatable); `invalidate-tag` drops tagged entries.
+    #[arg(long = "tag", value_name = "T")]
+    tags: Vec<String>,
+    /// Only if the key does not exist.
+    #[arg(long, conflicts_with = "xx")]
+    nx: bool,
+    /// Only if the key exists.
+    #[arg(long)]
+    xx: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DelArgs {
+    /// The key.
+    key: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IncrArgs {
+    /// The key (created at 0 if missing).
+    key: String,
+    /// The amount.
+    #[arg(allow_negative_numbers = true)]
+    by: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TtlArgs {
+    /// The key.
+    key: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InvalidateTagArgs {
+    /// The tag.
+    tag: String,
+}
+
+/// The store is closed (its writes waited for) only after a command that
+/// succeeded; on an error it is dropped as it stands.
+pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Outcome {
+    let store = open(cli).await?;
+    let c = store.cache();
+    let code = match cmd {
+        CacheCommand::Get(args) => get(&c, args, out).await?,
+        CacheCommand::Set(args) => set(&c, args, out).await?,
+        CacheCommand::Del(args) => del(&c, args, out).await?,
+        CacheCommand::Incr(args) => incr(&c, args, out).await?,
+        CacheCommand::Ttl(args) => ttl(&c, args, out).await?,
+        CacheCommand::InvalidateTag(args) => invalidate_tag(&c, args, out).await?,
+        CacheCommand::Clear => clear(&c, out).await?,
+        CacheCommand::Stats => stats(&c, out)?,
+    };
+    store.close().await;
+    Ok(code)
+}
+
+fn missing(out: &Out, key: &str) -> Outcome {
     out.emit_json_only(&serde_json::json!({ "key": key, "value": null }))?;
     eprintln!("{}: no such key (or it expired)", clean(key));
     Ok(ExitCode::from(1))
 }
 
-pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Result<ExitCode, Error> {
-    let store = open(cli).await?;
-    let c = store.cache();
-    let code = match cmd {
-        CacheCommand::Get { key } => match c.get_bytes(key).await? {
-            None => missing(out, key)?,
-            Some(v) => {
-                if out.json() {
-                    let text = String::from_utf8_lossy(&v);
-                    out.emit(
-                        &serde_json::json!({ "key": key, "value": text }),
-                        String::new,
-                    )?;
-                } else {
-                    let mut stdout = std::io::stdout().lock();
-                    stdout
-                        .write_all(&v)
-                        .and_then(|_| stdout.write_all(b"\n"))
-                        .and_then(|_| stdout.flush())
-                        .map_err(|e| Error::io("writing to stdout", e))?;
-                }
-                ExitCode::SUCCESS
-            }
-        },
-        CacheCommand::Set {
-            key,
-            value,
-            ttl,
-            tags,
-            nx,
-            xx,
-        } => {
-            let mut opts = SetOptions::new().tags(tags.iter().cloned());
-            if let Some(secs) = ttl {
-                opts = opts.ttl(Duration::from_secs(*secs));
-            }
-            if *nx {
-                opts = opts.if_absent();
-            }
-            if *xx {
-                opts = opts.if_present();
-            }
-            let written = c.set_bytes_with(key, value.as_bytes(), &opts).await?;
-            if written {
-                c.flush().await?;
-            }
-            out.emit(
-                &serde_json::json!({ "key": key, "written": written }),
-                || {
-                    if written { "OK".into() } else { String::new() }
-                },
-            )?;
-            if written {
-                ExitCode::SUCCESS
-            } else {
-                let why = if *nx {
-                    "it exists"
-                } else {
-                    "it does not exist"
-                };
-                eprintln!("{}: not set, {why}", clean(key));
-                ExitCode::from(1)
-            }
-        }
-        CacheCommand::Del { key } => {
-            let existed = c.delete(key).await?;
-            out.emit(
-                &serde_json::json!({ "key": key, "deleted": u8::from(existed) }),
-                || u8::from(existed).to_string(),
-            )?;
-            ExitCode::SUCCESS
-        }
-        CacheCommand::Incr { key, by } => {
-            let n = c.incr(key, by.unwrap_or(1)).await?;
-            c.flush().await?;
-            out.emit(&serde_json::json!({ "key": key, "value": n }), || {
-                n.to_string()
-            })?;
-            ExitCode::SUCCESS
-        }
-        CacheCommand::Ttl { key } => match c.ttl(key).await? {
-            Ttl::Missing => missing(out, key)?,
-            ttl => {
-                let secs: i64 = match ttl {
-                    // Rounded to the nearest second, as Redis does.
-                    Ttl::Remaining(d) => ((d.as_millis() + 500) / 1000) as i64,
-                    _ => -1,
-                };
-                out.emit(&serde_json::json!({ "key": key, "ttl_secs": secs }), || {
-                    secs.to_string()
-                })?;
-                ExitCode::SUCCESS
-            }
-        },
-        CacheCommand::InvalidateTag { tag } => {
-            let n = c.invalidate_tag(tag).await?;
-            out.emit(&serde_json::json!({ "tag": tag, "invalidated": n }), || {
-                n.to_string()
-            })?;
-            ExitCode::SUCCESS
-        }
-        CacheCommand::Clear => {
-            c.clear().await?;
-            out.emit(&serde_json::json!({ "cleared": true }), || "OK".into())?;
-            ExitCode::SUCCESS
-        }
-        CacheCommand::Stats => {
-            let s = c.stats();
-            out.emit(&s, || render_stats(&s))?;
-            ExitCode::SUCCESS
-        }
+/// `bvstore cache get`.
+async fn get(c: &Cache<'_>, args: &GetArgs, out: &Out) -> Outcome {
+    let key = &args.key;
+    let Some(v) = c.get_bytes(key).await? else {
+        return missing(out, key);
     };
-    store.close().await;
-    Ok(code)
+    if out.json() {
+        let text = String::from_utf8_lossy(&v);
+        out.emit(
+            &serde_json::json!({ "key": key, "value": text }),
+            String::new,
+        )?;
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&v)
+            .and_then(|_| stdout.write_all(b"\n"))
+            .and_then(|_| stdout.flush())
+            .map_err(|e| Error::io("writing to stdout", e))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bvstore cache set`.
+async fn set(c: &Cache<'_>, args: &SetArgs, out: &Out) -> Outcome {
+    let key = &args.key;
+    let mut opts = SetOptions::new().tags(args.tags.iter().cloned());
+    if let Some(secs) = args.ttl {
+        opts = opts.ttl(Duration::from_secs(secs));
+    }
+    if args.nx {
+        opts = opts.if_absent();
+    }
+    if args.xx {
+        opts = opts.if_present();
+    }
+    let written = c.set_bytes_with(key, args.value.as_bytes(), &opts).await?;
+    if written {
+        c.flush().await?;
+    }
+    out.emit(
+        &serde_json::json!({ "key": key, "written": written }),
+        || {
+            if written { "OK".into() } else { String::new() }
+        },
+    )?;
+    if written {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why = if args.nx {
+        "it exists"
+    } else {
+        "it does not exist"
+    };
+    eprintln!("{}: not set, {why}", clean(key));
+    Ok(ExitCode::from(1))
+}
+
+/// `bvstore cache del`.
+async fn del(c: &Cache<'_>, args: &DelArgs, out: &Out) -> Outcome {
+    let existed = c.delete(&args.key).await?;
+    out.emit(
+        &serde_json::json!({ "key": args.key, "deleted": u8::from(existed) }),
+        || u8::from(existed).to_string(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bvstore cache incr`.
+async fn incr(c: &Cache<'_>, args: &IncrArgs, out: &Out) -> Outcome {
+    let n = c.incr(&args.key, args.by.unwrap_or(1)).await?;
+    c.flush().await?;
+    out.emit(&serde_json::json!({ "key": args.key, "value": n }), || {
+        n.to_string()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bvstore cache ttl`.
+async fn ttl(c: &Cache<'_>, args: &TtlArgs, out: &Out) -> Outcome {
+    let key = &args.key;
+    let secs: i64 = match c.ttl(key).await? {
+        Ttl::Missing => return missing(out, key),
+        // Rounded to the nearest second, as Redis does.
+        Ttl::Remaining(d) => ((d.as_millis() + 500) / 1000) as i64,
+        _ => -1,
+    };
+    out.emit(&serde_json::json!({ "key": key, "ttl_secs": secs }), || {
+        secs.to_string()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bvstore cache invalidate-tag`.
+async fn invalidate_tag(c: &Cache<'_>, args: &InvalidateTagArgs, out: &Out) -> Outcome {
+    let n = c.invalidate_tag(&args.tag).await?;
+    out.emit(
+        &serde_json::json!({ "tag": args.tag, "invalidated": n }),
+        || n.to_string(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bvstore cache clear`.
+async fn clear(c: &Cache<'_>, out: &Out) -> Outcome {
+    c.clear().await?;
+    out.emit(&serde_json::json!({ "cleared": true }), || "OK".into())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bvstore cache stats`.
+fn stats(c: &Cache<'_>, out: &Out) -> Outcome {
+    let s = c.stats();
+    out.emit(&s, || render_stats(&s))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn render_stats(s: &CacheStats) -> String {

@@ -1,43 +1,56 @@
 //! Hidden commands for crash and durability tests (`bvstore debug ...`).
 
 use std::io::Write;
+use std::process::ExitCode;
 
 use bharatvoice_store::{Error, NewUser, SetOptions, Store};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-use super::{Cli, open};
+use super::{Cli, Out, Outcome, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DebugCommand {
     /// Create users from many tasks and print `ack <id>` as each create is
     /// acknowledged; runs until killed (or `--count` creates).
-    AckWrites {
-        /// Concurrent writers.
-        #[arg(long, default_value_t = 16)]
-        callers: usize,
-        /// Stop after this many acknowledged creates (0 = never).
-        #[arg(long, default_value_t = 0)]
-        count: u64,
-    },
+    AckWrites(AckWritesArgs),
     /// Fill the cache, `clear` it (prints `cleared`), then from many tasks
     /// write keys (write-behind), delete some and invalidate tags, printing
     /// `del KEY ROUND` and `inv TASK ROUND` as each is acknowledged; runs
     /// until killed.
-    CacheChurn {
-        /// Concurrent tasks.
-        #[arg(long, default_value_t = 8)]
-        tasks: usize,
-    },
+    CacheChurn(CacheChurnArgs),
 }
 
-pub(crate) async fn run(cli: &Cli, cmd: &DebugCommand) -> Result<(), Error> {
-    let (callers, count) = match cmd {
-        DebugCommand::AckWrites { callers, count } => (callers, count),
-        DebugCommand::CacheChurn { tasks } => return cache_churn(open(cli).await?, *tasks).await,
-    };
+#[derive(Debug, Args)]
+pub(crate) struct AckWritesArgs {
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 16)]
+    callers: usize,
+    /// Stop after this many acknowledged creates (0 = never).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CacheChurnArgs {
+    /// Concurrent tasks.
+    #[arg(long, default_value_t = 8)]
+    tasks: usize,
+}
+
+/// These commands print plain lines as each step is acknowledged (a test
+/// reads them while the process runs), not one result through `Out`.
+pub(crate) async fn run(cli: &Cli, cmd: &DebugCommand, _out: &Out) -> Outcome {
     let store = open(cli).await?;
+    match cmd {
+        DebugCommand::AckWrites(args) => ack_writes(&store, args).await,
+        DebugCommand::CacheChurn(args) => cache_churn(&store, args).await,
+    }
+}
+
+/// `bvstore debug ack-writes`.
+async fn ack_writes(store: &Store, args: &AckWritesArgs) -> Outcome {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for c in 0..*callers {
+    for c in 0..args.callers {
         let store = store.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -66,11 +79,11 @@ pub(crate) async fn run(cli: &Cli, cmd: &DebugCommand) -> Result<(), Error> {
             .and_then(|_| stdout.flush())
             .map_err(|e| Error::io("writing acks", e))?;
         acked += 1;
-        if *count > 0 && acked >= *count {
+        if args.count > 0 && acked >= args.count {
             break;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn churn_task(store: Store, t: usize) -> Result<(), Error> {
@@ -99,7 +112,8 @@ async fn churn_task(store: Store, t: usize) -> Result<(), Error> {
     Ok(())
 }
 
-async fn cache_churn(store: Store, tasks: usize) -> Result<(), Error> {
+/// `bvstore debug cache-churn`.
+async fn cache_churn(store: &Store, args: &CacheChurnArgs) -> Outcome {
     let c = store.cache();
     for i in 0..50 {
         c.set_bytes(&format!("c{i}"), b"old").await?;
@@ -108,11 +122,11 @@ async fn cache_churn(store: Store, tasks: usize) -> Result<(), Error> {
     c.clear().await?;
     println!("cleared");
     let mut set = tokio::task::JoinSet::new();
-    for t in 0..tasks {
+    for t in 0..args.tasks {
         set.spawn(churn_task(store.clone(), t));
     }
     while let Some(done) = set.join_next().await {
         done.map_err(|e| Error::join("churn task", e))??;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use bharatvoice_store::{
 use clap::Args;
 use serde::Serialize;
 
-use super::{Cli, Out};
+use super::{Cli, Out, Outcome, done};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -208,7 +208,7 @@ async fn one_user(
     Ok((user.id, sessions, turns))
 }
 
-pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Error> {
+pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
     let store = super::open_or_create(cli, bharatvoice_store::OpenMode::OpenOrCreate).await?;
     let tag = run_tag();
     let started = Instant::now();
@@ -304,7 +304,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             reason: "password check failed".into(),
         });
     }
-    out.emit(&report, || {
+    done(out.emit(&report, || {
         format!(
             "bvstore demo — {data}\n\
              users created:     {u} (run tag {tag}) in {nl} languages: {langs}\n\
@@ -351,5 +351,5 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Result<(), Err
             rel = report.cache.reloads_after_invalidation,
             t2 = report.cache.tier2_state,
         )
-    })
+    }))
 }

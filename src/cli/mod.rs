@@ -21,6 +21,7 @@ mod demo;
 mod demo_cache;
 mod demo_files;
 mod file;
+mod file_transfer;
 mod keys;
 mod migrate;
 mod output;
@@ -30,9 +31,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bharatvoice_store::{Config, Error, OpenMode, Store};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-pub(crate) use output::{Out, clean, clean_path};
+pub(crate) use output::{Out, clean, clean_path, page_text};
 
 /// bvstore: the embedded store of the BharatVoice assistant.
 #[derive(Debug, Parser)]
@@ -54,12 +55,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create the data directory and the store (does nothing if it exists).
-    Init {
-        /// Create a new, empty store even where store.redb is missing or
-        /// empty beside other store files (their blobs become unreachable).
-        #[arg(long)]
-        force: bool,
-    },
+    Init(InitArgs),
     /// Manage users, their profiles and consents.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -80,6 +76,14 @@ pub(crate) enum Command {
     /// Commands for crash tests.
     #[command(subcommand, hide = true)]
     Debug(debug::DebugCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Create a new, empty store even where store.redb is missing or
+    /// empty beside other store files (their blobs become unreachable).
+    #[arg(long)]
+    force: bool,
 }
 
 /// Logs go to stderr; `RUST_LOG` sets the filter (default `warn`).
@@ -114,28 +118,31 @@ pub(crate) async fn open_or_create(cli: &Cli, mode: OpenMode) -> Result<Store, E
 /// What every command comes to: an exit code, or an error that picks one.
 pub(crate) type Outcome = Result<ExitCode, Error>;
 
-/// A command that succeeds or fails, and nothing between.
-fn done(result: Result<(), Error>) -> Outcome {
+/// A command that succeeds or fails, and nothing between: the outcome of
+/// its last step (most often printing the result).
+pub(crate) fn done(result: Result<(), Error>) -> Outcome {
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// One line per group, all of one shape: each group's `run` opens what it
+/// needs and calls the function of the subcommand.
 pub(crate) async fn run(cli: Cli) -> Outcome {
     let out = Out::new(cli.json);
     match &cli.command {
-        Command::Init { force } => done(init(&cli, *force, &out).await),
-        Command::User(cmd) => done(user::run(&cli, cmd, &out).await),
-        Command::File(cmd) => done(file::run(&cli, cmd, &out).await),
-        Command::Keys(cmd) => done(keys::run(&cli, cmd, &out).await),
-        Command::Migrate(cmd) => done(migrate::run(&cli, cmd, &out).await),
+        Command::Init(args) => init(&cli, args, &out).await,
+        Command::User(cmd) => user::run(&cli, cmd, &out).await,
+        Command::File(cmd) => file::run(&cli, cmd, &out).await,
+        Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
+        Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
-        Command::Demo(args) => done(demo::run(&cli, args, &out).await),
-        Command::Debug(cmd) => done(debug::run(&cli, cmd).await),
+        Command::Demo(args) => demo::run(&cli, args, &out).await,
+        Command::Debug(cmd) => debug::run(&cli, cmd, &out).await,
     }
 }
 
 /// `bvstore init [--force]`.
-async fn init(cli: &Cli, force: bool, out: &Out) -> Result<(), Error> {
-    let mode = if force {
+async fn init(cli: &Cli, args: &InitArgs, out: &Out) -> Outcome {
+    let mode = if args.force {
         OpenMode::ForceNew
     } else {
         OpenMode::OpenOrCreate
@@ -146,13 +153,13 @@ async fn init(cli: &Cli, force: bool, out: &Out) -> Result<(), Error> {
         "db_file": store.db_file(),
         "schema_version": store.schema_version()?,
     });
-    out.emit(&report, || {
+    done(out.emit(&report, || {
         format!(
             "store ready at {} (schema version {})",
             clean_path(&store.config().data_dir),
             store.schema_version().unwrap_or_default()
         )
-    })
+    }))
 }
 
 fn exit_code(e: &Error) -> u8 {

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use bharatvoice_store::{Error, is_control_or_bidi};
+use bharatvoice_store::{Error, Page, is_control_or_bidi};
 use serde::Serialize;
 
 pub(crate) struct Out {
@@ -75,6 +75,19 @@ pub(crate) fn clean(text: &str) -> Cow<'_, str> {
 /// [`clean`] of a path, for text output.
 pub(crate) fn clean_path(path: &std::path::Path) -> String {
     clean(&path.display().to_string()).into_owned()
+}
+
+/// A page of a listing as text: a line an item, then how to ask for the
+/// next page; `empty` where there is neither.
+pub(crate) fn page_text<T>(page: &Page<T>, line: impl Fn(&T) -> String, empty: &str) -> String {
+    let mut lines: Vec<String> = page.items.iter().map(line).collect();
+    if let Some(next) = &page.next {
+        lines.push(format!("more: --after {next}"));
+    }
+    if lines.is_empty() {
+        lines.push(empty.into());
+    }
+    lines.join("\n")
 }
 
 pub(crate) fn is_broken_pipe(e: &Error) -> bool {

@@ -8,66 +8,68 @@ use bharatvoice_store::{
 };
 use clap::{Args, Subcommand};
 
-use super::{Cli, Out, clean, open};
+use super::{Cli, Out, Outcome, clean, done, open, page_text};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
     /// Create a user.
-    Add {
-        /// Username (3-32 of a-z 0-9 _ . -; case-insensitive).
-        #[arg(long)]
-        username: String,
-        /// Email (unique, case-insensitive).
-        #[arg(long)]
-        email: String,
-        /// Display name.
-        #[arg(long)]
-        display_name: Option<String>,
-        /// Read a password from the first line of stdin.
-        #[arg(long)]
-        password_stdin: bool,
-    },
+    Add(AddArgs),
     /// Show a user by id or username.
-    Show {
-        /// User id or username.
-        user: String,
-    },
+    Show(ShowArgs),
     /// List users, newest first.
-    List {
-        /// At most this many (default 50).
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Continue after this cursor (printed by the previous page).
-        #[arg(long)]
-        after: Option<String>,
-    },
+    List(ListArgs),
     /// Soft-delete a user (by id or username).
-    Rm {
-        /// User id or username.
-        user: String,
-    },
+    Rm(RmArgs),
     /// Restore a soft-deleted user.
-    Restore {
-        /// User id.
-        id: String,
-    },
+    Restore(RestoreArgs),
     /// Show a user's profile, changing it first if options are given.
     Profile(ProfileArgs),
     /// Give or withdraw a consent.
-    Consent {
-        /// User id or username.
-        user: String,
-        /// Consent to give: audio-storage, personalisation or analytics.
-        #[arg(
-            long,
-            conflicts_with = "withdraw",
-            required_unless_present = "withdraw"
-        )]
-        grant: Option<String>,
-        /// Consent to withdraw.
-        #[arg(long)]
-        withdraw: Option<String>,
-    },
+    Consent(ConsentArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// Username (3-32 of a-z 0-9 _ . -; case-insensitive).
+    #[arg(long)]
+    username: String,
+    /// Email (unique, case-insensitive).
+    #[arg(long)]
+    email: String,
+    /// Display name.
+    #[arg(long)]
+    display_name: Option<String>,
+    /// Read a password from the first line of stdin.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// User id or username.
+    user: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// At most this many (default 50).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Continue after this cursor (printed by the previous page).
+    #[arg(long)]
+    after: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// User id or username.
+    user: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// User id.
+    id: String,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +88,22 @@ pub(crate) struct ProfileArgs {
     /// Accent.
     #[arg(long)]
     accent: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsentArgs {
+    /// User id or username.
+    user: String,
+    /// Consent to give: audio-storage, personalisation or analytics.
+    #[arg(
+        long,
+        conflicts_with = "withdraw",
+        required_unless_present = "withdraw"
+    )]
+    grant: Option<String>,
+    /// Consent to withdraw.
+    #[arg(long)]
+    withdraw: Option<String>,
 }
 
 /// Finds a live user by id, else by username.
@@ -138,115 +156,122 @@ fn read_password() -> Result<String, Error> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
-pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Result<(), Error> {
+pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Outcome {
     let store = open(cli).await?;
     match cmd {
-        UserCommand::Add {
-            username,
-            email,
-            display_name,
-            password_stdin,
-        } => {
-            let password = if *password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
-            let mut new = NewUser::new(username, email);
-            new.display_name = display_name.clone();
-            let user = match password {
-                Some(pw) => store.users().create_with_password(new, &pw).await?,
-                None => store.users().create(new).await?,
-            };
-            out.emit(&user, || {
-                format!("created user {} ({})", clean(&user.username), user.id)
-            })
-        }
-        UserCommand::Show { user } => {
-            let u = resolve(&store, user).await?;
-            out.emit(&u, || user_line(&u))
-        }
-        UserCommand::List { limit, after } => {
-            let after = after.as_deref().map(str::parse::<Cursor>).transpose()?;
-            let page = store
-                .users()
-                .list(ListOptions {
-                    limit: *limit,
-                    after,
-                })
-                .await?;
-            out.emit(&page, || {
-                let mut lines: Vec<String> = page.items.iter().map(user_line).collect();
-                if let Some(next) = page.next {
-                    lines.push(format!("more: --after {next}"));
-                }
-                if lines.is_empty() {
-                    lines.push("no users".into());
-                }
-                lines.join("\n")
-            })
-        }
-        UserCommand::Rm { user } => {
-            let u = resolve(&store, user).await?;
-            let u = store.users().delete(u.id).await?;
-            out.emit(&u, || {
-                format!(
-                    "deleted user {} ({}); restore with: bvstore user restore {}",
-                    clean(&u.username),
-                    u.id,
-                    u.id
-                )
-            })
-        }
-        UserCommand::Restore { id } => {
-            let u = store.users().restore(id.parse()?).await?;
-            out.emit(&u, || {
-                format!("restored user {} ({})", clean(&u.username), u.id)
-            })
-        }
-        UserCommand::Profile(args) => {
-            let u = resolve(&store, &args.user).await?;
-            let languages = args
-                .languages
-                .as_ref()
-                .map(|l| {
-                    l.iter()
-                        .map(|t| t.parse::<LanguageTag>())
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()?;
-            let change = ProfileUpdate {
-                languages,
-                region: args.region.clone().map(Some),
-                accent: args.accent.clone().map(Some),
-                audio_retention_days: args.retention_days.map(Some),
-                ..Default::default()
-            };
-            let profile = if change == ProfileUpdate::default() {
-                store.profiles().get(u.id)?
-            } else {
-                store.profiles().upsert(u.id, change).await?
-            };
-            out.emit(&profile, || profile_text(&profile))
-        }
-        UserCommand::Consent {
-            user,
-            grant,
-            withdraw,
-        } => {
-            let u = resolve(&store, user).await?;
-            let (kind, granted) = match (grant, withdraw) {
-                (Some(k), _) => (k.parse::<ConsentKind>()?, true),
-                (None, Some(k)) => (k.parse::<ConsentKind>()?, false),
-                (None, None) => {
-                    return Err(Error::InvalidInput {
-                        field: "consent",
-                        reason: "give --grant or --withdraw".into(),
-                    });
-                }
-            };
-            let profile = store.profiles().set_consent(u.id, kind, granted).await?;
-            out.emit(&profile, || profile_text(&profile))
-        }
+        UserCommand::Add(args) => add(&store, args, out).await,
+        UserCommand::Show(args) => show(&store, args, out).await,
+        UserCommand::List(args) => list(&store, args, out).await,
+        UserCommand::Rm(args) => rm(&store, args, out).await,
+        UserCommand::Restore(args) => restore(&store, args, out).await,
+        UserCommand::Profile(args) => profile(&store, args, out).await,
+        UserCommand::Consent(args) => consent(&store, args, out).await,
     }
+}
+
+/// `bvstore user add`.
+async fn add(store: &Store, args: &AddArgs, out: &Out) -> Outcome {
+    let password = if args.password_stdin {
+        Some(read_password()?)
+    } else {
+        None
+    };
+    let mut new = NewUser::new(&args.username, &args.email);
+    new.display_name = args.display_name.clone();
+    let user = match password {
+        Some(pw) => store.users().create_with_password(new, &pw).await?,
+        None => store.users().create(new).await?,
+    };
+    done(out.emit(&user, || {
+        format!("created user {} ({})", clean(&user.username), user.id)
+    }))
+}
+
+/// `bvstore user show`.
+async fn show(store: &Store, args: &ShowArgs, out: &Out) -> Outcome {
+    let u = resolve(store, &args.user).await?;
+    done(out.emit(&u, || user_line(&u)))
+}
+
+/// `bvstore user list`.
+async fn list(store: &Store, args: &ListArgs, out: &Out) -> Outcome {
+    let after = args
+        .after
+        .as_deref()
+        .map(str::parse::<Cursor>)
+        .transpose()?;
+    let page = store
+        .users()
+        .list(ListOptions {
+            limit: args.limit,
+            after,
+        })
+        .await?;
+    done(out.emit(&page, || page_text(&page, user_line, "no users")))
+}
+
+/// `bvstore user rm`.
+async fn rm(store: &Store, args: &RmArgs, out: &Out) -> Outcome {
+    let u = resolve(store, &args.user).await?;
+    let u = store.users().delete(u.id).await?;
+    done(out.emit(&u, || {
+        format!(
+            "deleted user {} ({}); restore with: bvstore user restore {}",
+            clean(&u.username),
+            u.id,
+            u.id
+        )
+    }))
+}
+
+/// `bvstore user restore`.
+async fn restore(store: &Store, args: &RestoreArgs, out: &Out) -> Outcome {
+    let u = store.users().restore(args.id.parse()?).await?;
+    done(out.emit(&u, || {
+        format!("restored user {} ({})", clean(&u.username), u.id)
+    }))
+}
+
+/// `bvstore user profile`.
+async fn profile(store: &Store, args: &ProfileArgs, out: &Out) -> Outcome {
+    let u = resolve(store, &args.user).await?;
+    let languages = args
+        .languages
+        .as_ref()
+        .map(|l| {
+            l.iter()
+                .map(|t| t.parse::<LanguageTag>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let change = ProfileUpdate {
+        languages,
+        region: args.region.clone().map(Some),
+        accent: args.accent.clone().map(Some),
+        audio_retention_days: args.retention_days.map(Some),
+        ..Default::default()
+    };
+    let profile = if change == ProfileUpdate::default() {
+        store.profiles().get(u.id)?
+    } else {
+        store.profiles().upsert(u.id, change).await?
+    };
+    done(out.emit(&profile, || profile_text(&profile)))
+}
+
+/// `bvstore user consent`.
+async fn consent(store: &Store, args: &ConsentArgs, out: &Out) -> Outcome {
+    let u = resolve(store, &args.user).await?;
+    let (kind, granted) = match (&args.grant, &args.withdraw) {
+        (Some(k), _) => (k.parse::<ConsentKind>()?, true),
+        (None, Some(k)) => (k.parse::<ConsentKind>()?, false),
+        (None, None) => {
+            return Err(Error::InvalidInput {
+                field: "consent",
+                reason: "give --grant or --withdraw".into(),
+            });
+        }
+    };
+    let profile = store.profiles().set_consent(u.id, kind, granted).await?;
+    done(out.emit(&profile, || profile_text(&profile)))
 }
