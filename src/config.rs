@@ -34,6 +34,7 @@ use crate::error::{Error, quote};
 /// | `master_key_file` | none | a private file | `BV_MASTER_KEY_FILE` |
 /// | `verify_on_open` | true: every page checksum of `store.redb` is verified when it opens | true or false | `BV_VERIFY_ON_OPEN` |
 /// | `cache` | see [`CacheConfig`] | | `BV_CACHE_*` |
+/// | `lifecycle` | see [`LifecycleConfig`](crate::LifecycleConfig) | | |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
@@ -47,7 +48,8 @@ use crate::error::{Error, quote};
 /// read the files. Production should pass its own key.
 ///
 /// A TOML file uses the same names, durations in seconds
-/// (`session_idle_timeout_secs`), and a `[cache]` table for the cache.
+/// (`session_idle_timeout_secs`), a `[cache]` table for the cache and a
+/// `[lifecycle]` table for the lifecycle jobs.
 ///
 /// ```
 /// use std::time::Duration;
@@ -98,6 +100,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// The tiered cache.
     pub cache: CacheConfig,
+    /// Expiry, purge and orphan collection.
+    pub lifecycle: crate::LifecycleConfig,
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
@@ -137,6 +141,7 @@ impl Default for Config {
             master_key: None,
             master_key_file: None,
             cache: CacheConfig::default(),
+            lifecycle: crate::LifecycleConfig::default(),
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
@@ -164,6 +169,7 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     verify_on_open: Option<bool>,
     cache: Option<FileCacheConfig>,
+    lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
@@ -265,6 +271,9 @@ impl Config {
                 Some(c) => CacheConfig::from_file(c)?,
                 None => d.cache,
             },
+            lifecycle: f
+                .lifecycle
+                .map_or(d.lifecycle, crate::LifecycleConfig::from_file),
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
@@ -374,7 +383,8 @@ impl Config {
             self.blob_chunk_bytes,
             4 << 10..=16 << 20,
         )?;
-        self.cache.validate()
+        self.cache.validate()?;
+        self.lifecycle.validate()
     }
 
     /// Sets the data directory.
@@ -449,6 +459,12 @@ impl Config {
     /// Sets the cache settings.
     pub fn cache(mut self, cache: CacheConfig) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Sets the lifecycle jobs' settings.
+    pub fn lifecycle(mut self, lifecycle: crate::LifecycleConfig) -> Self {
+        self.lifecycle = lifecycle;
         self
     }
 

@@ -121,6 +121,40 @@ pub(crate) fn clean_tmp(tmp: &Path) -> Result<usize, Error> {
     Ok(removed)
 }
 
+/// Removes the store's own temporary files in `tmp` last written before
+/// `cutoff` (a put still writing one is younger); returns how many and
+/// their bytes. With `dry_run`, only counts them.
+pub(crate) fn remove_old_temporaries(
+    tmp: &Path,
+    cutoff: crate::types::Timestamp,
+    dry_run: bool,
+) -> Result<(u64, u64), Error> {
+    let listing = |e| Error::io(format!("listing {}", tmp.display()), e);
+    let (mut removed, mut bytes) = (0u64, 0u64);
+    for entry in fs::read_dir(tmp).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
+        let Ok(meta) = entry.metadata() else { continue };
+        let ours = meta.is_file() && entry.file_name().to_str().is_some_and(is_own_temporary);
+        if !ours || crate::fsutil::modified(&meta) >= cutoff {
+            continue;
+        }
+        if !dry_run {
+            let path: PathBuf = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+            }
+        }
+        removed += 1;
+        bytes += meta.len();
+    }
+    if removed > 0 && !dry_run {
+        crate::fsutil::sync_dir(tmp)?;
+    }
+    Ok((removed, bytes))
+}
+
 fn refuse(tmp: &Path, what: &str) -> Error {
     Error::io(
         format!("refusing to use {}", tmp.display()),

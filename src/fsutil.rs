@@ -205,3 +205,14 @@ pub(crate) fn mode_of(meta: &fs::Metadata) -> u32 {
         0
     }
 }
+
+/// When a file was last written, as a [`Timestamp`](crate::types::Timestamp)
+/// (the epoch if the file system does not say).
+pub(crate) fn modified(meta: &std::fs::Metadata) -> crate::types::Timestamp {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(crate::types::Timestamp::from_micros(0), |d| {
+            crate::types::Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        })
+}

@@ -34,7 +34,7 @@ impl std::fmt::Display for HealthStatus {
 /// What one part's probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartHealth {
-    /// The part: `database`, `cache`, `blobs` or `jobs`.
+    /// The part: `database`, `cache`, `blobs`, `jobs` or `integrity`.
     pub part: &'static str,
     /// How well it works.
     pub status: HealthStatus,

@@ -100,6 +100,7 @@ pub use error::{Entity, Error};
 pub use fsutil::AtomicFile;
 pub use health::{Health, HealthStatus, PartHealth};
 pub use jobs::{JobReport, JobStatus, Jobs};
+pub use lifecycle::{JOBS as LIFECYCLE_JOBS, Lifecycle, LifecycleConfig};
 pub use model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 pub use model::metric::MetricSample;
 pub use model::profile::{ConsentKind, ConsentState, ProfileUpdate, UserProfile, VoicePreferences};

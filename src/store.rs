@@ -44,6 +44,7 @@ struct Inner {
     cache: Arc<CacheCore>,
     config: Config,
     jobs: JobRuntime,
+    orphan_cursor: crate::lifecycle::OrphanCursor,
 }
 
 impl Drop for Inner {
@@ -114,6 +115,7 @@ impl Store {
                     blobs,
                     cache,
                     config,
+                    orphan_cursor: Default::default(),
                 }
             }),
         };
@@ -224,6 +226,15 @@ impl Store {
         }
     }
 
+    /// Expiry, purge, orphan collection and metric retention: on demand,
+    /// or as a dry run.
+    pub fn lifecycle(&self) -> crate::Lifecycle<'_> {
+        crate::Lifecycle {
+            parts: self.inner.lifecycle_parts(),
+            jobs: &self.inner.jobs,
+        }
+    }
+
     /// Waits until every write queued before this call is durably
     /// committed, including the audit records of refusals, which are
     /// written without their caller waiting for them.
@@ -245,7 +256,12 @@ impl Store {
         &self.inner.db
     }
 
-    /// Each part's health (database, cache, blobs, jobs) and the worst of
+    #[cfg(test)]
+    pub(crate) fn blob_store(&self) -> &BlobStore {
+        &self.inner.blobs
+    }
+
+    /// Each part's health (database, cache, blobs, jobs, integrity) and the worst of
     /// them; the probes only read.
     pub async fn health(&self) -> crate::Health {
         use crate::health::timed;
@@ -255,6 +271,7 @@ impl Store {
             timed(async { inner.cache.health() }).await,
             timed(inner.blobs.health()).await,
             timed(async { inner.jobs.health() }).await,
+            timed(async { crate::lifecycle::health(&inner.db) }).await,
         ])
     }
 
@@ -291,5 +308,21 @@ fn jobs(store: &Weak<Inner>, cache: &Arc<CacheCore>, config: &Config) -> Vec<Job
         }),
     }];
     jobs.extend(cache.jobs(config.cache.sweep_interval));
+    jobs.extend(crate::lifecycle::specs(
+        store,
+        &config.lifecycle,
+        Inner::lifecycle_parts,
+    ));
     jobs
+}
+
+impl Inner {
+    fn lifecycle_parts(&self) -> crate::lifecycle::Parts<'_> {
+        crate::lifecycle::Parts {
+            db: &self.db,
+            blobs: &self.blobs,
+            config: &self.config.lifecycle,
+            cursor: &self.orphan_cursor,
+        }
+    }
 }

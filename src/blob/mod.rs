@@ -270,10 +270,29 @@ impl BlobStore {
         }
     }
 
-    /// Serialises work on one address (puts of the same bytes, purges).
+    /// Serialises work on one address (puts of the same bytes, purges,
+    /// orphan collection).
     pub(crate) async fn lock(&self, address: BlobAddress) -> tokio::sync::MutexGuard<'_, ()> {
-        self.locks[usize::from(address.0[0]) % self.locks.len()]
-            .lock()
-            .await
+        self.locks[self.stripe(address)].lock().await
+    }
+
+    /// Locks every address of a batch, stripe by stripe in stripe order (a
+    /// put holds one stripe at a time, so this cannot deadlock with it).
+    pub(crate) async fn lock_many(
+        &self,
+        addresses: impl IntoIterator<Item = BlobAddress>,
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = addresses.into_iter().map(|a| self.stripe(a)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            guards.push(self.locks[s].lock().await);
+        }
+        guards
+    }
+
+    fn stripe(&self, address: BlobAddress) -> usize {
+        usize::from(address.0[0]) % self.locks.len()
     }
 }

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use tracing::instrument;
 
-use crate::db::schema::{FILES, FILES_BY_BLOB, FILES_BY_EXPIRY, FILES_BY_OWNER};
+use crate::db::schema::{FILES, FILES_BY_BLOB, FILES_BY_DELETED, FILES_BY_EXPIRY, FILES_BY_OWNER};
 use crate::db::txn::ReadTxn;
 use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext, quote};
@@ -43,7 +43,9 @@ pub(crate) fn check(new: &NewAudioFile) -> Result<(), Error> {
     new.tags.iter().try_for_each(|t| check_line("tag", t))
 }
 
-fn set_deleted(
+/// Soft-deletes (`deleted`) or restores a record, moving it out of or
+/// back into the expiry index and into or out of the deletion index.
+pub(crate) fn set_deleted(
     txn: &WriteTransaction,
     id: FileId,
     deleted: bool,
@@ -55,19 +57,28 @@ fn set_deleted(
     let mut by_expiry = txn
         .open_table(FILES_BY_EXPIRY)
         .ctx("opening files_by_expiry")?;
+    let mut by_deleted = txn
+        .open_table(FILES_BY_DELETED)
+        .ctx("opening files_by_deleted")?;
     match (deleted, f.deleted_at) {
         (true, Some(_)) => return Err(Error::not_found(Entity::AudioFile, id)),
         (false, None) => return Ok(f),
         (true, None) => {
             f.deleted_at = Some(now);
+            by_deleted
+                .insert((now.as_micros(), id.to_key()), ())
+                .ctx("writing files_by_deleted")?;
             if let Some(e) = f.expires_at {
                 by_expiry
                     .remove((e.as_micros(), id.to_key()))
                     .ctx("writing files_by_expiry")?;
             }
         }
-        (false, Some(_)) => {
+        (false, Some(was)) => {
             f.deleted_at = None;
+            by_deleted
+                .remove((was.as_micros(), id.to_key()))
+                .ctx("writing files_by_deleted")?;
             if let Some(e) = f.expires_at {
                 by_expiry
                     .insert((e.as_micros(), id.to_key()), ())

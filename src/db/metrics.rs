@@ -10,6 +10,23 @@ use crate::model::metric::MetricSample;
 use crate::model::validate::{check_line, check_metric_name};
 use crate::types::{MetricId, Timestamp};
 
+/// Writes one sample (checked by the caller, or made by the store).
+pub(crate) fn insert(txn: &redb::WriteTransaction, sample: &MetricSample) -> Result<(), Error> {
+    let bytes = codec::encode(sample)?;
+    txn.open_table(METRICS)
+        .ctx("opening metrics")?
+        .insert(
+            (
+                sample.name.as_str(),
+                sample.at.as_micros(),
+                sample.id.to_key(),
+            ),
+            bytes.as_slice(),
+        )
+        .ctx("writing metrics")?;
+    Ok(())
+}
+
 /// System metric samples; from [`Store::metrics`](crate::Store::metrics).
 ///
 /// ```
@@ -50,19 +67,9 @@ impl Metrics<'_> {
         if !sample.value.is_finite() {
             return Err(Error::invalid("metric value", "must be a finite number"));
         }
-        let bytes = codec::encode(&sample)?;
         self.db
             .write(move |txn| {
-                let mut t = txn.open_table(METRICS).ctx("opening metrics")?;
-                t.insert(
-                    (
-                        sample.name.as_str(),
-                        sample.at.as_micros(),
-                        sample.id.to_key(),
-                    ),
-                    bytes.as_slice(),
-                )
-                .ctx("writing metrics")?;
+                insert(txn, &sample)?;
                 Ok(sample.id)
             })
             .await

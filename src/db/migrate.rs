@@ -42,7 +42,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// One migration step.
 struct Step {
@@ -71,6 +71,11 @@ const STEPS: &[Step] = &[
         from: 4,
         name: "user record format 3: no repeated id, updated_at relative to created_at",
         run: v4_to_v5,
+    },
+    Step {
+        from: 5,
+        name: "indexes of soft-deleted files and sessions (for the purge); damaged blobs",
+        run: super::migrate_v6::v5_to_v6,
     },
 ];
 

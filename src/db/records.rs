@@ -179,6 +179,13 @@ pub(crate) struct SessionV1 {
     deleted_at: Option<i64>,
 }
 
+impl SessionV1 {
+    /// When the session was soft-deleted (for migrations).
+    pub(crate) fn deleted_at(&self) -> Option<i64> {
+        self.deleted_at
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct TurnV1 {
     role: RoleV1,
@@ -276,6 +283,13 @@ pub(crate) struct FileV1 {
     created_at: i64,
     updated_at: i64,
     deleted_at: Option<i64>,
+}
+
+impl FileV1 {
+    /// When the file was soft-deleted (for migrations).
+    pub(crate) fn deleted_at(&self) -> Option<i64> {
+        self.deleted_at
+    }
 }
 
 #[derive(Serialize, Deserialize)]

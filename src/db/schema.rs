@@ -32,6 +32,9 @@
 //! | `blobs_by_owner` | (owner, blob address) | () |
 //! | `grants` | (file, grantee) | () |
 //! | `audit` | (time, event id) | audit event record |
+//! | `files_by_deleted` | (deleted at, file) | () |
+//! | `sessions_by_deleted` | (deleted at, session) | () |
+//! | `damaged_blobs` | blob address | damage record: when found, why |
 
 use redb::TableDefinition;
 
@@ -64,6 +67,15 @@ pub(super) const BLOBS_BY_OWNER: TableDefinition<(u128, [u8; 32]), ()> =
     TableDefinition::new("blobs_by_owner");
 pub(super) const GRANTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("grants");
 pub(super) const AUDIT: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("audit");
+/// Soft-deleted files by deletion time: what the purge takes, oldest first.
+pub(super) const FILES_BY_DELETED: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("files_by_deleted");
+/// Soft-deleted sessions by deletion time.
+pub(super) const SESSIONS_BY_DELETED: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("sessions_by_deleted");
+/// Blobs found missing or changed behind the store's back.
+pub(super) const DAMAGED_BLOBS: TableDefinition<[u8; 32], &[u8]> =
+    TableDefinition::new("damaged_blobs");
 
 /// `meta` key holding the master key check value.
 pub(super) const MASTER_CHECK_KEY: &str = "master_key_check";
@@ -94,5 +106,8 @@ pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
     txn.open_table(BLOBS_BY_OWNER)?;
     txn.open_table(GRANTS)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(FILES_BY_DELETED)?;
+    txn.open_table(SESSIONS_BY_DELETED)?;
+    txn.open_table(DAMAGED_BLOBS)?;
     Ok(())
 }

@@ -10,7 +10,7 @@
 use redb::WriteTransaction;
 use tracing::instrument;
 
-use crate::db::schema::{SESSIONS, SESSIONS_BY_EXPIRY, SESSIONS_BY_USER};
+use crate::db::schema::{SESSIONS, SESSIONS_BY_DELETED, SESSIONS_BY_EXPIRY, SESSIONS_BY_USER};
 use crate::db::users::require_live;
 use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
@@ -50,7 +50,7 @@ fn expiry_key(s: &ConversationSession) -> (i64, u128) {
 }
 
 /// Loads a live session for change, applies `f`, and rewrites row and indexes.
-fn modify(
+pub(crate) fn modify(
     txn: &WriteTransaction,
     id: SessionId,
     now: Timestamp,
@@ -63,6 +63,12 @@ fn modify(
     let (old_user_key, old_expiry_key, was_open) =
         (user_key(&s), expiry_key(&s), s.ended_at.is_none());
     f(&mut s)?;
+    if let Some(at) = s.deleted_at {
+        txn.open_table(SESSIONS_BY_DELETED)
+            .ctx("opening sessions_by_deleted")?
+            .insert((at.as_micros(), id.to_key()), ())
+            .ctx("writing sessions_by_deleted")?;
+    }
     s.updated_at = now;
     let mut by_user = txn
         .open_table(SESSIONS_BY_USER)

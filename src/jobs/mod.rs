@@ -44,6 +44,7 @@ pub(crate) use runtime::{JobRuntime, JobSpec};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct JobOutcome {
     pub(crate) counts: Vec<(&'static str, u64)>,
+    pub(crate) skipped: Vec<(&'static str, u64)>,
     pub(crate) more: bool,
 }
 
@@ -53,6 +54,37 @@ impl JobOutcome {
         match self.counts.iter_mut().find(|(w, _)| *w == what) {
             Some((_, c)) => *c += n,
             None => self.counts.push((what, n)),
+        }
+    }
+
+    /// Adds `n` to the things left alone for the reason `why`.
+    pub(crate) fn skip(&mut self, why: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.skipped.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, c)) => *c += n,
+            None => self.skipped.push((why, n)),
+        }
+    }
+
+    /// The report of a pass that started at `started_at` and took
+    /// `duration_us`.
+    pub(crate) fn report(
+        self,
+        job: &'static str,
+        started_at: Timestamp,
+        duration_us: u64,
+        dry_run: bool,
+    ) -> JobReport {
+        JobReport {
+            job,
+            started_at,
+            duration_us,
+            counts: self.counts,
+            skipped: self.skipped,
+            more: self.more,
+            dry_run,
         }
     }
 }
@@ -69,12 +101,45 @@ pub struct JobReport {
     /// What it did, by name (`blobs_rewrapped`, `rows_swept`, ...), in the
     /// order the job reports them.
     pub counts: Vec<(&'static str, u64)>,
+    /// What it left alone, by reason (`young`, `restored_since_plan`,
+    /// ...), with how many.
+    pub skipped: Vec<(&'static str, u64)>,
     /// Work remains that this bounded pass left: the runtime runs the job
     /// again at once.
     pub more: bool,
+    /// Nothing was changed: the counts say what a real pass would do.
+    pub dry_run: bool,
 }
 
 impl JobReport {
+    /// Adds a later pass of the same job to this report: counts and skips
+    /// summed, durations added, `more` from the later pass.
+    pub fn merge(&mut self, later: JobReport) {
+        let mut sum = JobOutcome {
+            counts: std::mem::take(&mut self.counts),
+            skipped: std::mem::take(&mut self.skipped),
+            more: later.more,
+        };
+        for (what, n) in later.counts {
+            sum.count(what, n);
+        }
+        for (why, n) in later.skipped {
+            sum.skip(why, n);
+        }
+        self.counts = sum.counts;
+        self.skipped = sum.skipped;
+        self.more = sum.more;
+        self.duration_us = self.duration_us.saturating_add(later.duration_us);
+    }
+
+    /// How many were left alone for the reason `why` (0 if none).
+    pub fn skipped(&self, why: &str) -> u64 {
+        self.skipped
+            .iter()
+            .find(|(w, _)| *w == why)
+            .map_or(0, |(_, n)| *n)
+    }
+
     /// The count named `what` (0 when the pass did not report it).
     pub fn count(&self, what: &str) -> u64 {
         self.counts
@@ -132,6 +197,10 @@ impl Jobs<'_> {
     pub async fn run(&self, name: &str) -> Result<JobReport, Error> {
         self.runtime.run(name).await
     }
+}
+
+pub(crate) fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn ms(d: Duration) -> u64 {

@@ -268,13 +268,7 @@ async fn pass(
     s.runs += 1;
     match result {
         Ok(Ok(outcome)) => {
-            let report = JobReport {
-                job: name,
-                started_at,
-                duration_us,
-                counts: outcome.counts,
-                more: outcome.more,
-            };
+            let report = outcome.report(name, started_at, duration_us, false);
             tracing::debug!(job = name, duration_us, more = report.more, "job pass done");
             s.last_report = Some(report.clone());
             Ok(report)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{BlobBackend, BlobSource, StoredBlob};
 use crate::error::Error;
-use crate::types::{BlobAddress, Timestamp};
+use crate::types::BlobAddress;
 
 /// Blobs in a local directory.
 pub(crate) struct LocalDir {
@@ -62,6 +62,23 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Writes zeros once over a blob file and syncs it (not through a link).
+fn overwrite(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = File::options()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut left = f.metadata()?.len();
+    let zeros = vec![0u8; 1 << 16];
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(zeros.len());
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_data()
+}
+
 impl BlobBackend for LocalDir {
     fn name(&self) -> &'static str {
         "local"
@@ -106,6 +123,11 @@ impl BlobBackend for LocalDir {
             return Ok(false);
         }
         let path = self.path_of(address);
+        // Best effort: the key deletion is what makes the bytes unreadable
+        // (see `docs/LIFECYCLE.md`); this only keeps them off a plain disk.
+        if let Err(e) = overwrite(&path) {
+            tracing::warn!(blob = %address, error = %e, "could not overwrite a blob before deleting it");
+        }
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -148,13 +170,7 @@ impl BlobBackend for LocalDir {
                     if hex::decode_to_slice(&name, &mut address).is_err() {
                         continue;
                     }
-                    let modified = meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(Timestamp::from_micros(0), |d| {
-                            Timestamp::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-                        });
+                    let modified = crate::fsutil::modified(&meta);
                     found.push(StoredBlob {
                         address: BlobAddress(address),
                         bytes: meta.len(),

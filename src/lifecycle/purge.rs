@@ -1,0 +1,162 @@
+//! The purge: soft-deleted files and sessions past the grace period are
+//! removed for good, and a blob whose last reference goes is destroyed.
+//!
+//! It works as plan, then apply (as rustic's prune does). The plan is read
+//! from one snapshot: the oldest soft-deleted records deleted before the
+//! cutoff. The apply holds the address locks of the batch's blobs (so no
+//! put of the same bytes runs between the row's removal and the file's),
+//! and re-checks every record in its write transaction: a file restored
+//! since the plan is kept, and a blob that gained a reference since the
+//! plan keeps its row, because references are counted in that transaction.
+//!
+//! A blob's row holds its wrapped data key, and it goes in the same
+//! transaction as the blob's last reference: from that commit the sealed
+//! bytes cannot be decrypted, even with the master key (crypto-shredding,
+//! NIST SP 800-88's "cryptographic erase"). The file is then overwritten
+//! once and unlinked, best effort (see `docs/LIFECYCLE.md` for why the
+//! overwrite is no guarantee on flash and copy-on-write file systems). A
+//! file that cannot be deleted is left for the orphan collector.
+
+use std::collections::HashMap;
+
+use crate::db::blobs::get_row;
+use crate::db::lifecycle::{
+    FilePurge, purge_file, purge_session, purgeable_files, purgeable_sessions,
+};
+use crate::error::Error;
+use crate::jobs::JobOutcome;
+use crate::lifecycle::Parts;
+use crate::types::{BlobAddress, FileId, SessionId, Timestamp};
+
+pub(crate) const JOB: &str = "purge";
+
+/// What one snapshot says is due.
+struct Plan {
+    files: Vec<(FileId, BlobAddress)>,
+    sessions: Vec<SessionId>,
+    /// For a dry run: blobs the plan would free, and their stored bytes.
+    freed: Vec<(BlobAddress, u64)>,
+}
+
+fn plan(
+    txn: &redb::ReadTransaction,
+    cutoff: Timestamp,
+    limit: usize,
+    preview: bool,
+) -> Result<Plan, Error> {
+    let files = purgeable_files(txn, cutoff, limit)?;
+    let sessions = purgeable_sessions(txn, cutoff, limit)?;
+    let mut freed = Vec::new();
+    if preview {
+        let mut refs: HashMap<BlobAddress, (u64, u64)> = HashMap::new();
+        for (_, address) in &files {
+            if let std::collections::hash_map::Entry::Vacant(e) = refs.entry(*address)
+                && let Some(row) = get_row(txn, *address)?
+            {
+                e.insert((row.refcount, row.stored_bytes));
+            }
+            if let Some((left, bytes)) = refs.get_mut(address) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    freed.push((*address, *bytes));
+                }
+            }
+        }
+    }
+    Ok(Plan {
+        files,
+        sessions,
+        freed,
+    })
+}
+
+/// One pass: a batch of files and a batch of sessions.
+pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome, Error> {
+    let cutoff = parts.db.now().minus(parts.config.purge_grace);
+    let limit = if dry_run {
+        usize::MAX
+    } else {
+        parts.config.batch
+    };
+    let plan = parts
+        .db
+        .scan(move |txn| plan(txn, cutoff, limit, dry_run))
+        .await?;
+    let mut out = JobOutcome::default();
+    for what in [
+        "files_purged",
+        "sessions_purged",
+        "blobs_destroyed",
+        "bytes_freed",
+    ] {
+        out.count(what, 0);
+    }
+    if dry_run {
+        out.count("files_purged", plan.files.len() as u64);
+        out.count("sessions_purged", plan.sessions.len() as u64);
+        out.count("blobs_destroyed", plan.freed.len() as u64);
+        out.count("bytes_freed", plan.freed.iter().map(|(_, b)| b).sum());
+        return Ok(out);
+    }
+    out.more = plan.files.len() == limit || plan.sessions.len() == limit;
+    let _locks = parts
+        .blobs
+        .lock_many(plan.files.iter().map(|(_, a)| *a))
+        .await;
+    let (files, sessions) = (plan.files, plan.sessions);
+    let planned_sessions = sessions.len() as u64;
+    let (results, sessions_purged) = parts
+        .db
+        .write(move |txn| {
+            let mut results = Vec::with_capacity(files.len());
+            for (id, _) in &files {
+                results.push(purge_file(txn, *id, cutoff)?);
+            }
+            let mut n = 0u64;
+            for id in &sessions {
+                n += u64::from(purge_session(txn, *id, cutoff)?);
+            }
+            Ok((results, n))
+        })
+        .await?;
+    out.count("sessions_purged", sessions_purged);
+    out.skip(
+        "session_gone_since_plan",
+        planned_sessions - sessions_purged,
+    );
+    let mut doomed = Vec::new();
+    for result in results {
+        match result {
+            FilePurge::NotDue => out.skip("file_restored_since_plan", 1),
+            FilePurge::Removed => {
+                out.count("files_purged", 1);
+                out.skip("blob_still_referenced", 1);
+            }
+            FilePurge::RemovedWithBlob(address, row) => {
+                out.count("files_purged", 1);
+                out.count("blobs_destroyed", 1);
+                out.count("bytes_freed", row.stored_bytes);
+                doomed.push(address);
+            }
+        }
+    }
+    let backend = std::sync::Arc::clone(&parts.blobs.backend);
+    let failed = tokio::task::spawn_blocking(move || {
+        let mut failed = 0u64;
+        for address in doomed {
+            if let Err(e) = backend.delete(address) {
+                tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be deleted; the orphan collector will retry");
+                failed += 1;
+            }
+        }
+        failed
+    })
+    .await
+    .map_err(|e| Error::join("deleting purged blobs", e))?;
+    out.skip("blob_file_delete_failed", failed);
+    let purged = out.counts.iter().map(|(_, n)| *n).sum::<u64>();
+    if purged > 0 {
+        tracing::info!(counts = ?out.counts, "purged");
+    }
+    Ok(out)
+}

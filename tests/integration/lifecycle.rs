@@ -1,0 +1,469 @@
+//! Lifecycle jobs: expiry by retention and idle time, purge after a grace
+//! period with blobs destroyed, orphan collection, metric retention, dry
+//! runs. Time moves on a manual clock; nothing sleeps.
+
+use std::time::Duration;
+
+use bharatvoice_store::{
+    Actor, AudioFile, Config, Error, HealthStatus, LifecycleConfig, ManualClock, MetricSample,
+    NewUser, ProfileUpdate, PutOptions, Store, Timestamp, User,
+};
+
+use crate::common::{blob_file, config};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+struct World {
+    dir: tempfile::TempDir,
+    clock: ManualClock,
+    store: Store,
+}
+
+async fn world(lifecycle: LifecycleConfig) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    // Blob files carry real modification times: start the manual clock now.
+    let clock = ManualClock::new(Timestamp::now());
+    let c: Config = config(dir.path())
+        .clock(clock.clone())
+        .default_retention_days(7)
+        .session_idle_timeout(Duration::from_secs(600))
+        .lifecycle(lifecycle);
+    let store = Store::open(c).await.unwrap();
+    World { dir, clock, store }
+}
+
+impl World {
+    async fn user(&self, name: &str) -> User {
+        self.store
+            .users()
+            .create(NewUser::new(name, format!("{name}@example.in")))
+            .await
+            .unwrap()
+    }
+
+    async fn put(&self, user: &User, bytes: &[u8], retention_days: Option<u32>) -> AudioFile {
+        let mut options = PutOptions::content_type("audio/wav");
+        options.retention_days = retention_days;
+        self.store
+            .files()
+            .put_bytes(Actor::User(user.id), user.id, bytes, options)
+            .await
+            .unwrap()
+    }
+
+    async fn live(&self, f: &AudioFile) -> bool {
+        match self.store.files().stat(Actor::System, f.id).await {
+            Ok(_) => true,
+            Err(Error::NotFound { .. }) => false,
+            Err(e) => panic!("stat: {e}"),
+        }
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                files_under(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+async fn expire(w: &World) -> bharatvoice_store::JobReport {
+    w.store.lifecycle().run("expiry", false).await.unwrap()
+}
+
+#[tokio::test]
+async fn expiry_follows_the_file_then_the_profile_then_the_store_default() {
+    let w = world(LifecycleConfig::default()).await;
+    let asha = w.user("asha").await;
+    let ravi = w.user("ravi").await;
+    w.store
+        .profiles()
+        .upsert(
+            ravi.id,
+            ProfileUpdate {
+                audio_retention_days: Some(Some(3)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let own = w.put(&asha, b"one day", Some(1)).await;
+    let by_profile = w.put(&ravi, b"three days", None).await;
+    let by_default = w.put(&asha, b"seven days", None).await;
+
+    assert_eq!(expire(&w).await.count("files_expired"), 0);
+    w.clock.advance(DAY + Duration::from_secs(1));
+    assert_eq!(expire(&w).await.count("files_expired"), 1);
+    assert!(!w.live(&own).await && w.live(&by_profile).await && w.live(&by_default).await);
+    w.clock.advance(2 * DAY);
+    assert_eq!(expire(&w).await.count("files_expired"), 1);
+    assert!(!w.live(&by_profile).await && w.live(&by_default).await);
+    w.clock.advance(4 * DAY);
+    let report = expire(&w).await;
+    assert_eq!(report.count("files_expired"), 1);
+    assert!(!w.live(&by_default).await);
+    // Expired files are soft-deleted: restorable until the purge.
+    w.store
+        .files()
+        .restore(Actor::System, own.id)
+        .await
+        .unwrap();
+    assert!(w.live(&own).await);
+    // The pass is written as metric samples.
+    let samples = w
+        .store
+        .metrics()
+        .query(
+            "lifecycle.expiry.files_expired",
+            Timestamp::MIN,
+            Timestamp::MAX,
+        )
+        .await
+        .unwrap();
+    assert_eq!(samples.iter().map(|s| s.value).sum::<f64>(), 3.0);
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_and_ended_ones_do_not() {
+    let w = world(LifecycleConfig::default()).await;
+    let u = w.user("meena").await;
+    let idle = w.store.sessions().create(u.id, None).await.unwrap();
+    let ended = w.store.sessions().create(u.id, None).await.unwrap();
+    w.store.sessions().end(ended.id).await.unwrap();
+    w.clock.advance(Duration::from_secs(300));
+    let busy = w.store.sessions().create(u.id, None).await.unwrap();
+    w.clock.advance(Duration::from_secs(301));
+    let report = w.store.lifecycle().run("expiry", false).await.unwrap();
+    assert_eq!(report.count("sessions_expired"), 1, "{report:?}");
+    assert!(matches!(
+        w.store.sessions().get(idle.id),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(w.store.sessions().get(ended.id).is_ok());
+    assert!(w.store.sessions().get(busy.id).is_ok());
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_says_what_a_run_would_do() {
+    let w = world(LifecycleConfig::default().purge_grace(Duration::ZERO)).await;
+    let u = w.user("tara").await;
+    let files = [
+        w.put(&u, b"a", Some(1)).await,
+        w.put(&u, b"b", Some(1)).await,
+        w.put(&u, b"c", Some(30)).await,
+    ];
+    w.clock.advance(2 * DAY);
+    let dry = w.store.lifecycle().run("expiry", true).await.unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.count("files_expired"), 2);
+    assert!(w.live(&files[0]).await && w.live(&files[1]).await);
+    assert!(
+        w.store
+            .jobs()
+            .status("expiry")
+            .unwrap()
+            .last_report
+            .is_none()
+    );
+    let real = w.store.lifecycle().run("expiry", false).await.unwrap();
+    assert_eq!(real.count("files_expired"), 2);
+
+    let dry = w.store.lifecycle().run("purge", true).await.unwrap();
+    assert_eq!(
+        (dry.count("files_purged"), dry.count("blobs_destroyed")),
+        (2, 2)
+    );
+    assert!(blob_file(w.dir.path(), &files[0]).exists());
+    let real = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(dry.counts, real.counts);
+    assert!(!blob_file(w.dir.path(), &files[0]).exists());
+    assert!(blob_file(w.dir.path(), &files[2]).exists());
+}
+
+#[tokio::test]
+async fn the_purge_waits_for_the_grace_period_and_removes_everything() {
+    let w = world(LifecycleConfig::default()).await;
+    let u = w.user("neha").await;
+    let f = w.put(&u, &vec![7u8; 300_000], None).await;
+    let peer = w.user("peer").await;
+    w.store
+        .files()
+        .grant(Actor::User(u.id), f.id, peer.id)
+        .await
+        .unwrap();
+    w.store
+        .files()
+        .delete(Actor::User(u.id), f.id)
+        .await
+        .unwrap();
+    let s = w.store.sessions().create(u.id, None).await.unwrap();
+    w.store.sessions().delete(s.id).await.unwrap();
+
+    w.clock.advance(29 * DAY);
+    let early = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(
+        early.count("files_purged") + early.count("sessions_purged"),
+        0
+    );
+    w.store.files().restore(Actor::System, f.id).await.unwrap();
+    w.store.files().delete(Actor::System, f.id).await.unwrap();
+    // Deleted again just now: the grace period starts over.
+    w.clock.advance(2 * DAY);
+    let report = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(report.count("sessions_purged"), 1);
+    assert_eq!(report.count("files_purged"), 0);
+    w.clock.advance(29 * DAY);
+    let report = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(report.count("files_purged"), 1, "{report:?}");
+    assert_eq!(report.count("blobs_destroyed"), 1);
+    assert_eq!(report.count("bytes_freed"), f.stored_bytes);
+    assert!(!blob_file(w.dir.path(), &f).exists());
+    assert!(matches!(
+        w.store.files().restore(Actor::System, f.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        w.store
+            .sessions()
+            .list_for_user(u.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Idempotent: nothing left to do.
+    let again = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert!(again.counts.iter().all(|(_, n)| *n == 0), "{again:?}");
+    // The same bytes can be stored again afresh.
+    let back = w.put(&u, &vec![7u8; 300_000], None).await;
+    assert_eq!(back.blob, f.blob);
+    assert_eq!(
+        w.store
+            .files()
+            .read(Actor::User(u.id), back.id)
+            .await
+            .unwrap(),
+        vec![7u8; 300_000]
+    );
+}
+
+#[tokio::test]
+async fn a_shared_blob_lives_until_its_last_reference_is_purged() {
+    let w = world(LifecycleConfig::default().purge_grace(Duration::ZERO)).await;
+    let u = w.user("isha").await;
+    let a = w.put(&u, b"same bytes", None).await;
+    let b = w.put(&u, b"same bytes", None).await;
+    assert_eq!(a.blob, b.blob);
+    w.store.files().delete(Actor::System, a.id).await.unwrap();
+    let report = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(report.count("files_purged"), 1);
+    assert_eq!(report.count("blobs_destroyed"), 0);
+    assert_eq!(report.skipped("blob_still_referenced"), 1);
+    assert_eq!(
+        w.store.files().read(Actor::System, b.id).await.unwrap(),
+        b"same bytes"
+    );
+    // A new reference after the deletion keeps the blob too.
+    w.store.files().delete(Actor::System, b.id).await.unwrap();
+    let c = w.put(&u, b"same bytes", None).await;
+    let report = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(
+        (
+            report.count("files_purged"),
+            report.count("blobs_destroyed")
+        ),
+        (1, 0)
+    );
+    assert_eq!(
+        w.store.files().read(Actor::System, c.id).await.unwrap(),
+        b"same bytes"
+    );
+    w.store.files().delete(Actor::System, c.id).await.unwrap();
+    let report = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(report.count("blobs_destroyed"), 1);
+    assert!(!blob_file(w.dir.path(), &c).exists());
+}
+
+#[tokio::test]
+async fn purges_in_batches_and_runs_to_the_end() {
+    let w = world(
+        LifecycleConfig::default()
+            .purge_grace(Duration::ZERO)
+            .batch(7),
+    )
+    .await;
+    let u = w.user("batch").await;
+    for i in 0..30u32 {
+        let f = w.put(&u, &i.to_le_bytes(), None).await;
+        w.store.files().delete(Actor::System, f.id).await.unwrap();
+    }
+    let one = w.store.lifecycle().run("purge", false).await.unwrap();
+    assert_eq!(one.count("files_purged"), 7);
+    assert!(one.more);
+    let rest = w
+        .store
+        .lifecycle()
+        .run_to_end("purge", false)
+        .await
+        .unwrap();
+    assert_eq!(rest.count("files_purged"), 23);
+    assert!(!rest.more);
+    assert_eq!(
+        files_under(&w.dir.path().join("blobs")),
+        0,
+        "no blob file is left"
+    );
+}
+
+#[tokio::test]
+async fn orphans_are_collected_after_the_grace_period_and_missing_blobs_are_marked() {
+    let w = world(LifecycleConfig::default()).await;
+    let u = w.user("orphan").await;
+    let kept = w.put(&u, b"kept", None).await;
+    let gone = w.put(&u, b"its file will be deleted", None).await;
+    // An orphan: a blob file whose row never committed (as after a crash).
+    let orphan_path = {
+        let p = w.dir.path().join("blobs/ab/ab").join("ab".repeat(32));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"sealed bytes nobody names").unwrap();
+        p
+    };
+    let tmp = w
+        .dir
+        .path()
+        .join("tmp")
+        .join(format!("{}.part", "0f".repeat(16)));
+    std::fs::write(&tmp, b"half a put").unwrap();
+    let foreign = w.dir.path().join("tmp").join("not-ours.txt");
+    std::fs::write(&foreign, b"left alone").unwrap();
+    std::fs::remove_file(blob_file(w.dir.path(), &gone)).unwrap();
+
+    let young = w.store.lifecycle().run("orphans", false).await.unwrap();
+    assert_eq!(young.count("orphans_removed"), 0);
+    assert!(young.skipped("younger_than_grace") >= 1);
+    assert!(orphan_path.exists());
+    assert_eq!(young.count("blobs_missing"), 1);
+    let damaged = w.store.lifecycle().damaged().unwrap();
+    assert_eq!(damaged.len(), 1);
+    assert_eq!(damaged[0].0, gone.blob);
+    assert_eq!(w.store.health().await.status, HealthStatus::Degraded);
+    // The record is kept, and says what it lost when read.
+    assert!(w.store.files().read(Actor::System, gone.id).await.is_err());
+
+    w.clock.advance(Duration::from_secs(2 * 3600));
+    let dry = w.store.lifecycle().run("orphans", true).await.unwrap();
+    assert_eq!(dry.count("orphans_removed"), 1);
+    assert!(orphan_path.exists());
+    let real = w.store.lifecycle().run("orphans", false).await.unwrap();
+    assert_eq!(real.count("orphans_removed"), 1, "{real:?}");
+    assert!(!orphan_path.exists());
+    assert_eq!(real.count("blobs_marked_damaged"), 0, "marked once");
+    assert!(!tmp.exists());
+    assert_eq!(real.count("temporaries_removed"), 1);
+    assert!(
+        foreign.exists(),
+        "the store never deletes what it did not make"
+    );
+    assert_eq!(
+        w.store.files().read(Actor::System, kept.id).await.unwrap(),
+        b"kept"
+    );
+    // Purging the damaged file clears the mark.
+    w.store
+        .files()
+        .delete(Actor::System, gone.id)
+        .await
+        .unwrap();
+    w.clock.advance(31 * DAY);
+    w.store.lifecycle().run("purge", false).await.unwrap();
+    assert!(w.store.lifecycle().damaged().unwrap().is_empty());
+    assert_eq!(w.store.health().await.status, HealthStatus::Healthy);
+}
+
+#[tokio::test]
+async fn puts_racing_the_collectors_lose_nothing() {
+    let w = world(
+        LifecycleConfig::default()
+            .purge_grace(Duration::ZERO)
+            .orphan_grace(Duration::ZERO),
+    )
+    .await;
+    let u = w.user("racer").await;
+    let store = w.store.clone();
+    let collector = tokio::spawn(async move {
+        for _ in 0..60 {
+            store.lifecycle().run("orphans", false).await.unwrap();
+            store.lifecycle().run("purge", false).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut kept = Vec::new();
+    for i in 0..120u32 {
+        // Few distinct contents: puts keep landing on blobs being purged.
+        let bytes = vec![(i % 5) as u8; 5000];
+        let f = w.put(&u, &bytes, None).await;
+        if i % 2 == 0 {
+            w.store.files().delete(Actor::System, f.id).await.unwrap();
+        } else {
+            kept.push((f, bytes));
+        }
+    }
+    collector.await.unwrap();
+    w.store.lifecycle().run_all(false).await.unwrap();
+    for (f, bytes) in &kept {
+        assert_eq!(
+            &w.store.files().read(Actor::System, f.id).await.unwrap(),
+            bytes
+        );
+    }
+    assert!(w.store.lifecycle().damaged().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn old_metric_samples_are_dropped() {
+    let w = world(LifecycleConfig::default().metric_retention(Duration::from_secs(3600))).await;
+    let now = w.clock.now();
+    for (name, age_secs) in [
+        ("asr.ms", 7200),
+        ("asr.ms", 60),
+        ("tts.ms", 4000),
+        ("tts.ms", 10),
+    ] {
+        w.store
+            .metrics()
+            .record(MetricSample::new(name, 1.0).at(now.minus(Duration::from_secs(age_secs))))
+            .await
+            .unwrap();
+    }
+    let report = w
+        .store
+        .lifecycle()
+        .run("metric-retention", false)
+        .await
+        .unwrap();
+    assert_eq!(report.count("samples_dropped"), 2);
+    for name in ["asr.ms", "tts.ms"] {
+        let left = w
+            .store
+            .metrics()
+            .query(name, Timestamp::MIN, Timestamp::MAX)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_jobs_are_refused() {
+    let w = world(LifecycleConfig::default()).await;
+    assert!(matches!(
+        w.store.lifecycle().run("everything", false).await,
+        Err(Error::InvalidInput { .. })
+    ));
+}
