@@ -22,6 +22,7 @@ mod demo_cache;
 mod demo_files;
 mod file;
 mod file_transfer;
+mod gc;
 mod keys;
 mod migrate;
 mod output;
@@ -71,6 +72,8 @@ pub(crate) enum Command {
     /// Get, set and manage the tiered cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Expire, purge and collect orphans now (or show what would go).
+    Gc(gc::GcArgs),
     /// Run a short realistic workload and print a summary.
     Demo(demo::DemoArgs),
     /// Commands for crash tests.
@@ -133,6 +136,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::User(cmd) => user::run(&cli, cmd, &out).await,
         Command::File(cmd) => file::run(&cli, cmd, &out).await,
         Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
+        Command::Gc(args) => gc::run(&cli, args, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,

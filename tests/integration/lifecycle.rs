@@ -467,3 +467,82 @@ async fn unknown_jobs_are_refused() {
         Err(Error::InvalidInput { .. })
     ));
 }
+
+#[test]
+fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
+    use crate::common::{bvstore_stdin, stdout};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let conf = dir.path().join("bv.toml");
+    std::fs::write(&conf, "[lifecycle]\npurge_grace_secs = 0\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", conf.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = bvstore_stdin(&d, &all, None);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            crate::common::stderr(&out)
+        );
+        out
+    };
+    run(&["init"]);
+    run(&[
+        "user",
+        "add",
+        "--username",
+        "gc_user",
+        "--email",
+        "gc@example.in",
+    ]);
+    let clip = dir.path().join("clip.wav");
+    std::fs::write(&clip, vec![3u8; 50_000]).unwrap();
+    let put = run(&[
+        "--json",
+        "file",
+        "put",
+        clip.to_str().unwrap(),
+        "--user",
+        "gc_user",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&stdout(&put)).unwrap();
+    let id = rec["id"].as_str().unwrap().to_string();
+    run(&["file", "rm", &id, "--user", "gc_user"]);
+
+    let dry = run(&["--json", "gc", "--dry-run"]);
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&dry)).unwrap();
+    let jobs: Vec<&str> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["expiry", "purge", "orphans", "metric-retention"]);
+    assert!(
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["dry_run"] == true)
+    );
+    assert_eq!(
+        reports[1]["counts"][0],
+        serde_json::json!(["files_purged", 1])
+    );
+
+    let text = stdout(&run(&["gc", "--job", "purge"]));
+    assert!(text.starts_with("purge"), "{text}");
+    assert!(
+        text.contains("files purged") && text.contains("blobs destroyed"),
+        "{text}"
+    );
+    let again = run(&["--json", "gc", "--job", "purge"]);
+    let reports: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(
+        reports[0]["counts"][0],
+        serde_json::json!(["files_purged", 0])
+    );
+
+    let bad = bvstore_stdin(&d, &["gc", "--job", "everything"], None);
+    assert_eq!(bad.status.code(), Some(2));
+}
