@@ -142,6 +142,7 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
         tags: vec!["greeting".into()],
         expires_at: Some(t),
         access_count: 3,
+        last_read_at: Some(t),
         created_at: t,
         updated_at: t,
         deleted_at: None,

@@ -286,6 +286,15 @@ impl Store {
     /// stops the writers; later writes fail with [`Error::Closed`]. The
     /// files are released when the last clone of this handle is dropped.
     pub async fn close(&self) {
+        // Reads counted since the last pass are written before the end.
+        if !self.is_read_only() {
+            let parts = self.inner.lifecycle_parts();
+            while let Ok(out) = parts.pass(crate::lifecycle::access::JOB, false).await {
+                if !out.more {
+                    break;
+                }
+            }
+        }
         self.inner.jobs.stop().await;
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || {

@@ -99,7 +99,13 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn open(&self, actor: Actor, id: FileId) -> Result<FileReader, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        self.count_read(&file);
         self.reader_of(&file).await
+    }
+
+    /// Counts a read (written to the record by the `access-counts` job).
+    fn count_read(&self, file: &AudioFile) {
+        self.blobs.reads.note(file.id, self.db.now());
     }
 
     /// A stream of `len` bytes from `offset` (fewer at the end of the
@@ -116,6 +122,7 @@ impl Files<'_> {
     ) -> Result<FileReader, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         check_range(&file, offset)?;
+        self.count_read(&file);
         let blob = self.open_blob(&file).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let end = offset.saturating_add(len);
@@ -134,6 +141,7 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn read(&self, actor: Actor, id: FileId) -> Result<Vec<u8>, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        self.count_read(&file);
         let mut reader = self.reader_of(&file).await?;
         // The record's size (capped: it is only a hint) saves regrowing.
         let mut out = crate::blob::bigbuf::with_capacity(
@@ -158,6 +166,7 @@ impl Files<'_> {
     ) -> Result<Vec<u8>, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         check_range(&file, offset)?;
+        self.count_read(&file);
         let blob = self.open_blob(&file).await?;
         tokio::task::spawn_blocking(move || blob.range(offset, len))
             .await

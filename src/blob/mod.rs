@@ -208,6 +208,8 @@ pub(crate) struct BlobStore {
     pub(crate) depth: usize,
     pub(crate) cache_limit: u64,
     pub(crate) default_retention_days: u32,
+    /// Reads counted, not yet written to the records.
+    pub(crate) reads: crate::lifecycle::AccessLog,
 }
 
 impl BlobStore {
@@ -231,6 +233,7 @@ impl BlobStore {
             tmp_dir,
             keyring,
             locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            reads: Default::default(),
             chunk_size: config.blob_chunk_bytes,
             depth: 4,
             cache_limit: config.blob_cache_limit_bytes,

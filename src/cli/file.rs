@@ -111,13 +111,16 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Outcome {
 
 pub(super) fn file_line(f: &AudioFile) -> String {
     format!(
-        "{}  {:>12} B  {:<24} {:<20} key v{}  {}",
+        "{}  {:>12} B  {:<24} {:<20} key v{}  {}  reads {}{}",
         f.id,
         f.plain_bytes,
         clean(&f.content_type),
         clean(f.name.as_deref().unwrap_or("-")),
         f.key_version,
-        f.created_at
+        f.created_at,
+        f.access_count,
+        f.last_read_at
+            .map_or(String::new(), |t| format!(" (last {t})"))
     )
 }
 

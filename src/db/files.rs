@@ -149,6 +149,7 @@ pub(crate) fn insert_record(
         tags: new.tags.clone(),
         expires_at: new.expires_at,
         access_count: 0,
+        last_read_at: None,
         created_at: now,
         updated_at: now,
         deleted_at: None,

@@ -109,6 +109,24 @@ fn session(txn: &impl ReadTxn, id: SessionId) -> Result<Option<ConversationSessi
     crate::db::get_record(&txn.table(SESSIONS)?, id.to_key(), id)
 }
 
+/// Adds `n` reads, the last at `at`, to a file's record; `false` if the
+/// record is gone.
+pub(crate) fn add_reads(
+    txn: &WriteTransaction,
+    id: FileId,
+    n: u64,
+    at: Timestamp,
+) -> Result<bool, Error> {
+    let mut files = txn.open_table(FILES).ctx("opening files")?;
+    let Some(mut f) = crate::db::get_record::<AudioFile>(&files, id.to_key(), id)? else {
+        return Ok(false);
+    };
+    f.access_count = f.access_count.saturating_add(n);
+    f.last_read_at = Some(f.last_read_at.map_or(at, |t| t.max(at)));
+    crate::db::put_record(&mut files, id.to_key(), &f)?;
+    Ok(true)
+}
+
 /// Soft-deleted files deleted at or before `cutoff`, oldest first, with
 /// their blobs.
 pub(crate) fn purgeable_files(

@@ -1,38 +1,57 @@
 //! Schema 5 to 6: the purge finds soft-deleted files and sessions through
-//! indexes by deletion time instead of a scan of every record, and blobs
-//! found damaged are remembered in a table of their own.
+//! indexes by deletion time instead of a scan of every record, blobs
+//! found damaged are remembered in a table of their own, and file records
+//! move to format 2 (with the last read time).
 //!
 //! The step reads the frozen record shapes of schema 5 (`FileV1`,
 //! `SessionV1`), never today's public types.
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::db::codec::decode_versioned;
+use crate::db::codec::{decode_versioned, encode_versioned};
 use crate::db::records::{FileV1, SessionV1};
 use crate::db::schema::{DAMAGED_BLOBS, FILES, FILES_BY_DELETED, SESSIONS, SESSIONS_BY_DELETED};
 use crate::error::{Error, StorageContext};
 
-/// The record format versions schema 5 wrote.
+/// The record format versions schema 5 wrote, and schema 6's for files.
 const FILE_FORMAT: u8 = 1;
+const FILE_FORMAT_6: u8 = 2;
 const SESSION_FORMAT: u8 = 1;
 
 pub(super) fn v5_to_v6(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(DAMAGED_BLOBS)
         .ctx("creating damaged_blobs")?;
     {
-        let files = txn.open_table(FILES).ctx("opening files")?;
+        let mut files = txn.open_table(FILES).ctx("opening files")?;
         let mut by_deleted = txn
             .open_table(FILES_BY_DELETED)
             .ctx("creating files_by_deleted")?;
+        let mut upgraded = Vec::new();
         for row in files.iter().ctx("scanning files")? {
             let (k, v) = row.ctx("scanning files")?;
             let id = k.value();
+            // A record already in format 2 (a step cut off by a crash is
+            // redone whole, but be lenient) only needs its index entry.
+            if crate::db::codec::version_of(v.value()) == Some(FILE_FORMAT_6) {
+                let f: crate::db::records::FileV2 =
+                    decode_versioned(FILE_FORMAT_6, v.value(), || format!("file {id:032x}"))?;
+                if let Some(at) = f.deleted_at() {
+                    by_deleted
+                        .insert((at, id), ())
+                        .ctx("writing files_by_deleted")?;
+                }
+                continue;
+            }
             let f: FileV1 = decode_versioned(FILE_FORMAT, v.value(), || format!("file {id:032x}"))?;
             if let Some(at) = f.deleted_at() {
                 by_deleted
                     .insert((at, id), ())
                     .ctx("writing files_by_deleted")?;
             }
+            upgraded.push((id, encode_versioned(FILE_FORMAT_6, &f.upgrade())?));
+        }
+        for (id, bytes) in upgraded {
+            files.insert(id, bytes.as_slice()).ctx("writing files")?;
         }
     }
     let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;

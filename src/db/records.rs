@@ -285,7 +285,63 @@ pub(crate) struct FileV1 {
     deleted_at: Option<i64>,
 }
 
+/// An audio-file record, format 2: format 1 and the last read time.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct FileV2 {
+    id: Uuid,
+    owner: Uuid,
+    blob: [u8; 32],
+    name: Option<String>,
+    content_type: String,
+    plain_bytes: u64,
+    stored_bytes: u64,
+    sha256: [u8; 32],
+    encryption: EncryptionV1,
+    codec: CodecV1,
+    key_version: u32,
+    session_id: Option<Uuid>,
+    tags: Vec<String>,
+    expires_at: Option<i64>,
+    access_count: u64,
+    last_read_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+}
+
+impl FileV2 {
+    /// When the file was soft-deleted (for migrations).
+    pub(crate) fn deleted_at(&self) -> Option<i64> {
+        self.deleted_at
+    }
+}
+
 impl FileV1 {
+    /// The same record in format 2 (never read).
+    pub(crate) fn upgrade(self) -> FileV2 {
+        FileV2 {
+            id: self.id,
+            owner: self.owner,
+            blob: self.blob,
+            name: self.name,
+            content_type: self.content_type,
+            plain_bytes: self.plain_bytes,
+            stored_bytes: self.stored_bytes,
+            sha256: self.sha256,
+            encryption: self.encryption,
+            codec: self.codec,
+            key_version: self.key_version,
+            session_id: self.session_id,
+            tags: self.tags,
+            expires_at: self.expires_at,
+            access_count: self.access_count,
+            last_read_at: None,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            deleted_at: self.deleted_at,
+        }
+    }
+
     /// When the file was soft-deleted (for migrations).
     pub(crate) fn deleted_at(&self) -> Option<i64> {
         self.deleted_at
@@ -306,11 +362,11 @@ enum CodecV1 {
 
 impl Record for AudioFile {
     const KIND: &'static str = "audio file record";
-    const VERSION: u8 = 1;
-    type Stored = FileV1;
+    const VERSION: u8 = 2;
+    type Stored = FileV2;
 
-    fn to_stored(&self) -> FileV1 {
-        FileV1 {
+    fn to_stored(&self) -> FileV2 {
+        FileV2 {
             id: self.id.as_uuid(),
             owner: self.owner.as_uuid(),
             blob: self.blob.0,
@@ -332,13 +388,14 @@ impl Record for AudioFile {
             tags: self.tags.clone(),
             expires_at: self.expires_at.map(ts),
             access_count: self.access_count,
+            last_read_at: self.last_read_at.map(ts),
             created_at: ts(self.created_at),
             updated_at: ts(self.updated_at),
             deleted_at: self.deleted_at.map(ts),
         }
     }
 
-    fn from_stored(s: FileV1) -> Result<Self, Error> {
+    fn from_stored(s: FileV2) -> Result<Self, Error> {
         Ok(AudioFile {
             id: FileId::from_key(s.id.as_u128()),
             owner: UserId::from_key(s.owner.as_u128()),
@@ -361,6 +418,7 @@ impl Record for AudioFile {
             tags: s.tags,
             expires_at: s.expires_at.map(at),
             access_count: s.access_count,
+            last_read_at: s.last_read_at.map(at),
             created_at: at(s.created_at),
             updated_at: at(s.updated_at),
             deleted_at: s.deleted_at.map(at),
@@ -544,11 +602,23 @@ mod tests {
             tags: vec!["greeting".into()],
             expires_at: Some(t(11)),
             access_count: 5,
+            last_read_at: Some(t(15)),
             created_at: t(12),
             updated_at: t(13),
             deleted_at: Some(t(14)),
         };
-        pinned(file, FILE);
+        pinned(file.clone(), FILE);
+        let v1 = hex::decode(FILE_V1).unwrap();
+        let old: FileV1 = codec::decode_versioned(1, &v1, || "v1".into()).unwrap();
+        let upgraded = codec::encode_versioned(2, &old.upgrade()).unwrap();
+        let back = codec::decode::<AudioFile>(&upgraded, "upgraded").unwrap();
+        assert_eq!(
+            back,
+            AudioFile {
+                last_read_at: None,
+                ..file
+            }
+        );
         let mut metric = MetricSample {
             id: MetricId::from_key(uid(5).as_u128()),
             name: "db.commit_us".into(),
@@ -608,6 +678,16 @@ mod tests {
         "89850600",
     );
     const FILE: &str = concat!(
+        "0210019000000000700080000000000000041001900000000070008000000000",
+        "0000010707070707070707070707070707070707070707070707070707070707",
+        "0707070108636c69702e77617609617564696f2f77617680fa01b0ea01090909",
+        "0909090909090909090909090909090909090909090909090909090909010102",
+        "01100190000000007000800000000000000301086772656574696e67019680f2",
+        "818389850605019e80f281838985069880f281838985069a80f2818389850601",
+        "9c80f28183898506",
+    );
+    /// The same file in format 1 (schema 5), which the migration reads.
+    const FILE_V1: &str = concat!(
         "0110019000000000700080000000000000041001900000000070008000000000",
         "0000010707070707070707070707070707070707070707070707070707070707",
         "0707070108636c69702e77617609617564696f2f77617680fa01b0ea01090909",

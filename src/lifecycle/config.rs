@@ -14,6 +14,7 @@ use crate::error::Error;
 ///
 /// | setting | default | accepted | TOML (`[lifecycle]`) |
 /// |---|---|---|---|
+/// | `access_interval` | 60 s between writes of the files' read counts (a crash loses at most this) | 1 ms to 1 day | `access_interval_secs` |
 /// | `expiry_interval` | 10 min between expiry passes | 1 ms to 1 day | `expiry_interval_secs` |
 /// | `purge_interval` | 1 h between purge passes | 1 ms to 1 day | `purge_interval_secs` |
 /// | `purge_grace` | 30 days a soft-deleted record can still be restored | 0 to 3650 days | `purge_grace_secs` |
@@ -34,6 +35,8 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LifecycleConfig {
+    /// Time between writes of the read counts kept in memory.
+    pub access_interval: Duration,
     /// Time between passes of the expiry job.
     pub expiry_interval: Duration,
     /// Time between passes of the purge job.
@@ -56,6 +59,7 @@ pub struct LifecycleConfig {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig {
+            access_interval: Duration::from_secs(60),
             expiry_interval: Duration::from_secs(600),
             purge_interval: Duration::from_secs(3600),
             purge_grace: Duration::from_secs(30 * 86_400),
@@ -71,6 +75,7 @@ impl Default for LifecycleConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileLifecycleConfig {
+    access_interval_secs: Option<u64>,
     expiry_interval_secs: Option<u64>,
     purge_interval_secs: Option<u64>,
     purge_grace_secs: Option<u64>,
@@ -85,6 +90,7 @@ impl LifecycleConfig {
         let d = LifecycleConfig::default();
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         LifecycleConfig {
+            access_interval: secs(f.access_interval_secs, d.access_interval),
             expiry_interval: secs(f.expiry_interval_secs, d.expiry_interval),
             purge_interval: secs(f.purge_interval_secs, d.purge_interval),
             purge_grace: secs(f.purge_grace_secs, d.purge_grace),

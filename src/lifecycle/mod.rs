@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod access;
 pub(crate) mod config;
 mod expiry;
 mod orphans;
@@ -55,11 +56,18 @@ use crate::blob::BlobStore;
 use crate::db::Db;
 use crate::error::Error;
 use crate::jobs::{JobOutcome, JobReport, JobRuntime};
+pub(crate) use access::AccessLog;
 pub use config::LifecycleConfig;
 pub(crate) use orphans::OrphanCursor;
 
 /// The lifecycle jobs, in the order [`Lifecycle::run_all`] runs them.
-pub const JOBS: [&str; 4] = [expiry::JOB, purge::JOB, orphans::JOB, expiry::METRICS_JOB];
+pub const JOBS: [&str; 5] = [
+    access::JOB,
+    expiry::JOB,
+    purge::JOB,
+    orphans::JOB,
+    expiry::METRICS_JOB,
+];
 
 /// The parts a lifecycle pass works on.
 pub(crate) struct Parts<'a> {
@@ -79,6 +87,7 @@ impl Parts<'_> {
             return Ok(out);
         }
         let outcome = match name {
+            access::JOB => access::pass(self, dry_run).await?,
             expiry::JOB => expiry::pass(self, dry_run).await?,
             expiry::METRICS_JOB => expiry::metrics_pass(self, dry_run).await?,
             purge::JOB => purge::pass(self, dry_run).await?,
@@ -140,8 +149,8 @@ pub struct Lifecycle<'a> {
 }
 
 impl Lifecycle<'_> {
-    /// Runs one pass of the lifecycle job `name` (`expiry`, `purge`,
-    /// `orphans`, `metric-retention`) and returns its report. A real pass
+    /// Runs one pass of the lifecycle job `name` (`access-counts`,
+    /// `expiry`, `purge`, `orphans`, `metric-retention`) and returns its report. A real pass
     /// runs on the job runtime (after any pass of it already running) and
     /// becomes the job's last report; a dry run changes nothing, covers
     /// everything due, and is reported only to the caller.
@@ -221,6 +230,11 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
         }),
     };
     vec![
+        spec(
+            access::JOB,
+            "writes the files' read counts and last read times, counted in memory",
+            config.access_interval,
+        ),
         spec(
             expiry::JOB,
             "soft-deletes files past their retention and sessions idle past their expiry",

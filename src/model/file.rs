@@ -37,8 +37,11 @@ pub struct AudioFile {
     pub tags: Vec<String>,
     /// When retention ends, if it does.
     pub expires_at: Option<Timestamp>,
-    /// How often it was read.
+    /// How often it was read (counted in memory and written by the
+    /// `access-counts` job: a crash loses at most its last interval).
     pub access_count: u64,
+    /// When it was last read (as [`access_count`](Self::access_count)).
+    pub last_read_at: Option<Timestamp>,
     /// When it was stored.
     pub created_at: Timestamp,
     /// The last change.
@@ -168,6 +171,7 @@ mod tests {
             tags: vec!["demo".into()],
             expires_at: Some(t),
             access_count: 3,
+            last_read_at: None,
             created_at: t,
             updated_at: t,
             deleted_at: None,

@@ -517,7 +517,16 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
         .iter()
         .map(|r| r["job"].as_str().unwrap())
         .collect();
-    assert_eq!(jobs, ["expiry", "purge", "orphans", "metric-retention"]);
+    assert_eq!(
+        jobs,
+        [
+            "access-counts",
+            "expiry",
+            "purge",
+            "orphans",
+            "metric-retention"
+        ]
+    );
     assert!(
         reports
             .as_array()
@@ -526,7 +535,7 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
             .all(|r| r["dry_run"] == true)
     );
     assert_eq!(
-        reports[1]["counts"][0],
+        reports[2]["counts"][0],
         serde_json::json!(["files_purged", 1])
     );
 
@@ -545,4 +554,48 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
 
     let bad = bvstore_stdin(&d, &["gc", "--job", "everything"], None);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn reads_are_counted_in_memory_and_written_by_the_job_and_at_close() {
+    let w = world(LifecycleConfig::default()).await;
+    let u = w.user("reader").await;
+    let me = Actor::User(u.id);
+    let f = w.put(&u, b"listen again", None).await;
+    for _ in 0..3 {
+        w.store.files().read(me, f.id).await.unwrap();
+    }
+    w.clock.advance(Duration::from_secs(5));
+    w.store.files().read_range(me, f.id, 0, 4).await.unwrap();
+    let read_at = w.clock.now();
+    // Not yet written: no commit per read.
+    let before = w.store.files().stat(me, f.id).await.unwrap();
+    assert_eq!((before.access_count, before.last_read_at), (0, None));
+    let report = w
+        .store
+        .lifecycle()
+        .run("access-counts", false)
+        .await
+        .unwrap();
+    assert_eq!(report.count("reads_written"), 4);
+    let after = w.store.files().stat(me, f.id).await.unwrap();
+    assert_eq!((after.access_count, after.last_read_at), (4, Some(read_at)));
+    // A stat is not a read; a refused read is not counted.
+    let other = w.user("other").await;
+    assert!(
+        w.store
+            .files()
+            .read(Actor::User(other.id), f.id)
+            .await
+            .is_err()
+    );
+    w.store.files().read(me, f.id).await.unwrap();
+    // Close writes what is pending.
+    w.store.close().await;
+    drop(w.store);
+    let store = Store::open(config(w.dir.path()).clock(w.clock.clone()))
+        .await
+        .unwrap();
+    let f = store.files().stat(me, f.id).await.unwrap();
+    assert_eq!(f.access_count, 5);
 }
