@@ -26,6 +26,7 @@ mod keys;
 mod migrate;
 mod output;
 mod user;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,9 @@ pub(crate) enum Command {
     /// Get, set and manage the tiered cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Store each file that appears in a folder for a user, then remove it
+    /// from the folder; runs until Ctrl-C or SIGTERM.
+    Watch(watch::WatchArgs),
     /// Run a short realistic workload and print a summary.
     Demo(demo::DemoArgs),
     /// Commands for crash tests.
@@ -135,6 +139,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
+        Command::Watch(args) => watch::run(&cli, args, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd, &out).await,
     }
