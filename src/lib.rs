@@ -17,6 +17,9 @@
 //!   TTLs, O(1) tag invalidation, and the Redis operations applications
 //!   rely on (NX/XX, incr, TTL, get-or-load with stampede protection). A
 //!   failing cache file degrades the cache to memory, never the store.
+//! * Watched-folder ingest ([`Ingestor`]): files dropped into a folder are
+//!   stored for a user once complete and then removed, exactly once across
+//!   restarts; refused ones go to `failed/` with the reason.
 //!
 //! # What it is not
 //!
@@ -101,6 +104,7 @@ pub use fsutil::AtomicFile;
 pub use health::{Health, HealthStatus, PartHealth};
 pub use jobs::{JobReport, JobStatus, Jobs};
 pub use lifecycle::{JOBS as LIFECYCLE_JOBS, Lifecycle, LifecycleConfig};
+pub use lifecycle::ingest::{IngestConfig, IngestStats, Ingestor};
 pub use model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 pub use model::metric::MetricSample;
 pub use model::profile::{ConsentKind, ConsentState, ProfileUpdate, UserProfile, VoicePreferences};

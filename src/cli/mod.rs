@@ -27,6 +27,7 @@ mod keys;
 mod migrate;
 mod output;
 mod user;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +75,9 @@ pub(crate) enum Command {
     Cache(cache::CacheCommand),
     /// Expire, purge and collect orphans now (or show what would go).
     Gc(gc::GcArgs),
+    /// Store each file that appears in a folder for a user, then remove it
+    /// from the folder; runs until Ctrl-C or SIGTERM.
+    Watch(watch::WatchArgs),
     /// Run a short realistic workload and print a summary.
     Demo(demo::DemoArgs),
     /// Commands for crash tests.
@@ -139,6 +143,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Gc(args) => gc::run(&cli, args, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
+        Command::Watch(args) => watch::run(&cli, args, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd, &out).await,
     }

@@ -1,7 +1,8 @@
 //! What keeps a store clean over months without anyone tending it: files
 //! and sessions expire by policy, soft-deleted records are purged after a
 //! grace period with their blobs destroyed, orphans of crashes are
-//! collected, and old metric samples are dropped.
+//! collected, old metric samples are dropped, read counts are written, and
+//! recordings dropped into a watched folder are taken in ([`ingest`]).
 //!
 //! Each is a job on the store's job runtime ([`crate::jobs`]): it runs on
 //! its interval, does one bounded batch per pass (a foreground write waits
@@ -45,6 +46,7 @@
 pub(crate) mod access;
 pub(crate) mod config;
 mod expiry;
+pub(crate) mod ingest;
 mod orphans;
 mod purge;
 #[cfg(test)]

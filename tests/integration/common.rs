@@ -50,14 +50,21 @@ pub fn bvstore(dir: &Path, args: &[&str]) -> Output {
     bvstore_stdin(dir, args, None)
 }
 
-pub fn bvstore_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
+/// The built `bvstore` with `--data-dir dir`, the arguments and cheap
+/// password hashing, not started (for tests that signal it).
+pub fn bvstore_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bvstore"));
     cmd.arg("--data-dir").arg(dir).args(args);
     cmd.env_remove("BV_DATA_DIR")
         .env_remove("BV_CONFIG")
         .env("BV_PASSWORD_MEMORY_KIB", "8")
         .env("BV_PASSWORD_ITERATIONS", "1");
+    cmd
+}
+
+pub fn bvstore_stdin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = bvstore_command(dir, args);
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -29,6 +29,8 @@ mod exit_codes;
 mod files;
 mod fuzz_corpus;
 mod health;
+mod ingest;
+mod ingest_cli;
 mod input_safety;
 mod key_races;
 mod keys;
