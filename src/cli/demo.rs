@@ -145,6 +145,7 @@ struct DemoReport {
     sample_context_turns: usize,
     files: super::demo_files::FilePhase,
     cache: super::demo_cache::CacheFigures,
+    lifecycle: super::demo_lifecycle::LifecyclePhase,
 }
 
 fn run_tag() -> String {
@@ -274,6 +275,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
         None => None,
     };
     let cache = super::demo_cache::run(&store, &ids).await?;
+    let lifecycle = super::demo_lifecycle::run(&tag).await?;
     let mut languages: Vec<String> = PEOPLE
         .iter()
         .take(args.users)
@@ -297,6 +299,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
         sample_context_turns: sample.as_ref().map_or(0, |s| s.context.len()),
         files,
         cache,
+        lifecycle,
     };
     if !ok && report.passwords_set > 0 {
         return Err(Error::InvalidInput {
@@ -305,7 +308,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
         });
     }
     done(out.emit(&report, || {
-        format!(
+        let main = format!(
             "bvstore demo — {data}\n\
              users created:     {u} (run tag {tag}) in {nl} languages: {langs}\n\
              profiles written:  {p} (languages, region, consents)\n\
@@ -350,6 +353,10 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
             inv = report.cache.invalidated_entries,
             rel = report.cache.reloads_after_invalidation,
             t2 = report.cache.tier2_state,
+        );
+        format!(
+            "{main}\n{}",
+            super::demo_lifecycle::text(&report.lifecycle)
         )
     }))
 }

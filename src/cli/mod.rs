@@ -20,6 +20,7 @@ mod debug;
 mod demo;
 mod demo_cache;
 mod demo_files;
+mod demo_lifecycle;
 mod file;
 mod file_transfer;
 mod gc;
