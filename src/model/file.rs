@@ -144,6 +144,7 @@ mod tests {
         tags: Vec<String>,
         expires_at: Option<Timestamp>,
         access_count: u64,
+        last_read_at: Option<Timestamp>,
         created_at: Timestamp,
         updated_at: Timestamp,
         deleted_at: Option<Timestamp>,
@@ -192,6 +193,7 @@ mod tests {
             tags: f.tags.clone(),
             expires_at: f.expires_at,
             access_count: f.access_count,
+            last_read_at: f.last_read_at,
             created_at: f.created_at,
             updated_at: f.updated_at,
             deleted_at: f.deleted_at,
@@ -205,8 +207,9 @@ mod tests {
         assert_eq!(json["sha256"], hex.as_str());
         assert_eq!(json["blob"], "ab".repeat(32).as_str());
         assert_eq!(serde_json::from_value::<AudioFile>(json).unwrap(), f);
-        // JSON written before (arrays of numbers) still reads.
-        let old_json = serde_json::to_value(&before).unwrap();
+        // JSON written before (arrays of numbers, no last read time) still reads.
+        let mut old_json = serde_json::to_value(&before).unwrap();
+        old_json.as_object_mut().unwrap().remove("last_read_at");
         assert_eq!(serde_json::from_value::<AudioFile>(old_json).unwrap(), f);
     }
 }

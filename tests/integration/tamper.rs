@@ -12,7 +12,8 @@ const FILES: TableDefinition<u128, &[u8]> = TableDefinition::new("files");
 /// Overwrites the stored record of `f` (format 1) in a closed store at
 /// `data_dir`, bypassing every check of the store.
 pub fn put_file_record(data_dir: &std::path::Path, f: &AudioFile) {
-    let bytes = postcard::to_extend(f, vec![1u8]).unwrap();
+    // Audio file records are format 2, laid out as the public type.
+    let bytes = postcard::to_extend(f, vec![2u8]).unwrap();
     let db = Database::create(data_dir.join("store.redb")).unwrap();
     let txn = db.begin_write().unwrap();
     txn.open_table(FILES)
