@@ -27,6 +27,7 @@ pub(crate) mod keys;
 pub(crate) mod keys_view;
 mod put;
 pub(crate) mod reader;
+pub(crate) mod reads;
 pub(crate) mod rotation;
 pub(crate) mod sink;
 pub(crate) mod writer;
@@ -209,7 +210,7 @@ pub(crate) struct BlobStore {
     pub(crate) cache_limit: u64,
     pub(crate) default_retention_days: u32,
     /// Reads counted, not yet written to the records.
-    pub(crate) reads: crate::lifecycle::AccessLog,
+    pub(crate) reads: reads::AccessLog,
 }
 
 impl BlobStore {

@@ -58,7 +58,6 @@ use crate::blob::BlobStore;
 use crate::db::Db;
 use crate::error::Error;
 use crate::jobs::{JobOutcome, JobReport, JobRuntime};
-pub(crate) use access::AccessLog;
 pub use config::LifecycleConfig;
 pub(crate) use orphans::OrphanCursor;
 
