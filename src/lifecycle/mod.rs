@@ -1,8 +1,9 @@
 //! What keeps a store clean over months without anyone tending it: files
 //! and sessions expire by policy, soft-deleted records are purged after a
 //! grace period with their blobs destroyed, orphans of crashes are
-//! collected, old metric samples are dropped, read counts are written, and
-//! recordings dropped into a watched folder are taken in ([`ingest`]).
+//! collected, old metric samples are dropped, and read counts are written.
+//! (Recordings dropped into a watched folder are taken in by
+//! [`crate::ingest`], a client of the public API.)
 //!
 //! Each is a job on the store's job runtime ([`crate::jobs`]): it runs on
 //! its interval, does one bounded batch per pass (a foreground write waits
@@ -46,7 +47,6 @@
 pub(crate) mod access;
 pub(crate) mod config;
 mod expiry;
-pub(crate) mod ingest;
 mod orphans;
 mod purge;
 #[cfg(test)]
