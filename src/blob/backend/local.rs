@@ -33,7 +33,6 @@ impl LocalDir {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 /// The entries of `dir` that are directories named by two hex digits, in
 /// order, from `from` on.
 fn hex_dirs(dir: &Path, from: &str) -> Result<Vec<(String, PathBuf)>, Error> {
@@ -57,7 +56,6 @@ fn hex_dirs(dir: &Path, from: &str) -> Result<Vec<(String, PathBuf)>, Error> {
     Ok(out)
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

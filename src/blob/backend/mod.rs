@@ -26,9 +26,6 @@ use crate::types::{BlobAddress, Timestamp};
 
 /// A stored blob, as a listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-// Listing, existence and deletion are for the collectors of orphans and
-// purged blobs; until they land, only the tests call them.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct StoredBlob {
     pub(crate) address: BlobAddress,
     /// Its size in bytes.
@@ -39,7 +36,6 @@ pub(crate) struct StoredBlob {
 }
 
 /// Where sealed blobs live.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// A short name for logs and health checks.
     fn name(&self) -> &'static str;
