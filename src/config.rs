@@ -35,6 +35,7 @@ use crate::error::{Error, quote};
 /// | `verify_on_open` | true: every page checksum of `store.redb` is verified when it opens | true or false | `BV_VERIFY_ON_OPEN` |
 /// | `cache` | see [`CacheConfig`] | | `BV_CACHE_*` |
 /// | `lifecycle` | see [`LifecycleConfig`](crate::LifecycleConfig) | | |
+/// | `quota` | see [`QuotaConfig`](crate::QuotaConfig) | | `BV_QUOTA_*` |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
@@ -49,7 +50,8 @@ use crate::error::{Error, quote};
 ///
 /// A TOML file uses the same names, durations in seconds
 /// (`session_idle_timeout_secs`), a `[cache]` table for the cache and a
-/// `[lifecycle]` table for the lifecycle jobs.
+/// `[lifecycle]` table for the lifecycle jobs and a `[quota]` table for the
+/// storage limits.
 ///
 /// ```
 /// use std::time::Duration;
@@ -102,6 +104,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Expiry, purge and orphan collection.
     pub lifecycle: crate::LifecycleConfig,
+    /// Per-user quotas and the free-space floor.
+    pub quota: crate::QuotaConfig,
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
@@ -142,6 +146,7 @@ impl Default for Config {
             master_key_file: None,
             cache: CacheConfig::default(),
             lifecycle: crate::LifecycleConfig::default(),
+            quota: crate::QuotaConfig::default(),
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
@@ -170,6 +175,7 @@ struct FileConfig {
     verify_on_open: Option<bool>,
     cache: Option<FileCacheConfig>,
     lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
+    quota: Option<crate::quota::FileQuotaConfig>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
@@ -274,6 +280,7 @@ impl Config {
             lifecycle: f
                 .lifecycle
                 .map_or(d.lifecycle, crate::LifecycleConfig::from_file),
+            quota: f.quota.map_or(d.quota, crate::QuotaConfig::from_file),
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
@@ -346,6 +353,7 @@ impl Config {
             };
         }
         self.cache.apply_env(&get)?;
+        self.quota.apply_env(&get)?;
         self.validate()
     }
 
@@ -459,6 +467,12 @@ impl Config {
     /// Sets the cache settings.
     pub fn cache(mut self, cache: CacheConfig) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Sets the storage limits.
+    pub fn quota(mut self, quota: crate::QuotaConfig) -> Self {
+        self.quota = quota;
         self
     }
 

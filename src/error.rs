@@ -49,6 +49,27 @@ impl std::fmt::Display for Entity {
     }
 }
 
+/// Which limit a put would pass ([`Error::QuotaExceeded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "user")]
+#[non_exhaustive]
+pub enum QuotaLimit {
+    /// The owner's stored-bytes quota (the store default or the user's
+    /// own, see [`Quotas`](crate::Quotas)).
+    User(crate::types::UserId),
+    /// The store-wide floor of free space on the disk holding the blobs.
+    FreeSpace,
+}
+
+impl std::fmt::Display for QuotaLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuotaLimit::User(u) => write!(f, "the storage quota of user {u}"),
+            QuotaLimit::FreeSpace => f.write_str("the free-space floor of the blob disk"),
+        }
+    }
+}
+
 /// Every way an operation of this crate can fail.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -235,6 +256,25 @@ pub enum Error {
         /// Why tier 2 is unavailable (its last error).
         reason: String,
     },
+    /// A put would pass a storage limit: the owner's quota (`usage` is the
+    /// bytes the owner's blobs take) or the free-space floor (`usage` is
+    /// the bytes in use on the disk, `limit` what may be used while the
+    /// floor stays free). Nothing was stored; the bytes already streamed
+    /// were removed.
+    #[error(
+        "{which} would be passed: limit {limit} bytes, in use {usage} bytes, this put needs at least {needed} more; nothing was stored"
+    )]
+    QuotaExceeded {
+        /// The limit.
+        which: QuotaLimit,
+        /// The limit in bytes.
+        limit: u64,
+        /// The bytes in use against it before this put.
+        usage: u64,
+        /// What this put would add (as far as it got, if it was stopped
+        /// while streaming).
+        needed: u64,
+    },
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,
@@ -339,6 +379,7 @@ impl Error {
                 | Error::Corrupt { .. }
                 | Error::PermissionDenied { .. }
                 | Error::WrongType { .. }
+                | Error::QuotaExceeded { .. }
         )
     }
 

@@ -49,7 +49,8 @@
 
 // No unsafe code, except kernel hints std does not offer: two page-cache
 // hints (`sync_file_range`, `posix_fadvise`) in `blob::sink`, and a
-// huge-page hint (`madvise`) in `blob::bigbuf`.
+// huge-page hint (`madvise`) in `blob::bigbuf`; and the free space of a
+// disk (`statvfs`) in `quota`.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -67,6 +68,7 @@ mod jobs;
 mod lifecycle;
 mod model;
 mod ops;
+mod quota;
 mod store;
 mod types;
 
@@ -100,7 +102,7 @@ pub use db::profiles::Profiles;
 pub use db::sessions::Sessions;
 pub use db::users::Users;
 pub use db::writer::WriteStats;
-pub use error::{Entity, Error};
+pub use error::{Entity, Error, QuotaLimit};
 pub use fsutil::AtomicFile;
 pub use health::{Health, HealthStatus, PartHealth};
 pub use ingest::{IngestConfig, IngestStats, Ingestor};
@@ -112,6 +114,7 @@ pub use model::profile::{ConsentKind, ConsentState, ProfileUpdate, UserProfile, 
 pub use model::session::{ConversationSession, Role, Turn};
 pub use model::user::{NewUser, User, UserStatus, UserUpdate};
 pub use model::validate::{LanguageTag, is_control_or_bidi, normalize_email, normalize_username};
+pub use quota::{DiskSpace, QuotaConfig, Quotas, Usage};
 pub use store::Store;
 pub use types::{
     BlobAddress, Cursor, FileId, ListOptions, MetricId, Page, ProfileId, SessionId, Timestamp,

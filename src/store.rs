@@ -208,6 +208,15 @@ impl Store {
         }
     }
 
+    /// Storage usage and quotas.
+    pub fn quotas(&self) -> crate::Quotas<'_> {
+        crate::Quotas {
+            db: &self.inner.db,
+            config: &self.inner.blobs.quota,
+            blob_dir: &self.inner.blobs.tmp_dir,
+        }
+    }
+
     /// Key status and rotation.
     pub fn keys(&self) -> Keys<'_> {
         Keys {

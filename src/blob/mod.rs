@@ -209,6 +209,8 @@ pub(crate) struct BlobStore {
     pub(crate) depth: usize,
     pub(crate) cache_limit: u64,
     pub(crate) default_retention_days: u32,
+    /// Limits a put is checked against.
+    pub(crate) quota: crate::QuotaConfig,
     /// Reads counted, not yet written to the records.
     pub(crate) reads: reads::AccessLog,
 }
@@ -239,6 +241,7 @@ impl BlobStore {
             depth: 4,
             cache_limit: config.blob_cache_limit_bytes,
             default_retention_days: config.default_retention_days,
+            quota: config.quota.clone(),
         })
     }
 

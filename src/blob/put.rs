@@ -13,8 +13,12 @@
 //!    in one transaction that re-checks the owner's key version: a rotation
 //!    that moved on while the blob was sealed is caught up there.
 //!
-//! A crash between 3 and 4 leaves a blob no row names (an orphan for the
-//! collector, never a row without its blob).
+//! Storage limits ([`quota`](crate::quota)) are checked before step 2
+//! (nothing fits: refused at once), during it (the stream stops once its
+//! stored bytes pass what is left) and in step 4 (authoritative). A commit
+//! that fails removes the blob step 3 placed, still under the address
+//! lock; a crash between 3 and 4 leaves a blob no row names (an orphan for
+//! the collector, never a row without its blob).
 
 use tokio::io::AsyncRead;
 use tracing::instrument;
@@ -78,12 +82,25 @@ impl Files<'_> {
     ) -> Result<AudioFile, Error> {
         access::authorize_owner(self.db, actor, owner, "file.put").await?;
         let probe = validate(owner, &options)?;
-        let sealed = self.seal(owner, reader, &options, progress).await?;
+        let allowance =
+            crate::quota::allowance(self.db, &self.blobs.quota, &self.blobs.tmp_dir, owner)?;
+        let sealed = self
+            .seal(owner, reader, &options, allowance, progress)
+            .await?;
         let (new, row) = self.records(probe, &options, &sealed)?;
         let _one_put_per_address = self.blobs.lock(sealed.address).await;
         let direct_bytes = sealed.written.direct_bytes;
-        self.place(&sealed).await?;
-        let (file, dedup) = self.commit(new, row, sealed.data_key).await?;
+        let placed = self.place(&sealed).await?;
+        let committed = self.commit(new, row, sealed.data_key).await;
+        let (file, dedup) = match committed {
+            Ok(done) => done,
+            Err(e) => {
+                if placed {
+                    self.unplace(sealed.address).await;
+                }
+                return Err(e);
+            }
+        };
         tracing::debug!(
             file = %file.id,
             blob = %file.blob,
@@ -103,6 +120,7 @@ impl Files<'_> {
         owner: UserId,
         reader: R,
         options: &PutOptions,
+        allowance: Option<crate::quota::Allowance>,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Sealed, Error> {
         let (key_version, kek, address_key) = self.blobs.keyring.write_keys(self.db, owner).await?;
@@ -121,6 +139,7 @@ impl Files<'_> {
             data_key: data_key.clone(),
             depth: self.blobs.depth,
             cache_limit: self.blobs.cache_limit,
+            allowance,
         };
         let pending = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;
         let address = address(
@@ -205,21 +224,40 @@ impl Files<'_> {
     }
 
     /// Step 3 (the caller holds the address lock): the temporary blob
-    /// becomes the stored one, or is dropped if its bytes are stored.
-    async fn place(&self, sealed: &Sealed) -> Result<(), Error> {
+    /// becomes the stored one (`true`), or is dropped if its bytes are
+    /// stored (`false`).
+    async fn place(&self, sealed: &Sealed) -> Result<bool, Error> {
         let addr = sealed.address;
         let stored = self.db.read(|txn| get_row(txn, addr))?.is_some();
         let tmp = sealed.written.tmp_path.clone();
         let backend = self.blobs.backend.clone();
         tokio::task::spawn_blocking(move || {
             if stored {
-                std::fs::remove_file(&tmp).map_err(|e| Error::io("removing a duplicate blob", e))
+                std::fs::remove_file(&tmp)
+                    .map_err(|e| Error::io("removing a duplicate blob", e))?;
             } else {
-                backend.commit(&tmp, addr)
+                backend.commit(&tmp, addr)?;
             }
+            Ok(!stored)
         })
         .await
         .map_err(|e| Error::join("blob task", e))?
+    }
+
+    /// Undoes step 3 after a failed commit (the caller still holds the
+    /// address lock, so no other put can have named the blob since): the
+    /// blob placed is removed unless a row names it after all. Best
+    /// effort: what stays is an orphan for the collector.
+    async fn unplace(&self, addr: BlobAddress) {
+        let named = self.db.read(|txn| get_row(txn, addr)).map(|r| r.is_some());
+        if !matches!(named, Ok(false)) {
+            return;
+        }
+        let backend = self.blobs.backend.clone();
+        let removed = tokio::task::spawn_blocking(move || backend.delete(addr)).await;
+        if !matches!(removed, Ok(Ok(_))) {
+            tracing::warn!(blob = %addr, "could not remove a blob whose commit failed; the orphan collector will");
+        }
     }
 
     /// Step 4: the record and the blob's reference in one transaction,
@@ -231,6 +269,7 @@ impl Files<'_> {
         data_key: Option<SecretKey>,
     ) -> Result<(AudioFile, bool), Error> {
         let keyring = self.blobs.keyring.clone();
+        let quota = self.blobs.quota.user_bytes;
         self.db
             .write(move |txn| {
                 // The key version may have moved on while the blob was written.
@@ -247,7 +286,7 @@ impl Files<'_> {
                     data_key: wrapped,
                     ..row.clone()
                 };
-                commit_file(txn, &new, &row)
+                commit_file(txn, &new, &row, quota)
             })
             .await
     }

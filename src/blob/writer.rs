@@ -40,6 +40,8 @@ pub(crate) struct WriteSpec {
     pub(crate) depth: usize,
     /// Stored size from which the blob leaves the page cache once written.
     pub(crate) cache_limit: u64,
+    /// Stored bytes the blob may take before the put is stopped (a quota).
+    pub(crate) allowance: Option<crate::quota::Allowance>,
 }
 
 /// A blob whose input was read and hashed; its last chunks may still be on
@@ -153,10 +155,17 @@ struct SealLine {
 }
 
 impl SealLine {
-    fn start(level: Option<i32>, depth: usize, out: ChunkSender) -> Self {
+    fn start(
+        level: Option<i32>,
+        depth: usize,
+        out: ChunkSender,
+        allowance: Option<crate::quota::Allowance>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<SealTask>(depth.max(1));
         let thread = tokio::task::spawn_blocking(move || {
             let mut lengths = Vec::new();
+            // Header and chunk table included, so the stop is never late.
+            let mut stored = (format::HEADER_LEN + format::TRAILER_LEN) as u64;
             while let Some(t) = rx.blocking_recv() {
                 let sealed = t
                     .sealer
@@ -166,6 +175,13 @@ impl SealLine {
                     LineStop::Failed(Error::invalid("chunk", "sealed chunk over 4 GiB"))
                 })?;
                 lengths.push(len);
+                stored = stored.saturating_add(u64::from(len) + 4);
+                if let Some(a) = &allowance
+                    && stored > a.bytes
+                {
+                    // Stopped before the chunk reaches the file.
+                    return Err(LineStop::Failed(a.exceeded(stored)));
+                }
                 if !out.write(sealed) {
                     return Err(LineStop::Sink);
                 }
@@ -236,7 +252,7 @@ pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
         nonce_prefix: random_bytes::<{ format::PREFIX_LEN }>()?,
     };
     let mut sink = Sink::start(tmp_path.clone(), spec.depth, spec.cache_limit);
-    let mut line = SealLine::start(spec.level, spec.depth, sink.chunk_sender());
+    let mut line = SealLine::start(spec.level, spec.depth, sink.chunk_sender(), spec.allowance);
     let sealer = Arc::new(ChunkSealer::new(header, spec.data_key.as_ref())?);
     let chunk = spec.chunk_size as usize;
     let mut hasher = Sha256::new();

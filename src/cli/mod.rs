@@ -189,6 +189,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::StoreIncomplete { .. } => 12,
         Error::CacheUnavailable { .. } => 13,
         Error::ReadOnly { .. } => 14,
+        Error::QuotaExceeded { .. } => 15,
         _ => 1,
     }
 }

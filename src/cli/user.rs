@@ -3,8 +3,8 @@
 use std::io::BufRead;
 
 use bharatvoice_store::{
-    ConsentKind, Cursor, Error, LanguageTag, ListOptions, NewUser, ProfileUpdate, Store, User,
-    UserId, UserProfile,
+    ConsentKind, Cursor, Error, LanguageTag, ListOptions, NewUser, ProfileUpdate, Store, Usage,
+    User, UserId, UserProfile,
 };
 use clap::{Args, Subcommand};
 
@@ -26,6 +26,8 @@ pub(crate) enum UserCommand {
     Profile(ProfileArgs),
     /// Give or withdraw a consent.
     Consent(ConsentArgs),
+    /// Show a user's storage usage and quota, setting the quota first if asked.
+    Quota(QuotaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +108,19 @@ pub(crate) struct ConsentArgs {
     withdraw: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct QuotaArgs {
+    /// User id or username.
+    user: String,
+    /// Give the user a quota of their own, in stored bytes (it overrides
+    /// the store default).
+    #[arg(long, value_name = "BYTES", conflicts_with = "clear")]
+    set: Option<u64>,
+    /// Remove the user's own quota (the store default applies again).
+    #[arg(long)]
+    clear: bool,
+}
+
 /// Finds a live user by id, else by username.
 pub(crate) async fn resolve(store: &Store, who: &str) -> Result<User, Error> {
     match who.parse::<UserId>() {
@@ -166,6 +181,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Outcome {
         UserCommand::Restore(args) => restore(&store, args, out).await,
         UserCommand::Profile(args) => profile(&store, args, out).await,
         UserCommand::Consent(args) => consent(&store, args, out).await,
+        UserCommand::Quota(args) => quota(&store, args, out).await,
     }
 }
 
@@ -274,4 +290,27 @@ async fn consent(store: &Store, args: &ConsentArgs, out: &Out) -> Outcome {
     };
     let profile = store.profiles().set_consent(u.id, kind, granted).await?;
     done(out.emit(&profile, || profile_text(&profile)))
+}
+
+/// `bvstore user quota`.
+async fn quota(store: &Store, args: &QuotaArgs, out: &Out) -> Outcome {
+    let u = resolve(store, &args.user).await?;
+    let usage = match (args.set, args.clear) {
+        (Some(bytes), _) => store.quotas().set_limit(u.id, Some(bytes)).await?,
+        (None, true) => store.quotas().set_limit(u.id, None).await?,
+        (None, false) => store.quotas().usage(u.id).await?,
+    };
+    done(out.emit(&usage, || usage_text(&usage)))
+}
+
+fn usage_text(u: &Usage) -> String {
+    let limit = match (u.own_limit, u.limit) {
+        (Some(l), _) => format!("{l} bytes (the user's own)"),
+        (None, Some(l)) => format!("{l} bytes (the store default)"),
+        (None, None) => "none".to_string(),
+    };
+    format!(
+        "user:    {}\nstored:  {} bytes in {} blob(s)\nquota:   {limit}",
+        u.user, u.stored_bytes, u.blobs
+    )
 }

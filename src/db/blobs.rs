@@ -62,10 +62,16 @@ pub(crate) fn commit_file(
     txn: &WriteTransaction,
     new: &NewAudioFile,
     fresh_row: &BlobRow,
+    quota: Option<u64>,
 ) -> Result<(AudioFile, bool), Error> {
     crate::db::users::require_live(txn, new.owner)?;
     let existing = get_row(txn, new.blob)?;
     let deduplicated = existing.is_some();
+    if !deduplicated {
+        // Checked before anything is written (see db::writer).
+        crate::db::usage::check(txn, new.owner, fresh_row.stored_bytes, quota)?;
+        crate::db::usage::charge(txn, new.owner, fresh_row.stored_bytes)?;
+    }
     let row = match existing {
         Some(mut row) => {
             if row.owner != new.owner {

@@ -243,6 +243,7 @@ fn release_blob(txn: &WriteTransaction, f: &AudioFile) -> Result<FilePurge, Erro
         .remove((row.owner.to_key(), f.blob.0))
         .ctx("writing blobs_by_owner")?;
     clear_damaged(txn, f.blob)?;
+    crate::db::usage::refund(txn, row.owner, row.stored_bytes)?;
     Ok(FilePurge::RemovedWithBlob(f.blob, row))
 }
 

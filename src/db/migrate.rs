@@ -42,7 +42,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// One migration step.
 struct Step {
@@ -76,6 +76,11 @@ const STEPS: &[Step] = &[
         from: 5,
         name: "indexes of soft-deleted files and sessions (for the purge); damaged blobs",
         run: super::migrate_v6::v5_to_v6,
+    },
+    Step {
+        from: 6,
+        name: "per-user storage usage (for quotas), counted from the blob rows",
+        run: super::migrate_v7::v6_to_v7,
     },
 ];
 

@@ -35,6 +35,7 @@
 //! | `files_by_deleted` | (deleted at, file) | () |
 //! | `sessions_by_deleted` | (deleted at, session) | () |
 //! | `damaged_blobs` | blob address | damage record: when found, why |
+//! | `usage` | owner id | usage row: stored bytes, blobs, own quota |
 
 use redb::TableDefinition;
 
@@ -77,6 +78,9 @@ pub(super) const SESSIONS_BY_DELETED: TableDefinition<(i64, u128), ()> =
 pub(super) const DAMAGED_BLOBS: TableDefinition<[u8; 32], &[u8]> =
     TableDefinition::new("damaged_blobs");
 
+/// Per-owner storage usage and quota (`db::usage`).
+pub(super) const USAGE: TableDefinition<u128, &[u8]> = TableDefinition::new("usage");
+
 /// `meta` key holding the master key check value.
 pub(super) const MASTER_CHECK_KEY: &str = "master_key_check";
 
@@ -109,5 +113,6 @@ pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
     txn.open_table(FILES_BY_DELETED)?;
     txn.open_table(SESSIONS_BY_DELETED)?;
     txn.open_table(DAMAGED_BLOBS)?;
+    txn.open_table(USAGE)?;
     Ok(())
 }

@@ -43,6 +43,7 @@ mod migrate_v6;
 mod model;
 mod page_cache;
 mod profiles;
+mod quota;
 mod read_only;
 mod sessions;
 mod store_damage;
