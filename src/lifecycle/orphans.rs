@@ -50,6 +50,9 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     };
     let mut out = JobOutcome::default();
     let files_next = orphan_files(parts, files_after, limit, cutoff, dry_run, &mut out).await?;
+    if !dry_run {
+        crate::lifecycle::purge::destroy_retired(parts).await?;
+    }
     let rows_next = missing_blobs(parts, rows_after, limit, now, dry_run, &mut out).await?;
     let tmp = parts.blobs.tmp_dir.clone();
     let (n, bytes) = tokio::task::spawn_blocking(move || {
@@ -96,9 +99,10 @@ async fn orphan_files(
         }
         if !dry_run {
             let backend = std::sync::Arc::clone(&parts.blobs.backend);
-            let deleted = tokio::task::spawn_blocking(move || backend.delete(address))
+            // Retired under the lock, destroyed with the pass's others.
+            let deleted = tokio::task::spawn_blocking(move || backend.retire(address))
                 .await
-                .map_err(|e| Error::join("deleting an orphan", e))??;
+                .map_err(|e| Error::join("retiring an orphan", e))??;
             if !deleted {
                 continue;
             }

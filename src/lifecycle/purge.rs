@@ -12,10 +12,15 @@
 //! A blob's row holds its wrapped data key, and it goes in the same
 //! transaction as the blob's last reference: from that commit the sealed
 //! bytes cannot be decrypted, even with the master key (crypto-shredding,
-//! NIST SP 800-88's "cryptographic erase"). The file is then overwritten
-//! once and unlinked, best effort (see `docs/LIFECYCLE.md` for why the
-//! overwrite is no guarantee on flash and copy-on-write file systems). A
-//! file that cannot be deleted is left for the orphan collector.
+//! NIST SP 800-88's "cryptographic erase"). The file is then retired
+//! (moved out of its address) while the locks are still held, and, with
+//! the locks released, the batch's retired files are overwritten once,
+//! synced together and unlinked, best effort (see `docs/LIFECYCLE.md` for
+//! why the overwrite is no guarantee on flash and copy-on-write file
+//! systems). A put waits for the batch's transaction and renames, never
+//! for the destruction. A file that cannot be retired is left for the
+//! orphan collector; retired files a crash left are destroyed by the next
+//! pass.
 
 use std::collections::HashMap;
 
@@ -99,7 +104,7 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
         return Ok(out);
     }
     out.more = plan.files.len() == limit || plan.sessions.len() == limit;
-    let _locks = parts
+    let locks = parts
         .blobs
         .lock_many(plan.files.iter().map(|(_, a)| *a))
         .await;
@@ -144,19 +149,30 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     let failed = tokio::task::spawn_blocking(move || {
         let mut failed = 0u64;
         for address in doomed {
-            if let Err(e) = backend.delete(address) {
-                tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be deleted; the orphan collector will retry");
+            if let Err(e) = backend.retire(address) {
+                tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be retired; the orphan collector will delete it");
                 failed += 1;
             }
         }
         failed
     })
     .await
-    .map_err(|e| Error::join("deleting purged blobs", e))?;
+    .map_err(|e| Error::join("retiring purged blobs", e))?;
+    drop(locks);
     out.skip("blob_file_delete_failed", failed);
+    destroy_retired(parts).await?;
     let purged = out.counts.iter().map(|(_, n)| *n).sum::<u64>();
     if purged > 0 {
         tracing::info!(counts = ?out.counts, "purged");
     }
     Ok(out)
+}
+
+/// Destroys the blobs retired by this pass (and any a crash left), with no
+/// lock held.
+pub(crate) async fn destroy_retired(parts: &Parts<'_>) -> Result<u64, Error> {
+    let backend = std::sync::Arc::clone(&parts.blobs.backend);
+    tokio::task::spawn_blocking(move || backend.destroy_retired())
+        .await
+        .map_err(|e| Error::join("destroying retired blobs", e))?
 }

@@ -2,6 +2,13 @@
 //! digits named after the blob's address, two levels of 256 directories so
 //! that no directory grows past a few thousand entries.
 //!
+//! The purge retires a blob by renaming it into `blobs/retired/` (under
+//! its address lock, so that is all it does there) and destroys retired
+//! blobs in batches outside the lock: each is overwritten once, one
+//! `syncfs` makes the overwrites durable, then they are unlinked and the
+//! directory synced once. A crash leaves retired blobs for the next batch;
+//! a rename the crash undid leaves an orphan for the collector.
+//!
 //! Only what this layout names is ever opened, listed or deleted: a name
 //! that is not 64 hex digits in the directories its digits name, anything
 //! that is not a plain file or directory, and symbolic links are left
@@ -18,12 +25,47 @@ use crate::types::BlobAddress;
 /// Blobs in a local directory.
 pub(crate) struct LocalDir {
     root: PathBuf,
+    /// Tells retired copies of one address apart.
+    retired_seq: std::sync::atomic::AtomicU64,
+}
+
+/// Where retired blobs wait for destruction, under the root.
+const RETIRED: &str = "retired";
+
+/// Whether `name` is one [`LocalDir::retire`] gives: `<64 hex>.<digits>`.
+fn is_retired_name(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((hex, seq)) => {
+            is_hex(hex, 64) && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// Makes every overwrite on the file system holding `dir` durable at once.
+#[allow(unsafe_code)]
+fn sync_file_system(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: `d` is an open descriptor for the whole call.
+    let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 impl LocalDir {
     /// Blobs under `root` (created by the caller when it may write).
     pub(crate) fn new(root: PathBuf) -> LocalDir {
-        LocalDir { root }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        LocalDir {
+            root,
+            retired_seq: std::sync::atomic::AtomicU64::new(seed),
+        }
     }
 
     /// Where the blob at `address` lives.
@@ -62,6 +104,11 @@ fn is_hex(s: &str, len: usize) -> bool {
 
 /// Writes zeros once over a blob file and syncs it (not through a link).
 fn overwrite(path: &Path) -> std::io::Result<()> {
+    overwrite_unsynced(path)?.sync_data()
+}
+
+/// Writes zeros once over a blob file (not through a link), unsynced.
+fn overwrite_unsynced(path: &Path) -> std::io::Result<File> {
     use std::io::Write;
     let mut f = File::options()
         .write(true)
@@ -74,7 +121,7 @@ fn overwrite(path: &Path) -> std::io::Result<()> {
         f.write_all(&zeros[..n])?;
         left -= n as u64;
     }
-    f.sync_data()
+    Ok(f)
 }
 
 impl BlobBackend for LocalDir {
@@ -135,6 +182,66 @@ impl BlobBackend for LocalDir {
             crate::fsutil::sync_dir(dir)?;
         }
         Ok(true)
+    }
+
+    fn retire(&self, address: BlobAddress) -> Result<bool, Error> {
+        if !self.exists(address)? {
+            return Ok(false);
+        }
+        let from = self.path_of(address);
+        let dir = self.root.join(RETIRED);
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let seq = self
+            .retired_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = dir.join(format!("{}.{seq}", hex::encode(address.0)));
+        match fs::rename(&from, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("retiring {}", from.display()), e)),
+        }
+    }
+
+    fn destroy_retired(&self) -> Result<u64, Error> {
+        let dir = self.root.join(RETIRED);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        let mut doomed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if is_file && entry.file_name().to_str().is_some_and(is_retired_name) {
+                doomed.push(entry.path());
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        // Best effort (the key deletion is what makes the bytes
+        // unreadable; see `docs/LIFECYCLE.md`): each file overwritten
+        // once, and one sync for all of them.
+        for path in &doomed {
+            if let Err(e) = overwrite_unsynced(path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not overwrite a retired blob");
+            }
+        }
+        if let Err(e) = sync_file_system(&dir) {
+            tracing::warn!(error = %e, "could not sync the overwrites of retired blobs");
+        }
+        let mut destroyed = 0;
+        for path in &doomed {
+            match fs::remove_file(path) {
+                Ok(()) => destroyed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
+            }
+        }
+        crate::fsutil::sync_dir(&dir)?;
+        Ok(destroyed)
     }
 
     fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error> {
@@ -276,5 +383,43 @@ mod tests {
             "the link stays"
         );
         assert!(d2.join("notes.txt").exists());
+    }
+
+    #[test]
+    fn retired_blobs_leave_their_address_at_once_and_are_destroyed_later() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LocalDir::new(root.path().join("blobs"));
+        let (a, b) = (BlobAddress([0x01; 32]), BlobAddress([0x02; 32]));
+        put(&dir, tmp.path(), a, b"first");
+        put(&dir, tmp.path(), b, b"second");
+        assert!(dir.retire(a).unwrap());
+        assert!(!dir.retire(a).unwrap(), "already retired");
+        assert!(!dir.exists(a).unwrap(), "the address is free at once");
+        // The same address stored and retired again before destruction.
+        put(&dir, tmp.path(), a, b"again");
+        assert!(dir.retire(a).unwrap());
+        let retired = root.path().join("blobs").join(RETIRED);
+        assert_eq!(fs::read_dir(&retired).unwrap().count(), 2);
+        // Only names the store gave are destroyed; links are not followed.
+        fs::write(retired.join("notes.txt"), b"mine").unwrap();
+        let outside = root.path().join("outside");
+        fs::write(&outside, b"not the store's").unwrap();
+        let link = retired.join(format!("{}.7", hex::encode([3u8; 32])));
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert_eq!(dir.destroy_retired().unwrap(), 2);
+        assert_eq!(dir.destroy_retired().unwrap(), 0);
+        assert!(retired.join("notes.txt").exists());
+        assert_eq!(fs::read(&outside).unwrap(), b"not the store's");
+        assert!(fs::symlink_metadata(&link).is_ok(), "the link stays");
+        assert_eq!(
+            dir.list(None, 10)
+                .unwrap()
+                .iter()
+                .map(|x| x.address)
+                .collect::<Vec<_>>(),
+            [b],
+            "the retired directory is not listed as blobs"
+        );
     }
 }

@@ -61,6 +61,21 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// Deletes the blob at `address`; `false` if there was none.
     fn delete(&self, address: BlobAddress) -> Result<bool, Error>;
 
+    /// Takes the blob at `address` out of its place for
+    /// [`destroy_retired`](Self::destroy_retired) to destroy later; `false`
+    /// if there was none. The purge calls it under the address lock, so
+    /// that it is quick there, and destroys outside the lock. By default
+    /// the blob is deleted at once.
+    fn retire(&self, address: BlobAddress) -> Result<bool, Error> {
+        self.delete(address)
+    }
+
+    /// Destroys every retired blob (also those a crash left); returns how
+    /// many.
+    fn destroy_retired(&self) -> Result<u64, Error> {
+        Ok(0)
+    }
+
     /// Up to `limit` stored blobs whose address is after `after`, in
     /// address order (a listing resumes from its last address).
     fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error>;
