@@ -44,7 +44,7 @@ struct Inner {
     cache: Arc<CacheCore>,
     config: Config,
     jobs: JobRuntime,
-    orphan_cursor: crate::lifecycle::OrphanCursor,
+    cursors: crate::lifecycle::Cursors,
 }
 
 impl Drop for Inner {
@@ -115,7 +115,7 @@ impl Store {
                     blobs,
                     cache,
                     config,
-                    orphan_cursor: Default::default(),
+                    cursors: Default::default(),
                 }
             }),
         };
@@ -340,7 +340,7 @@ impl Inner {
             db: &self.db,
             blobs: &self.blobs,
             config: &self.config.lifecycle,
-            cursor: &self.orphan_cursor,
+            cursors: &self.cursors,
         }
     }
 }

@@ -14,7 +14,9 @@ use crate::db::schema::{SESSIONS, SESSIONS_BY_DELETED, SESSIONS_BY_EXPIRY, SESSI
 use crate::db::users::require_live;
 use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
-use crate::model::session::{ConversationSession, Turn};
+use std::ops::Bound;
+
+use crate::model::session::{ContextLimits, ConversationSession, Turn};
 use crate::model::validate::{LanguageTag, check_text};
 use crate::types::{SessionId, Timestamp, UserId};
 
@@ -315,4 +317,67 @@ impl Sessions<'_> {
             })
             .await
     }
+}
+
+/// Sessions over the context limits, with the turns each must drop.
+pub(crate) type OverLimits = Vec<(SessionId, u64)>;
+
+/// Up to `limit` sessions after `after` in id order, for the context-trim
+/// job: the live ones whose context passes `limits`, and the key the next
+/// batch starts after (`None`: the table is done).
+pub(crate) fn over_limits(
+    txn: &redb::ReadTransaction,
+    after: Option<u128>,
+    limit: usize,
+    limits: ContextLimits,
+) -> Result<(OverLimits, Option<u128>), Error> {
+    let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+    let range = match after {
+        Some(k) => sessions.range((Bound::Excluded(k), Bound::Unbounded)),
+        None => sessions.range::<u128>(..),
+    }
+    .ctx("scanning sessions")?;
+    let (mut over, mut scanned) = (Vec::new(), 0usize);
+    for row in range {
+        let (k, v) = row.ctx("scanning sessions")?;
+        let id = SessionId::from_key(k.value());
+        let s: ConversationSession = codec::decode(v.value(), id)?;
+        scanned += 1;
+        if s.deleted_at.is_none() {
+            let dropped = limits.excess(&s.context);
+            if dropped > 0 {
+                over.push((id, dropped as u64));
+            }
+        }
+        if scanned == limit {
+            return Ok((over, Some(k.value())));
+        }
+    }
+    Ok((over, None))
+}
+
+/// Trims a live session's context to `limits`; the turns dropped (0: it
+/// fits, or it is gone or deleted since the batch was read).
+pub(crate) fn trim_context(
+    txn: &WriteTransaction,
+    id: SessionId,
+    limits: ContextLimits,
+    now: Timestamp,
+) -> Result<u64, Error> {
+    let current: Option<ConversationSession> = get_record(
+        &txn.open_table(SESSIONS).ctx("opening sessions")?,
+        id.to_key(),
+        id,
+    )?;
+    let Some(s) = current.filter(|s| s.deleted_at.is_none()) else {
+        return Ok(0);
+    };
+    let dropped = limits.excess(&s.context);
+    if dropped > 0 {
+        modify(txn, id, now, |s| {
+            limits.trim(&mut s.context);
+            Ok(())
+        })?;
+    }
+    Ok(dropped as u64)
 }

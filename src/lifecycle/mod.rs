@@ -1,7 +1,8 @@
 //! What keeps a store clean over months without anyone tending it: files
 //! and sessions expire by policy, soft-deleted records are purged after a
 //! grace period with their blobs destroyed, orphans of crashes are
-//! collected, old metric samples are dropped, and read counts are written.
+//! collected, old metric samples are dropped, read counts are written, and
+//! session contexts are kept within the limits.
 //! (Recordings dropped into a watched folder are taken in by
 //! [`crate::ingest`], a client of the public API.)
 //!
@@ -51,6 +52,7 @@ mod orphans;
 mod purge;
 #[cfg(test)]
 mod shred_tests;
+mod trim;
 
 use std::time::Instant;
 
@@ -59,15 +61,21 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::jobs::{JobOutcome, JobReport, JobRuntime};
 pub use config::LifecycleConfig;
-pub(crate) use orphans::OrphanCursor;
+/// Where the resumable jobs' next passes start.
+#[derive(Default)]
+pub(crate) struct Cursors {
+    pub(crate) orphans: orphans::OrphanCursor,
+    pub(crate) sessions: trim::TrimCursor,
+}
 
 /// The lifecycle jobs, in the order [`Lifecycle::run_all`] runs them.
-pub const JOBS: [&str; 5] = [
+pub const JOBS: [&str; 6] = [
     access::JOB,
     expiry::JOB,
     purge::JOB,
     orphans::JOB,
     expiry::METRICS_JOB,
+    trim::JOB,
 ];
 
 /// The parts a lifecycle pass works on.
@@ -75,7 +83,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) db: &'a Db,
     pub(crate) blobs: &'a BlobStore,
     pub(crate) config: &'a LifecycleConfig,
-    pub(crate) cursor: &'a OrphanCursor,
+    pub(crate) cursors: &'a Cursors,
 }
 
 impl Parts<'_> {
@@ -93,6 +101,7 @@ impl Parts<'_> {
             expiry::METRICS_JOB => expiry::metrics_pass(self, dry_run).await?,
             purge::JOB => purge::pass(self, dry_run).await?,
             orphans::JOB => orphans::pass(self, dry_run).await?,
+            trim::JOB => trim::pass(self, dry_run).await?,
             other => return Err(unknown(other)),
         };
         if !dry_run {
@@ -254,6 +263,11 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
         spec(
             expiry::METRICS_JOB,
             "drops metric samples older than the retention window",
+            config.expiry_interval,
+        ),
+        spec(
+            trim::JOB,
+            "trims session contexts over the configured turns and bytes (after the limits were lowered)",
             config.expiry_interval,
         ),
     ]

@@ -46,7 +46,7 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     let (limit, (files_after, rows_after)) = if dry_run {
         (usize::MAX, (None, None))
     } else {
-        (parts.config.batch, parts.cursor.get())
+        (parts.config.batch, parts.cursors.orphans.get())
     };
     let mut out = JobOutcome::default();
     let files_next = orphan_files(parts, files_after, limit, cutoff, dry_run, &mut out).await?;
@@ -64,7 +64,7 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     out.count("bytes_freed", bytes);
     out.more = files_next.is_some() || rows_next.is_some();
     if !dry_run {
-        parts.cursor.set(files_next, rows_next);
+        parts.cursors.orphans.set(files_next, rows_next);
     }
     Ok(out)
 }

@@ -96,6 +96,12 @@ pub struct ContextLimits {
 impl ContextLimits {
     /// Drops the oldest turns of `context` until it fits.
     pub(crate) fn trim(&self, context: &mut Vec<Turn>) {
+        let drop = self.excess(context);
+        context.drain(..drop);
+    }
+
+    /// How many of the oldest turns of `context` must go for it to fit.
+    pub(crate) fn excess(&self, context: &[Turn]) -> usize {
         let mut bytes: usize = context.iter().map(|t| t.text.len()).sum();
         let mut drop = 0;
         while drop < context.len()
@@ -104,6 +110,6 @@ impl ContextLimits {
             bytes -= context[drop].text.len();
             drop += 1;
         }
-        context.drain(..drop);
+        drop
     }
 }

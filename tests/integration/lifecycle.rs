@@ -524,7 +524,8 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
             "expiry",
             "purge",
             "orphans",
-            "metric-retention"
+            "metric-retention",
+            "context-trim"
         ]
     );
     assert!(

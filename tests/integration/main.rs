@@ -20,6 +20,7 @@ mod cli;
 mod cli_safety;
 mod clock;
 mod config;
+mod context_trim;
 mod corrupt;
 mod crash;
 mod data_dir;
