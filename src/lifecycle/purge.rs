@@ -148,8 +148,8 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     let backend = std::sync::Arc::clone(&parts.blobs.backend);
     let failed = tokio::task::spawn_blocking(move || {
         let mut failed = 0u64;
-        for address in doomed {
-            if let Err(e) = backend.retire(address) {
+        for (address, r) in doomed.iter().zip(backend.retire_many(&doomed)) {
+            if let Err(e) = r {
                 tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be retired; the orphan collector will delete it");
                 failed += 1;
             }

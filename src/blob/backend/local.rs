@@ -42,6 +42,32 @@ fn is_retired_name(name: &str) -> bool {
     }
 }
 
+/// Threads that destroy retired blobs together: each file operation waits
+/// on the disk's metadata updates, not on the CPU, so a few run at once
+/// even on two cores.
+const FILE_THREADS: usize = 4;
+
+/// `f` over `items`, on up to [`FILE_THREADS`] threads for large batches;
+/// the results in order (an item whose thread panicked is left out).
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = FILE_THREADS.min(items.len().div_ceil(64)).max(1);
+    if threads == 1 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let f = &f;
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// Makes every overwrite on the file system holding `dir` durable at once.
 #[allow(unsafe_code)]
 fn sync_file_system(dir: &Path) -> std::io::Result<()> {
@@ -184,6 +210,10 @@ impl BlobBackend for LocalDir {
         Ok(true)
     }
 
+    fn retire_many(&self, addresses: &[BlobAddress]) -> Vec<Result<bool, Error>> {
+        in_parallel(addresses, |a| self.retire(*a))
+    }
+
     fn retire(&self, address: BlobAddress) -> Result<bool, Error> {
         if !self.exists(address)? {
             return Ok(false);
@@ -224,23 +254,24 @@ impl BlobBackend for LocalDir {
         // Best effort (the key deletion is what makes the bytes
         // unreadable; see `docs/LIFECYCLE.md`): each file overwritten
         // once, and one sync for all of them.
-        for path in &doomed {
+        in_parallel(&doomed, |path| {
             if let Err(e) = overwrite_unsynced(path) {
                 tracing::warn!(path = %path.display(), error = %e, "could not overwrite a retired blob");
             }
-        }
+        });
         if let Err(e) = sync_file_system(&dir) {
             tracing::warn!(error = %e, "could not sync the overwrites of retired blobs");
         }
-        let mut destroyed = 0;
-        for path in &doomed {
-            match fs::remove_file(path) {
-                Ok(()) => destroyed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("deleting {}", path.display()), e)),
-            }
-        }
+        let removed = in_parallel(&doomed, |path| match fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+        });
         crate::fsutil::sync_dir(&dir)?;
+        let mut destroyed = 0;
+        for r in removed {
+            destroyed += u64::from(r?);
+        }
         Ok(destroyed)
     }
 
@@ -421,5 +452,32 @@ mod tests {
             [b],
             "the retired directory is not listed as blobs"
         );
+    }
+
+    #[test]
+    fn large_batches_are_retired_and_destroyed_on_several_threads() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LocalDir::new(root.path().join("blobs"));
+        let addrs: Vec<BlobAddress> = (0..300u16)
+            .map(|i| {
+                let mut a = [0u8; 32];
+                a[..2].copy_from_slice(&i.to_be_bytes());
+                BlobAddress(a)
+            })
+            .collect();
+        for a in &addrs {
+            put(&dir, tmp.path(), *a, b"doomed");
+        }
+        let mut with_missing = addrs.clone();
+        with_missing.push(BlobAddress([0xee; 32]));
+        let retired = dir.retire_many(&with_missing);
+        assert_eq!(retired.len(), 301);
+        assert!(retired[..300].iter().all(|r| matches!(r, Ok(true))));
+        assert!(matches!(retired[300], Ok(false)), "nothing to retire");
+        assert!(dir.list(None, 1000).unwrap().is_empty());
+        assert_eq!(dir.destroy_retired().unwrap(), 300);
+        let left = fs::read_dir(root.path().join("blobs").join(RETIRED)).unwrap();
+        assert_eq!(left.count(), 0);
     }
 }

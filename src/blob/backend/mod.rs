@@ -70,6 +70,11 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
         self.delete(address)
     }
 
+    /// [`retire`](Self::retire) for each address, in order.
+    fn retire_many(&self, addresses: &[BlobAddress]) -> Vec<Result<bool, Error>> {
+        addresses.iter().map(|a| self.retire(*a)).collect()
+    }
+
     /// Destroys every retired blob (also those a crash left); returns how
     /// many.
     fn destroy_retired(&self) -> Result<u64, Error> {
