@@ -197,6 +197,13 @@ pub struct VerifyReport {
     pub plain_bytes: u64,
 }
 
+/// A put paused by a test: it says it has placed its blob, then waits.
+#[cfg(test)]
+pub(crate) type PutPause = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+);
+
 /// The blob side of an open store: where blobs live, keys and
 /// per-address locks.
 pub(crate) struct BlobStore {
@@ -211,6 +218,9 @@ pub(crate) struct BlobStore {
     pub(crate) default_retention_days: u32,
     /// Limits a put is checked against.
     pub(crate) quota: crate::QuotaConfig,
+    /// Tests pause the next put between placing and committing its blob.
+    #[cfg(test)]
+    pub(crate) pause_after_place: std::sync::Mutex<Option<PutPause>>,
     /// Reads counted, not yet written to the records.
     pub(crate) reads: reads::AccessLog,
 }
@@ -242,6 +252,8 @@ impl BlobStore {
             cache_limit: config.blob_cache_limit_bytes,
             default_retention_days: config.default_retention_days,
             quota: config.quota.clone(),
+            #[cfg(test)]
+            pause_after_place: Default::default(),
         })
     }
 
@@ -297,6 +309,20 @@ impl BlobStore {
             guards.push(self.locks[s].lock().await);
         }
         guards
+    }
+
+    /// Where a test paused the next put (see `pause_after_place`).
+    #[cfg(test)]
+    pub(crate) async fn paused_after_place(&self) {
+        let pause = self
+            .pause_after_place
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((placed, go)) = pause {
+            let _ = placed.send(());
+            let _ = go.await;
+        }
     }
 
     fn stripe(&self, address: BlobAddress) -> usize {

@@ -35,6 +35,15 @@ use crate::error::Error;
 use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
 use crate::types::{BlobAddress, UserId};
 
+/// What step 3 did with the sealed blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    /// It is the blob at its address now.
+    Stored,
+    /// A row names its address: its bytes are stored already.
+    Duplicate,
+}
+
 /// A blob sealed in `tmp/`, with what its record needs.
 struct Sealed {
     address: BlobAddress,
@@ -90,12 +99,26 @@ impl Files<'_> {
         let (new, row) = self.records(probe, &options, &sealed)?;
         let _one_put_per_address = self.blobs.lock(sealed.address).await;
         let direct_bytes = sealed.written.direct_bytes;
-        let placed = self.place(&sealed).await?;
-        let committed = self.commit(new, row, sealed.data_key).await;
+        let mut placed = self.place(&sealed).await?;
+        #[cfg(test)]
+        self.blobs.paused_after_place().await;
+        let committed = loop {
+            let expect_row = placed == Placed::Duplicate;
+            match self.commit(&new, &row, &sealed.data_key, expect_row).await {
+                // The purge removed the row this put deduplicated against
+                // after `place` saw it: store these bytes after all.
+                Ok(None) => placed = self.place_new(&sealed).await?,
+                Ok(Some(done)) => break Ok(done),
+                Err(e) => break Err(e),
+            }
+        };
+        if placed == Placed::Duplicate {
+            let _ = tokio::fs::remove_file(&sealed.written.tmp_path).await;
+        }
         let (file, dedup) = match committed {
             Ok(done) => done,
             Err(e) => {
-                if placed {
+                if placed == Placed::Stored {
                     self.unplace(sealed.address).await;
                 }
                 return Err(e);
@@ -224,24 +247,26 @@ impl Files<'_> {
     }
 
     /// Step 3 (the caller holds the address lock): the temporary blob
-    /// becomes the stored one (`true`), or is dropped if its bytes are
-    /// stored (`false`).
-    async fn place(&self, sealed: &Sealed) -> Result<bool, Error> {
+    /// becomes the stored one, unless a row says its bytes are stored (the
+    /// temporary is then kept until the commit, in case the purge removes
+    /// that row first).
+    async fn place(&self, sealed: &Sealed) -> Result<Placed, Error> {
         let addr = sealed.address;
-        let stored = self.db.read(|txn| get_row(txn, addr))?.is_some();
-        let tmp = sealed.written.tmp_path.clone();
+        if self.db.read(|txn| get_row(txn, addr))?.is_some() {
+            return Ok(Placed::Duplicate);
+        }
+        self.place_new(sealed).await
+    }
+
+    /// The temporary blob becomes the blob at its address (replacing a
+    /// file the purge freed but has not retired yet: no row names it).
+    async fn place_new(&self, sealed: &Sealed) -> Result<Placed, Error> {
+        let (addr, tmp) = (sealed.address, sealed.written.tmp_path.clone());
         let backend = self.blobs.backend.clone();
-        tokio::task::spawn_blocking(move || {
-            if stored {
-                std::fs::remove_file(&tmp)
-                    .map_err(|e| Error::io("removing a duplicate blob", e))?;
-            } else {
-                backend.commit(&tmp, addr)?;
-            }
-            Ok(!stored)
-        })
-        .await
-        .map_err(|e| Error::join("blob task", e))?
+        tokio::task::spawn_blocking(move || backend.commit(&tmp, addr))
+            .await
+            .map_err(|e| Error::join("blob task", e))??;
+        Ok(Placed::Stored)
     }
 
     /// Undoes step 3 after a failed commit (the caller still holds the
@@ -261,17 +286,23 @@ impl Files<'_> {
     }
 
     /// Step 4: the record and the blob's reference in one transaction,
-    /// on the owner's key version as that transaction sees it.
+    /// on the owner's key version as that transaction sees it. `None`
+    /// (nothing written) if `expect_row` and the blob's row is gone.
     async fn commit(
         &self,
-        new: NewAudioFile,
-        row: BlobRow,
-        data_key: Option<SecretKey>,
-    ) -> Result<(AudioFile, bool), Error> {
+        new: &NewAudioFile,
+        row: &BlobRow,
+        data_key: &Option<SecretKey>,
+        expect_row: bool,
+    ) -> Result<Option<(AudioFile, bool)>, Error> {
         let keyring = self.blobs.keyring.clone();
         let quota = self.blobs.quota.user_bytes;
+        let (new, row, data_key) = (new.clone(), row.clone(), data_key.clone());
         self.db
             .write(move |txn| {
+                if expect_row && get_row(txn, new.blob)?.is_none() {
+                    return Ok(None);
+                }
                 // The key version may have moved on while the blob was written.
                 let (version, wrapped) = keyring.wrap_for_commit(
                     txn,
@@ -286,7 +317,7 @@ impl Files<'_> {
                     data_key: wrapped,
                     ..row.clone()
                 };
-                commit_file(txn, &new, &row, quota)
+                commit_file(txn, &new, &row, quota).map(Some)
             })
             .await
     }

@@ -51,6 +51,8 @@ mod expiry;
 mod orphans;
 mod purge;
 #[cfg(test)]
+mod race_tests;
+#[cfg(test)]
 mod shred_tests;
 mod trim;
 

@@ -3,11 +3,15 @@
 //!
 //! It works as plan, then apply (as rustic's prune does). The plan is read
 //! from one snapshot: the oldest soft-deleted records deleted before the
-//! cutoff. The apply holds the address locks of the batch's blobs (so no
-//! put of the same bytes runs between the row's removal and the file's),
-//! and re-checks every record in its write transaction: a file restored
-//! since the plan is kept, and a blob that gained a reference since the
-//! plan keeps its row, because references are counted in that transaction.
+//! cutoff. The apply re-checks every record in its write transaction: a
+//! file restored since the plan is kept, and a blob that gained a
+//! reference since the plan keeps its row, because references are counted
+//! in that transaction. The transaction takes no blob lock (a put waits
+//! for it only as for any write batch): a put that deduplicated against a
+//! row the transaction removes finds the row gone when it commits and
+//! stores its own bytes instead (`blob::put`). Only then are the freed
+//! blobs' address locks taken, briefly, to retire their files, skipping
+//! any address a put has stored again since.
 //!
 //! A blob's row holds its wrapped data key, and it goes in the same
 //! transaction as the blob's last reference: from that commit the sealed
@@ -104,10 +108,6 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
         return Ok(out);
     }
     out.more = plan.files.len() == limit || plan.sessions.len() == limit;
-    let locks = parts
-        .blobs
-        .lock_many(plan.files.iter().map(|(_, a)| *a))
-        .await;
     let (files, sessions) = (plan.files, plan.sessions);
     let planned_sessions = sessions.len() as u64;
     let (results, sessions_purged) = parts
@@ -145,6 +145,19 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
             }
         }
     }
+    let locks = parts.blobs.lock_many(doomed.iter().copied()).await;
+    // A put may have stored the same bytes again since the commit.
+    let planned = doomed.len();
+    let doomed = parts.db.read(|txn| {
+        let mut free = Vec::with_capacity(doomed.len());
+        for a in doomed {
+            if get_row(txn, a)?.is_none() {
+                free.push(a);
+            }
+        }
+        Ok(free)
+    })?;
+    out.skip("blob_stored_again", (planned - doomed.len()) as u64);
     let backend = std::sync::Arc::clone(&parts.blobs.backend);
     let failed = tokio::task::spawn_blocking(move || {
         let mut failed = 0u64;

@@ -425,6 +425,70 @@ async fn puts_racing_the_collectors_lose_nothing() {
     assert!(w.store.lifecycle().damaged().unwrap().is_empty());
 }
 
+/// Puts on several threads keep deduplicating against blobs whose last
+/// record the purge is removing at the same time: a put whose row vanished
+/// between its check and its commit stores its own bytes, and the purge
+/// never retires a file a put has stored again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dedup_puts_racing_the_purge_on_threads_lose_nothing() {
+    let w = world(LifecycleConfig::default().purge_grace(Duration::ZERO)).await;
+    let u = w.user("threads").await;
+    let store = w.store.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let purger = tokio::spawn(async move {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            store.lifecycle().run("purge", false).await.unwrap();
+        }
+    });
+    let mut putters = Vec::new();
+    for t in 0..4u32 {
+        let (store, owner) = (w.store.clone(), u.id);
+        putters.push(tokio::spawn(async move {
+            let me = Actor::User(owner);
+            let mut kept = Vec::new();
+            for i in 0..60u32 {
+                let bytes = vec![((i + t) % 3) as u8; 3000];
+                let options = PutOptions::content_type("audio/wav");
+                let f = store
+                    .files()
+                    .put_bytes(me, owner, &bytes, options)
+                    .await
+                    .unwrap();
+                if i % 3 == 0 {
+                    kept.push((f, bytes));
+                } else {
+                    store.files().delete(me, f.id).await.unwrap();
+                }
+            }
+            kept
+        }));
+    }
+    let mut kept = Vec::new();
+    for p in putters {
+        kept.extend(p.await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    purger.await.unwrap();
+    w.store
+        .lifecycle()
+        .run_to_end("purge", false)
+        .await
+        .unwrap();
+    for (f, bytes) in &kept {
+        assert_eq!(
+            &w.store.files().read(Actor::System, f.id).await.unwrap(),
+            bytes
+        );
+    }
+    assert!(w.store.lifecycle().damaged().unwrap().is_empty());
+    let usage = w.store.quotas().usage(u.id).await.unwrap();
+    assert_eq!(
+        (usage.stored_bytes, usage.blobs),
+        w.store.quotas().recount(u.id).await.unwrap()
+    );
+}
+
 #[tokio::test]
 async fn old_metric_samples_are_dropped() {
     let w = world(LifecycleConfig::default().metric_retention(Duration::from_secs(3600))).await;
