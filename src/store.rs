@@ -45,10 +45,12 @@ struct Inner {
     config: Config,
     jobs: JobRuntime,
     cursors: crate::lifecycle::Cursors,
+    tamper: Arc<crate::lifecycle::TamperWatch>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.tamper.stop();
         self.jobs.cancel();
         self.db.shutdown();
         // Commits the cache's write-behind batch before the file closes.
@@ -108,7 +110,8 @@ impl Store {
         };
         let store = Store {
             inner: Arc::new_cyclic(|weak: &Weak<Inner>| {
-                let jobs = jobs(weak, &cache, &config);
+                let tamper = Arc::default();
+                let jobs = jobs(weak, &cache, &config, &tamper);
                 Inner {
                     jobs: JobRuntime::new(config.clock.clone(), jobs),
                     db,
@@ -116,10 +119,20 @@ impl Store {
                     cache,
                     config,
                     cursors: Default::default(),
+                    tamper,
                 }
             }),
         };
         store.inner.jobs.start();
+        let inner = &store.inner;
+        (inner.tamper)
+            .start(
+                &inner.blobs,
+                &inner.jobs,
+                &inner.config.lifecycle,
+                inner.db.is_read_only(),
+            )
+            .await;
         // A rotation cut off by the last close resumes now; otherwise the
         // job first runs after its interval, so that nothing holds the
         // store's files past the last handle's drop.
@@ -280,7 +293,7 @@ impl Store {
             timed(async { inner.cache.health() }).await,
             timed(inner.blobs.health()).await,
             timed(async { inner.jobs.health() }).await,
-            timed(async { crate::lifecycle::health(&inner.db) }).await,
+            timed(async { crate::lifecycle::health(&inner.db, &inner.tamper) }).await,
         ])
     }
 
@@ -304,6 +317,7 @@ impl Store {
                 }
             }
         }
+        self.inner.tamper.stop();
         self.inner.jobs.stop().await;
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || {
@@ -316,7 +330,12 @@ impl Store {
 
 /// The store's background jobs, each holding a weak handle to the part it
 /// works on.
-fn jobs(store: &Weak<Inner>, cache: &Arc<CacheCore>, config: &Config) -> Vec<JobSpec> {
+fn jobs(
+    store: &Weak<Inner>,
+    cache: &Arc<CacheCore>,
+    config: &Config,
+    tamper: &Arc<crate::lifecycle::TamperWatch>,
+) -> Vec<JobSpec> {
     let mut jobs = vec![JobSpec {
         name: crate::blob::rotation::JOB,
         about: "re-wraps the blobs of owners whose key is rotating, then destroys the old key",
@@ -330,6 +349,7 @@ fn jobs(store: &Weak<Inner>, cache: &Arc<CacheCore>, config: &Config) -> Vec<Job
         store,
         &config.lifecycle,
         Inner::lifecycle_parts,
+        tamper,
     ));
     jobs
 }

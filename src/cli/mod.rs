@@ -113,8 +113,20 @@ pub(crate) fn config_of(cli: &Cli) -> Result<Config, Error> {
     Ok(config)
 }
 
-/// Opens an existing store: every command but `init` and `demo`.
+/// Opens an existing store for a command that ends in a moment: every
+/// command but `init`, `demo` and `watch`. It does not watch `blobs/` for
+/// tampering: setting the watch up walks every blob directory (about a
+/// second for 65 536 of them), and a command this short would hear
+/// nothing.
 pub(crate) async fn open(cli: &Cli) -> Result<Store, Error> {
+    let config = config_of(cli)?.open_mode(OpenMode::MustExist);
+    let lifecycle = config.lifecycle.clone().tamper_watch(false);
+    Store::open(config.lifecycle(lifecycle)).await
+}
+
+/// Opens an existing store for a command that runs until it is stopped
+/// (`watch`): with everything its configuration asks for.
+pub(crate) async fn open_long_running(cli: &Cli) -> Result<Store, Error> {
     Store::open(config_of(cli)?.open_mode(OpenMode::MustExist)).await
 }
 

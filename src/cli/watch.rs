@@ -10,7 +10,7 @@ use bharatvoice_store::{Error, IngestConfig, IngestStats, Ingestor, Store, UserI
 use clap::Args;
 
 use super::user::resolve;
-use super::{Cli, Out, Outcome, clean_path, done, open};
+use super::{Cli, Out, Outcome, clean_path, done, open_long_running};
 
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
@@ -32,7 +32,7 @@ pub(crate) struct WatchArgs {
 
 /// `bvstore watch`.
 pub(crate) async fn run(cli: &Cli, args: &WatchArgs, out: &Out) -> Outcome {
-    let store = open(cli).await?;
+    let store = open_long_running(cli).await?;
     let user = resolve(&store, &args.user).await?.id;
     let config = IngestConfig::default().stable_for(Duration::from_millis(args.stable_ms));
     let stats = if args.once {

@@ -355,6 +355,41 @@ pub(crate) fn damaged(txn: &impl ReadTxn) -> Result<Vec<(BlobAddress, Damage)>, 
     Ok(out)
 }
 
+/// Why a blob is marked damaged, if it is.
+pub(crate) fn damage_of(txn: &impl ReadTxn, address: BlobAddress) -> Result<Option<Damage>, Error> {
+    match txn
+        .table(DAMAGED_BLOBS)?
+        .get(address.0)
+        .ctx("reading damaged_blobs")?
+    {
+        Some(v) => codec::decode::<Damage>(v.value(), address).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Up to `limit` records (live or soft-deleted) of a blob, in id order.
+pub(crate) fn files_of_blob(
+    txn: &impl ReadTxn,
+    blob: BlobAddress,
+    limit: usize,
+) -> Result<Vec<AudioFile>, Error> {
+    let by_blob = txn.table(FILES_BY_BLOB)?;
+    let mut out = Vec::new();
+    for entry in by_blob
+        .range((blob.0, 0)..=(blob.0, u128::MAX))
+        .ctx("scanning files_by_blob")?
+    {
+        let id = FileId::from_key(entry.ctx("scanning files_by_blob")?.0.value().1);
+        if let Some(f) = crate::db::files::get(txn, id)? {
+            out.push(f);
+        }
+        if out.len() == limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// How many blobs are marked damaged.
 pub(crate) fn damaged_count(txn: &impl ReadTxn) -> Result<u64, Error> {
     use redb::ReadableTableMetadata;

@@ -64,6 +64,20 @@ impl Slot {
     }
 }
 
+/// Runs one job soon, from any thread; it holds the job weakly, so it
+/// keeps nothing of a closed store alive.
+#[derive(Clone)]
+pub(crate) struct JobWaker(Weak<Slot>);
+
+impl JobWaker {
+    /// Wakes the job (a wake while a pass runs brings one more pass).
+    pub(crate) fn wake(&self) {
+        if let Some(slot) = self.0.upgrade() {
+            slot.wake.notify_one();
+        }
+    }
+}
+
 /// The jobs of one store and the tasks that schedule them.
 pub(crate) struct JobRuntime {
     clock: Clock,
@@ -120,6 +134,13 @@ impl JobRuntime {
             );
             tasks.push(rt.spawn(schedule(slot, clock, cancel)));
         }
+    }
+
+    /// A handle that runs the job `name` soon when woken from anywhere (a
+    /// watcher's event thread); `None` if there is no such job.
+    pub(crate) fn waker(&self, name: &str) -> Option<JobWaker> {
+        let slot = self.slots.iter().find(|s| s.spec.name == name)?;
+        Some(JobWaker(Arc::downgrade(slot)))
     }
 
     /// Runs `name` soon, without waiting for its interval.

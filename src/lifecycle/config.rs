@@ -22,6 +22,8 @@ use crate::error::Error;
 /// | `orphan_grace` | 1 h: a blob file or temporary younger than this is never taken | 0 to 3650 days | `orphan_grace_secs` |
 /// | `metric_retention` | 90 days of metric samples | 1 s to 3650 days | `metric_retention_secs` |
 /// | `batch` | 1000 records per transaction | 1 to 100000 | `batch` |
+/// | `tamper_watch` | on: a watch on `blobs/` marks blobs changed or removed behind the store's back as damaged (local backend, store not read-only) | true or false | `tamper_watch` |
+/// | `tamper_debounce` | 50 ms of quiet before the watch checks what its events name | 1 ms to 10 s | `tamper_debounce_ms` |
 ///
 /// ```
 /// use std::time::Duration;
@@ -31,6 +33,8 @@ use crate::error::Error;
 /// assert_eq!(config.lifecycle.purge_grace, Duration::ZERO);
 /// let t = Config::from_toml_str("[lifecycle]\npurge_grace_secs = 86400").unwrap();
 /// assert_eq!(t.lifecycle.purge_grace, Duration::from_secs(86_400));
+/// let off = Config::from_toml_str("[lifecycle]\ntamper_watch = false").unwrap();
+/// assert!(!off.lifecycle.tamper_watch);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -54,6 +58,13 @@ pub struct LifecycleConfig {
     /// Records one transaction changes: a foreground write waits at most
     /// one such batch.
     pub batch: usize,
+    /// Watch the blob directory for blob files changed or removed from
+    /// outside the store, and mark their blobs damaged (see
+    /// `docs/LIFECYCLE.md`). Only a local, writable store is watched.
+    pub tamper_watch: bool,
+    /// How long the watch waits for its events to stop before it checks
+    /// the blobs they name (a burst of writes is checked once).
+    pub tamper_debounce: Duration,
 }
 
 impl Default for LifecycleConfig {
@@ -67,6 +78,8 @@ impl Default for LifecycleConfig {
             orphan_grace: Duration::from_secs(3600),
             metric_retention: Duration::from_secs(90 * 86_400),
             batch: 1000,
+            tamper_watch: true,
+            tamper_debounce: Duration::from_millis(50),
         }
     }
 }
@@ -83,6 +96,8 @@ pub(crate) struct FileLifecycleConfig {
     orphan_grace_secs: Option<u64>,
     metric_retention_secs: Option<u64>,
     batch: Option<usize>,
+    tamper_watch: Option<bool>,
+    tamper_debounce_ms: Option<u64>,
 }
 
 impl LifecycleConfig {
@@ -98,6 +113,10 @@ impl LifecycleConfig {
             orphan_grace: secs(f.orphan_grace_secs, d.orphan_grace),
             metric_retention: secs(f.metric_retention_secs, d.metric_retention),
             batch: f.batch.unwrap_or(d.batch),
+            tamper_watch: f.tamper_watch.unwrap_or(d.tamper_watch),
+            tamper_debounce: f
+                .tamper_debounce_ms
+                .map_or(d.tamper_debounce, Duration::from_millis),
         }
     }
 
@@ -156,6 +175,13 @@ impl LifecycleConfig {
             ten_years,
             "1 s to 3650 days",
         )?;
+        check(
+            "tamper_debounce",
+            self.tamper_debounce,
+            ms,
+            Duration::from_secs(10),
+            "1 ms to 10 s",
+        )?;
         crate::config::check_range("lifecycle.batch", self.batch, 1..=100_000)
     }
 
@@ -180,6 +206,18 @@ impl LifecycleConfig {
     /// Sets the records one transaction changes.
     pub fn batch(mut self, n: usize) -> Self {
         self.batch = n;
+        self
+    }
+
+    /// Switches the watch on the blob directory on or off.
+    pub fn tamper_watch(mut self, on: bool) -> Self {
+        self.tamper_watch = on;
+        self
+    }
+
+    /// Sets how long the watch waits for quiet before it checks.
+    pub fn tamper_debounce(mut self, d: Duration) -> Self {
+        self.tamper_debounce = d;
         self
     }
 }

@@ -1,10 +1,11 @@
 //! What keeps a store clean over months without anyone tending it: files
 //! and sessions expire by policy, soft-deleted records are purged after a
 //! grace period with their blobs destroyed, orphans of crashes are
-//! collected, old metric samples are dropped, read counts are written, and
-//! session contexts are kept within the limits.
-//! (Recordings dropped into a watched folder are taken in by
-//! [`crate::ingest`], a client of the public API.)
+//! collected, old metric samples are dropped, read counts are written,
+//! session contexts are kept within the limits; and a watch on the blob
+//! directory marks blobs changed or removed behind the store's back as
+//! damaged ([`tamper`]). (Recordings dropped into a watched folder are
+//! taken in by [`crate::ingest`], a client of the public API.)
 //!
 //! Each is a job on the store's job runtime ([`crate::jobs`]): it runs on
 //! its interval, does one bounded batch per pass (a foreground write waits
@@ -54,6 +55,7 @@ mod purge;
 mod race_tests;
 #[cfg(test)]
 mod shred_tests;
+pub(crate) mod tamper;
 mod trim;
 
 use std::time::Instant;
@@ -69,6 +71,7 @@ pub(crate) struct Cursors {
     pub(crate) orphans: orphans::OrphanCursor,
     pub(crate) sessions: trim::TrimCursor,
 }
+pub(crate) use tamper::TamperWatch;
 
 /// The lifecycle jobs, in the order [`Lifecycle::run_all`] runs them.
 pub const JOBS: [&str; 6] = [
@@ -212,15 +215,26 @@ impl Lifecycle<'_> {
     }
 }
 
-/// The health of what is stored: degraded while blobs are marked damaged.
-pub(crate) fn health(db: &Db) -> crate::health::PartHealth {
+/// The health of what is stored: degraded while blobs are marked damaged,
+/// or while the tamper watch cannot watch as configured.
+pub(crate) fn health(db: &Db, tamper: &TamperWatch) -> crate::health::PartHealth {
     use crate::health::{HealthStatus, PartHealth};
+    let (watch_ok, watch) = tamper.status();
     match db.read(crate::db::lifecycle::damaged_count) {
-        Ok(0) => PartHealth::new("integrity", HealthStatus::Healthy, "no blob marked damaged"),
+        Ok(0) if watch_ok => PartHealth::new(
+            "integrity",
+            HealthStatus::Healthy,
+            format!("no blob marked damaged; {watch}"),
+        ),
+        Ok(0) => PartHealth::new(
+            "integrity",
+            HealthStatus::Degraded,
+            format!("no blob marked damaged, but {watch}"),
+        ),
         Ok(n) => PartHealth::new(
             "integrity",
             HealthStatus::Degraded,
-            format!("{n} blob(s) marked damaged: see `bvstore gc` and the store's log"),
+            format!("{n} blob(s) marked damaged: see `bvstore gc` and the store's log; {watch}"),
         ),
         Err(e) => PartHealth::new("integrity", HealthStatus::Unhealthy, e.to_string()),
     }
@@ -232,6 +246,7 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
     part: &std::sync::Weak<P>,
     config: &LifecycleConfig,
     parts_of: fn(&P) -> Parts<'_>,
+    tamper: &std::sync::Arc<TamperWatch>,
 ) -> Vec<crate::jobs::JobSpec> {
     let spec = |name: &'static str, about: &'static str, interval| crate::jobs::JobSpec {
         name,
@@ -241,7 +256,7 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
             parts_of(&p).pass(name, false).await
         }),
     };
-    vec![
+    let mut jobs = vec![
         spec(
             access::JOB,
             "writes the files' read counts and last read times, counted in memory",
@@ -272,5 +287,9 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
             "trims session contexts over the configured turns and bytes (after the limits were lowered)",
             config.expiry_interval,
         ),
-    ]
+    ];
+    if config.tamper_watch {
+        jobs.push(tamper::spec(tamper, part, parts_of, config.tamper_debounce));
+    }
+    jobs
 }

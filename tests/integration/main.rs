@@ -49,5 +49,6 @@ mod read_only;
 mod sessions;
 mod store_damage;
 mod tamper;
+mod tamper_watch;
 mod users;
 mod writer;

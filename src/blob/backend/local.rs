@@ -18,6 +18,7 @@ use std::fs::{self, File};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use super::placed::Placements;
 use super::{BlobBackend, BlobSource, StoredBlob};
 use crate::error::Error;
 use crate::types::BlobAddress;
@@ -25,6 +26,8 @@ use crate::types::BlobAddress;
 /// Blobs in a local directory.
 pub(crate) struct LocalDir {
     root: PathBuf,
+    /// The files this process placed, for a watch on `root`.
+    pub(crate) placed: Placements,
     /// Tells retired copies of one address apart.
     retired_seq: std::sync::atomic::AtomicU64,
 }
@@ -91,13 +94,50 @@ impl LocalDir {
         LocalDir {
             root,
             retired_seq: std::sync::atomic::AtomicU64::new(seed),
+            placed: Placements::default(),
         }
+    }
+
+    /// The directory the blobs live under.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Where the blob at `address` lives.
     pub(crate) fn path_of(&self, address: BlobAddress) -> PathBuf {
         let hex = hex::encode(address.0);
         self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    /// The blob a path names, if it is where this layout keeps one
+    /// (`root/ab/cd/<abcd...>`, lower-case hex); `None` for anything else.
+    pub(crate) fn address_at(&self, path: &Path) -> Option<BlobAddress> {
+        let [d1, d2, name] = self.names_under_root(path)?.try_into().ok()?;
+        if !is_hex(name, 64) || name[0..2] != *d1 || name[2..4] != *d2 {
+            return None;
+        }
+        let mut address = [0u8; 32];
+        hex::decode_to_slice(name, &mut address).ok()?;
+        Some(BlobAddress(address))
+    }
+
+    /// Whether a path is the root or one of the layout's directories
+    /// (`root/ab`, `root/ab/cd`).
+    pub(crate) fn is_layout_dir(&self, path: &Path) -> bool {
+        self.names_under_root(path)
+            .is_some_and(|names| names.len() <= 2 && names.iter().all(|n| is_hex(n, 2)))
+    }
+
+    /// The names of a path's components below the root (`None` if it is
+    /// not below it, or a name is not UTF-8 or not a plain name).
+    fn names_under_root<'p>(&self, path: &'p Path) -> Option<Vec<&'p str>> {
+        let rest = path.strip_prefix(&self.root).ok()?;
+        rest.components()
+            .map(|c| match c {
+                std::path::Component::Normal(n) => n.to_str(),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -160,11 +200,19 @@ impl BlobBackend for LocalDir {
     }
 
     fn commit(&self, tmp: &Path, address: BlobAddress) -> Result<(), Error> {
-        let result = crate::fsutil::persist(tmp, &self.path_of(address));
-        if result.is_err() {
-            let _ = fs::remove_file(tmp);
+        let path = self.path_of(address);
+        let result = crate::fsutil::persist(tmp, &path);
+        match &result {
+            Ok(()) => self.placed.note(address, &path),
+            Err(_) => {
+                let _ = fs::remove_file(tmp);
+            }
         }
         result
+    }
+
+    fn as_local(&self) -> Option<&LocalDir> {
+        Some(self)
     }
 
     fn open(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error> {
@@ -190,6 +238,7 @@ impl BlobBackend for LocalDir {
     }
 
     fn delete(&self, address: BlobAddress) -> Result<bool, Error> {
+        self.placed.forget(address);
         if !self.exists(address)? {
             return Ok(false);
         }
@@ -479,5 +528,29 @@ mod tests {
         assert_eq!(dir.destroy_retired().unwrap(), 300);
         let left = fs::read_dir(root.path().join("blobs").join(RETIRED)).unwrap();
         assert_eq!(left.count(), 0);
+    }
+
+    #[test]
+    fn paths_map_back_to_addresses_only_where_the_layout_puts_blobs() {
+        let dir = LocalDir::new(PathBuf::from("/data/blobs"));
+        let a = BlobAddress([0xab; 32]);
+        assert_eq!(dir.address_at(&dir.path_of(a)), Some(a));
+        let hex = hex::encode(a.0);
+        for bad in [
+            format!("/data/blobs/ab/ab/{}", hex.to_uppercase()),
+            format!("/data/blobs/ab/cd/{hex}"),
+            format!("/data/blobs/ab/{hex}"),
+            format!("/data/blobs/ab/ab/{hex}.part"),
+            format!("/data/tmp/{hex}"),
+            format!("/data/blobs/ab/ab/../ab/{hex}"),
+            format!("/data/blobs/ab/ab/{hex}/x"),
+        ] {
+            assert_eq!(dir.address_at(Path::new(&bad)), None, "{bad}");
+        }
+        assert!(dir.is_layout_dir(Path::new("/data/blobs")));
+        assert!(dir.is_layout_dir(Path::new("/data/blobs/ab/0f")));
+        assert!(!dir.is_layout_dir(Path::new("/data/blobs/ab/0F")));
+        assert!(!dir.is_layout_dir(&dir.path_of(a)));
+        assert!(!dir.is_layout_dir(Path::new("/data/tmp")));
     }
 }

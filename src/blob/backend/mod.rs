@@ -18,6 +18,7 @@
 pub(crate) mod local;
 #[cfg(test)]
 pub(crate) mod memory;
+pub(crate) mod placed;
 
 use std::path::Path;
 
@@ -84,6 +85,12 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// Up to `limit` stored blobs whose address is after `after`, in
     /// address order (a listing resumes from its last address).
     fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error>;
+
+    /// The local directory, when this backend is one (only there can a
+    /// watch see blob files changed behind the store's back).
+    fn as_local(&self) -> Option<&local::LocalDir> {
+        None
+    }
 }
 
 /// A blob open for positioned reads.
