@@ -10,8 +10,10 @@
 //! for it only as for any write batch): a put that deduplicated against a
 //! row the transaction removes finds the row gone when it commits and
 //! stores its own bytes instead (`blob::put`). Only then are the freed
-//! blobs' address locks taken, briefly, to retire their files, skipping
-//! any address a put has stored again since.
+//! blobs' address locks taken, a group of 32 at a time, to retire their
+//! files, skipping any address a put has stored again since. A batch is
+//! written in requests of 128 files and 128 sessions, so a foreground
+//! write waits for one such request rather than the whole batch.
 //!
 //! A blob's row holds its wrapped data key, and it goes in the same
 //! transaction as the blob's last reference: from that commit the sealed
@@ -38,6 +40,15 @@ use crate::lifecycle::Parts;
 use crate::types::{BlobAddress, FileId, SessionId, Timestamp};
 
 pub(crate) const JOB: &str = "purge";
+
+/// Records of each kind one write request of the purge removes: a batch
+/// is written in several such requests, so a foreground write queued
+/// behind the purge waits for one of them, not for the whole batch.
+const WRITE_CHUNK: usize = 128;
+
+/// Freed blobs retired under one set of address locks: a put waits for
+/// at most this many renames, not for the whole batch's.
+const RETIRE_GROUP: usize = 32;
 
 /// What one snapshot says is due.
 struct Plan {
@@ -110,20 +121,32 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     out.more = plan.files.len() == limit || plan.sessions.len() == limit;
     let (files, sessions) = (plan.files, plan.sessions);
     let planned_sessions = sessions.len() as u64;
-    let (results, sessions_purged) = parts
-        .db
-        .write(move |txn| {
-            let mut results = Vec::with_capacity(files.len());
-            for (id, _) in &files {
-                results.push(purge_file(txn, *id, cutoff)?);
-            }
-            let mut n = 0u64;
-            for id in &sessions {
-                n += u64::from(purge_session(txn, *id, cutoff)?);
-            }
-            Ok((results, n))
-        })
-        .await?;
+    let mut results = Vec::with_capacity(files.len());
+    let mut sessions_purged = 0u64;
+    let (mut files, mut sessions) = (files.as_slice(), sessions.as_slice());
+    while !files.is_empty() || !sessions.is_empty() {
+        let (f, rest) = files.split_at(files.len().min(WRITE_CHUNK));
+        files = rest;
+        let (s, rest) = sessions.split_at(sessions.len().min(WRITE_CHUNK));
+        sessions = rest;
+        let (f, s) = (f.to_vec(), s.to_vec());
+        let (r, n) = parts
+            .db
+            .write(move |txn| {
+                let mut results = Vec::with_capacity(f.len());
+                for (id, _) in &f {
+                    results.push(purge_file(txn, *id, cutoff)?);
+                }
+                let mut n = 0u64;
+                for id in &s {
+                    n += u64::from(purge_session(txn, *id, cutoff)?);
+                }
+                Ok((results, n))
+            })
+            .await?;
+        results.extend(r);
+        sessions_purged += n;
+    }
     out.count("sessions_purged", sessions_purged);
     out.skip(
         "session_gone_since_plan",
@@ -145,33 +168,37 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
             }
         }
     }
-    let locks = parts.blobs.lock_many(doomed.iter().copied()).await;
-    // A put may have stored the same bytes again since the commit.
-    let planned = doomed.len();
-    let doomed = parts.db.read(|txn| {
-        let mut free = Vec::with_capacity(doomed.len());
-        for a in doomed {
-            if get_row(txn, a)?.is_none() {
-                free.push(a);
+    // A put may have stored the same bytes again since the commit: each
+    // group is re-checked under its locks.
+    let mut failed = 0u64;
+    for group in doomed.chunks(RETIRE_GROUP) {
+        let locks = parts.blobs.lock_many(group.iter().copied()).await;
+        let planned = group.len();
+        let free = parts.db.read(|txn| {
+            let mut free = Vec::with_capacity(group.len());
+            for a in group {
+                if get_row(txn, *a)?.is_none() {
+                    free.push(*a);
+                }
             }
-        }
-        Ok(free)
-    })?;
-    out.skip("blob_stored_again", (planned - doomed.len()) as u64);
-    let backend = std::sync::Arc::clone(&parts.blobs.backend);
-    let failed = tokio::task::spawn_blocking(move || {
-        let mut failed = 0u64;
-        for (address, r) in doomed.iter().zip(backend.retire_many(&doomed)) {
-            if let Err(e) = r {
-                tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be retired; the orphan collector will delete it");
-                failed += 1;
+            Ok(free)
+        })?;
+        out.skip("blob_stored_again", (planned - free.len()) as u64);
+        let backend = std::sync::Arc::clone(&parts.blobs.backend);
+        failed += tokio::task::spawn_blocking(move || {
+            let mut failed = 0u64;
+            for (address, r) in free.iter().zip(backend.retire_many(&free)) {
+                if let Err(e) = r {
+                    tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be retired; the orphan collector will delete it");
+                    failed += 1;
+                }
             }
-        }
-        failed
-    })
-    .await
-    .map_err(|e| Error::join("retiring purged blobs", e))?;
-    drop(locks);
+            failed
+        })
+        .await
+        .map_err(|e| Error::join("retiring purged blobs", e))?;
+        drop(locks);
+    }
     out.skip("blob_file_delete_failed", failed);
     destroy_retired(parts).await?;
     let purged = out.counts.iter().map(|(_, n)| *n).sum::<u64>();
