@@ -69,8 +69,7 @@ pub(crate) fn commit_file(
     let deduplicated = existing.is_some();
     if !deduplicated {
         // Checked before anything is written (see db::writer).
-        crate::db::usage::check(txn, new.owner, fresh_row.stored_bytes, quota)?;
-        crate::db::usage::charge(txn, new.owner, fresh_row.stored_bytes)?;
+        crate::db::usage::charge(txn, new.owner, fresh_row.stored_bytes, quota)?;
     }
     let row = match existing {
         Some(mut row) => {

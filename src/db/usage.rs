@@ -62,32 +62,27 @@ pub(crate) fn limit_of(row: &UsageRow, default: Option<u64>) -> Option<u64> {
     row.limit.or(default)
 }
 
-/// Fails with [`Error::QuotaExceeded`] if `bytes` more would pass the
-/// owner's quota; writes nothing (a request error must come before any
-/// write of its transaction).
-pub(crate) fn check(
-    txn: &impl ReadTxn,
+/// Adds a new blob of `bytes` to the owner's usage, or fails with
+/// [`Error::QuotaExceeded`] having written nothing if that would pass the
+/// owner's quota (a request error must come before any write of its
+/// transaction).
+pub(crate) fn charge(
+    txn: &WriteTransaction,
     owner: UserId,
     bytes: u64,
     default: Option<u64>,
 ) -> Result<(), Error> {
-    let row = get(txn, owner)?;
-    match limit_of(&row, default) {
-        Some(limit) if row.stored_bytes.saturating_add(bytes) > limit => {
-            Err(Error::QuotaExceeded {
-                which: QuotaLimit::User(owner),
-                limit,
-                usage: row.stored_bytes,
-                needed: bytes,
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Adds a new blob of `bytes` to the owner's usage.
-pub(crate) fn charge(txn: &WriteTransaction, owner: UserId, bytes: u64) -> Result<(), Error> {
     let mut row = get(txn, owner)?;
+    if let Some(limit) = limit_of(&row, default)
+        && row.stored_bytes.saturating_add(bytes) > limit
+    {
+        return Err(Error::QuotaExceeded {
+            which: QuotaLimit::User(owner),
+            limit,
+            usage: row.stored_bytes,
+            needed: bytes,
+        });
+    }
     row.stored_bytes = row.stored_bytes.saturating_add(bytes);
     row.blobs = row.blobs.saturating_add(1);
     put(txn, owner, &row)
