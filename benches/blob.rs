@@ -313,9 +313,10 @@ impl Fixture {
         let store = rt.block_on(open_store(dir.path()));
         let owner = rt
             .block_on(
-                store
-                    .users()
-                    .create(NewUser::new("bench_u1", "bench_u1@example.in")),
+                store.users().create(
+                    NewUser::new("bench_u1", "bench_u1@example.in")
+                        .consent(bharatvoice_store::ConsentKind::AudioStorage),
+                ),
             )
             .expect("create user")
             .id;

@@ -272,10 +272,10 @@ async fn fixture(label: &str) -> Fixture {
             async move {
                 store
                     .users()
-                    .create(NewUser::new(
-                        format!("lc{i:04}"),
-                        format!("lc{i:04}@bench.example.in"),
-                    ))
+                    .create(
+                        NewUser::new(format!("lc{i:04}"), format!("lc{i:04}@bench.example.in"))
+                            .consent(bharatvoice_store::ConsentKind::AudioStorage),
+                    )
                     .await
                     .expect("create user")
                     .id

@@ -35,6 +35,7 @@ use crate::error::{Error, quote};
 /// | `verify_on_open` | true: every page checksum of `store.redb` is verified when it opens | true or false | `BV_VERIFY_ON_OPEN` |
 /// | `cache` | see [`CacheConfig`] | | `BV_CACHE_*` |
 /// | `lifecycle` | see [`LifecycleConfig`](crate::LifecycleConfig) | | |
+/// | `privacy` | see [`PrivacyConfig`](crate::PrivacyConfig) | | `BV_PRIVACY_*` |
 /// | `quota` | see [`QuotaConfig`](crate::QuotaConfig) | | `BV_QUOTA_*` |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
@@ -50,8 +51,8 @@ use crate::error::{Error, quote};
 ///
 /// A TOML file uses the same names, durations in seconds
 /// (`session_idle_timeout_secs`), a `[cache]` table for the cache and a
-/// `[lifecycle]` table for the lifecycle jobs and a `[quota]` table for the
-/// storage limits.
+/// `[lifecycle]` table for the lifecycle jobs, a `[quota]` table for the
+/// storage limits and a `[privacy]` table for the consent gate.
 ///
 /// ```
 /// use std::time::Duration;
@@ -104,6 +105,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Expiry, purge and orphan collection.
     pub lifecycle: crate::LifecycleConfig,
+    /// The consent gate, consent withdrawals and erasures.
+    pub privacy: crate::PrivacyConfig,
     /// Per-user quotas and the free-space floor.
     pub quota: crate::QuotaConfig,
     /// Whether opening may create a store (default: only in a directory
@@ -146,6 +149,7 @@ impl Default for Config {
             master_key_file: None,
             cache: CacheConfig::default(),
             lifecycle: crate::LifecycleConfig::default(),
+            privacy: crate::PrivacyConfig::default(),
             quota: crate::QuotaConfig::default(),
             open_mode: crate::OpenMode::default(),
             read_only: false,
@@ -175,10 +179,22 @@ struct FileConfig {
     verify_on_open: Option<bool>,
     cache: Option<FileCacheConfig>,
     lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
+    privacy: Option<crate::privacy::config::FilePrivacyConfig>,
     quota: Option<crate::quota::FileQuotaConfig>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
+/// A boolean `BV_*` variable: 1/true/yes/on or 0/false/no/off.
+pub(crate) fn env_bool(name: &str, v: &str) -> Result<bool, Error> {
+    match v.trim() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config {
+            reason: format!("{name} must be true or false, got {}", quote(v)),
+        }),
+    }
+}
+
 pub(crate) const TEN_YEARS_SECS: u64 = 3650 * 86_400;
 
 /// Fails with [`Error::Config`] naming the setting and its range unless
@@ -280,6 +296,7 @@ impl Config {
             lifecycle: f
                 .lifecycle
                 .map_or(d.lifecycle, crate::LifecycleConfig::from_file),
+            privacy: f.privacy.map_or(d.privacy, crate::PrivacyConfig::from_file),
             quota: f.quota.map_or(d.quota, crate::QuotaConfig::from_file),
             open_mode: d.open_mode,
             read_only: d.read_only,
@@ -339,21 +356,11 @@ impl Config {
             self.master_key_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("BV_VERIFY_ON_OPEN") {
-            self.verify_on_open = match v.as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(Error::Config {
-                        reason: format!(
-                            "BV_VERIFY_ON_OPEN must be true or false, got {}",
-                            quote(&v)
-                        ),
-                    });
-                }
-            };
+            self.verify_on_open = env_bool("BV_VERIFY_ON_OPEN", &v)?;
         }
         self.cache.apply_env(&get)?;
         self.quota.apply_env(&get)?;
+        self.privacy.apply_env(&get)?;
         self.validate()
     }
 
@@ -392,6 +399,7 @@ impl Config {
             4 << 10..=16 << 20,
         )?;
         self.cache.validate()?;
+        self.privacy.validate()?;
         self.lifecycle.validate()
     }
 
@@ -473,6 +481,12 @@ impl Config {
     /// Sets the storage limits.
     pub fn quota(mut self, quota: crate::QuotaConfig) -> Self {
         self.quota = quota;
+        self
+    }
+
+    /// Sets the privacy settings (consent gate, withdrawal notice).
+    pub fn privacy(mut self, privacy: crate::PrivacyConfig) -> Self {
+        self.privacy = privacy;
         self
     }
 

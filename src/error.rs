@@ -275,6 +275,16 @@ pub enum Error {
         /// while streaming).
         needed: u64,
     },
+    /// The user has not given the consent this operation needs (storing
+    /// audio needs [`ConsentKind::AudioStorage`](crate::ConsentKind) while
+    /// `privacy.require_consent` is on). Nothing was written.
+    #[error("user {user} has not given {consent} consent; nothing was stored")]
+    ConsentRequired {
+        /// The user whose consent is missing.
+        user: crate::types::UserId,
+        /// The consent that is missing.
+        consent: crate::model::profile::ConsentKind,
+    },
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,
@@ -380,6 +390,7 @@ impl Error {
                 | Error::PermissionDenied { .. }
                 | Error::WrongType { .. }
                 | Error::QuotaExceeded { .. }
+                | Error::ConsentRequired { .. }
         )
     }
 

@@ -166,7 +166,7 @@ pub struct IngestStats {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let inbox = tempfile::tempdir().unwrap();
 /// let store = Store::open(Config::new(dir.path())).await?;
-/// let user = store.users().create(NewUser::new("asha", "asha@example.in")).await?;
+/// let user = store.users().create(NewUser::new("asha", "asha@example.in").consent(ConsentKind::AudioStorage)).await?;
 /// let config = IngestConfig::default().stable_for(Duration::from_millis(100));
 /// let ingestor = Ingestor::start(store.clone(), inbox.path(), user.id, config).await?;
 /// std::fs::write(inbox.path().join("hello.wav"), b"RIFF....WAVEfmt ").unwrap();
@@ -237,7 +237,7 @@ impl Ingestor {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let inbox = tempfile::tempdir().unwrap();
     /// let store = Store::open(Config::new(dir.path())).await?;
-    /// let user = store.users().create(NewUser::new("ravi", "ravi@example.in")).await?;
+    /// let user = store.users().create(NewUser::new("ravi", "ravi@example.in").consent(ConsentKind::AudioStorage)).await?;
     /// std::fs::write(inbox.path().join("a.opus"), b"OggS").unwrap();
     /// std::fs::write(inbox.path().join("b.mp3.part"), b"ID3").unwrap();
     /// let config = IngestConfig::default().stable_for(Duration::from_millis(50));

@@ -141,7 +141,7 @@ pub struct DiskSpace {
 /// # #[tokio::main] async fn main() -> Result<(), Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let store = Store::open(Config::new(dir.path())).await?;
-/// let user = store.users().create(NewUser::new("asha", "asha@example.in")).await?;
+/// let user = store.users().create(NewUser::new("asha", "asha@example.in").consent(ConsentKind::AudioStorage)).await?;
 /// store.quotas().set_limit(user.id, Some(1000)).await?;
 /// let big = vec![7u8; 100_000];
 /// let put = store.files().put_bytes(Actor::User(user.id), user.id, &big, PutOptions::content_type("audio/ogg")).await;

@@ -46,6 +46,8 @@ struct Inner {
     jobs: JobRuntime,
     cursors: crate::lifecycle::Cursors,
     tamper: Arc<crate::lifecycle::TamperWatch>,
+    /// One erasure at a time.
+    erasing: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -120,6 +122,7 @@ impl Store {
                     config,
                     cursors: Default::default(),
                     tamper,
+                    erasing: Default::default(),
                 }
             }),
         };
@@ -144,6 +147,7 @@ impl Store {
             tracing::info!("resuming an owner key rotation");
             store.inner.jobs.trigger(crate::blob::rotation::JOB);
         }
+        store.watch_erasures()?;
         Ok(store)
     }
 
@@ -219,6 +223,44 @@ impl Store {
             db: &self.inner.db,
             blobs: &self.inner.blobs,
         }
+    }
+
+    /// Consent and erasure: erase a user, follow scheduled erasures,
+    /// subscribe to privacy events.
+    pub fn privacy(&self) -> crate::Privacy<'_> {
+        self.inner.privacy()
+    }
+
+    /// Runs an erasure cut off by the last close at once, and every
+    /// erasure scheduled with no notice as soon as it commits (the job's
+    /// interval covers the others).
+    fn watch_erasures(&self) -> Result<(), Error> {
+        if self.is_read_only() {
+            return Ok(());
+        }
+        let Some(waker) = self.inner.jobs.waker(crate::privacy::JOB) else {
+            return Ok(());
+        };
+        if crate::privacy::any_due(&self.inner.db)? {
+            tracing::info!("resuming an erasure");
+            waker.wake();
+        }
+        let mut events = self.privacy().subscribe();
+        let clock = self.inner.config.clock.clone();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(crate::PrivacyEvent::ErasureScheduled { due, .. }) if due <= clock.now() => {
+                        waker.wake()
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => waker.wake(),
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Storage usage and quotas.
@@ -344,6 +386,14 @@ fn jobs(
             crate::blob::rotation::pass(&inner.db, &inner.blobs.keyring).await
         }),
     }];
+    jobs.push(JobSpec {
+        name: crate::privacy::JOB,
+        about: "runs erasures that fell due (consent withdrawn) and resumes cut-off ones",
+        interval: config.privacy.erasure_interval,
+        body: body_on(store.clone(), |inner: Arc<Inner>| async move {
+            inner.privacy().pass().await
+        }),
+    });
     jobs.extend(cache.jobs(config.cache.sweep_interval));
     jobs.extend(crate::lifecycle::specs(
         store,
@@ -355,6 +405,15 @@ fn jobs(
 }
 
 impl Inner {
+    fn privacy(&self) -> crate::Privacy<'_> {
+        crate::Privacy {
+            db: &self.db,
+            blobs: &self.blobs,
+            cache: &self.cache,
+            lock: &self.erasing,
+        }
+    }
+
     fn lifecycle_parts(&self) -> crate::lifecycle::Parts<'_> {
         crate::lifecycle::Parts {
             db: &self.db,

@@ -123,12 +123,14 @@ mod tests {
         let store = Store::open(config.clone()).await.unwrap();
         let owner = store
             .users()
-            .create(NewUser::new("owner", "o@example.in"))
+            .create(NewUser::new("owner", "o@example.in").consent(crate::ConsentKind::AudioStorage))
             .await
             .unwrap();
         let stranger = store
             .users()
-            .create(NewUser::new("stranger", "s@example.in"))
+            .create(
+                NewUser::new("stranger", "s@example.in").consent(crate::ConsentKind::AudioStorage),
+            )
             .await
             .unwrap();
         let file = store

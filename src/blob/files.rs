@@ -21,13 +21,13 @@ use crate::types::{FileId, ListOptions, Page, UserId};
 /// # #[tokio::main] async fn main() -> Result<(), Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let store = Store::open(Config::new(dir.path())).await?;
-/// let user = store.users().create(NewUser::new("asha", "asha@example.in")).await?;
+/// let user = store.users().create(NewUser::new("asha", "asha@example.in").consent(ConsentKind::AudioStorage)).await?;
 /// let me = Actor::User(user.id);
 /// let pcm = vec![0u8; 100_000];
 /// let file = store.files().put_bytes(me, user.id, &pcm, PutOptions::content_type("audio/wav")).await?;
 /// assert_eq!(store.files().read(me, file.id).await?, pcm);
 /// assert_eq!(store.files().read_range(me, file.id, 10, 5).await?, vec![0u8; 5]);
-/// let stranger = store.users().create(NewUser::new("other", "other@example.in")).await?;
+/// let stranger = store.users().create(NewUser::new("other", "other@example.in").consent(ConsentKind::AudioStorage)).await?;
 /// assert!(matches!(store.files().read(Actor::User(stranger.id), file.id).await, Err(Error::NotFound { .. })));
 /// # Ok(()) }
 /// ```

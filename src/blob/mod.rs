@@ -218,6 +218,8 @@ pub(crate) struct BlobStore {
     pub(crate) default_retention_days: u32,
     /// Limits a put is checked against.
     pub(crate) quota: crate::QuotaConfig,
+    /// Whether a put needs the owner's audio-storage consent.
+    pub(crate) require_consent: bool,
     /// Tests pause the next put between placing and committing its blob.
     #[cfg(test)]
     pub(crate) pause_after_place: std::sync::Mutex<Option<PutPause>>,
@@ -252,6 +254,7 @@ impl BlobStore {
             cache_limit: config.blob_cache_limit_bytes,
             default_retention_days: config.default_retention_days,
             quota: config.quota.clone(),
+            require_consent: config.privacy.require_consent,
             #[cfg(test)]
             pause_after_place: Default::default(),
         })

@@ -31,8 +31,10 @@ use crate::blob::keys::data_key_context;
 use crate::blob::writer::{WriteSpec, WrittenBlob, address, write_blob};
 use crate::blob::{Actor, PutOptions};
 use crate::db::blobs::{BlobRow, commit_file, get_row};
+use crate::db::profiles::require_consent;
 use crate::error::Error;
 use crate::model::file::{AudioFile, Codec, Encryption, NewAudioFile};
+use crate::model::profile::ConsentKind::AudioStorage;
 use crate::types::{BlobAddress, UserId};
 
 /// What step 3 did with the sealed blob.
@@ -91,6 +93,10 @@ impl Files<'_> {
     ) -> Result<AudioFile, Error> {
         access::authorize_owner(self.db, actor, owner, "file.put").await?;
         let probe = validate(owner, &options)?;
+        if self.blobs.require_consent {
+            self.db
+                .read(|txn| require_consent(txn, owner, AudioStorage))?;
+        }
         let allowance =
             crate::quota::allowance(self.db, &self.blobs.quota, &self.blobs.tmp_dir, owner)?;
         let sealed = self
@@ -297,9 +303,15 @@ impl Files<'_> {
     ) -> Result<Option<(AudioFile, bool)>, Error> {
         let keyring = self.blobs.keyring.clone();
         let quota = self.blobs.quota.user_bytes;
+        let consent = self.blobs.require_consent;
         let (new, row, data_key) = (new.clone(), row.clone(), data_key.clone());
         self.db
             .write(move |txn| {
+                // Authoritative: a withdrawal may have committed since the
+                // put began (and its erasure destroyed the owner's keys).
+                if consent {
+                    require_consent(txn, new.owner, AudioStorage)?;
+                }
                 if expect_row && get_row(txn, new.blob)?.is_none() {
                     return Ok(None);
                 }

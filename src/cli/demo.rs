@@ -146,6 +146,7 @@ struct DemoReport {
     files: super::demo_files::FilePhase,
     cache: super::demo_cache::CacheFigures,
     lifecycle: super::demo_lifecycle::LifecyclePhase,
+    privacy: super::demo_privacy::PrivacyPhase,
 }
 
 fn run_tag() -> String {
@@ -264,7 +265,19 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
             None => break,
         }
     }
-    let files = super::demo_files::run(&store, &ids, args.wav_clips, args.opus_clips).await?;
+    // Audio is stored only for the users who gave audio-storage consent.
+    let mut consenting = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if store
+            .profiles()
+            .get(*id)
+            .is_ok_and(|p| p.has_consent(ConsentKind::AudioStorage))
+        {
+            consenting.push(*id);
+        }
+    }
+    let files =
+        super::demo_files::run(&store, &consenting, args.wav_clips, args.opus_clips).await?;
     let sample = match first.items.first() {
         Some(u) => store
             .sessions()
@@ -276,6 +289,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
     };
     let cache = super::demo_cache::run(&store, &ids).await?;
     let lifecycle = super::demo_lifecycle::run(&tag).await?;
+    let privacy = super::demo_privacy::run(&store, &consenting).await?;
     let mut languages: Vec<String> = PEOPLE
         .iter()
         .take(args.users)
@@ -300,6 +314,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
         files,
         cache,
         lifecycle,
+        privacy,
     };
     if !ok && report.passwords_set > 0 {
         return Err(Error::InvalidInput {
@@ -355,8 +370,9 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
             t2 = report.cache.tier2_state,
         );
         format!(
-            "{main}\n{}",
-            super::demo_lifecycle::text(&report.lifecycle)
+            "{main}\n{}\n{}",
+            super::demo_lifecycle::text(&report.lifecycle),
+            super::demo_privacy::text(&report.privacy)
         )
     }))
 }

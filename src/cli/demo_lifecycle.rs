@@ -40,7 +40,10 @@ async fn phase(dir: &std::path::Path) -> Result<LifecyclePhase, Error> {
     let store = Store::open(config).await?;
     let user = store
         .users()
-        .create(NewUser::new("lifecycle_demo", "lifecycle@example.in"))
+        .create(
+            NewUser::new("lifecycle_demo", "lifecycle@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await?;
     let me = Actor::User(user.id);
     let (short, kept) = (12, 4);

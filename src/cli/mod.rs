@@ -21,6 +21,7 @@ mod demo;
 mod demo_cache;
 mod demo_files;
 mod demo_lifecycle;
+mod demo_privacy;
 mod file;
 mod file_transfer;
 mod gc;
@@ -202,6 +203,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::CacheUnavailable { .. } => 13,
         Error::ReadOnly { .. } => 14,
         Error::QuotaExceeded { .. } => 15,
+        Error::ConsentRequired { .. } => 16,
         _ => 1,
     }
 }

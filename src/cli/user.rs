@@ -28,6 +28,19 @@ pub(crate) enum UserCommand {
     Consent(ConsentArgs),
     /// Show a user's storage usage and quota, setting the quota first if asked.
     Quota(QuotaArgs),
+    /// Erase everything the store holds about a user, for good: keys
+    /// first (their files become unreadable at once), then files, sessions,
+    /// grants, profile and account.
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EraseArgs {
+    /// User id (also of a deleted or partly erased user) or username.
+    user: String,
+    /// Confirm: an erasure cannot be undone.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +57,11 @@ pub(crate) struct AddArgs {
     /// Read a password from the first line of stdin.
     #[arg(long)]
     password_stdin: bool,
+    /// Consents the user gives at sign-up (audio-storage, personalisation,
+    /// analytics; repeat or separate with commas). Storing audio needs
+    /// audio-storage.
+    #[arg(long, value_delimiter = ',')]
+    consent: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +200,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Outcome {
         UserCommand::Profile(args) => profile(&store, args, out).await,
         UserCommand::Consent(args) => consent(&store, args, out).await,
         UserCommand::Quota(args) => quota(&store, args, out).await,
+        UserCommand::Erase(args) => erase(&store, args, out).await,
     }
 }
 
@@ -194,6 +213,9 @@ async fn add(store: &Store, args: &AddArgs, out: &Out) -> Outcome {
     };
     let mut new = NewUser::new(&args.username, &args.email);
     new.display_name = args.display_name.clone();
+    for k in &args.consent {
+        new = new.consent(k.parse::<ConsentKind>()?);
+    }
     let user = match password {
         Some(pw) => store.users().create_with_password(new, &pw).await?,
         None => store.users().create(new).await?,
@@ -289,7 +311,51 @@ async fn consent(store: &Store, args: &ConsentArgs, out: &Out) -> Outcome {
         }
     };
     let profile = store.profiles().set_consent(u.id, kind, granted).await?;
-    done(out.emit(&profile, || profile_text(&profile)))
+    // An erasure due now runs before the command ends (it would otherwise
+    // resume at the next open).
+    if kind == ConsentKind::AudioStorage && !granted {
+        store.privacy().run_due().await?;
+    }
+    let erasure = store.privacy().erasure(u.id)?;
+    done(out.emit(&profile, || {
+        let mut s = profile_text(&profile);
+        if let Some(e) = erasure {
+            s.push_str(&format!(
+                "\nerasure:    {} {:?} (due {})",
+                e.scope, e.stage, e.due
+            ));
+        }
+        s
+    }))
+}
+
+/// `bvstore user erase`.
+async fn erase(store: &Store, args: &EraseArgs, out: &Out) -> Outcome {
+    if !args.yes {
+        return Err(Error::InvalidInput {
+            field: "--yes",
+            reason: "an erasure cannot be undone: pass --yes to erase the user".into(),
+        });
+    }
+    let id = match args.user.parse::<UserId>() {
+        Ok(id) => id,
+        Err(_) => resolve(store, &args.user).await?.id,
+    };
+    let r = store.privacy().erase_user(id).await?;
+    done(out.emit(&r, || {
+        if r.already_done {
+            return format!("user {} was erased before; nothing left to do", r.user);
+        }
+        format!(
+            "erased user {}: keys destroyed at {}, {} file(s), {} blob file(s), {} session(s), {} grant(s) received",
+            r.user,
+            r.keys_destroyed_at.map_or("-".to_string(), |t| t.to_string()),
+            r.files,
+            r.blobs_destroyed,
+            r.sessions,
+            r.grants_received
+        )
+    }))
 }
 
 /// `bvstore user quota`.

@@ -72,6 +72,14 @@ pub(crate) fn put(
     crate::db::put_record(&mut keys, owner.to_key(), row)
 }
 
+/// Destroys the owner's key row (every key-encryption key and the
+/// address key): from the commit on, nothing sealed under them opens.
+/// `false` if there was none.
+pub(crate) fn destroy(txn: &WriteTransaction, owner: UserId) -> Result<bool, Error> {
+    let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
+    Ok(keys.remove(owner.to_key()).ctx("writing keys")?.is_some())
+}
+
 /// Every owner's key row, in owner order.
 pub(crate) fn all(txn: &impl ReadTxn) -> Result<Vec<(UserId, OwnerKeysRecord)>, Error> {
     let keys = txn.table(KEYS)?;

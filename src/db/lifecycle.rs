@@ -105,7 +105,10 @@ pub(crate) fn expire_session(
     Ok(due)
 }
 
-fn session(txn: &impl ReadTxn, id: SessionId) -> Result<Option<ConversationSession>, Error> {
+pub(crate) fn session(
+    txn: &impl ReadTxn,
+    id: SessionId,
+) -> Result<Option<ConversationSession>, Error> {
     crate::db::get_record(&txn.table(SESSIONS)?, id.to_key(), id)
 }
 
@@ -180,10 +183,17 @@ pub(crate) fn purge_file(
     let Some(f) = crate::db::files::get(txn, id)? else {
         return Ok(FilePurge::NotDue);
     };
-    let Some(deleted_at) = f.deleted_at.filter(|d| *d <= cutoff) else {
+    if f.deleted_at.is_none_or(|d| d > cutoff) {
         return Ok(FilePurge::NotDue);
-    };
-    let key = id.to_key();
+    }
+    remove_file(txn, &f)
+}
+
+/// Removes a file record (live or soft-deleted) with every index entry
+/// and grant, and releases its blob reference; the blob's row goes with
+/// its last reference. The purge and erasure share it.
+pub(crate) fn remove_file(txn: &WriteTransaction, f: &AudioFile) -> Result<FilePurge, Error> {
+    let key = f.id.to_key();
     txn.open_table(FILES)
         .ctx("opening files")?
         .remove(key)
@@ -196,18 +206,20 @@ pub(crate) fn purge_file(
         .ctx("opening files_by_blob")?
         .remove((f.blob.0, key))
         .ctx("writing files_by_blob")?;
-    txn.open_table(FILES_BY_DELETED)
-        .ctx("opening files_by_deleted")?
-        .remove((deleted_at.as_micros(), key))
-        .ctx("writing files_by_deleted")?;
+    if let Some(deleted_at) = f.deleted_at {
+        txn.open_table(FILES_BY_DELETED)
+            .ctx("opening files_by_deleted")?
+            .remove((deleted_at.as_micros(), key))
+            .ctx("writing files_by_deleted")?;
+    }
     if let Some(e) = f.expires_at {
         txn.open_table(FILES_BY_EXPIRY)
             .ctx("opening files_by_expiry")?
             .remove((e.as_micros(), key))
             .ctx("writing files_by_expiry")?;
     }
-    remove_grants(txn, id)?;
-    release_blob(txn, &f)
+    remove_grants(txn, f.id)?;
+    release_blob(txn, f)
 }
 
 fn remove_grants(txn: &WriteTransaction, id: FileId) -> Result<(), Error> {
@@ -257,10 +269,17 @@ pub(crate) fn purge_session(
     let Some(s) = session(txn, id)? else {
         return Ok(false);
     };
-    let Some(deleted_at) = s.deleted_at.filter(|d| *d <= cutoff) else {
+    if s.deleted_at.is_none_or(|d| d > cutoff) {
         return Ok(false);
-    };
-    let key = id.to_key();
+    }
+    remove_session(txn, &s)?;
+    Ok(true)
+}
+
+/// Removes a session (live or soft-deleted) with its index entries. The
+/// purge and erasure share it.
+pub(crate) fn remove_session(txn: &WriteTransaction, s: &ConversationSession) -> Result<(), Error> {
+    let key = s.id.to_key();
     txn.open_table(SESSIONS)
         .ctx("opening sessions")?
         .remove(key)
@@ -269,15 +288,17 @@ pub(crate) fn purge_session(
         .ctx("opening sessions_by_user")?
         .remove((s.user_id.to_key(), s.last_active_at.as_micros(), key))
         .ctx("writing sessions_by_user")?;
-    txn.open_table(SESSIONS_BY_DELETED)
-        .ctx("opening sessions_by_deleted")?
-        .remove((deleted_at.as_micros(), key))
-        .ctx("writing sessions_by_deleted")?;
+    if let Some(deleted_at) = s.deleted_at {
+        txn.open_table(SESSIONS_BY_DELETED)
+            .ctx("opening sessions_by_deleted")?
+            .remove((deleted_at.as_micros(), key))
+            .ctx("writing sessions_by_deleted")?;
+    }
     txn.open_table(SESSIONS_BY_EXPIRY)
         .ctx("opening sessions_by_expiry")?
         .remove((s.expires_at.as_micros(), key))
         .ctx("writing sessions_by_expiry")?;
-    Ok(true)
+    Ok(())
 }
 
 /// Up to `limit` blob rows with addresses after `after`, in address order.

@@ -26,6 +26,9 @@
 //!   repeats the id in the value, and `updated_at` is stored relative to
 //!   `created_at`; all three user tables are rewritten. Schemas 2 to 4
 //!   stored `postcard(User)` behind version byte 2.
+//! * **6**, **7**: see `migrate_v6`, `migrate_v7`.
+//! * **8**: `erasures` (`db::erasures`): erasures of users' data,
+//!   scheduled, running and done.
 
 use std::collections::BTreeMap;
 
@@ -42,7 +45,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// One migration step.
 struct Step {
@@ -81,6 +84,11 @@ const STEPS: &[Step] = &[
         from: 6,
         name: "per-user storage usage (for quotas), counted from the blob rows",
         run: super::migrate_v7::v6_to_v7,
+    },
+    Step {
+        from: 7,
+        name: "erasures: scheduled, running and finished erasures of users' data",
+        run: super::migrate_v8::v7_to_v8,
     },
 ];
 

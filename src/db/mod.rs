@@ -42,6 +42,7 @@
 pub(crate) mod audit;
 pub(crate) mod blobs;
 pub(crate) mod codec;
+pub(crate) mod erasures;
 #[cfg(test)]
 mod exclusive_tests;
 pub(crate) mod files;
@@ -53,6 +54,7 @@ pub(crate) mod metrics;
 pub(crate) mod migrate;
 mod migrate_v6;
 mod migrate_v7;
+mod migrate_v8;
 mod ops;
 pub(crate) mod profiles;
 mod records;
@@ -89,6 +91,11 @@ pub(crate) struct DbSettings {
     pub(crate) password_iterations: u32,
     /// Where every recorded time is read.
     pub(crate) clock: crate::Clock,
+    /// How long after an audio-storage consent withdrawal its erasure
+    /// falls due.
+    pub(crate) consent_notice: std::time::Duration,
+    /// Where privacy events go once their change commits.
+    pub(crate) privacy_events: tokio::sync::broadcast::Sender<crate::model::privacy::PrivacyEvent>,
 }
 
 /// The open metadata database.
@@ -228,6 +235,8 @@ impl Db {
                 password_memory_kib: config.password_memory_kib,
                 password_iterations: config.password_iterations,
                 clock: config.clock.clone(),
+                consent_notice: config.privacy.consent_notice,
+                privacy_events: tokio::sync::broadcast::channel(256).0,
             },
         })
     }
@@ -263,6 +272,12 @@ impl Db {
     /// damaged page inside it is [`Error::Corrupt`] about this file.
     pub(crate) fn guarded<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         guard::guarded(&self.path, f)
+    }
+
+    /// Every row of every table (see `schema::dump_all`).
+    #[cfg(test)]
+    pub(crate) fn dump_all(&self) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        self.read(|txn| Ok(schema::dump_all(txn))).expect("dumping")
     }
 
     /// Runs a short read inline on the shared snapshot.

@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use tracing::instrument;
 
+use crate::db::erasures::audio_consent_changed;
 use crate::db::schema::PROFILES;
 use crate::db::txn::ReadTxn;
 use crate::db::users::require_live;
 use crate::db::{Db, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
+use crate::model::privacy::PrivacyEvent;
 use crate::model::profile::{ConsentKind, ProfileUpdate, UserProfile, VoicePreferences};
 use crate::types::{ProfileId, UserId};
 
@@ -16,6 +18,35 @@ use crate::types::{ProfileId, UserId};
 /// caller's business).
 pub(crate) fn get(txn: &impl ReadTxn, user: UserId) -> Result<Option<UserProfile>, Error> {
     get_record(&txn.table(PROFILES)?, user.to_key(), user)
+}
+
+fn empty(user: UserId, now: crate::types::Timestamp) -> UserProfile {
+    UserProfile {
+        id: ProfileId::new(),
+        user_id: user,
+        languages: Vec::new(),
+        region: None,
+        accent: None,
+        voice: VoicePreferences::default(),
+        audio_retention_days: None,
+        consents: BTreeMap::new(),
+        preferences: BTreeMap::new(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Writes a new user's first profile with `change` applied (sign-up).
+pub(crate) fn create(
+    txn: &redb::WriteTransaction,
+    user: UserId,
+    change: &ProfileUpdate,
+    now: crate::types::Timestamp,
+) -> Result<(), Error> {
+    let mut profile = empty(user, now);
+    change.apply(&mut profile, now);
+    let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+    put_record(&mut profiles, user.to_key(), &profile)
 }
 
 /// User profiles; from [`Store::profiles`](crate::Store::profiles).
@@ -56,33 +87,51 @@ impl Profiles<'_> {
     }
 
     /// Applies `change` to the user's profile, creating it first if needed.
+    /// Withdrawing audio-storage consent schedules the erasure of the
+    /// user's audio after `privacy.consent_notice` (at once by default);
+    /// giving it back before then cancels it (see
+    /// [`Privacy`](crate::Privacy)).
     #[instrument(skip(self, change, user), fields(user = %user))]
     pub async fn upsert(&self, user: UserId, change: ProfileUpdate) -> Result<UserProfile, Error> {
         change.validate()?;
         let now = self.db.now();
-        self.db
+        let notice = self.db.settings.consent_notice;
+        let consents = change.consents.clone();
+        let (profile, scheduled) = self
+            .db
             .write(move |txn| {
                 require_live(txn, user)?;
                 let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
                 let mut profile =
-                    get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| UserProfile {
-                        id: ProfileId::new(),
-                        user_id: user,
-                        languages: Vec::new(),
-                        region: None,
-                        accent: None,
-                        voice: VoicePreferences::default(),
-                        audio_retention_days: None,
-                        consents: BTreeMap::new(),
-                        preferences: BTreeMap::new(),
-                        created_at: now,
-                        updated_at: now,
-                    });
+                    get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| empty(user, now));
                 change.apply(&mut profile, now);
                 put_record(&mut profiles, user.to_key(), &profile)?;
-                Ok(profile)
+                drop(profiles);
+                // The last audio-storage change of the request decides.
+                let audio = change
+                    .consents
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == ConsentKind::AudioStorage);
+                let scheduled = match audio {
+                    Some(&(_, granted)) => audio_consent_changed(txn, user, granted, now, notice)?,
+                    None => None,
+                };
+                Ok((profile, scheduled))
             })
-            .await
+            .await?;
+        let events = &self.db.settings.privacy_events;
+        for (consent, granted) in consents {
+            let _ = events.send(PrivacyEvent::ConsentChanged {
+                user,
+                consent,
+                granted,
+            });
+        }
+        if let Some(e) = scheduled {
+            let _ = events.send(e);
+        }
+        Ok(profile)
     }
 
     /// Gives (`true`) or withdraws (`false`) a consent, stamped with now.
@@ -97,5 +146,23 @@ impl Profiles<'_> {
             ..Default::default()
         };
         self.upsert(user, change).await
+    }
+}
+
+/// Fails with [`Error::ConsentRequired`] unless the user's profile holds
+/// `kind` consent, as `txn` sees it (`NotFound` for a user who is not
+/// live).
+pub(crate) fn require_consent(
+    txn: &impl ReadTxn,
+    user: UserId,
+    kind: ConsentKind,
+) -> Result<(), Error> {
+    crate::db::users::load_live(&txn.table(crate::db::schema::USERS)?, user)?;
+    match get(txn, user)? {
+        Some(p) if p.has_consent(kind) => Ok(()),
+        _ => Err(Error::ConsentRequired {
+            user,
+            consent: kind,
+        }),
     }
 }

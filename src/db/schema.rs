@@ -81,6 +81,9 @@ pub(super) const DAMAGED_BLOBS: TableDefinition<[u8; 32], &[u8]> =
 /// Per-owner storage usage and quota (`db::usage`).
 pub(super) const USAGE: TableDefinition<u128, &[u8]> = TableDefinition::new("usage");
 
+/// Erasures scheduled, in progress and done, by user (`db::erasures`).
+pub(super) const ERASURES: TableDefinition<u128, &[u8]> = TableDefinition::new("erasures");
+
 /// `meta` key holding the master key check value.
 pub(super) const MASTER_CHECK_KEY: &str = "master_key_check";
 
@@ -114,5 +117,56 @@ pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
     txn.open_table(SESSIONS_BY_DELETED)?;
     txn.open_table(DAMAGED_BLOBS)?;
     txn.open_table(USAGE)?;
+    txn.open_table(ERASURES)?;
     Ok(())
+}
+
+/// Every row of every table, as `(table, key bytes, value bytes)`: for
+/// tests that look for a value anywhere in the store.
+#[cfg(test)]
+pub(crate) fn dump_all(txn: &redb::ReadTransaction) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    use redb::{Key, ReadableTable, TableHandle, Value};
+    fn dump<K: Key + 'static, V: Value + 'static>(
+        txn: &redb::ReadTransaction,
+        def: TableDefinition<'static, K, V>,
+        out: &mut Vec<(String, Vec<u8>, Vec<u8>)>,
+    ) {
+        let Ok(t) = txn.open_table(def) else {
+            return;
+        };
+        for row in t.iter().expect("iterating") {
+            let (k, v) = row.expect("reading");
+            out.push((
+                def.name().to_string(),
+                K::as_bytes(&k.value()).as_ref().to_vec(),
+                V::as_bytes(&v.value()).as_ref().to_vec(),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    dump(txn, META, &mut out);
+    dump(txn, USERS, &mut out);
+    dump(txn, USERS_BY_USERNAME, &mut out);
+    dump(txn, USERS_BY_EMAIL, &mut out);
+    dump(txn, CREDENTIALS, &mut out);
+    dump(txn, PROFILES, &mut out);
+    dump(txn, SESSIONS, &mut out);
+    dump(txn, SESSIONS_BY_USER, &mut out);
+    dump(txn, SESSIONS_BY_EXPIRY, &mut out);
+    dump(txn, FILES, &mut out);
+    dump(txn, FILES_BY_OWNER, &mut out);
+    dump(txn, FILES_BY_EXPIRY, &mut out);
+    dump(txn, FILES_BY_BLOB, &mut out);
+    dump(txn, METRICS, &mut out);
+    dump(txn, KEYS, &mut out);
+    dump(txn, BLOBS, &mut out);
+    dump(txn, BLOBS_BY_OWNER, &mut out);
+    dump(txn, GRANTS, &mut out);
+    dump(txn, AUDIT, &mut out);
+    dump(txn, FILES_BY_DELETED, &mut out);
+    dump(txn, SESSIONS_BY_DELETED, &mut out);
+    dump(txn, DAMAGED_BLOBS, &mut out);
+    dump(txn, USAGE, &mut out);
+    dump(txn, ERASURES, &mut out);
+    out
 }

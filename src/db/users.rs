@@ -124,6 +124,13 @@ fn insert_user(
         write_credentials(txn, user.id, hash)?;
     }
     put_user(txn, &user, None)?;
+    if !new.consents.is_empty() {
+        let change = crate::model::profile::ProfileUpdate {
+            consents: new.consents.iter().map(|k| (*k, true)).collect(),
+            ..Default::default()
+        };
+        crate::db::profiles::create(txn, user.id, &change, now)?;
+    }
     Ok(user)
 }
 

@@ -32,7 +32,7 @@
 //!     .clock(clock.clone())
 //!     .lifecycle(LifecycleConfig::default().purge_grace(Duration::ZERO));
 //! let store = Store::open(config).await?;
-//! let user = store.users().create(NewUser::new("meera", "meera@example.in")).await?;
+//! let user = store.users().create(NewUser::new("meera", "meera@example.in").consent(ConsentKind::AudioStorage)).await?;
 //! let me = Actor::User(user.id);
 //! let mut options = PutOptions::content_type("audio/wav");
 //! options.retention_days = Some(1);
@@ -50,11 +50,11 @@ pub(crate) mod access;
 pub(crate) mod config;
 mod expiry;
 mod orphans;
-mod purge;
+pub(crate) mod purge;
 #[cfg(test)]
 mod race_tests;
 #[cfg(test)]
-mod shred_tests;
+pub(crate) mod shred_tests;
 pub(crate) mod tamper;
 mod trim;
 

@@ -30,6 +30,8 @@
 
 use std::collections::HashMap;
 
+use crate::blob::BlobStore;
+use crate::db::Db;
 use crate::db::blobs::get_row;
 use crate::db::lifecycle::{
     FilePurge, purge_file, purge_session, purgeable_files, purgeable_sessions,
@@ -168,37 +170,8 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
             }
         }
     }
-    // A put may have stored the same bytes again since the commit: each
-    // group is re-checked under its locks.
-    let mut failed = 0u64;
-    for group in doomed.chunks(RETIRE_GROUP) {
-        let locks = parts.blobs.lock_many(group.iter().copied()).await;
-        let planned = group.len();
-        let free = parts.db.read(|txn| {
-            let mut free = Vec::with_capacity(group.len());
-            for a in group {
-                if get_row(txn, *a)?.is_none() {
-                    free.push(*a);
-                }
-            }
-            Ok(free)
-        })?;
-        out.skip("blob_stored_again", (planned - free.len()) as u64);
-        let backend = std::sync::Arc::clone(&parts.blobs.backend);
-        failed += tokio::task::spawn_blocking(move || {
-            let mut failed = 0u64;
-            for (address, r) in free.iter().zip(backend.retire_many(&free)) {
-                if let Err(e) = r {
-                    tracing::warn!(blob = %address, error = %e, "a purged blob's file could not be retired; the orphan collector will delete it");
-                    failed += 1;
-                }
-            }
-            failed
-        })
-        .await
-        .map_err(|e| Error::join("retiring purged blobs", e))?;
-        drop(locks);
-    }
+    let (stored_again, failed) = retire_freed(parts.db, parts.blobs, &doomed).await?;
+    out.skip("blob_stored_again", stored_again);
     out.skip("blob_file_delete_failed", failed);
     destroy_retired(parts).await?;
     let purged = out.counts.iter().map(|(_, n)| *n).sum::<u64>();
@@ -208,10 +181,56 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     Ok(out)
 }
 
+/// Retires freed blobs (their rows are gone) a group of [`RETIRE_GROUP`]
+/// at a time under their address locks, skipping any a put has stored
+/// again since (each group is re-checked under its locks): how many were
+/// skipped so, and how many could not be retired (left to the orphan
+/// collector). The purge and erasure share it.
+pub(crate) async fn retire_freed(
+    db: &Db,
+    blobs: &BlobStore,
+    doomed: &[BlobAddress],
+) -> Result<(u64, u64), Error> {
+    let (mut stored_again, mut failed) = (0u64, 0u64);
+    for group in doomed.chunks(RETIRE_GROUP) {
+        let locks = blobs.lock_many(group.iter().copied()).await;
+        let free = db.read(|txn| {
+            let mut free = Vec::with_capacity(group.len());
+            for a in group {
+                if get_row(txn, *a)?.is_none() {
+                    free.push(*a);
+                }
+            }
+            Ok(free)
+        })?;
+        stored_again += (group.len() - free.len()) as u64;
+        let backend = std::sync::Arc::clone(&blobs.backend);
+        failed += tokio::task::spawn_blocking(move || {
+            let mut failed = 0u64;
+            for (address, r) in free.iter().zip(backend.retire_many(&free)) {
+                if let Err(e) = r {
+                    tracing::warn!(blob = %address, error = %e, "a freed blob's file could not be retired; the orphan collector will delete it");
+                    failed += 1;
+                }
+            }
+            failed
+        })
+        .await
+        .map_err(|e| Error::join("retiring freed blobs", e))?;
+        drop(locks);
+    }
+    Ok((stored_again, failed))
+}
+
 /// Destroys the blobs retired by this pass (and any a crash left), with no
 /// lock held.
 pub(crate) async fn destroy_retired(parts: &Parts<'_>) -> Result<u64, Error> {
-    let backend = std::sync::Arc::clone(&parts.blobs.backend);
+    destroy_retired_of(parts.blobs).await
+}
+
+/// [`destroy_retired`] for any holder of the blob store.
+pub(crate) async fn destroy_retired_of(blobs: &BlobStore) -> Result<u64, Error> {
+    let backend = std::sync::Arc::clone(&blobs.backend);
     tokio::task::spawn_blocking(move || backend.destroy_retired())
         .await
         .map_err(|e| Error::join("destroying retired blobs", e))?

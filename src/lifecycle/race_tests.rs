@@ -17,7 +17,7 @@ async fn a_put_whose_duplicate_is_purged_before_its_commit_stores_its_own_bytes(
     let store = Store::open(config).await.unwrap();
     let user = store
         .users()
-        .create(NewUser::new("racer", "racer@example.in"))
+        .create(NewUser::new("racer", "racer@example.in").consent(crate::ConsentKind::AudioStorage))
         .await
         .unwrap();
     let me = Actor::User(user.id);

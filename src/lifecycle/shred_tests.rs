@@ -13,7 +13,7 @@ use crate::{Actor, Config, LifecycleConfig, ManualClock, NewUser, PutOptions, St
 /// Tries every data key the store holds (each blob row's, unwrapped
 /// through its owner's keys with the master key) on `sealed`; the
 /// plaintext of its first chunk if one opens it.
-fn decrypt_with_any_key(store: &Store, sealed: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decrypt_with_any_key(store: &Store, sealed: &[u8]) -> Option<Vec<u8>> {
     let db = store.db();
     let keyring = &store.blob_store().keyring;
     let rows = db
@@ -43,7 +43,7 @@ fn decrypt_with_any_key(store: &Store, sealed: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn read_blob(store: &Store, address: BlobAddress) -> Vec<u8> {
+pub(crate) fn read_blob(store: &Store, address: BlobAddress) -> Vec<u8> {
     let source = store
         .blob_store()
         .backend
@@ -65,7 +65,7 @@ async fn a_purged_blob_cannot_be_decrypted_with_any_key_left() {
     let store = Store::open(config).await.unwrap();
     let user = store
         .users()
-        .create(NewUser::new("kavya", "kavya@example.in"))
+        .create(NewUser::new("kavya", "kavya@example.in").consent(crate::ConsentKind::AudioStorage))
         .await
         .unwrap();
     let me = Actor::User(user.id);

@@ -4,6 +4,7 @@
 
 pub(crate) mod file;
 pub(crate) mod metric;
+pub(crate) mod privacy;
 pub(crate) mod profile;
 pub(crate) mod session;
 pub(crate) mod user;

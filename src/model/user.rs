@@ -53,9 +53,15 @@ impl std::fmt::Display for UserStatus {
 
 /// What is needed to create a user.
 ///
+/// Consents given at sign-up are recorded in the user's profile in the
+/// same transaction as the account (storing audio needs
+/// [`ConsentKind::AudioStorage`](crate::ConsentKind)).
+///
 /// ```
-/// use bharatvoice_store::NewUser;
-/// let u = NewUser::new("ravi", "ravi@example.in").display_name("Ravi Kumar");
+/// use bharatvoice_store::{ConsentKind, NewUser};
+/// let u = NewUser::new("ravi", "ravi@example.in")
+///     .display_name("Ravi Kumar")
+///     .consent(ConsentKind::AudioStorage);
 /// assert_eq!(u.username, "ravi");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +72,8 @@ pub struct NewUser {
     pub email: String,
     /// Optional display name.
     pub display_name: Option<String>,
+    /// Consents given at sign-up.
+    pub consents: Vec<crate::model::profile::ConsentKind>,
 }
 
 impl NewUser {
@@ -75,7 +83,16 @@ impl NewUser {
             username: username.into(),
             email: email.into(),
             display_name: None,
+            consents: Vec::new(),
         }
+    }
+    /// Gives a consent at sign-up (recorded in the profile with the
+    /// account).
+    pub fn consent(mut self, kind: crate::model::profile::ConsentKind) -> Self {
+        if !self.consents.contains(&kind) {
+            self.consents.push(kind);
+        }
+        self
     }
     /// Sets the display name.
     pub fn display_name(mut self, name: impl Into<String>) -> Self {

@@ -18,6 +18,8 @@ pub fn add_user(d: &Path, name: &str) -> String {
             "--json",
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             name,
             "--email",

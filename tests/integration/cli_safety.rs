@@ -180,6 +180,8 @@ fn user_add_with_an_invalid_password_creates_nothing() {
     let args = [
         "user",
         "add",
+        "--consent",
+        "audio-storage",
         "--username",
         "asha",
         "--email",
@@ -233,6 +235,8 @@ fn a_100_kb_username_is_not_echoed_whole() {
         &[
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             &name,
             "--email",

@@ -28,7 +28,10 @@ async fn sessions_go_idle_by_the_store_clock() {
     let store = open(dir.path(), &clock).await;
     let user = store
         .users()
-        .create(NewUser::new("asha", "asha@example.in"))
+        .create(
+            NewUser::new("asha", "asha@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .unwrap();
     assert_eq!(user.created_at, T0);
@@ -84,7 +87,10 @@ async fn file_retention_ends_by_the_store_clock() {
     let store = open(dir.path(), &clock).await;
     let asha = store
         .users()
-        .create(NewUser::new("asha", "asha@example.in"))
+        .create(
+            NewUser::new("asha", "asha@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .unwrap()
         .id;
@@ -122,7 +128,10 @@ async fn file_retention_ends_by_the_store_clock() {
     // A refusal is audited at the store's time too.
     let ravi = store
         .users()
-        .create(NewUser::new("ravi", "ravi@example.in"))
+        .create(
+            NewUser::new("ravi", "ravi@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .unwrap()
         .id;

@@ -25,6 +25,18 @@ impl TestStore {
     pub async fn user(&self, name: &str) -> User {
         self.store
             .users()
+            .create(
+                NewUser::new(name, format!("{name}@example.in"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
+            .await
+            .expect("create user")
+    }
+
+    /// A user who has given no consent (and so has no profile yet).
+    pub async fn bare_user(&self, name: &str) -> User {
+        self.store
+            .users()
             .create(NewUser::new(name, format!("{name}@example.in")))
             .await
             .expect("create user")

@@ -67,6 +67,8 @@ async fn a_put_killed_midway_leaves_no_half_blob_behind() {
             "--json",
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             "crashy",
             "--email",

@@ -123,6 +123,8 @@ async fn only_init_and_demo_create_a_store() {
         &[
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             "ravi",
             "--email",

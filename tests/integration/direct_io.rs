@@ -112,7 +112,10 @@ async fn large_blobs_go_around_the_page_cache_and_read_back_exactly() {
         .expect("open");
         let user = store
             .users()
-            .create(NewUser::new(name, format!("{name}@example.in")))
+            .create(
+                NewUser::new(name, format!("{name}@example.in"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
             .await
             .expect("user")
             .id;
@@ -173,7 +176,10 @@ async fn a_cancelled_put_leaves_nothing_behind() {
         .expect("open");
     let user = store
         .users()
-        .create(NewUser::new("canceller", "canceller@example.in"))
+        .create(
+            NewUser::new("canceller", "canceller@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .expect("user")
         .id;

@@ -51,6 +51,8 @@ fn a_write_refused_mid_blob_fails_cleanly_and_loses_nothing() {
         &[
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             "filler",
             "--email",

@@ -68,6 +68,8 @@ async fn every_documented_exit_code_has_its_cause() {
             &[
                 "user",
                 "add",
+                "--consent",
+                "audio-storage",
                 "--username",
                 "asha",
                 "--email",
@@ -83,6 +85,8 @@ async fn every_documented_exit_code_has_its_cause() {
             &[
                 "user",
                 "add",
+                "--consent",
+                "audio-storage",
                 "--username",
                 "ok_name",
                 "--email",

@@ -11,7 +11,16 @@ use crate::ingest::{audio, names_in};
 fn cli_store_with_user(username: &str) -> (tempfile::TempDir, tempfile::TempDir) {
     let data = store_dir();
     let email = format!("{username}@example.in");
-    let args = ["user", "add", "--username", username, "--email", &email];
+    let args = [
+        "user",
+        "add",
+        "--consent",
+        "audio-storage",
+        "--username",
+        username,
+        "--email",
+        &email,
+    ];
     let added = bvstore(data.path(), &args);
     assert!(added.status.success(), "{}", stderr(&added));
     (data, tempfile::tempdir().unwrap())

@@ -35,19 +35,29 @@ async fn user_fields_with_control_characters_are_refused() {
     for bad in BAD {
         assert_invalid(
             users
-                .create(NewUser::new("ravi", "ravi@example.in").display_name(bad))
+                .create(
+                    NewUser::new("ravi", "ravi@example.in")
+                        .consent(bharatvoice_store::ConsentKind::AudioStorage)
+                        .display_name(bad),
+                )
                 .await,
             &format!("display name {bad:?}"),
         );
         assert_invalid(
             users
-                .create(NewUser::new("ravi", format!("ra{bad}vi@example.in")))
+                .create(
+                    NewUser::new("ravi", format!("ra{bad}vi@example.in"))
+                        .consent(bharatvoice_store::ConsentKind::AudioStorage),
+                )
                 .await,
             &format!("email {bad:?}"),
         );
         assert_invalid(
             users
-                .create(NewUser::new(format!("ra{bad}vi"), "ravi@example.in"))
+                .create(
+                    NewUser::new(format!("ra{bad}vi"), "ravi@example.in")
+                        .consent(bharatvoice_store::ConsentKind::AudioStorage),
+                )
                 .await,
             &format!("username {bad:?}"),
         );
@@ -332,12 +342,18 @@ async fn errors_quote_long_input_cut_short() {
     let errors = [
         t.store
             .users()
-            .create(NewUser::new(&long, "a@example.in"))
+            .create(
+                NewUser::new(&long, "a@example.in")
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
             .await
             .unwrap_err(),
         t.store
             .users()
-            .create(NewUser::new("ravi", format!("{long}@")))
+            .create(
+                NewUser::new("ravi", format!("{long}@"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
             .await
             .unwrap_err(),
         t.store.users().get_by_username(&long).unwrap_err(),

@@ -125,10 +125,10 @@ async fn rotating_the_master_key_rewraps_everything() {
     for name in ["ira", "jaya"] {
         let u = store
             .users()
-            .create(bharatvoice_store::NewUser::new(
-                name,
-                format!("{name}@example.in"),
-            ))
+            .create(
+                bharatvoice_store::NewUser::new(name, format!("{name}@example.in"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
             .await
             .unwrap();
         let data = speech_pcm(30_000, 3);

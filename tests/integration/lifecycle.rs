@@ -36,7 +36,10 @@ impl World {
     async fn user(&self, name: &str) -> User {
         self.store
             .users()
-            .create(NewUser::new(name, format!("{name}@example.in")))
+            .create(
+                NewUser::new(name, format!("{name}@example.in"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
             .await
             .unwrap()
     }
@@ -554,6 +557,8 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
     run(&[
         "user",
         "add",
+        "--consent",
+        "audio-storage",
         "--username",
         "gc_user",
         "--email",

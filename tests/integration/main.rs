@@ -43,6 +43,7 @@ mod migrate_v5;
 mod migrate_v6;
 mod model;
 mod page_cache;
+mod privacy;
 mod profiles;
 mod quota;
 mod read_only;

@@ -19,7 +19,10 @@ async fn a_schema_5_store_gets_its_deletion_indexes() {
         .unwrap();
     let u = store
         .users()
-        .create(NewUser::new("old", "old@example.in"))
+        .create(
+            NewUser::new("old", "old@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .unwrap();
     let me = Actor::User(u.id);

@@ -64,7 +64,10 @@ async fn store_as(store: &Store, name: &str, bytes: &[u8]) -> (UserId, AudioFile
         Ok(u) => u,
         Err(_) => store
             .users()
-            .create(NewUser::new(name, format!("{name}@example.in")))
+            .create(
+                NewUser::new(name, format!("{name}@example.in"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage),
+            )
             .await
             .expect("user"),
     };

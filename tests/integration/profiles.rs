@@ -7,7 +7,7 @@ use crate::common::open_store;
 #[tokio::test]
 async fn upsert_creates_then_changes_one_profile() {
     let t = open_store().await;
-    let u = t.user("meena").await;
+    let u = t.bare_user("meena").await;
     assert!(matches!(
         t.store.profiles().get(u.id),
         Err(Error::NotFound {
@@ -91,7 +91,7 @@ async fn language_tags_are_validated_and_canonical() {
 #[tokio::test]
 async fn out_of_range_values_are_refused_and_change_nothing() {
     let t = open_store().await;
-    let u = t.user("venkat").await;
+    let u = t.bare_user("venkat").await;
     let bad = [
         ProfileUpdate {
             languages: Some(vec![]),
@@ -129,7 +129,7 @@ async fn out_of_range_values_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn consents_record_when_given_and_withdrawn() {
     let t = open_store().await;
-    let u = t.user("ananya").await;
+    let u = t.bare_user("ananya").await;
     let p = t
         .store
         .profiles()
@@ -156,7 +156,7 @@ async fn consents_record_when_given_and_withdrawn() {
 #[tokio::test]
 async fn profiles_of_missing_or_deleted_users_are_not_found() {
     let t = open_store().await;
-    let u = t.user("zoya").await;
+    let u = t.bare_user("zoya").await;
     t.store
         .profiles()
         .set_consent(u.id, ConsentKind::Analytics, true)

@@ -388,6 +388,8 @@ fn the_cli_shows_and_sets_quotas_and_exits_15_when_one_is_passed() {
         &[
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             "meena",
             "--email",

@@ -62,7 +62,10 @@ async fn reads_work_on_a_read_only_data_directory_and_writes_are_refused() {
         .unwrap();
     let u = store
         .users()
-        .create(NewUser::new("lata", "lata@example.in"))
+        .create(
+            NewUser::new("lata", "lata@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .unwrap();
     let me = bharatvoice_store::Actor::User(u.id);
@@ -103,6 +106,8 @@ async fn reads_work_on_a_read_only_data_directory_and_writes_are_refused() {
         &[
             "user",
             "add",
+            "--consent",
+            "audio-storage",
             "--username",
             "ravi",
             "--email",
@@ -122,7 +127,10 @@ async fn reads_work_on_a_read_only_data_directory_and_writes_are_refused() {
     assert_eq!(store.files().read(me, f.id).await.unwrap(), b"a song");
     let e = store
         .users()
-        .create(NewUser::new("ravi", "ravi@example.in"))
+        .create(
+            NewUser::new("ravi", "ravi@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::ReadOnly { .. }), "{e:?}");

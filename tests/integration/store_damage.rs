@@ -48,7 +48,9 @@ async fn build(dir: &Path) -> Ids {
         let u = store
             .users()
             .create(
-                NewUser::new(name, format!("{name}@example.in")).display_name(name.to_uppercase()),
+                NewUser::new(name, format!("{name}@example.in"))
+                    .consent(bharatvoice_store::ConsentKind::AudioStorage)
+                    .display_name(name.to_uppercase()),
             )
             .await
             .unwrap();
@@ -222,7 +224,10 @@ async fn observe(store: &Store, ids: &Ids) -> Vec<(String, Answer)> {
     put("schema".into(), shown(store.schema_version()));
     // Writes.
     let new = users
-        .create(NewUser::new("newbie", "newbie@example.in"))
+        .create(
+            NewUser::new("newbie", "newbie@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
         .await;
     put(
         "user.create".into(),

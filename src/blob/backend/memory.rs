@@ -95,7 +95,7 @@ mod tests {
             blobs: &blobs,
         };
         let user = Users { db: &db }
-            .create(NewUser::new("mem", "mem@example.in"))
+            .create(NewUser::new("mem", "mem@example.in").consent(crate::ConsentKind::AudioStorage))
             .await
             .unwrap();
         let me = Actor::User(user.id);
