@@ -73,8 +73,25 @@ pub(crate) fn prepare(config: &Config) -> Result<(), Error> {
         }
         OpenMode::OpenOrCreate => {}
     }
-    fs::create_dir_all(dir)
+    crate::fsutil::create_private_dir_all(dir)
         .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))
+}
+
+/// Takes group and other access off the store's own files and
+/// directories (`store.redb`, `cache.redb`, `blobs/`, `tmp/`): a store
+/// made by an older version had them 0644 and 0755. The data directory
+/// itself is left as it is unless the store created it (then it is 0700):
+/// it may be a directory the user chose and shares.
+pub(crate) fn make_private(config: &Config) -> Result<(), Error> {
+    for path in [
+        config.db_path(),
+        config.cache_path(),
+        config.data_dir.join("blobs"),
+        config.data_dir.join("tmp"),
+    ] {
+        crate::fsutil::make_private(&path)?;
+    }
+    Ok(())
 }
 
 /// Whether `name` is one of the store's own temporary blob files.
@@ -93,7 +110,8 @@ pub(crate) fn clean_tmp(tmp: &Path) -> Result<usize, Error> {
         Ok(m) if !m.is_dir() => return Err(refuse(tmp, "not a directory")),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir(tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+            crate::fsutil::create_private_dir_all(tmp)
+                .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
             return Ok(0);
         }
         Err(e) => return Err(Error::io(format!("reading {}", tmp.display()), e)),

@@ -44,7 +44,7 @@ pub(crate) fn ensure_parent(dest: &Path) -> Result<&Path, Error> {
     if !parent.exists() {
         let grand = parent.parent();
         let grand_existed = grand.is_none_or(Path::exists);
-        fs::create_dir_all(parent)
+        create_private_dir_all(parent)
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
         if let Some(grand) = grand {
             sync_dir(grand)?;
@@ -190,6 +190,47 @@ fn open_new_with_mode(path: &Path, _mode: u32) -> std::io::Result<File> {
         .create(true)
         .truncate(true)
         .open(path)
+}
+
+/// Creates `dir` and any missing parents, readable only by the owner
+/// (0700 on Unix): the store's directories hold personal data.
+pub(crate) fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
+/// Takes the group and other permission bits off a file or directory the
+/// store made (an older version made them 0644 and 0755). A symlink, or
+/// a path that is not there, is left alone.
+pub(crate) fn make_private(path: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(()),
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let mode = mode_of(&meta);
+        if mode & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|e| Error::io(format!("restricting {}", path.display()), e))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The Unix permission bits of a file (0 elsewhere).

@@ -93,6 +93,9 @@ impl Store {
                 config2.cache.tier2 = false;
             }
             let cache = CacheCore::open(&config2)?;
+            if !db.is_read_only() {
+                crate::datadir::make_private(&config2)?;
+            }
             Ok::<_, Error>((db, Arc::new(cache)))
         })
         .await

@@ -233,7 +233,7 @@ impl BlobStore {
         let blobs_dir = config.data_dir.join("blobs");
         let tmp_dir = config.data_dir.join("tmp");
         if !db.is_read_only() {
-            std::fs::create_dir_all(&blobs_dir)
+            crate::fsutil::create_private_dir_all(&blobs_dir)
                 .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
             let removed = crate::datadir::clean_tmp(&tmp_dir)?;
             if removed > 0 {

@@ -147,11 +147,11 @@ impl Sink {
 
 fn run(path: &std::path::Path, mut rx: mpsc::Receiver<Msg>, cache_limit: u64) -> Result<(), Error> {
     let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| io("creating", e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| io("creating", e))?;
     file.write_all(&[0u8; format::HEADER_LEN])
         .map_err(|e| io("writing", e))?;
     let mut written = format::HEADER_LEN as u64;

@@ -365,3 +365,60 @@ fn the_cli_erases_a_user_only_with_yes() {
         "{out:?}"
     );
 }
+
+/// Every directory and file under `dir` (itself included) with group or
+/// other permission bits: `(path, mode)`.
+fn not_private(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mode = std::fs::symlink_metadata(dir).unwrap().permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        out.push((dir.to_path_buf(), mode));
+    }
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.extend(not_private(&e.path()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_data_directory_and_everything_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = base.path().join("made-by-the-store");
+    let store = Store::open(config(&dir)).await.unwrap();
+    let u = user(&store, "ira", true).await;
+    let f = put(&store, &u, &vec![1u8; 3 << 20]).await.unwrap();
+    put(&store, &u, b"small").await.unwrap();
+    store.cache().set("greeting", &"namaste").await.unwrap();
+    store.files().delete(Actor::User(u.id), f.id).await.unwrap();
+    store.close().await;
+    drop(store);
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(dir.join("store.redb").exists() && dir.join("cache.redb").exists());
+    assert_eq!(not_private(&dir), vec![]);
+    // A store an older version left with 0644 files and 0755 directories
+    // is tightened at open.
+    for (p, m) in [
+        ("store.redb", 0o644),
+        ("cache.redb", 0o644),
+        ("blobs", 0o755),
+        ("tmp", 0o755),
+    ] {
+        std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let store = Store::open(config(&dir)).await.unwrap();
+    store.close().await;
+    drop(store);
+    let left: Vec<_> = not_private(&dir)
+        .into_iter()
+        .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+        .collect();
+    assert_eq!(left, vec![]);
+}

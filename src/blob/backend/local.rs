@@ -269,7 +269,7 @@ impl BlobBackend for LocalDir {
         }
         let from = self.path_of(address);
         let dir = self.root.join(RETIRED);
-        fs::create_dir_all(&dir)
+        crate::fsutil::create_private_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let seq = self
             .retired_seq
