@@ -36,6 +36,7 @@ use crate::error::{Error, quote};
 /// | `cache` | see [`CacheConfig`] | | `BV_CACHE_*` |
 /// | `lifecycle` | see [`LifecycleConfig`](crate::LifecycleConfig) | | |
 /// | `quota` | see [`QuotaConfig`](crate::QuotaConfig) | | `BV_QUOTA_*` |
+/// | `audit` | see [`AuditConfig`](crate::AuditConfig) | | `BV_AUDIT_*` |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
@@ -50,8 +51,8 @@ use crate::error::{Error, quote};
 ///
 /// A TOML file uses the same names, durations in seconds
 /// (`session_idle_timeout_secs`), a `[cache]` table for the cache and a
-/// `[lifecycle]` table for the lifecycle jobs and a `[quota]` table for the
-/// storage limits.
+/// `[lifecycle]` table for the lifecycle jobs, a `[quota]` table for the
+/// storage limits and an `[audit]` table for the audit log.
 ///
 /// ```
 /// use std::time::Duration;
@@ -106,6 +107,8 @@ pub struct Config {
     pub lifecycle: crate::LifecycleConfig,
     /// Per-user quotas and the free-space floor.
     pub quota: crate::QuotaConfig,
+    /// The audit log: on or off, retention, read flushes.
+    pub audit: crate::AuditConfig,
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
@@ -147,6 +150,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             lifecycle: crate::LifecycleConfig::default(),
             quota: crate::QuotaConfig::default(),
+            audit: crate::AuditConfig::default(),
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
@@ -176,6 +180,7 @@ struct FileConfig {
     cache: Option<FileCacheConfig>,
     lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
     quota: Option<crate::quota::FileQuotaConfig>,
+    audit: Option<crate::audit::config::FileAuditConfig>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
@@ -281,6 +286,7 @@ impl Config {
                 .lifecycle
                 .map_or(d.lifecycle, crate::LifecycleConfig::from_file),
             quota: f.quota.map_or(d.quota, crate::QuotaConfig::from_file),
+            audit: f.audit.map_or(d.audit, crate::AuditConfig::from_file),
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
@@ -354,6 +360,7 @@ impl Config {
         }
         self.cache.apply_env(&get)?;
         self.quota.apply_env(&get)?;
+        self.audit.apply_env(&get)?;
         self.validate()
     }
 
@@ -392,6 +399,7 @@ impl Config {
             4 << 10..=16 << 20,
         )?;
         self.cache.validate()?;
+        self.audit.validate()?;
         self.lifecycle.validate()
     }
 
@@ -473,6 +481,11 @@ impl Config {
     /// Sets the storage limits.
     pub fn quota(mut self, quota: crate::QuotaConfig) -> Self {
         self.quota = quota;
+        self
+    }
+    /// Sets the audit log's settings.
+    pub fn audit(mut self, audit: crate::AuditConfig) -> Self {
+        self.audit = audit;
         self
     }
 

@@ -26,6 +26,10 @@
 //!   repeats the id in the value, and `updated_at` is stored relative to
 //!   `created_at`; all three user tables are rewritten. Schemas 2 to 4
 //!   stored `postcard(User)` behind version byte 2.
+//! * **6**: indexes of soft-deleted files and sessions; damaged blobs.
+//! * **7**: per-user storage usage.
+//! * **8** (to be renumbered 9 when merged after the consent schema): the
+//!   audit log becomes a MAC chain, `audit_log` (`migrate_v9`).
 
 use std::collections::BTreeMap;
 
@@ -42,7 +46,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// One migration step.
 struct Step {
@@ -81,6 +85,11 @@ const STEPS: &[Step] = &[
         from: 6,
         name: "per-user storage usage (for quotas), counted from the blob rows",
         run: super::migrate_v7::v6_to_v7,
+    },
+    Step {
+        from: 7,
+        name: "the audit log becomes a MAC chain (audit_log); old entries move into it",
+        run: super::migrate_v9::to_v9,
     },
 ];
 

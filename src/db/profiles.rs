@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tracing::instrument;
 
+use crate::db::audit::{Entry, SYSTEM};
 use crate::db::schema::PROFILES;
 use crate::db::txn::ReadTxn;
 use crate::db::users::require_live;
@@ -40,6 +41,26 @@ pub struct Profiles<'a> {
     pub(crate) db: &'a Db,
 }
 
+/// A `profile.update` entry, and one `consent.give` or `consent.withdraw`
+/// per consent changed, its kind as the outcome (ids and kinds only).
+fn audit_entries(
+    now: crate::types::Timestamp,
+    user: UserId,
+    consents: &[(crate::model::profile::ConsentKind, bool)],
+) -> Vec<Entry> {
+    let target = format!("user:{user}");
+    let mut out = vec![Entry::new(now, SYSTEM, "profile.update", target.clone())];
+    for (kind, granted) in consents {
+        let action = if *granted {
+            "consent.give"
+        } else {
+            "consent.withdraw"
+        };
+        out.push(Entry::new(now, SYSTEM, action, target.clone()).outcome(kind.to_string()));
+    }
+    out
+}
+
 impl Profiles<'_> {
     /// The profile of a live user; `NotFound` if the user has none yet.
     #[instrument(level = "debug", skip(self, user), fields(user = %user))]
@@ -60,28 +81,34 @@ impl Profiles<'_> {
     pub async fn upsert(&self, user: UserId, change: ProfileUpdate) -> Result<UserProfile, Error> {
         change.validate()?;
         let now = self.db.now();
+        let consents = change.consents.clone();
         self.db
-            .write(move |txn| {
-                require_live(txn, user)?;
-                let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-                let mut profile =
-                    get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| UserProfile {
-                        id: ProfileId::new(),
-                        user_id: user,
-                        languages: Vec::new(),
-                        region: None,
-                        accent: None,
-                        voice: VoicePreferences::default(),
-                        audio_retention_days: None,
-                        consents: BTreeMap::new(),
-                        preferences: BTreeMap::new(),
-                        created_at: now,
-                        updated_at: now,
-                    });
-                change.apply(&mut profile, now);
-                put_record(&mut profiles, user.to_key(), &profile)?;
-                Ok(profile)
-            })
+            .write_audited(
+                move |txn| {
+                    require_live(txn, user)?;
+                    let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+                    let mut profile =
+                        get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| {
+                            UserProfile {
+                                id: ProfileId::new(),
+                                user_id: user,
+                                languages: Vec::new(),
+                                region: None,
+                                accent: None,
+                                voice: VoicePreferences::default(),
+                                audio_retention_days: None,
+                                consents: BTreeMap::new(),
+                                preferences: BTreeMap::new(),
+                                created_at: now,
+                                updated_at: now,
+                            }
+                        });
+                    change.apply(&mut profile, now);
+                    put_record(&mut profiles, user.to_key(), &profile)?;
+                    Ok(profile)
+                },
+                move |_| audit_entries(now, user, &consents),
+            )
             .await
     }
 
