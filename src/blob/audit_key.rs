@@ -11,8 +11,9 @@
 use crate::blob::crypto::{SecretKey, unwrap, wrap};
 use crate::blob::keys::Keyring;
 use crate::db::Db;
-use crate::db::audit::{AuditKey, seal_migrated};
+use crate::db::audit::AuditKey;
 use crate::db::keys as stored;
+use crate::db::migrate_v9::seal_migrated;
 use crate::error::Error;
 
 const CONTEXT: &[u8] = b"bv/audit-key/v1";
@@ -35,7 +36,7 @@ pub(crate) async fn load(db: &Db, keyring: &Keyring) -> Result<(), Error> {
     let (existing, unsealed) = db.read(|txn| {
         Ok((
             stored::audit_key(txn)?,
-            crate::db::audit::has_unsealed(txn)?,
+            crate::db::migrate_v9::has_unsealed(txn)?,
         ))
     })?;
     if let Some(wrapped) = &existing

@@ -59,7 +59,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::db::codec;
-use crate::db::schema::{AUDIT_LOG, META};
+use crate::db::schema::AUDIT_LOG;
 use crate::db::txn::ReadTxn;
 pub(super) use crate::db::{get_meta, set_meta};
 use crate::error::{Error, StorageContext};
@@ -322,6 +322,11 @@ pub(super) fn head(txn: &impl ReadTxn) -> Result<Option<Link>, Error> {
     get_meta(txn, HEAD_KEY, "audit head")
 }
 
+/// Moves the head to `link`.
+pub(super) fn set_head(txn: &WriteTransaction, link: &Link) -> Result<(), Error> {
+    set_link(txn, HEAD_KEY, link)
+}
+
 fn set_link(txn: &WriteTransaction, name: &str, link: &Link) -> Result<(), Error> {
     set_meta(txn, name, link)
 }
@@ -354,43 +359,6 @@ pub(super) fn anchor(txn: &impl ReadTxn) -> Result<Option<Anchor>, Error> {
 
 pub(super) fn set_anchor(txn: &WriteTransaction, anchor: &Anchor) -> Result<(), Error> {
     set_meta(txn, ANCHOR_KEY, anchor)
-}
-
-/// Whether a migration left entries to seal (see [`seal_migrated`]).
-pub(crate) fn has_unsealed(txn: &impl ReadTxn) -> Result<bool, Error> {
-    Ok(get_meta::<u64>(txn, UNSEALED_KEY, "unsealed audit count")?.is_some())
-}
-
-/// MACs the entries a migration moved in from the old table (in seq
-/// order, in `txn`) and sets the head; a no-op when there are none.
-/// Called when the key is first loaded after the migration.
-pub(crate) fn seal_migrated(txn: &WriteTransaction, key: &AuditKey) -> Result<u64, Error> {
-    let Some(count) = get_meta::<u64>(txn, UNSEALED_KEY, "unsealed audit count")? else {
-        return Ok(0);
-    };
-    let mut prev = head(txn)?.unwrap_or(Link::START);
-    for seq in 1..=count {
-        let bytes = {
-            let table = txn.open_table(AUDIT_LOG).ctx("opening audit_log")?;
-            let got = table.get(seq).ctx("reading audit_log")?;
-            got.map(|v| v.value().to_vec())
-        };
-        let Some(bytes) = bytes else { continue };
-        let stored = decode_stored(seq, &bytes)?;
-        let mac = key.entry_mac(&prev.mac, seq, &stored.entry);
-        put_entry(txn, seq, &Stored { mac, ..stored })?;
-        prev = Link { seq, mac };
-    }
-    set_link(txn, HEAD_KEY, &prev)?;
-    txn.open_table(META)
-        .ctx("opening meta")?
-        .remove(UNSEALED_KEY)
-        .ctx("writing meta")?;
-    tracing::info!(
-        entries = count,
-        "sealed the audit entries moved by the migration"
-    );
-    Ok(count)
 }
 
 /// Entries matching `keep`, newest last: the newest `limit` of them.

@@ -8,7 +8,7 @@
 //! wrapped under the master key) is loaded. The count is left in `meta`
 //! (`audit_unsealed`), and the first open with the key MACs them, in the
 //! same transaction that first loads (or creates) the audit key
-//! (`db::audit::seal_migrated`), before any new entry can be appended.
+//! ([`seal_migrated`]), before any new entry can be appended.
 //! This is sound: those rows were never authenticated, so sealing them at
 //! the first keyed open vouches for exactly what the old table held then;
 //! until then `audit verify` reports the chain as `unsealed`.
@@ -18,6 +18,10 @@
 //! merge touches only its `Step` entry and `SCHEMA_VERSION`.
 
 use redb::{ReadableTable, WriteTransaction};
+
+use crate::db::audit::{AuditKey, Link};
+use crate::db::schema::{AUDIT_LOG, META};
+use crate::db::txn::ReadTxn;
 use serde::Deserialize;
 
 use crate::db::audit::{self, Entry, Stored, UNSEALED_KEY};
@@ -72,6 +76,43 @@ pub(super) fn to_v9(txn: &WriteTransaction) -> Result<(), Error> {
     }
     tracing::info!(entries = seq, "moved the audit table into the audit chain");
     Ok(())
+}
+
+/// Whether a migration left entries to seal (see [`seal_migrated`]).
+pub(crate) fn has_unsealed(txn: &impl ReadTxn) -> Result<bool, Error> {
+    Ok(audit::get_meta::<u64>(txn, UNSEALED_KEY, "unsealed audit count")?.is_some())
+}
+
+/// MACs the entries a migration moved in from the old table (in seq
+/// order, in `txn`) and sets the head; a no-op when there are none.
+/// Called when the key is first loaded after the migration.
+pub(crate) fn seal_migrated(txn: &WriteTransaction, key: &AuditKey) -> Result<u64, Error> {
+    let Some(count) = audit::get_meta::<u64>(txn, UNSEALED_KEY, "unsealed audit count")? else {
+        return Ok(0);
+    };
+    let mut prev = audit::head(txn)?.unwrap_or(Link::START);
+    for seq in 1..=count {
+        let bytes = {
+            let table = txn.open_table(AUDIT_LOG).ctx("opening audit_log")?;
+            let got = table.get(seq).ctx("reading audit_log")?;
+            got.map(|v| v.value().to_vec())
+        };
+        let Some(bytes) = bytes else { continue };
+        let stored = audit::decode_stored(seq, &bytes)?;
+        let mac = key.entry_mac(&prev.mac, seq, &stored.entry);
+        audit::put_entry(txn, seq, &Stored { mac, ..stored })?;
+        prev = Link { seq, mac };
+    }
+    audit::set_head(txn, &prev)?;
+    txn.open_table(META)
+        .ctx("opening meta")?
+        .remove(UNSEALED_KEY)
+        .ctx("writing meta")?;
+    tracing::info!(
+        entries = count,
+        "sealed the audit entries moved by the migration"
+    );
+    Ok(count)
 }
 
 #[cfg(test)]

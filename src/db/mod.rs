@@ -55,7 +55,7 @@ pub(crate) mod metrics;
 pub(crate) mod migrate;
 mod migrate_v6;
 mod migrate_v7;
-mod migrate_v9;
+pub(crate) mod migrate_v9;
 mod ops;
 pub(crate) mod profiles;
 mod records;
