@@ -37,6 +37,7 @@ use crate::error::{Error, quote};
 /// | `lifecycle` | see [`LifecycleConfig`](crate::LifecycleConfig) | | |
 /// | `privacy` | see [`PrivacyConfig`](crate::PrivacyConfig) | | `BV_PRIVACY_*` |
 /// | `quota` | see [`QuotaConfig`](crate::QuotaConfig) | | `BV_QUOTA_*` |
+/// | `audit` | see [`AuditConfig`](crate::AuditConfig) | | `BV_AUDIT_*` |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
@@ -52,7 +53,8 @@ use crate::error::{Error, quote};
 /// A TOML file uses the same names, durations in seconds
 /// (`session_idle_timeout_secs`), a `[cache]` table for the cache and a
 /// `[lifecycle]` table for the lifecycle jobs, a `[quota]` table for the
-/// storage limits and a `[privacy]` table for the consent gate.
+/// storage limits, a `[privacy]` table for the consent gate and an
+/// `[audit]` table for the audit log.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,6 +111,8 @@ pub struct Config {
     pub privacy: crate::PrivacyConfig,
     /// Per-user quotas and the free-space floor.
     pub quota: crate::QuotaConfig,
+    /// The audit log: on or off, retention, read flushes.
+    pub audit: crate::AuditConfig,
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
@@ -151,6 +155,7 @@ impl Default for Config {
             lifecycle: crate::LifecycleConfig::default(),
             privacy: crate::PrivacyConfig::default(),
             quota: crate::QuotaConfig::default(),
+            audit: crate::AuditConfig::default(),
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
@@ -181,6 +186,7 @@ struct FileConfig {
     lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
     privacy: Option<crate::privacy::config::FilePrivacyConfig>,
     quota: Option<crate::quota::FileQuotaConfig>,
+    audit: Option<crate::audit::config::FileAuditConfig>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
@@ -298,6 +304,7 @@ impl Config {
                 .map_or(d.lifecycle, crate::LifecycleConfig::from_file),
             privacy: f.privacy.map_or(d.privacy, crate::PrivacyConfig::from_file),
             quota: f.quota.map_or(d.quota, crate::QuotaConfig::from_file),
+            audit: f.audit.map_or(d.audit, crate::AuditConfig::from_file),
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
@@ -361,6 +368,7 @@ impl Config {
         self.cache.apply_env(&get)?;
         self.quota.apply_env(&get)?;
         self.privacy.apply_env(&get)?;
+        self.audit.apply_env(&get)?;
         self.validate()
     }
 
@@ -400,6 +408,7 @@ impl Config {
         )?;
         self.cache.validate()?;
         self.privacy.validate()?;
+        self.audit.validate()?;
         self.lifecycle.validate()
     }
 
@@ -481,6 +490,11 @@ impl Config {
     /// Sets the storage limits.
     pub fn quota(mut self, quota: crate::QuotaConfig) -> Self {
         self.quota = quota;
+        self
+    }
+    /// Sets the audit log's settings.
+    pub fn audit(mut self, audit: crate::AuditConfig) -> Self {
+        self.audit = audit;
         self
     }
 

@@ -54,6 +54,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
 mod blob;
 mod cache;
 mod clock;
@@ -80,6 +81,8 @@ pub mod fuzzing;
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./bharatvoice-data";
 
+pub use audit::config::AuditConfig;
+pub use audit::{Audit, AuditFilter};
 pub use blob::crypto::SecretKey as MasterKey;
 pub use blob::files::Files;
 pub use blob::keys::MasterKeySource;
@@ -96,6 +99,7 @@ pub use clock::{Clock, ManualClock};
 pub use config::Config;
 pub use datadir::OpenMode;
 pub use db::audit::AuditEvent;
+pub use db::audit_verify::{AuditProblem, AuditProblemKind, AuditReport};
 pub use db::files::FileRecords;
 pub use db::metrics::Metrics;
 pub use db::migrate::{MigrationStatus, PendingStep, SCHEMA_VERSION};

@@ -309,13 +309,23 @@ impl Store {
         self.inner.db.write(|_txn| Ok(())).await
     }
 
-    /// The newest `limit` audit events (refused file operations, ...),
-    /// newest first. A refusal's record is committed with the next group
-    /// commit: [`flush`](Self::flush) first to be sure to see it.
+    /// The newest `limit` audit events, newest first. A refusal's record
+    /// is committed with the next group commit, and reads are appended by
+    /// the `audit-reads` job: [`flush`](Self::flush) and
+    /// [`Audit::flush_reads`](crate::Audit::flush_reads) first to be sure
+    /// to see them. [`audit`](Self::audit) has verify and filters.
     pub fn audit_events(&self, limit: usize) -> Result<Vec<AuditEvent>, Error> {
-        self.inner
+        let mut events = self
+            .inner
             .db
-            .read(|txn| crate::db::audit::recent(txn, limit))
+            .read(|txn| crate::db::audit::tail(txn, limit, |_| true))?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// The audit log: verify the chain, read its tail.
+    pub fn audit(&self) -> crate::Audit<'_> {
+        crate::Audit { db: &self.inner.db }
     }
 
     #[cfg(test)]
@@ -353,13 +363,17 @@ impl Store {
     /// stops the writers; later writes fail with [`Error::Closed`]. The
     /// files are released when the last clone of this handle is dropped.
     pub async fn close(&self) {
-        // Reads counted since the last pass are written before the end.
+        // Reads counted (and audited) since the last pass are written
+        // before the end.
         if !self.is_read_only() {
             let parts = self.inner.lifecycle_parts();
             while let Ok(out) = parts.pass(crate::lifecycle::access::JOB, false).await {
                 if !out.more {
                     break;
                 }
+            }
+            if let Err(e) = self.audit().flush_reads().await {
+                tracing::error!(error = %e, "could not append the noted reads to the audit log");
             }
         }
         self.inner.tamper.stop();
@@ -400,7 +414,7 @@ fn jobs(
     jobs.extend(cache.jobs(config.cache.sweep_interval));
     jobs.extend(crate::lifecycle::specs(
         store,
-        &config.lifecycle,
+        config,
         Inner::lifecycle_parts,
         tamper,
     ));
@@ -422,6 +436,7 @@ impl Inner {
             db: &self.db,
             blobs: &self.blobs,
             config: &self.config.lifecycle,
+            audit: &self.config.audit,
             cursors: &self.cursors,
         }
     }

@@ -6,9 +6,9 @@
 //! unknown id gets — no existence oracle — and the refusal is written to
 //! the audit log.
 
+use crate::audit::Entry;
 use crate::blob::Actor;
 use crate::db::Db;
-use crate::db::audit::{AuditEvent, append};
 use crate::error::{Entity, Error};
 use crate::model::file::AudioFile;
 use crate::types::FileId;
@@ -40,16 +40,12 @@ fn relation(db: &Db, actor: Actor, file: &AudioFile) -> Result<Option<Op>, Error
 /// still gets its refusal.
 pub(crate) async fn record_refusal(db: &Db, actor: Actor, action: &'static str, target: String) {
     tracing::warn!(actor = %actor, action, target = %target, "refused");
-    let event = AuditEvent {
-        id: uuid::Uuid::now_v7(),
-        at: db.now(),
-        actor: actor.to_string(),
-        action: action.to_string(),
-        target,
-        outcome: "refused".into(),
-    };
+    let entry = Entry::new(db.now(), actor.to_string(), action, target).outcome("refused");
+    let auditor = db.auditor();
     if let Err(e) = db
-        .write_detached("audit record", move |txn| append(txn, &event))
+        .write_detached("audit record", move |txn| {
+            crate::audit::record(txn, &auditor, entry.clone())
+        })
         .await
     {
         tracing::error!(error = %e, "could not record a refusal in the audit log");

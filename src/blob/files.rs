@@ -54,7 +54,9 @@ impl Files<'_> {
     /// The record of a file the actor may read.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn stat(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await
+        let file = access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await?;
+        self.note_read(actor, &file, "file.stat");
+        Ok(file)
     }
 
     async fn open_blob(&self, file: &AudioFile) -> Result<Arc<OpenBlob>, Error> {
@@ -99,13 +101,26 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn open(&self, actor: Actor, id: FileId) -> Result<FileReader, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
-        self.count_read(&file);
+        self.count_read(actor, &file, "file.read");
         self.reader_of(&file).await
     }
 
-    /// Counts a read (written to the record by the `access-counts` job).
-    fn count_read(&self, file: &AudioFile) {
+    /// Counts a read (written to the record by the `access-counts` job)
+    /// and notes it for the audit log (appended by `audit-reads`).
+    fn count_read(&self, actor: Actor, file: &AudioFile, action: &'static str) {
         self.blobs.reads.note(file.id, self.db.now());
+        self.note_read(actor, file, action);
+    }
+
+    /// Notes a read for the audit log without a commit (see `crate::audit`).
+    fn note_read(&self, actor: Actor, file: &AudioFile, action: &'static str) {
+        let entry = crate::audit::Entry::new(
+            self.db.now(),
+            actor.to_string(),
+            action,
+            format!("file:{}", file.id),
+        );
+        self.db.auditor().note_read(entry);
     }
 
     /// A stream of `len` bytes from `offset` (fewer at the end of the
@@ -122,7 +137,7 @@ impl Files<'_> {
     ) -> Result<FileReader, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         check_range(&file, offset)?;
-        self.count_read(&file);
+        self.count_read(actor, &file, "file.read_range");
         let blob = self.open_blob(&file).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let end = offset.saturating_add(len);
@@ -141,7 +156,7 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn read(&self, actor: Actor, id: FileId) -> Result<Vec<u8>, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
-        self.count_read(&file);
+        self.count_read(actor, &file, "file.read");
         let mut reader = self.reader_of(&file).await?;
         // The record's size (capped: it is only a hint) saves regrowing.
         let mut out = crate::blob::bigbuf::with_capacity(
@@ -166,7 +181,7 @@ impl Files<'_> {
     ) -> Result<Vec<u8>, Error> {
         let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
         check_range(&file, offset)?;
-        self.count_read(&file);
+        self.count_read(actor, &file, "file.read_range");
         let blob = self.open_blob(&file).await?;
         tokio::task::spawn_blocking(move || blob.range(offset, len))
             .await
@@ -233,14 +248,14 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn delete(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.delete", false).await?;
-        crate::db::files::soft_delete(self.db, id).await
+        crate::db::files::soft_delete(self.db, id, actor.to_string()).await
     }
 
     /// Brings back a soft-deleted file (owner or system).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn restore(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.restore", true).await?;
-        crate::db::files::restore(self.db, id).await
+        crate::db::files::restore(self.db, id, actor.to_string()).await
     }
 
     /// Lets user `to` read the file (owner or system).
@@ -250,11 +265,15 @@ impl Files<'_> {
         if to == file.owner {
             return Err(Error::invalid("grantee", "the owner already has access"));
         }
+        let now = self.db.now();
         self.db
-            .write(move |txn| {
-                crate::db::users::require_live(txn, to)?;
-                crate::db::grants::grant(txn, id, to)
-            })
+            .write_audited(
+                move |txn| {
+                    crate::db::users::require_live(txn, to)?;
+                    crate::db::grants::grant(txn, id, to)
+                },
+                move |_| grant_event(now, actor, "file.grant", id, to),
+            )
             .await
     }
 
@@ -262,8 +281,12 @@ impl Files<'_> {
     #[instrument(skip(self, actor, id, from), fields(actor = %actor, file = %id, from = %from))]
     pub async fn revoke(&self, actor: Actor, id: FileId, from: UserId) -> Result<(), Error> {
         access::authorize(self.db, actor, id, Op::Change, "file.revoke", false).await?;
+        let now = self.db.now();
         self.db
-            .write(move |txn| crate::db::grants::revoke(txn, id, from))
+            .write_audited(
+                move |txn| crate::db::grants::revoke(txn, id, from),
+                move |_| grant_event(now, actor, "file.revoke", id, from),
+            )
             .await
     }
 
@@ -280,4 +303,19 @@ impl Files<'_> {
         row.map(|r| r.refcount)
             .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
     }
+}
+
+/// The audit entry of a grant or revoke: the file as target, the grantee
+/// in the outcome (an id).
+fn grant_event(
+    now: crate::Timestamp,
+    actor: Actor,
+    action: &str,
+    id: FileId,
+    user: UserId,
+) -> Vec<crate::audit::Entry> {
+    vec![
+        crate::audit::Entry::new(now, actor.to_string(), action, format!("file:{id}"))
+            .outcome(format!("user:{user}")),
+    ]
 }

@@ -10,7 +10,8 @@
 //!
 //! A check value in `meta` (a constant sealed under the master key) makes a
 //! wrong master key fail at open with [`Error::WrongKey`]. Rotating the
-//! master key re-wraps every owner row in one transaction.
+//! master key re-wraps every owner row, and the audit key
+//! (`blob::audit_key`), in one transaction.
 //!
 //! # Races with rotations
 //!
@@ -214,7 +215,7 @@ impl Keyring {
                     .await?;
             }
         }
-        Ok(Keyring(Arc::new(KeyringState {
+        let keyring = Keyring(Arc::new(KeyringState {
             masters: RwLock::new(Masters {
                 current: master,
                 next: None,
@@ -223,7 +224,9 @@ impl Keyring {
             source,
             keks: Mutex::new(HashMap::new()),
             address_keys: Mutex::new(HashMap::new()),
-        })))
+        }));
+        crate::blob::audit_key::load(db, &keyring).await?;
+        Ok(keyring)
     }
 
     /// The embedded default: `master.key` beside the data, made on first
@@ -580,6 +583,7 @@ pub(crate) fn rewrap_all(
     for (owner, row) in rewritten {
         stored::put(txn, owner, &row)?;
     }
+    crate::blob::audit_key::rewrap(txn, old, new)?;
     stored::set_master_check(txn, &make_check(new)?)?;
     Ok(moved)
 }

@@ -109,9 +109,21 @@ impl Keys<'_> {
         // Writes queued behind the re-wrap must wrap under the new key.
         keyring.set_next_master(Some(new.clone()));
         let new_for_txn = new.clone();
+        let now = self.db.now();
         let result = self
             .db
-            .write(move |txn| rewrap_all(txn, &old, &new_for_txn))
+            .write_audited(
+                move |txn| rewrap_all(txn, &old, &new_for_txn),
+                move |_| {
+                    let entry = crate::audit::Entry::new(
+                        now,
+                        crate::audit::SYSTEM,
+                        "key.rotate_master",
+                        "store",
+                    );
+                    vec![entry]
+                },
+            )
             .await;
         let owners = match result {
             Ok(n) => n,

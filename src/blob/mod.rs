@@ -17,6 +17,7 @@
 //! [`datadir`](crate::datadir)).
 
 pub(crate) mod access;
+mod audit_key;
 pub(crate) mod backend;
 pub(crate) mod bigbuf;
 pub(crate) mod crypto;

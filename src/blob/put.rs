@@ -110,7 +110,10 @@ impl Files<'_> {
         self.blobs.paused_after_place().await;
         let committed = loop {
             let expect_row = placed == Placed::Duplicate;
-            match self.commit(&new, &row, &sealed.data_key, expect_row).await {
+            match self
+                .commit(actor, &new, &row, &sealed.data_key, expect_row)
+                .await
+            {
                 // The purge removed the row this put deduplicated against
                 // after `place` saw it: store these bytes after all.
                 Ok(None) => placed = self.place_new(&sealed).await?,
@@ -296,6 +299,7 @@ impl Files<'_> {
     /// (nothing written) if `expect_row` and the blob's row is gone.
     async fn commit(
         &self,
+        actor: Actor,
         new: &NewAudioFile,
         row: &BlobRow,
         data_key: &Option<SecretKey>,
@@ -305,32 +309,46 @@ impl Files<'_> {
         let quota = self.blobs.quota.user_bytes;
         let consent = self.blobs.require_consent;
         let (new, row, data_key) = (new.clone(), row.clone(), data_key.clone());
+        let now = self.db.now();
+        let entries_of = move |done: &Option<(AudioFile, bool)>| match done {
+            Some((file, _)) => vec![crate::audit::Entry::new(
+                now,
+                actor.to_string(),
+                "file.put",
+                format!("file:{}", file.id),
+            )],
+            None => Vec::new(),
+        };
         self.db
-            .write(move |txn| {
-                // Authoritative: a withdrawal may have committed since the
-                // put began (and its erasure destroyed the owner's keys).
-                if consent {
-                    require_consent(txn, new.owner, AudioStorage)?;
-                }
-                if expect_row && get_row(txn, new.blob)?.is_none() {
-                    return Ok(None);
-                }
-                // The key version may have moved on while the blob was written.
-                let (version, wrapped) = keyring.wrap_for_commit(
-                    txn,
-                    new.owner,
-                    new.blob,
-                    row.key_version,
-                    data_key.as_ref(),
-                    row.data_key.clone(),
-                )?;
-                let row = BlobRow {
-                    key_version: version,
-                    data_key: wrapped,
-                    ..row.clone()
-                };
-                commit_file(txn, &new, &row, quota).map(Some)
-            })
+            .write_audited(
+                move |txn| {
+                    // Authoritative: a withdrawal may have committed since
+                    // the put began (and its erasure destroyed the owner's
+                    // keys).
+                    if consent {
+                        require_consent(txn, new.owner, AudioStorage)?;
+                    }
+                    if expect_row && get_row(txn, new.blob)?.is_none() {
+                        return Ok(None);
+                    }
+                    // The key version may have moved on while the blob was written.
+                    let (version, wrapped) = keyring.wrap_for_commit(
+                        txn,
+                        new.owner,
+                        new.blob,
+                        row.key_version,
+                        data_key.as_ref(),
+                        row.data_key.clone(),
+                    )?;
+                    let row = BlobRow {
+                        key_version: version,
+                        data_key: wrapped,
+                        ..row.clone()
+                    };
+                    commit_file(txn, &new, &row, quota).map(Some)
+                },
+                entries_of,
+            )
             .await
     }
 

@@ -30,23 +30,37 @@ pub struct RotationProgress {
 pub(crate) async fn begin(db: &Db, keyring: &Keyring, owner: UserId) -> Result<u32, Error> {
     let kek = SecretKey::generate()?;
     let ring = keyring.clone();
+    let now = db.now();
     let version = db
-        .write(move |txn| {
-            let master = ring.master_in(txn)?;
-            let mut row = stored_keys::get(txn, owner)?.ok_or_else(|| {
-                Error::not_found(
-                    Entity::User,
-                    format!("{owner} (no stored files, so no keys to rotate)"),
-                )
-            })?;
-            let next = row.versions.iter().map(|(v, _)| *v).max().unwrap_or(0) + 1;
-            row.versions
-                .push((next, wrap(&master, &kek, &kek_context(owner, next))?));
-            row.current = next;
-            row.rotating = true;
-            stored_keys::put(txn, owner, &row)?;
-            Ok(next)
-        })
+        .write_audited(
+            move |txn| {
+                let master = ring.master_in(txn)?;
+                let mut row = stored_keys::get(txn, owner)?.ok_or_else(|| {
+                    Error::not_found(
+                        Entity::User,
+                        format!("{owner} (no stored files, so no keys to rotate)"),
+                    )
+                })?;
+                let next = row.versions.iter().map(|(v, _)| *v).max().unwrap_or(0) + 1;
+                row.versions
+                    .push((next, wrap(&master, &kek, &kek_context(owner, next))?));
+                row.current = next;
+                row.rotating = true;
+                stored_keys::put(txn, owner, &row)?;
+                Ok(next)
+            },
+            move |version| {
+                vec![
+                    crate::audit::Entry::new(
+                        now,
+                        crate::audit::SYSTEM,
+                        "key.rotate_owner",
+                        format!("user:{owner}"),
+                    )
+                    .outcome(format!("version:{version}")),
+                ]
+            },
+        )
         .await?;
     keyring.forget(owner);
     tracing::info!(owner = %owner, version, "owner key rotation started");

@@ -9,7 +9,7 @@ use super::{Cli, Out, Outcome, done, open};
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Run only this job (access-counts, expiry, purge, orphans,
-    /// metric-retention, context-trim).
+    /// metric-retention, context-trim, audit-reads, audit-retention).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(LIFECYCLE_JOBS))]
     job: Option<String>,
     /// Change nothing; report what a run would do.

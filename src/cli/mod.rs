@@ -5,7 +5,8 @@
 //! 3 not found; 4 conflict (name or email taken); 5 invalid input (or a
 //! cached value of the wrong type, e.g. `incr` on text); 6 store locked by
 //! another process; 7 store from a newer version; 8 corrupt data or a
-//! failed integrity check; 9 wrong, missing or insecure master key;
+//! failed integrity check (or `audit verify` finding the chain broken);
+//! 9 wrong, missing or insecure master key;
 //! 10 permission denied; 11 no store in the data directory (only `init`
 //! and `demo` create one); 12 the store is incomplete (`store.redb`
 //! missing or empty beside its other files); 13 the cache's disk tier
@@ -15,6 +16,7 @@
 //! was refused and changed nothing; 14 a write refused because the store is
 //! open read-only (its data directory is not writable by this process).
 
+mod audit;
 mod cache;
 mod debug;
 mod demo;
@@ -75,6 +77,9 @@ pub(crate) enum Command {
     /// Get, set and manage the tiered cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// The tamper-evident audit log: verify the chain, read its tail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Expire, purge and collect orphans now (or show what would go).
     Gc(gc::GcArgs),
     /// Store each file that appears in a folder for a user, then remove it
@@ -157,6 +162,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Gc(args) => gc::run(&cli, args, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
+        Command::Audit(cmd) => audit::run(&cli, cmd, &out).await,
         Command::Watch(args) => watch::run(&cli, args, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd, &out).await,

@@ -290,13 +290,35 @@ impl FileRecords<'_> {
 
 /// Soft-deletes a record (it leaves lists and the expiry index); the
 /// caller has checked who asks.
-pub(crate) async fn soft_delete(db: &Db, id: FileId) -> Result<AudioFile, Error> {
+pub(crate) async fn soft_delete(db: &Db, id: FileId, actor: String) -> Result<AudioFile, Error> {
     let now = db.now();
-    db.write(move |txn| set_deleted(txn, id, true, now)).await
+    db.write_audited(
+        move |txn| set_deleted(txn, id, true, now),
+        move |_| file_event(now, &actor, "file.delete", id),
+    )
+    .await
+}
+
+fn file_event(
+    now: Timestamp,
+    actor: &str,
+    action: &str,
+    id: FileId,
+) -> Vec<crate::db::audit::Entry> {
+    vec![crate::db::audit::Entry::new(
+        now,
+        actor,
+        action,
+        format!("file:{id}"),
+    )]
 }
 
 /// Brings back a soft-deleted record; the caller has checked who asks.
-pub(crate) async fn restore(db: &Db, id: FileId) -> Result<AudioFile, Error> {
+pub(crate) async fn restore(db: &Db, id: FileId, actor: String) -> Result<AudioFile, Error> {
     let now = db.now();
-    db.write(move |txn| set_deleted(txn, id, false, now)).await
+    db.write_audited(
+        move |txn| set_deleted(txn, id, false, now),
+        move |_| file_event(now, &actor, "file.restore", id),
+    )
+    .await
 }

@@ -7,7 +7,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::db::codec::{self, Record};
-use crate::db::schema::{KEYS, MASTER_CHECK_KEY, META};
+use crate::db::schema::{KEYS, MASTER_CHECK_KEY};
 use crate::db::txn::ReadTxn;
 use crate::error::{Error, StorageContext};
 use crate::types::UserId;
@@ -94,19 +94,23 @@ pub(crate) fn all(txn: &impl ReadTxn) -> Result<Vec<(UserId, OwnerKeysRecord)>, 
 
 /// The master key check value, if the store has one yet.
 pub(crate) fn master_check(txn: &impl ReadTxn) -> Result<Option<WrappedKey>, Error> {
-    let meta = txn.table(META)?;
-    let found = meta.get(MASTER_CHECK_KEY).ctx("reading meta")?;
-    found
-        .map(|v| codec::decode_versioned::<WrappedKey>(1, v.value(), || "master key check".into()))
-        .transpose()
+    crate::db::get_meta(txn, MASTER_CHECK_KEY, "master key check")
 }
 
 /// Writes the master key check value.
 pub(crate) fn set_master_check(txn: &WriteTransaction, check: &WrappedKey) -> Result<(), Error> {
-    let bytes = codec::encode_versioned(1, check)?;
-    txn.open_table(META)
-        .ctx("opening meta")?
-        .insert(MASTER_CHECK_KEY, bytes.as_slice())
-        .ctx("writing the master key check")?;
-    Ok(())
+    crate::db::set_meta(txn, MASTER_CHECK_KEY, check)
+}
+
+/// `meta` key of the audit key, wrapped under the master key.
+const AUDIT_KEY: &str = "audit_key";
+
+/// The wrapped audit key, if the store has one yet (see `db::audit`).
+pub(crate) fn audit_key(txn: &impl ReadTxn) -> Result<Option<WrappedKey>, Error> {
+    crate::db::get_meta(txn, AUDIT_KEY, "audit key")
+}
+
+/// Writes the wrapped audit key.
+pub(crate) fn set_audit_key(txn: &WriteTransaction, wrapped: &WrappedKey) -> Result<(), Error> {
+    crate::db::set_meta(txn, AUDIT_KEY, wrapped)
 }

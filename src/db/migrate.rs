@@ -29,6 +29,7 @@
 //! * **6**, **7**: see `migrate_v6`, `migrate_v7`.
 //! * **8**: `erasures` (`db::erasures`): erasures of users' data,
 //!   scheduled, running and done.
+//! * **9**: the audit log becomes a MAC chain, `audit_log` (`migrate_v9`).
 
 use std::collections::BTreeMap;
 
@@ -45,7 +46,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// One migration step.
 struct Step {
@@ -89,6 +90,11 @@ const STEPS: &[Step] = &[
         from: 7,
         name: "erasures: scheduled, running and finished erasures of users' data",
         run: super::migrate_v8::v7_to_v8,
+    },
+    Step {
+        from: 8,
+        name: "the audit log becomes a MAC chain (audit_log); old entries move into it",
+        run: super::migrate_v9::to_v9,
     },
 ];
 

@@ -40,6 +40,8 @@
 //! ~200 µs and a span is lost in it.
 
 pub(crate) mod audit;
+pub(crate) mod audit_retention;
+pub(crate) mod audit_verify;
 pub(crate) mod blobs;
 pub(crate) mod codec;
 pub(crate) mod erasures;
@@ -55,6 +57,7 @@ pub(crate) mod migrate;
 mod migrate_v6;
 mod migrate_v7;
 mod migrate_v8;
+pub(crate) mod migrate_v9;
 mod ops;
 pub(crate) mod profiles;
 mod records;
@@ -106,6 +109,8 @@ pub(crate) struct Db {
     writer: Option<writer::Writer>,
     path: PathBuf,
     pub(crate) settings: DbSettings,
+    /// The audit log's state: on or off, key, noted reads.
+    audit: Arc<audit::Auditor>,
 }
 
 /// redb opened for writing, or read-only (a data directory the process may
@@ -238,7 +243,14 @@ impl Db {
                 consent_notice: config.privacy.consent_notice,
                 privacy_events: tokio::sync::broadcast::channel(256).0,
             },
+            audit: Arc::new(audit::Auditor::new(config.audit.enabled)),
         })
+    }
+
+    /// The audit log's state, for write closures to record entries with
+    /// (see `crate::audit`).
+    pub(crate) fn auditor(&self) -> Arc<audit::Auditor> {
+        Arc::clone(&self.audit)
     }
 
     /// The current time of the store's clock.
@@ -328,6 +340,26 @@ impl Db {
         (self.writer()?.write(op).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
     }
 
+    /// [`write`](Self::write) with the audit entries `entries_of(result)`
+    /// appended in the same transaction (see `crate::audit`): an
+    /// acknowledged write has its entries, a refused one has none.
+    pub(crate) async fn write_audited<T, F, E>(&self, mut op: F, entries_of: E) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+        E: Fn(&T) -> Vec<audit::Entry> + Send + 'static,
+    {
+        let auditor = self.auditor();
+        self.write(move |txn| {
+            let out = op(txn)?;
+            for entry in entries_of(&out) {
+                audit::record(txn, &auditor, entry)?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Queues a write for the next group commit without waiting for it:
     /// it is committed durably like any other (and before the store
     /// closes), but the caller goes on at once; a failure is logged.
@@ -389,5 +421,33 @@ pub(crate) fn put_record<T: Record>(
     table
         .insert(key, bytes.as_slice())
         .ctx("writing a record")?;
+    Ok(())
+}
+
+/// Reads and decodes the `meta` value `name` (format 1), if present;
+/// `what` names it in errors.
+pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
+    txn: &impl txn::ReadTxn,
+    name: &str,
+    what: &'static str,
+) -> Result<Option<T>, Error> {
+    let meta = txn.table(schema::META)?;
+    let found = meta.get(name).ctx("reading meta")?;
+    found
+        .map(|v| codec::decode_versioned(1, v.value(), || what.to_string()))
+        .transpose()
+}
+
+/// Encodes `value` (format 1) and writes it as the `meta` value `name`.
+pub(crate) fn set_meta<T: serde::Serialize>(
+    txn: &WriteTransaction,
+    name: &str,
+    value: &T,
+) -> Result<(), Error> {
+    let bytes = codec::encode_versioned(1, value)?;
+    txn.open_table(schema::META)
+        .ctx("opening meta")?
+        .insert(name, bytes.as_slice())
+        .ctx("writing meta")?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tracing::instrument;
 
+use crate::db::audit::{Entry, SYSTEM};
 use crate::db::erasures::audio_consent_changed;
 use crate::db::schema::PROFILES;
 use crate::db::txn::ReadTxn;
@@ -71,6 +72,26 @@ pub struct Profiles<'a> {
     pub(crate) db: &'a Db,
 }
 
+/// A `profile.update` entry, and one `consent.give` or `consent.withdraw`
+/// per consent changed, its kind as the outcome (ids and kinds only).
+fn audit_entries(
+    now: crate::types::Timestamp,
+    user: UserId,
+    consents: &[(crate::model::profile::ConsentKind, bool)],
+) -> Vec<Entry> {
+    let target = format!("user:{user}");
+    let mut out = vec![Entry::new(now, SYSTEM, "profile.update", target.clone())];
+    for (kind, granted) in consents {
+        let action = if *granted {
+            "consent.give"
+        } else {
+            "consent.withdraw"
+        };
+        out.push(Entry::new(now, SYSTEM, action, target.clone()).outcome(kind.to_string()));
+    }
+    out
+}
+
 impl Profiles<'_> {
     /// The profile of a live user; `NotFound` if the user has none yet.
     #[instrument(level = "debug", skip(self, user), fields(user = %user))]
@@ -97,28 +118,34 @@ impl Profiles<'_> {
         let now = self.db.now();
         let notice = self.db.settings.consent_notice;
         let consents = change.consents.clone();
+        let audited = consents.clone();
         let (profile, scheduled) = self
             .db
-            .write(move |txn| {
-                require_live(txn, user)?;
-                let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-                let mut profile =
-                    get_record(&profiles, user.to_key(), user)?.unwrap_or_else(|| empty(user, now));
-                change.apply(&mut profile, now);
-                put_record(&mut profiles, user.to_key(), &profile)?;
-                drop(profiles);
-                // The last audio-storage change of the request decides.
-                let audio = change
-                    .consents
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| *k == ConsentKind::AudioStorage);
-                let scheduled = match audio {
-                    Some(&(_, granted)) => audio_consent_changed(txn, user, granted, now, notice)?,
-                    None => None,
-                };
-                Ok((profile, scheduled))
-            })
+            .write_audited(
+                move |txn| {
+                    require_live(txn, user)?;
+                    let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+                    let mut profile = get_record(&profiles, user.to_key(), user)?
+                        .unwrap_or_else(|| empty(user, now));
+                    change.apply(&mut profile, now);
+                    put_record(&mut profiles, user.to_key(), &profile)?;
+                    drop(profiles);
+                    // The last audio-storage change of the request decides.
+                    let audio = change
+                        .consents
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| *k == ConsentKind::AudioStorage);
+                    let scheduled = match audio {
+                        Some(&(_, granted)) => {
+                            audio_consent_changed(txn, user, granted, now, notice)?
+                        }
+                        None => None,
+                    };
+                    Ok((profile, scheduled))
+                },
+                move |_| audit_entries(now, user, &audited),
+            )
             .await?;
         let events = &self.db.settings.privacy_events;
         for (consent, granted) in consents {

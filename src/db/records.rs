@@ -1,7 +1,7 @@
 //! The stored shapes of the records whose public types are API: profiles,
-//! sessions, audio files, metric samples and audit events (users have
-//! their own encoding, `db::user_record`; blob rows and owner key rows are
-//! private to `db` already).
+//! sessions, audio files and metric samples (users have their own
+//! encoding, `db::user_record`; blob rows, owner key rows and audit
+//! entries are private to `db` already).
 //!
 //! Why separate types: a public type may gain a field, a serde attribute
 //! or a new enum variant for the API's sake; if it were the stored shape,
@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::audit::AuditEvent;
 use crate::db::codec::Record;
 use crate::error::Error;
 use crate::model::file::{AudioFile, Codec, Encryption};
@@ -462,45 +461,6 @@ impl Record for MetricSample {
     }
 }
 
-/// An audit event, format 1.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct AuditV1 {
-    id: Uuid,
-    at: i64,
-    actor: String,
-    action: String,
-    target: String,
-    outcome: String,
-}
-
-impl Record for AuditEvent {
-    const KIND: &'static str = "audit event";
-    const VERSION: u8 = 1;
-    type Stored = AuditV1;
-
-    fn to_stored(&self) -> AuditV1 {
-        AuditV1 {
-            id: self.id,
-            at: ts(self.at),
-            actor: self.actor.clone(),
-            action: self.action.clone(),
-            target: self.target.clone(),
-            outcome: self.outcome.clone(),
-        }
-    }
-
-    fn from_stored(s: AuditV1) -> Result<Self, Error> {
-        Ok(AuditEvent {
-            id: s.id,
-            at: at(s.at),
-            actor: s.actor,
-            action: s.action,
-            target: s.target,
-            outcome: s.outcome,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,15 +588,6 @@ mod tests {
         };
         metric.labels.insert("part".into(), "db".into());
         pinned(metric, METRIC);
-        let event = AuditEvent {
-            id: uid(6),
-            at: t(16),
-            actor: "user:x".into(),
-            action: "file.read".into(),
-            target: "file:y".into(),
-            outcome: "refused".into(),
-        };
-        pinned(event, AUDIT);
     }
 
     #[test]
@@ -698,9 +649,5 @@ mod tests {
     const METRIC: &str = concat!(
         "0110019000000000700080000000000000050c64622e636f6d6d69745f75739e",
         "80f281838985060000000000906a40010470617274026462",
-    );
-    const AUDIT: &str = concat!(
-        "011001900000000070008000000000000006a080f2818389850606757365723a",
-        "780966696c652e726561640666696c653a790772656675736564",
     );
 }

@@ -13,7 +13,7 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | name | bytes (schema version as `u32` LE, store id, master key check) |
+//! | `meta` | name | bytes (schema version as `u32` LE, store id, master key check, wrapped audit key, audit head and anchor) |
 //! | `users` | user id | `User` record |
 //! | `user_records_by_username` | normalised username | id + `User` record without the username |
 //! | `user_records_by_email` | lower-case email | id + `User` record without the email |
@@ -31,7 +31,7 @@
 //! | `blobs` | blob address | blob row: owner, refcount, sizes, wrapped data key |
 //! | `blobs_by_owner` | (owner, blob address) | () |
 //! | `grants` | (file, grantee) | () |
-//! | `audit` | (time, event id) | audit event record |
+//! | `audit_log` | sequence number (from 1) | audit entry + MAC (`db::audit`) |
 //! | `files_by_deleted` | (deleted at, file) | () |
 //! | `sessions_by_deleted` | (deleted at, session) | () |
 //! | `damaged_blobs` | blob address | damage record: when found, why |
@@ -67,7 +67,10 @@ pub(super) const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new(
 pub(super) const BLOBS_BY_OWNER: TableDefinition<(u128, [u8; 32]), ()> =
     TableDefinition::new("blobs_by_owner");
 pub(super) const GRANTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("grants");
-pub(super) const AUDIT: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("audit");
+/// The audit table of schemas 3 to 8 (read only by the schema 9 step).
+pub(super) const LEGACY_AUDIT: TableDefinition<(i64, u128), &[u8]> = TableDefinition::new("audit");
+/// The audit chain (`db::audit`).
+pub(super) const AUDIT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
 /// Soft-deleted files by deletion time: what the purge takes, oldest first.
 pub(super) const FILES_BY_DELETED: TableDefinition<(i64, u128), ()> =
     TableDefinition::new("files_by_deleted");
@@ -112,7 +115,7 @@ pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
     txn.open_table(BLOBS)?;
     txn.open_table(BLOBS_BY_OWNER)?;
     txn.open_table(GRANTS)?;
-    txn.open_table(AUDIT)?;
+    txn.open_table(AUDIT_LOG)?;
     txn.open_table(FILES_BY_DELETED)?;
     txn.open_table(SESSIONS_BY_DELETED)?;
     txn.open_table(DAMAGED_BLOBS)?;
@@ -162,7 +165,8 @@ pub(crate) fn dump_all(txn: &redb::ReadTransaction) -> Vec<(String, Vec<u8>, Vec
     dump(txn, BLOBS, &mut out);
     dump(txn, BLOBS_BY_OWNER, &mut out);
     dump(txn, GRANTS, &mut out);
-    dump(txn, AUDIT, &mut out);
+    dump(txn, LEGACY_AUDIT, &mut out);
+    dump(txn, AUDIT_LOG, &mut out);
     dump(txn, FILES_BY_DELETED, &mut out);
     dump(txn, SESSIONS_BY_DELETED, &mut out);
     dump(txn, DAMAGED_BLOBS, &mut out);

@@ -10,6 +10,7 @@ use redb::{ReadableTable, WriteTransaction};
 use tracing::instrument;
 
 use crate::db::Db;
+use crate::db::audit::{Entry, SYSTEM};
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
 use crate::db::user_record::{self, Index};
 use crate::db::users_index::{holder, lookup, put_user};
@@ -211,6 +212,12 @@ fn set_deleted(
     Ok(user)
 }
 
+/// The audit entry of a change to user `id` (no API here names an actor:
+/// the caller is the system).
+fn event(now: Timestamp, action: &str, id: UserId) -> Vec<Entry> {
+    vec![Entry::new(now, SYSTEM, action, format!("user:{id}"))]
+}
+
 impl Users<'_> {
     /// Creates a user; a taken username or email is [`Error::Conflict`]
     /// naming the field.
@@ -257,7 +264,10 @@ impl Users<'_> {
         };
         let now = self.db.now();
         self.db
-            .write(move |txn| insert_user(txn, &new, &username, &email, hash.as_deref(), now))
+            .write_audited(
+                move |txn| insert_user(txn, &new, &username, &email, hash.as_deref(), now),
+                move |u: &User| event(now, "user.create", u.id),
+            )
             .await
     }
 
@@ -315,7 +325,10 @@ impl Users<'_> {
         }
         let now = self.db.now();
         self.db
-            .write(move |txn| update_user(txn, id, &change, email.as_deref(), now))
+            .write_audited(
+                move |txn| update_user(txn, id, &change, email.as_deref(), now),
+                move |_| event(now, "user.update", id),
+            )
             .await
     }
 
@@ -325,7 +338,10 @@ impl Users<'_> {
     pub async fn delete(&self, id: UserId) -> Result<User, Error> {
         let now = self.db.now();
         self.db
-            .write(move |txn| set_deleted(txn, id, true, now))
+            .write_audited(
+                move |txn| set_deleted(txn, id, true, now),
+                move |_| event(now, "user.delete", id),
+            )
             .await
     }
 
@@ -334,7 +350,10 @@ impl Users<'_> {
     pub async fn restore(&self, id: UserId) -> Result<User, Error> {
         let now = self.db.now();
         self.db
-            .write(move |txn| set_deleted(txn, id, false, now))
+            .write_audited(
+                move |txn| set_deleted(txn, id, false, now),
+                move |_| event(now, "user.restore", id),
+            )
             .await
     }
 
@@ -372,15 +391,18 @@ impl Users<'_> {
         let hash = self.hash_password(password).await?;
         let now = self.db.now();
         self.db
-            .write(move |txn| {
-                modify_live(txn, id, |user| {
-                    write_credentials(txn, id, &hash)?;
-                    user.has_password = true;
-                    user.updated_at = now;
-                    Ok(())
-                })
-                .map(|_| ())
-            })
+            .write_audited(
+                move |txn| {
+                    modify_live(txn, id, |user| {
+                        write_credentials(txn, id, &hash)?;
+                        user.has_password = true;
+                        user.updated_at = now;
+                        Ok(())
+                    })
+                    .map(|_| ())
+                },
+                move |_| event(now, "user.set_password", id),
+            )
             .await
     }
 

@@ -74,13 +74,15 @@ pub(crate) struct Cursors {
 pub(crate) use tamper::TamperWatch;
 
 /// The lifecycle jobs, in the order [`Lifecycle::run_all`] runs them.
-pub const JOBS: [&str; 6] = [
+pub const JOBS: [&str; 8] = [
     access::JOB,
     expiry::JOB,
     purge::JOB,
     orphans::JOB,
     expiry::METRICS_JOB,
     trim::JOB,
+    crate::audit::READS_JOB,
+    crate::audit::RETENTION_JOB,
 ];
 
 /// The parts a lifecycle pass works on.
@@ -88,6 +90,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) db: &'a Db,
     pub(crate) blobs: &'a BlobStore,
     pub(crate) config: &'a LifecycleConfig,
+    pub(crate) audit: &'a crate::AuditConfig,
     pub(crate) cursors: &'a Cursors,
 }
 
@@ -107,6 +110,16 @@ impl Parts<'_> {
             purge::JOB => purge::pass(self, dry_run).await?,
             orphans::JOB => orphans::pass(self, dry_run).await?,
             trim::JOB => trim::pass(self, dry_run).await?,
+            crate::audit::READS_JOB if dry_run => {
+                let mut out = JobOutcome::default();
+                out.count("reads_appended", self.db.auditor().pending_reads() as u64);
+                out
+            }
+            crate::audit::READS_JOB => crate::audit::flush_reads(self.db).await?,
+            crate::audit::RETENTION_JOB => {
+                crate::audit::retention_pass(self.db, self.audit, self.config.batch, dry_run)
+                    .await?
+            }
             other => return Err(unknown(other)),
         };
         if !dry_run {
@@ -127,8 +140,10 @@ fn unknown(name: &str) -> Error {
     )
 }
 
-/// Writes a pass's counts as metric samples `lifecycle.<job>.<count>`; a
-/// failure is logged (the pass itself is done).
+/// Writes a pass's counts as metric samples `lifecycle.<job>.<count>`,
+/// and a `job.run` audit entry when the pass changed anything (a pass
+/// with nothing to do, most of them, is not worth an entry); a failure is
+/// logged (the pass itself is done).
 async fn record(db: &Db, job: &str, outcome: &JobOutcome) {
     let now = db.now();
     let samples: Vec<crate::MetricSample> = outcome
@@ -142,14 +157,22 @@ async fn record(db: &Db, job: &str, outcome: &JobOutcome) {
             .at(now)
         })
         .collect();
-    if samples.is_empty() {
+    let changed = outcome.counts.iter().any(|(_, n)| *n > 0);
+    if samples.is_empty() && !changed {
         return;
     }
+    let auditor = db.auditor();
+    let entry =
+        crate::audit::Entry::new(now, crate::audit::SYSTEM, "job.run", format!("job:{job}"));
     let result = db
         .write(move |txn| {
             samples
                 .iter()
-                .try_for_each(|s| crate::db::metrics::insert(txn, s))
+                .try_for_each(|s| crate::db::metrics::insert(txn, s))?;
+            if changed {
+                crate::audit::record(txn, &auditor, entry.clone())?;
+            }
+            Ok(())
         })
         .await;
     if let Err(e) = result {
@@ -244,7 +267,7 @@ pub(crate) fn health(db: &Db, tamper: &TamperWatch) -> crate::health::PartHealth
 /// lives.
 pub(crate) fn specs<P: Send + Sync + 'static>(
     part: &std::sync::Weak<P>,
-    config: &LifecycleConfig,
+    store_config: &crate::Config,
     parts_of: fn(&P) -> Parts<'_>,
     tamper: &std::sync::Arc<TamperWatch>,
 ) -> Vec<crate::jobs::JobSpec> {
@@ -256,6 +279,7 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
             parts_of(&p).pass(name, false).await
         }),
     };
+    let config = &store_config.lifecycle;
     let mut jobs = vec![
         spec(
             access::JOB,
@@ -288,6 +312,16 @@ pub(crate) fn specs<P: Send + Sync + 'static>(
             config.expiry_interval,
         ),
     ];
+    jobs.push(spec(
+        crate::audit::READS_JOB,
+        "appends the file reads noted in memory to the audit log",
+        store_config.audit.read_flush_interval,
+    ));
+    jobs.push(spec(
+        crate::audit::RETENTION_JOB,
+        "drops audit entries older than the retention from the front of the chain, leaving an anchor",
+        config.expiry_interval,
+    ));
     if config.tamper_watch {
         jobs.push(tamper::spec(tamper, part, parts_of, config.tamper_debounce));
     }

@@ -13,12 +13,33 @@
 
 use std::time::Instant;
 
+use crate::db::audit::{Entry, SYSTEM};
 use crate::db::erasures as rows;
 use crate::error::Error;
 use crate::lifecycle::purge::{destroy_retired_of, retire_freed};
 use crate::model::privacy::{ErasureScope, ErasureStage, PrivacyEvent};
 use crate::privacy::{ErasureReport, Privacy};
 use crate::types::UserId;
+
+/// The audit entry of an erasure's step: `user.erase` or `audio.erase`
+/// on `user:<id>`, by the system, with what happened as the outcome.
+fn entry(now: crate::types::Timestamp, user: UserId, scope: ErasureScope, outcome: &str) -> Entry {
+    let action = match scope {
+        ErasureScope::User => "user.erase",
+        ErasureScope::Audio => "audio.erase",
+    };
+    Entry::new(now, SYSTEM, action, format!("user:{user}")).outcome(outcome)
+}
+
+fn audited(
+    now: crate::types::Timestamp,
+    user: UserId,
+    e: Option<&crate::Erasure>,
+    outcome: &str,
+) -> Vec<Entry> {
+    e.map(|e| vec![entry(now, user, e.scope, outcome)])
+        .unwrap_or_default()
+}
 
 /// Records one step removes.
 pub(crate) const STEP: usize = 128;
@@ -51,7 +72,10 @@ impl Privacy<'_> {
                 let now = self.db.now();
                 let done = self
                     .db
-                    .write(move |txn| rows::destroy_keys(txn, user, now))
+                    .write_audited(
+                        move |txn| rows::destroy_keys(txn, user, now),
+                        move |e| audited(now, user, e.as_ref(), "keys_destroyed"),
+                    )
                     .await?;
                 self.blobs.keyring.forget(user);
                 return Ok(match done {
@@ -109,8 +133,12 @@ impl Privacy<'_> {
             self.cache.invalidate_tag(&format!("user:{user}")).await?;
         }
         let now = self.db.now();
+        let scope = row.scope;
         self.db
-            .write(move |txn| rows::finish(txn, user, now))
+            .write_audited(
+                move |txn| rows::finish(txn, user, now),
+                move |_| vec![entry(now, user, scope, "done")],
+            )
             .await?;
         self.blobs.keyring.forget(user);
         tracing::info!(user = %user, scope = %row.scope, "erasure finished");

@@ -594,7 +594,9 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
             "purge",
             "orphans",
             "metric-retention",
-            "context-trim"
+            "context-trim",
+            "audit-reads",
+            "audit-retention"
         ]
     );
     assert!(

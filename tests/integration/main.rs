@@ -3,6 +3,8 @@
 mod common;
 
 mod access;
+mod audit;
+mod audit_tamper;
 mod blob_cli;
 mod blobs;
 mod cache;
