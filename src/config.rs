@@ -32,12 +32,14 @@ use crate::error::{Error, quote};
 /// | `blob_cache_limit_bytes` | 1 MiB: larger blobs leave the OS page cache once written | any | `BV_BLOB_CACHE_LIMIT_BYTES` |
 /// | `master_key` | none: use `master_key_file`, else `<data_dir>/master.key` | 32 bytes | `BV_MASTER_KEY` (hex or base64) |
 /// | `master_key_file` | none | a private file | `BV_MASTER_KEY_FILE` |
+/// | `region` | none: where the data must stay, e.g. `IN`; recorded in the store at creation, and a store recorded in another region is refused | a string | `BV_REGION` |
 /// | `verify_on_open` | true: every page checksum of `store.redb` is verified when it opens | true or false | `BV_VERIFY_ON_OPEN` |
 /// | `cache` | see [`CacheConfig`] | | `BV_CACHE_*` |
 /// | `lifecycle` | see [`LifecycleConfig`](crate::LifecycleConfig) | | |
 /// | `privacy` | see [`PrivacyConfig`](crate::PrivacyConfig) | | `BV_PRIVACY_*` |
 /// | `quota` | see [`QuotaConfig`](crate::QuotaConfig) | | `BV_QUOTA_*` |
 /// | `audit` | see [`AuditConfig`](crate::AuditConfig) | | `BV_AUDIT_*` |
+/// | `rate_limits` | see [`RateLimitConfig`](crate::RateLimitConfig) (off) | | `BV_RATE_*` |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
@@ -53,8 +55,9 @@ use crate::error::{Error, quote};
 /// A TOML file uses the same names, durations in seconds
 /// (`session_idle_timeout_secs`), a `[cache]` table for the cache and a
 /// `[lifecycle]` table for the lifecycle jobs, a `[quota]` table for the
-/// storage limits, a `[privacy]` table for the consent gate and an
-/// `[audit]` table for the audit log.
+/// storage limits, a `[privacy]` table for the consent gate, an
+/// `[audit]` table for the audit log and a `[rate_limits]` table for the
+/// per-user rate limits.
 ///
 /// ```
 /// use std::time::Duration;
@@ -113,6 +116,8 @@ pub struct Config {
     pub quota: crate::QuotaConfig,
     /// The audit log: on or off, retention, read flushes.
     pub audit: crate::AuditConfig,
+    /// Per-user rate limits (off by default).
+    pub rate_limits: crate::RateLimitConfig,
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
@@ -129,6 +134,11 @@ pub struct Config {
     /// to 1 s for a million (see `docs/BENCHMARKS.md`). A read-only open
     /// cannot run it (redb's check commits).
     pub verify_on_open: bool,
+    /// The data region the deployment keeps data in (an ISO 3166 code such
+    /// as `IN`, or `IN-KA`), recorded in the store when it is created (or
+    /// first opened with one); opening a store recorded in another region
+    /// is [`Error::RegionMismatch`](crate::Error::RegionMismatch).
+    pub region: Option<String>,
     /// Where every time the store records is read (see
     /// [`Clock`](crate::Clock)). Not read from TOML or the environment.
     pub clock: crate::Clock,
@@ -156,9 +166,11 @@ impl Default for Config {
             privacy: crate::PrivacyConfig::default(),
             quota: crate::QuotaConfig::default(),
             audit: crate::AuditConfig::default(),
+            rate_limits: crate::RateLimitConfig::default(),
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
+            region: None,
             clock: crate::Clock::System,
         }
     }
@@ -182,11 +194,13 @@ struct FileConfig {
     blob_cache_limit_bytes: Option<u64>,
     master_key_file: Option<PathBuf>,
     verify_on_open: Option<bool>,
+    region: Option<String>,
     cache: Option<FileCacheConfig>,
     lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
     privacy: Option<crate::privacy::config::FilePrivacyConfig>,
     quota: Option<crate::quota::FileQuotaConfig>,
     audit: Option<crate::audit::config::FileAuditConfig>,
+    rate_limits: Option<crate::ratelimit::FileRateLimitConfig>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
@@ -305,9 +319,13 @@ impl Config {
             privacy: f.privacy.map_or(d.privacy, crate::PrivacyConfig::from_file),
             quota: f.quota.map_or(d.quota, crate::QuotaConfig::from_file),
             audit: f.audit.map_or(d.audit, crate::AuditConfig::from_file),
+            rate_limits: f
+                .rate_limits
+                .map_or(d.rate_limits, crate::RateLimitConfig::from_file),
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
+            region: f.region,
             clock: d.clock,
         };
         config.validate()?;
@@ -323,6 +341,9 @@ impl Config {
         }
         if let Some(v) = get("BV_DATA_DIR").filter(|v| !v.is_empty()) {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("BV_REGION").filter(|v| !v.is_empty()) {
+            self.region = Some(v);
         }
         if let Some(v) = get("BV_MAX_BATCH") {
             self.max_batch = num("BV_MAX_BATCH", v)?;
@@ -369,6 +390,7 @@ impl Config {
         self.quota.apply_env(&get)?;
         self.privacy.apply_env(&get)?;
         self.audit.apply_env(&get)?;
+        self.rate_limits.apply_env(&get)?;
         self.validate()
     }
 
@@ -409,6 +431,10 @@ impl Config {
         self.cache.validate()?;
         self.privacy.validate()?;
         self.audit.validate()?;
+        self.rate_limits.validate()?;
+        if let Some(r) = &self.region {
+            crate::privacy::region::check(r)?;
+        }
         self.lifecycle.validate()
     }
 
@@ -492,6 +518,12 @@ impl Config {
         self.quota = quota;
         self
     }
+    /// Sets the per-user rate limits.
+    pub fn rate_limits(mut self, limits: crate::RateLimitConfig) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
     /// Sets the audit log's settings.
     pub fn audit(mut self, audit: crate::AuditConfig) -> Self {
         self.audit = audit;
@@ -507,6 +539,12 @@ impl Config {
     /// Sets the lifecycle jobs' settings.
     pub fn lifecycle(mut self, lifecycle: crate::LifecycleConfig) -> Self {
         self.lifecycle = lifecycle;
+        self
+    }
+
+    /// Sets the data region (see [`Config::region`](Config#structfield.region)).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
         self
     }
 

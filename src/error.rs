@@ -285,6 +285,30 @@ pub enum Error {
         /// The consent that is missing.
         consent: crate::model::profile::ConsentKind,
     },
+    /// The user's rate limit ([`RateLimitConfig`](crate::RateLimitConfig))
+    /// refused the request; the same request passes after `retry_after`.
+    /// Nothing was written.
+    #[error("user {user} is over the limit of {limit}; retry after {} ms; nothing was written", retry_after.as_millis())]
+    RateLimited {
+        /// Whose limit.
+        user: crate::types::UserId,
+        /// Which bucket was empty.
+        limit: crate::ratelimit::RateLimit,
+        /// How long until the same request would pass.
+        retry_after: std::time::Duration,
+    },
+    /// Data would leave its region: a store recorded in one data region
+    /// opened by a deployment configured for another, or a backup or
+    /// replica target that declares another region.
+    #[error("{what} is in data region {found}, not {expected}; nothing was opened or copied")]
+    RegionMismatch {
+        /// What declared the other region.
+        what: String,
+        /// The region expected (configured, or the store's).
+        expected: String,
+        /// The region found.
+        found: String,
+    },
     /// The store has been closed, or its writer stopped.
     #[error("the store is closed")]
     Closed,
@@ -391,6 +415,7 @@ impl Error {
                 | Error::WrongType { .. }
                 | Error::QuotaExceeded { .. }
                 | Error::ConsentRequired { .. }
+                | Error::RateLimited { .. }
         )
     }
 

@@ -71,6 +71,7 @@ mod model;
 mod ops;
 mod privacy;
 mod quota;
+mod ratelimit;
 mod store;
 mod types;
 
@@ -122,6 +123,7 @@ pub use model::user::{NewUser, User, UserStatus, UserUpdate};
 pub use model::validate::{LanguageTag, is_control_or_bidi, normalize_email, normalize_username};
 pub use privacy::{ErasureReport, ErasureStep, Privacy, PrivacyConfig};
 pub use quota::{DiskSpace, QuotaConfig, Quotas, Usage};
+pub use ratelimit::{RateLimit, RateLimitConfig};
 pub use store::Store;
 pub use types::{
     BlobAddress, Cursor, FileId, ListOptions, MetricId, Page, ProfileId, SessionId, Timestamp,

@@ -48,6 +48,8 @@ struct Inner {
     tamper: Arc<crate::lifecycle::TamperWatch>,
     /// One erasure at a time.
     erasing: tokio::sync::Mutex<()>,
+    /// The data region recorded in the store (or configured for it).
+    region: Option<String>,
 }
 
 impl Drop for Inner {
@@ -85,9 +87,10 @@ impl Store {
     pub async fn open(config: Config) -> Result<Store, Error> {
         config.validate()?;
         let mut config2 = config.clone();
-        let (db, cache) = tokio::task::spawn_blocking(move || {
+        let (db, cache, region) = tokio::task::spawn_blocking(move || {
             crate::datadir::prepare(&config2)?;
             let db = Db::open(&config2)?;
+            let region = crate::privacy::region::settle(&db, config2.region.as_deref())?;
             if db.is_read_only() {
                 // cache.redb cannot be written either: memory only.
                 config2.cache.tier2 = false;
@@ -96,7 +99,7 @@ impl Store {
             if !db.is_read_only() {
                 crate::datadir::make_private(&config2)?;
             }
-            Ok::<_, Error>((db, Arc::new(cache)))
+            Ok::<_, Error>((db, Arc::new(cache), region))
         })
         .await
         .map_err(|e| Error::join("opening the store", e))??;
@@ -126,9 +129,15 @@ impl Store {
                     cursors: Default::default(),
                     tamper,
                     erasing: Default::default(),
+                    region: region.region.clone(),
                 }
             }),
         };
+        if region.record
+            && let Some(r) = region.region
+        {
+            crate::privacy::region::record(&store.inner.db, r).await?;
+        }
         store.inner.jobs.start();
         let inner = &store.inner;
         (inner.tamper)
@@ -178,6 +187,12 @@ impl Store {
     /// The metadata database file (`store.redb` in the data directory).
     pub fn db_file(&self) -> &std::path::Path {
         self.inner.db.path()
+    }
+
+    /// The data region recorded in the store, if any (see
+    /// [`Config::region`](Config#structfield.region)).
+    pub fn region(&self) -> Option<&str> {
+        self.inner.region.as_deref()
     }
 
     /// The applied schema version.

@@ -11,6 +11,7 @@ use crate::blob::Actor;
 use crate::db::Db;
 use crate::error::{Entity, Error};
 use crate::model::file::AudioFile;
+use crate::ratelimit::RateLimits;
 use crate::types::FileId;
 
 /// The kinds of operation, for the rules and the audit log.
@@ -53,15 +54,18 @@ pub(crate) async fn record_refusal(db: &Db, actor: Actor, action: &'static str, 
 }
 
 /// Loads a file the actor may `op`; `include_deleted` also finds
-/// soft-deleted ones.
+/// soft-deleted ones. The call first takes one token of the actor's
+/// operations bucket.
 pub(crate) async fn authorize(
     db: &Db,
+    limits: &RateLimits,
     actor: Actor,
     id: FileId,
     op: Op,
     action: &'static str,
     include_deleted: bool,
 ) -> Result<AudioFile, Error> {
+    limits.operation(actor)?;
     let file = db.read(|txn| crate::db::files::get(txn, id))?;
     let Some(file) = file.filter(|f| f.deleted_at.is_none() || include_deleted) else {
         return Err(Error::not_found(Entity::AudioFile, id));
@@ -84,13 +88,16 @@ pub(crate) async fn authorize(
     }
 }
 
-/// Checks that `actor` may act for `owner` (store or list its files).
+/// Checks that `actor` may act for `owner` (store or list its files),
+/// after taking one token of the actor's operations bucket.
 pub(crate) async fn authorize_owner(
     db: &Db,
+    limits: &RateLimits,
     actor: Actor,
     owner: crate::UserId,
     action: &'static str,
 ) -> Result<(), Error> {
+    limits.operation(actor)?;
     match actor {
         Actor::System => Ok(()),
         Actor::User(u) if u == owner => Ok(()),

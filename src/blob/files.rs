@@ -12,6 +12,7 @@ use crate::db::Db;
 use crate::db::blobs::get_row;
 use crate::error::{Entity, Error};
 use crate::model::file::AudioFile;
+use crate::model::profile::ConsentKind;
 use crate::types::{FileId, ListOptions, Page, UserId};
 
 /// Stored files; from [`Store::files`](crate::Store::files).
@@ -51,10 +52,25 @@ fn check_range(file: &AudioFile, offset: u64) -> Result<(), Error> {
 }
 
 impl Files<'_> {
+    /// [`access::authorize`] with this store's rate limits.
+    async fn authorize(
+        &self,
+        actor: Actor,
+        id: FileId,
+        op: Op,
+        action: &'static str,
+        include_deleted: bool,
+    ) -> Result<AudioFile, Error> {
+        let limits = &self.blobs.limits;
+        access::authorize(self.db, limits, actor, id, op, action, include_deleted).await
+    }
+
     /// The record of a file the actor may read.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn stat(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.stat", false)
+            .await?;
         self.note_read(actor, &file, "file.stat");
         Ok(file)
     }
@@ -100,16 +116,31 @@ impl Files<'_> {
     /// damaged (see [`FileReader`]).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn open(&self, actor: Actor, id: FileId) -> Result<FileReader, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.read", false)
+            .await?;
         self.count_read(actor, &file, "file.read");
         self.reader_of(&file).await
     }
 
     /// Counts a read (written to the record by the `access-counts` job)
-    /// and notes it for the audit log (appended by `audit-reads`).
+    /// if the owner has given analytics consent (or the consent gate is
+    /// off), and notes it for the audit log (appended by `audit-reads`).
     fn count_read(&self, actor: Actor, file: &AudioFile, action: &'static str) {
-        self.blobs.reads.note(file.id, self.db.now());
+        if self.counts_reads_of(file.owner) {
+            self.blobs.reads.note(file.id, self.db.now());
+        }
         self.note_read(actor, file, action);
+    }
+
+    /// Whether the store may count reads of `owner`'s files. A failure to
+    /// read the profile counts nothing (the read itself goes on).
+    fn counts_reads_of(&self, owner: UserId) -> bool {
+        !self.blobs.require_consent
+            || self
+                .db
+                .read(|txn| crate::db::profiles::has_consent(txn, owner, ConsentKind::Analytics))
+                .unwrap_or(false)
     }
 
     /// Notes a read for the audit log without a commit (see `crate::audit`).
@@ -135,7 +166,9 @@ impl Files<'_> {
         offset: u64,
         len: u64,
     ) -> Result<FileReader, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.read", false)
+            .await?;
         check_range(&file, offset)?;
         self.count_read(actor, &file, "file.read_range");
         let blob = self.open_blob(&file).await?;
@@ -155,7 +188,9 @@ impl Files<'_> {
     /// The whole file in memory.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn read(&self, actor: Actor, id: FileId) -> Result<Vec<u8>, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.read", false)
+            .await?;
         self.count_read(actor, &file, "file.read");
         let mut reader = self.reader_of(&file).await?;
         // The record's size (capped: it is only a hint) saves regrowing.
@@ -179,7 +214,9 @@ impl Files<'_> {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.read", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.read", false)
+            .await?;
         check_range(&file, offset)?;
         self.count_read(actor, &file, "file.read_range");
         let blob = self.open_blob(&file).await?;
@@ -191,7 +228,9 @@ impl Files<'_> {
     /// Reads and authenticates every chunk and checks the SHA-256.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn verify(&self, actor: Actor, id: FileId) -> Result<VerifyReport, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.verify", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.verify", false)
+            .await?;
         let plain = self.verify_record(&file).await?;
         let chunks = plain.div_ceil(u64::from(self.blobs.chunk_size)).max(1);
         Ok(VerifyReport {
@@ -223,7 +262,7 @@ impl Files<'_> {
         filter: ListFilter,
         options: ListOptions,
     ) -> Result<Page<AudioFile>, Error> {
-        access::authorize_owner(self.db, actor, owner, "file.list").await?;
+        access::authorize_owner(self.db, &self.blobs.limits, actor, owner, "file.list").await?;
         // A filter may pass over many rows: only unfiltered pages run inline.
         let bound = if filter == ListFilter::default() {
             options.effective_limit()
@@ -247,21 +286,25 @@ impl Files<'_> {
     /// Soft-deletes a file (owner or system).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn delete(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        access::authorize(self.db, actor, id, Op::Change, "file.delete", false).await?;
+        self.authorize(actor, id, Op::Change, "file.delete", false)
+            .await?;
         crate::db::files::soft_delete(self.db, id, actor.to_string()).await
     }
 
     /// Brings back a soft-deleted file (owner or system).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn restore(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        access::authorize(self.db, actor, id, Op::Change, "file.restore", true).await?;
+        self.authorize(actor, id, Op::Change, "file.restore", true)
+            .await?;
         crate::db::files::restore(self.db, id, actor.to_string()).await
     }
 
     /// Lets user `to` read the file (owner or system).
     #[instrument(skip(self, actor, id, to), fields(actor = %actor, file = %id, to = %to))]
     pub async fn grant(&self, actor: Actor, id: FileId, to: UserId) -> Result<(), Error> {
-        let file = access::authorize(self.db, actor, id, Op::Change, "file.grant", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Change, "file.grant", false)
+            .await?;
         if to == file.owner {
             return Err(Error::invalid("grantee", "the owner already has access"));
         }
@@ -280,7 +323,8 @@ impl Files<'_> {
     /// Takes back a grant (owner or system); revoking an absent grant is a no-op.
     #[instrument(skip(self, actor, id, from), fields(actor = %actor, file = %id, from = %from))]
     pub async fn revoke(&self, actor: Actor, id: FileId, from: UserId) -> Result<(), Error> {
-        access::authorize(self.db, actor, id, Op::Change, "file.revoke", false).await?;
+        self.authorize(actor, id, Op::Change, "file.revoke", false)
+            .await?;
         let now = self.db.now();
         self.db
             .write_audited(
@@ -292,13 +336,16 @@ impl Files<'_> {
 
     /// Users the file is granted to (owner or system).
     pub async fn grantees(&self, actor: Actor, id: FileId) -> Result<Vec<UserId>, Error> {
-        access::authorize(self.db, actor, id, Op::Change, "file.grantees", false).await?;
+        self.authorize(actor, id, Op::Change, "file.grantees", false)
+            .await?;
         self.db.read(|txn| crate::db::grants::grantees(txn, id))
     }
 
     /// The reference count of a file's blob (how many records share it).
     pub async fn blob_refcount(&self, actor: Actor, id: FileId) -> Result<u64, Error> {
-        let file = access::authorize(self.db, actor, id, Op::Read, "file.stat", false).await?;
+        let file = self
+            .authorize(actor, id, Op::Read, "file.stat", false)
+            .await?;
         let row = self.db.read(|txn| get_row(txn, file.blob))?;
         row.map(|r| r.refcount)
             .ok_or_else(|| Error::not_found(Entity::AudioFile, id))

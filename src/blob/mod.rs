@@ -226,6 +226,8 @@ pub(crate) struct BlobStore {
     pub(crate) pause_after_place: std::sync::Mutex<Option<PutPause>>,
     /// Reads counted, not yet written to the records.
     pub(crate) reads: reads::AccessLog,
+    /// Per-user operations and stored-bytes buckets.
+    pub(crate) limits: crate::ratelimit::RateLimits,
 }
 
 impl BlobStore {
@@ -256,6 +258,7 @@ impl BlobStore {
             default_retention_days: config.default_retention_days,
             quota: config.quota.clone(),
             require_consent: config.privacy.require_consent,
+            limits: crate::ratelimit::RateLimits::new(&config.rate_limits, config.clock.clone()),
             #[cfg(test)]
             pause_after_place: Default::default(),
         })

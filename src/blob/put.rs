@@ -91,7 +91,7 @@ impl Files<'_> {
         options: PutOptions,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<AudioFile, Error> {
-        access::authorize_owner(self.db, actor, owner, "file.put").await?;
+        access::authorize_owner(self.db, &self.blobs.limits, actor, owner, "file.put").await?;
         let probe = validate(owner, &options)?;
         if self.blobs.require_consent {
             self.db
@@ -102,6 +102,10 @@ impl Files<'_> {
         let sealed = self
             .seal(owner, reader, &options, allowance, progress)
             .await?;
+        if let Err(e) = self.blobs.limits.stored(actor, sealed.written.plain_len) {
+            let _ = tokio::fs::remove_file(&sealed.written.tmp_path).await;
+            return Err(e);
+        }
         let (new, row) = self.records(probe, &options, &sealed)?;
         let _one_put_per_address = self.blobs.lock(sealed.address).await;
         let direct_bytes = sealed.written.direct_bytes;

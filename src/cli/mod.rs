@@ -54,6 +54,10 @@ pub(crate) struct Cli {
     /// Print one JSON document instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Apply the per-user rate limits of the configuration ([rate_limits],
+    /// BV_RATE_*); an operator's commands run without them otherwise.
+    #[arg(long, global = true)]
+    pub rate_limits: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -115,6 +119,9 @@ pub(crate) fn config_of(cli: &Cli) -> Result<Config, Error> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config = config.data_dir(dir);
+    }
+    if !cli.rate_limits {
+        config = config.rate_limits(bharatvoice_store::RateLimitConfig::off());
     }
     Ok(config)
 }
@@ -181,12 +188,14 @@ async fn init(cli: &Cli, args: &InitArgs, out: &Out) -> Outcome {
         "data_dir": store.config().data_dir,
         "db_file": store.db_file(),
         "schema_version": store.schema_version()?,
+        "region": store.region(),
     });
     done(out.emit(&report, || {
         format!(
-            "store ready at {} (schema version {})",
+            "store ready at {} (schema version {}, data region {})",
             clean_path(&store.config().data_dir),
-            store.schema_version().unwrap_or_default()
+            store.schema_version().unwrap_or_default(),
+            store.region().unwrap_or("not set")
         )
     }))
 }
@@ -210,6 +219,8 @@ fn exit_code(e: &Error) -> u8 {
         Error::ReadOnly { .. } => 14,
         Error::QuotaExceeded { .. } => 15,
         Error::ConsentRequired { .. } => 16,
+        Error::RateLimited { .. } => 17,
+        Error::RegionMismatch { .. } => 18,
         _ => 1,
     }
 }
@@ -248,5 +259,37 @@ pub(crate) fn report_peak_rss() {
     match kib {
         Some(k) => eprintln!("peak_rss_kib={k}"),
         None => eprintln!("peak_rss_kib=unknown"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, config_of, exit_code};
+
+    /// The configured rate limits apply to `bvstore` only with
+    /// `--rate-limits`; a refusal exits with 17.
+    #[test]
+    fn rate_limits_apply_only_with_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("limits.toml");
+        std::fs::write(&cfg, "[rate_limits]\nops_per_sec = 5\n").unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let parse = |flag: Option<&str>| {
+            let mut args = vec!["bvstore", "--config", cfg];
+            args.extend(flag);
+            args.push("init");
+            Cli::try_parse_from(args).unwrap()
+        };
+        assert!(!config_of(&parse(None)).unwrap().rate_limits.is_on());
+        let on = config_of(&parse(Some("--rate-limits"))).unwrap();
+        assert_eq!(on.rate_limits.ops_per_sec, 5);
+        let refused = bharatvoice_store::Error::RateLimited {
+            user: bharatvoice_store::UserId::new(),
+            limit: bharatvoice_store::RateLimit::Operations,
+            retry_after: std::time::Duration::from_millis(5),
+        };
+        assert_eq!(exit_code(&refused), 17);
     }
 }

@@ -45,7 +45,10 @@ pub struct Metrics<'a> {
 }
 
 impl Metrics<'_> {
-    /// Records a sample durably.
+    /// Records a sample durably. A label whose value is the id of a user
+    /// needs that user's analytics consent (while `privacy.require_consent`
+    /// is on): without it the sample is [`Error::ConsentRequired`] and
+    /// nothing is recorded.
     #[instrument(skip_all, fields(name = %sample.name))]
     pub async fn record(&self, sample: MetricSample) -> Result<MetricId, Error> {
         check_metric_name(&sample.name)?;
@@ -67,8 +70,12 @@ impl Metrics<'_> {
         if !sample.value.is_finite() {
             return Err(Error::invalid("metric value", "must be a finite number"));
         }
+        let gate = self.db.settings.require_consent;
         self.db
             .write(move |txn| {
+                if gate {
+                    require_analytics_of_labelled_users(txn, &sample)?;
+                }
                 insert(txn, &sample)?;
                 Ok(sample.id)
             })
@@ -103,4 +110,26 @@ impl Metrics<'_> {
             })
             .await
     }
+}
+
+/// Refuses a sample labelled with the id of a user who has not given
+/// analytics consent.
+fn require_analytics_of_labelled_users(
+    txn: &impl crate::db::txn::ReadTxn,
+    sample: &MetricSample,
+) -> Result<(), Error> {
+    let users = txn.table(crate::db::schema::USERS)?;
+    for v in sample.labels.values() {
+        let Ok(user) = v.trim().parse::<crate::types::UserId>() else {
+            continue;
+        };
+        let known = crate::db::users::load_live(&users, user).is_ok();
+        if known && !crate::db::profiles::has_consent(txn, user, crate::ConsentKind::Analytics)? {
+            return Err(Error::ConsentRequired {
+                user,
+                consent: crate::ConsentKind::Analytics,
+            });
+        }
+    }
+    Ok(())
 }

@@ -97,6 +97,8 @@ pub(crate) struct DbSettings {
     /// How long after an audio-storage consent withdrawal its erasure
     /// falls due.
     pub(crate) consent_notice: std::time::Duration,
+    /// Whether the consent gates are on (`privacy.require_consent`).
+    pub(crate) require_consent: bool,
     /// Where privacy events go once their change commits.
     pub(crate) privacy_events: tokio::sync::broadcast::Sender<crate::model::privacy::PrivacyEvent>,
 }
@@ -241,6 +243,7 @@ impl Db {
                 password_iterations: config.password_iterations,
                 clock: config.clock.clone(),
                 consent_notice: config.privacy.consent_notice,
+                require_consent: config.privacy.require_consent,
                 privacy_events: tokio::sync::broadcast::channel(256).0,
             },
             audit: Arc::new(audit::Auditor::new(config.audit.enabled)),

@@ -193,3 +193,13 @@ pub(crate) fn require_consent(
         }),
     }
 }
+
+/// Whether `user`'s profile holds `kind` consent, as `txn` sees it (false
+/// for a user without a profile).
+pub(crate) fn has_consent(
+    txn: &impl ReadTxn,
+    user: UserId,
+    kind: ConsentKind,
+) -> Result<bool, Error> {
+    Ok(get(txn, user)?.is_some_and(|p| p.has_consent(kind)))
+}

@@ -26,6 +26,7 @@ pub(crate) mod config;
 mod erase;
 #[cfg(test)]
 mod erase_tests;
+pub(crate) mod region;
 
 use serde::Serialize;
 use tracing::instrument;

@@ -632,6 +632,12 @@ fn bvstore_gc_prints_a_table_per_job_and_purges_with_the_configured_grace() {
 async fn reads_are_counted_in_memory_and_written_by_the_job_and_at_close() {
     let w = world(LifecycleConfig::default()).await;
     let u = w.user("reader").await;
+    // Reads are counted for an owner who allows analytics.
+    w.store
+        .profiles()
+        .set_consent(u.id, bharatvoice_store::ConsentKind::Analytics, true)
+        .await
+        .unwrap();
     let me = Actor::User(u.id);
     let f = w.put(&u, b"listen again", None).await;
     for _ in 0..3 {
