@@ -456,3 +456,102 @@ async fn the_cli_exports_an_archive_and_prints_the_summary_as_json() {
     let missing = bvstore(&data, &["user", "summary", "nobody"]);
     assert_eq!(missing.status.code(), Some(3));
 }
+
+#[tokio::test]
+async fn a_failed_export_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(config(&data)).await.unwrap();
+    let u = user(&store, "damaged").await;
+    put(&store, &u, &noise(2000, 5), "audio/wav").await;
+    let bad = put(&store, &u, &noise(300_000, 6), "audio/wav").await;
+    // A flipped byte in the sealed chunks: the read fails its check.
+    let blob = crate::common::blob_file(&data, &bad);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x40;
+    std::fs::write(&blob, &bytes).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for name in ["d", "d.tar.zst"] {
+        let e = store
+            .privacy()
+            .export_user(u.id, out.join(name))
+            .await
+            .unwrap_err();
+        assert!(!is_refusal(&e), "{e:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let failed = store
+        .audit_events(10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "user.export" && e.outcome == "failed")
+        .count();
+    assert_eq!(failed, 2);
+}
+
+#[test]
+fn the_cli_export_streams_in_bounded_memory() {
+    use std::io::Write;
+    let mib = 96;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    crate::common::init(&d);
+    let add = bvstore(
+        &d,
+        &[
+            "user",
+            "add",
+            "--consent",
+            "audio-storage",
+            "--username",
+            "big",
+            "--email",
+            "big@example.in",
+        ],
+    );
+    assert!(add.status.success(), "{}", stderr(&add));
+    let input = dir.path().join("big.wav");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        for i in 0..mib {
+            f.write_all(&noise(1 << 20, i as u64 + 100)).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    let p = bvstore(
+        &d,
+        &["file", "put", input.to_str().unwrap(), "--user", "big"],
+    );
+    assert!(p.status.success(), "{}", stderr(&p));
+    std::fs::remove_file(&input).unwrap();
+    for name in ["big-export", "big.tar.zst"] {
+        let dest = dir.path().join(name);
+        let out = crate::common::bvstore_command(
+            &d,
+            &["user", "export", "big", "--out", dest.to_str().unwrap()],
+        )
+        .env("BV_REPORT_PEAK_RSS", "1")
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stderr(&out);
+        let kib: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_rss_kib="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no peak RSS in: {text}"));
+        eprintln!("{mib} MiB export to {name}: peak RSS {kib} KiB");
+        assert!(kib < 64 * 1024, "{name}: peak RSS {kib} KiB");
+    }
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("big-export/files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(size(&files[0]), (mib as u64) << 20);
+}
