@@ -199,10 +199,19 @@ impl Privacy<'_> {
                 path: dest,
             }),
         };
-        self.audit_export(user, if outcome.is_ok() { "ok" } else { "failed" })
-            .await?;
-        if let Ok(r) = &outcome {
-            tracing::info!(user = %user, files = r.files, bytes = r.bytes, "user exported");
+        match &outcome {
+            Ok(r) => {
+                // The export is in place; an export the log cannot record
+                // is still reported as an error.
+                self.audit_export(user, "ok").await?;
+                tracing::info!(user = %user, files = r.files, bytes = r.bytes, "user exported");
+            }
+            Err(e) => {
+                if let Err(a) = self.audit_export(user, "failed").await {
+                    tracing::warn!(user = %user, error = %a, "could not audit a failed export");
+                }
+                tracing::warn!(user = %user, error = %e, "export failed");
+            }
         }
         outcome
     }
@@ -337,5 +346,20 @@ impl Privacy<'_> {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ext_of;
+
+    #[test]
+    fn extensions_come_from_a_fixed_list() {
+        assert_eq!(ext_of("audio/wav"), "wav");
+        assert_eq!(ext_of("Audio/X-WAV; rate=16000"), "wav");
+        assert_eq!(ext_of("audio/ogg"), "ogg");
+        assert_eq!(ext_of("audio/../../etc"), "bin");
+        assert_eq!(ext_of("application/x-unknown"), "bin");
+        assert_eq!(ext_of(""), "bin");
     }
 }
