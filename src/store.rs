@@ -443,6 +443,7 @@ impl Inner {
             blobs: &self.blobs,
             cache: &self.cache,
             lock: &self.erasing,
+            region: self.region.as_deref(),
         }
     }
 

@@ -31,6 +31,7 @@ mod keys;
 mod migrate;
 mod output;
 mod user;
+mod user_export;
 mod watch;
 
 use std::path::PathBuf;

@@ -32,6 +32,12 @@ pub(crate) enum UserCommand {
     /// first (their files become unreadable at once), then files, sessions,
     /// grants, profile and account.
     Erase(EraseArgs),
+    /// Export everything the store holds about a user, decrypted, to a
+    /// new directory or a .tar.zst archive (the right of access).
+    Export(super::user_export::ExportArgs),
+    /// Show what the store holds about a user: record, profile,
+    /// consents, sessions, files by type, grants, pending erasure.
+    Summary(super::user_export::SummaryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +207,8 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Outcome {
         UserCommand::Consent(args) => consent(&store, args, out).await,
         UserCommand::Quota(args) => quota(&store, args, out).await,
         UserCommand::Erase(args) => erase(&store, args, out).await,
+        UserCommand::Export(args) => super::user_export::export(&store, args, out).await,
+        UserCommand::Summary(args) => super::user_export::summary(&store, args, out).await,
     }
 }
 

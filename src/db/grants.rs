@@ -48,3 +48,18 @@ pub(crate) fn grantees(txn: &impl ReadTxn, file: FileId) -> Result<Vec<UserId>, 
     }
     Ok(out)
 }
+
+/// The files granted to `user`, in file order: a scan of every grant
+/// (the table is keyed by file first), for a user's privacy summary.
+pub(crate) fn granted_to(txn: &impl ReadTxn, user: UserId) -> Result<Vec<FileId>, Error> {
+    let grants = txn.table(GRANTS)?;
+    let k = user.to_key();
+    let mut out = Vec::new();
+    for row in grants.iter().ctx("reading grants")? {
+        let (file, grantee) = row.ctx("reading grants")?.0.value();
+        if grantee == k {
+            out.push(FileId::from_key(file));
+        }
+    }
+    Ok(out)
+}

@@ -21,12 +21,18 @@
 //!   user is their id in the audit log and the erasure record.
 //! * **Events** ([`Privacy::subscribe`]): consent changes, erasures
 //!   scheduled, cancelled and finished, sent after they commit.
+//! * **Access** (s.11): [`Privacy::summary`] says what the store holds
+//!   about a user; [`Privacy::export_user`] writes all of it, decrypted,
+//!   to a directory or a `.tar.zst` archive.
 
 pub(crate) mod config;
 mod erase;
 #[cfg(test)]
 mod erase_tests;
+mod export;
+mod export_sink;
 pub(crate) mod region;
+mod summary;
 
 use serde::Serialize;
 use tracing::instrument;
@@ -41,6 +47,10 @@ use crate::types::{Timestamp, UserId};
 
 pub use config::PrivacyConfig;
 pub use erase::Step as ErasureStep;
+pub use export::ExportReport;
+pub use summary::{
+    ConsentSummary, FileCounts, GrantCounts, ProfileSummary, SessionCounts, TypeCount, UserSummary,
+};
 
 /// The job that runs due erasures and resumes cut-off ones.
 pub(crate) const JOB: &str = "erasure";
@@ -69,6 +79,8 @@ pub struct Privacy<'a> {
     pub(crate) cache: &'a CacheCore,
     /// One erasure runs at a time (the job and a caller's may meet).
     pub(crate) lock: &'a tokio::sync::Mutex<()>,
+    /// The store's data region, for summaries.
+    pub(crate) region: Option<&'a str>,
 }
 
 /// What an erasure did (in this call: an erasure resumed after a crash

@@ -46,6 +46,7 @@ mod migrate_v6;
 mod model;
 mod page_cache;
 mod privacy;
+mod privacy_export;
 mod privacy_gates;
 mod profiles;
 mod quota;

@@ -103,3 +103,27 @@ fn the_cli_shows_the_region_and_exits_18_on_a_mismatch() {
         stderr(&o)
     );
 }
+
+#[tokio::test]
+async fn summaries_name_the_data_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path()).region("IN")).await.unwrap();
+    let u = store
+        .users()
+        .create(bharatvoice_store::NewUser::new("meera", "meera@example.in"))
+        .await
+        .unwrap();
+    let s = store.privacy().summary(u.id).await.unwrap();
+    assert_eq!(s.data_region.as_deref(), Some("IN"));
+    let unset = tempfile::tempdir().unwrap();
+    let store = Store::open(config(unset.path())).await.unwrap();
+    let u = store
+        .users()
+        .create(bharatvoice_store::NewUser::new("meera", "meera@example.in"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.privacy().summary(u.id).await.unwrap().data_region,
+        None
+    );
+}
