@@ -16,8 +16,8 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::db::codec::{self, Record};
 use crate::db::lifecycle::{FilePurge, remove_file, remove_session, session};
 use crate::db::schema::{
-    BLOBS, BLOBS_BY_OWNER, CREDENTIALS, ERASURES, FILES_BY_OWNER, GRANTS, PROFILES,
-    SESSIONS_BY_USER, USAGE,
+    BLOBS_BY_OWNER, CREDENTIALS, ERASURES, FILES_BY_OWNER, GRANTS, PROFILES, SESSIONS_BY_USER,
+    USAGE,
 };
 use crate::db::txn::ReadTxn;
 use crate::db::users_index::{UserTables, put_user};
@@ -215,12 +215,15 @@ pub(crate) fn erase_files(
 ) -> Result<(u64, Vec<(BlobAddress, u64)>), Error> {
     let (mut removed, mut freed) = (0, Vec::new());
     for id in ids {
-        let Some(f) = crate::db::files::get(txn, *id)? else {
+        let Some(f) = crate::db::files::get(txn, *id)?.filter(|f| f.owner == owner) else {
+            // An index entry without its record (a damaged store): drop
+            // it, or every step would find it again.
+            txn.open_table(FILES_BY_OWNER)
+                .ctx("opening files_by_owner")?
+                .remove((owner.to_key(), id.to_key()))
+                .ctx("writing files_by_owner")?;
             continue;
         };
-        if f.owner != owner {
-            continue;
-        }
         removed += 1;
         if let FilePurge::RemovedWithBlob(address, row) = remove_file(txn, &f)? {
             freed.push((address, row.stored_bytes));
@@ -252,25 +255,25 @@ pub(crate) fn blobs_of(
 }
 
 /// Drops blob rows of the owner whatever their reference counts (the
-/// files naming them are gone): the addresses whose files are to go.
+/// files naming them are gone), refunding their bytes; an index entry
+/// without its row goes too. The addresses whose files are to go.
 pub(crate) fn drop_blobs(
     txn: &WriteTransaction,
     owner: UserId,
     addresses: &[BlobAddress],
 ) -> Result<Vec<BlobAddress>, Error> {
-    let mut blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
-    let mut by_owner = txn
-        .open_table(BLOBS_BY_OWNER)
-        .ctx("opening blobs_by_owner")?;
     for a in addresses {
-        blobs.remove(a.0).ctx("writing blobs")?;
-        by_owner
-            .remove((owner.to_key(), a.0))
-            .ctx("writing blobs_by_owner")?;
-    }
-    drop((blobs, by_owner));
-    for a in addresses {
-        crate::db::lifecycle::clear_damaged(txn, *a)?;
+        match crate::db::blobs::get_row(txn, *a)? {
+            Some(row) if row.owner == owner => {
+                crate::db::lifecycle::drop_blob_row(txn, *a, &row)?;
+            }
+            _ => {
+                txn.open_table(BLOBS_BY_OWNER)
+                    .ctx("opening blobs_by_owner")?
+                    .remove((owner.to_key(), a.0))
+                    .ctx("writing blobs_by_owner")?;
+            }
+        }
     }
     Ok(addresses.to_vec())
 }
@@ -306,14 +309,35 @@ pub(crate) fn erase_sessions(
 ) -> Result<u64, Error> {
     let mut n = 0;
     for id in ids {
-        if let Some(s) = session(txn, *id)?
-            && s.user_id == user
-        {
-            remove_session(txn, &s)?;
-            n += 1;
+        match session(txn, *id)? {
+            Some(s) if s.user_id == user => {
+                remove_session(txn, &s)?;
+                n += 1;
+            }
+            // An index entry without its record (a damaged store): drop
+            // it, or every step would find it again.
+            _ => drop_session_entries(txn, user, *id)?,
         }
     }
     Ok(n)
+}
+
+/// Removes the user's `sessions_by_user` entries naming `id`.
+fn drop_session_entries(txn: &WriteTransaction, user: UserId, id: SessionId) -> Result<(), Error> {
+    let k = user.to_key();
+    let mut t = txn
+        .open_table(SESSIONS_BY_USER)
+        .ctx("opening sessions_by_user")?;
+    let stale: Vec<(u128, i64, u128)> = t
+        .range((k, i64::MIN, 0)..=(k, i64::MAX, u128::MAX))
+        .ctx("reading sessions_by_user")?
+        .filter_map(|row| row.ok().map(|(key, _)| key.value()))
+        .filter(|key| key.2 == id.to_key())
+        .collect();
+    for key in stale {
+        t.remove(key).ctx("writing sessions_by_user")?;
+    }
+    Ok(())
 }
 
 /// Removes up to `limit` grants others gave the user (a scan: grants are

@@ -246,17 +246,28 @@ fn release_blob(txn: &WriteTransaction, f: &AudioFile) -> Result<FilePurge, Erro
         crate::db::blobs::put_row(txn, f.blob, &row)?;
         return Ok(FilePurge::Removed);
     }
+    drop_blob_row(txn, f.blob, &row)?;
+    Ok(FilePurge::RemovedWithBlob(f.blob, row))
+}
+
+/// Removes the blob row at `address` with its owner index entry and its
+/// damage mark, and refunds its stored bytes to the owner's usage: every
+/// blob row that goes, goes through here.
+pub(crate) fn drop_blob_row(
+    txn: &WriteTransaction,
+    address: BlobAddress,
+    row: &BlobRow,
+) -> Result<(), Error> {
     txn.open_table(BLOBS)
         .ctx("opening blobs")?
-        .remove(f.blob.0)
+        .remove(address.0)
         .ctx("writing blobs")?;
     txn.open_table(BLOBS_BY_OWNER)
         .ctx("opening blobs_by_owner")?
-        .remove((row.owner.to_key(), f.blob.0))
+        .remove((row.owner.to_key(), address.0))
         .ctx("writing blobs_by_owner")?;
-    clear_damaged(txn, f.blob)?;
-    crate::db::usage::refund(txn, row.owner, row.stored_bytes)?;
-    Ok(FilePurge::RemovedWithBlob(f.blob, row))
+    clear_damaged(txn, address)?;
+    crate::db::usage::refund(txn, row.owner, row.stored_bytes)
 }
 
 /// Removes a soft-deleted session deleted at or before `cutoff` with its

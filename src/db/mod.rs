@@ -47,6 +47,8 @@ pub(crate) mod codec;
 pub(crate) mod erasures;
 #[cfg(test)]
 mod exclusive_tests;
+#[cfg(test)]
+pub(crate) use schema::{forget_file_record, forget_session_record};
 pub(crate) mod files;
 pub(crate) mod grants;
 pub(crate) mod guard;

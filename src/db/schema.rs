@@ -126,6 +126,25 @@ pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
 
 /// Every row of every table, as `(table, key bytes, value bytes)`: for
 /// tests that look for a value anywhere in the store.
+/// Removes a file's record alone, leaving its blob row and index entries
+/// (for tests of blob rows no file names).
+#[cfg(test)]
+pub(crate) fn forget_file_record(txn: &redb::WriteTransaction, id: crate::types::FileId) {
+    txn.open_table(FILES)
+        .expect("files")
+        .remove(id.to_key())
+        .expect("removing a file record");
+}
+
+/// Removes a session's record alone, leaving its index entries.
+#[cfg(test)]
+pub(crate) fn forget_session_record(txn: &redb::WriteTransaction, id: crate::types::SessionId) {
+    txn.open_table(SESSIONS)
+        .expect("sessions")
+        .remove(id.to_key())
+        .expect("removing a session record");
+}
+
 #[cfg(test)]
 pub(crate) fn dump_all(txn: &redb::ReadTransaction) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     use redb::{Key, ReadableTable, TableHandle, Value};

@@ -222,3 +222,70 @@ async fn erase_user_is_idempotent_and_frees_the_names() {
         Err(crate::Error::NotFound { .. })
     ));
 }
+
+/// A file record removed behind the store's back (its index entries and
+/// blob row left) does not stop an audio erasure: the stale index entry
+/// goes, and the blob row no file names is dropped with its bytes
+/// refunded, so the kept usage is zero and equals a recount (a user who
+/// gives consent again is not refused by a quota full of erased audio).
+#[tokio::test]
+async fn blob_rows_dropped_by_an_erasure_are_refunded() {
+    let w = world().await;
+    let id = w.gone_file.id;
+    w.store
+        .db()
+        .write(move |txn| {
+            crate::db::forget_file_record(txn, id);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let before = w.store.quotas().usage(w.gone).await.unwrap();
+    assert!(before.stored_bytes > 0);
+    w.store
+        .profiles()
+        .set_consent(w.gone, ConsentKind::AudioStorage, false)
+        .await
+        .unwrap();
+    // Before, the record-less index entry was found again at every step
+    // and the erasure never ended.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        w.store.privacy().run_due(),
+    )
+    .await
+    .expect("the erasure ends")
+    .unwrap();
+    let after = w.store.quotas().usage(w.gone).await.unwrap();
+    assert_eq!((after.stored_bytes, after.blobs), (0, 0));
+    assert_eq!(w.store.quotas().recount(w.gone).await.unwrap(), (0, 0));
+}
+
+/// Records removed behind the store's back (a file's and a session's,
+/// their index entries left) do not stop a user's erasure, and nothing of
+/// the user is left in any table.
+#[tokio::test]
+async fn index_entries_without_records_do_not_stop_an_erasure() {
+    let w = world().await;
+    let file = w.gone_file.id;
+    let session = w.store.sessions().list_for_user(w.gone, 1).await.unwrap()[0].id;
+    w.store
+        .db()
+        .write(move |txn| {
+            crate::db::forget_file_record(txn, file);
+            crate::db::forget_session_record(txn, session);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let privacy = w.store.privacy();
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        privacy.erase_user(w.gone),
+    )
+    .await
+    .expect("the erasure ends")
+    .unwrap();
+    assert!(report.done);
+    assert_eq!(tables_holding(&w.store, w.gone), Vec::<String>::new());
+}
