@@ -68,7 +68,8 @@ impl std::fmt::Display for RateLimit {
 ///     .rate_limits(RateLimitConfig::default().ops(50, 100).bytes(8 << 20, 64 << 20));
 /// assert_eq!(config.rate_limits.ops_per_sec, 50);
 /// let t = Config::from_toml_str("[rate_limits]\nops_per_sec = 20").unwrap();
-/// assert_eq!((t.rate_limits.ops_per_sec, t.rate_limits.ops_burst), (20, 20));
+/// // No burst given (0): a user may make 20 operations at once.
+/// assert_eq!((t.rate_limits.ops_per_sec, t.rate_limits.ops_burst), (20, 0));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
