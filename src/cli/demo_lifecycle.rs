@@ -42,7 +42,9 @@ async fn phase(dir: &std::path::Path) -> Result<LifecyclePhase, Error> {
         .users()
         .create(
             NewUser::new("lifecycle_demo", "lifecycle@example.in")
-                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+                .consent(bharatvoice_store::ConsentKind::AudioStorage)
+                // Reads are counted only for owners who allow analytics.
+                .consent(bharatvoice_store::ConsentKind::Analytics),
         )
         .await?;
     let me = Actor::User(user.id);

@@ -1,9 +1,14 @@
 //! The demo's privacy phase, on this run's demo users: one withdraws
 //! audio-storage consent (their recordings are erased at once, keys
-//! first), another asks to be erased (everything of theirs goes), and the
+//! first), another asks to be erased (everything of theirs goes), a third
+//! is exported to a `.tar.zst` in the system's temporary directory (read
+//! back for its size, then removed), the audit chain is verified, and the
 //! events the application would see are shown.
 
-use bharatvoice_store::{Actor, ConsentKind, ErasureReport, Error, PrivacyEvent, Store, UserId};
+use bharatvoice_store::{
+    Actor, AuditReport, ConsentKind, ErasureReport, Error, ExportReport, PrivacyEvent, Store,
+    UserId,
+};
 use serde::Serialize;
 
 /// What the phase did.
@@ -14,6 +19,10 @@ pub(crate) struct PrivacyPhase {
     pub(crate) withdrew: Option<(UserId, usize)>,
     /// The erasure of the user who asked to be erased.
     pub(crate) erased: Option<ErasureReport>,
+    /// The export of a third user.
+    pub(crate) exported: Option<ExportReport>,
+    /// The audit chain's verification after all of it.
+    pub(crate) audit: Option<AuditReport>,
     /// The events a subscriber saw.
     pub(crate) events: Vec<PrivacyEvent>,
 }
@@ -37,6 +46,8 @@ pub(crate) async fn run(store: &Store, consenting: &[UserId]) -> Result<PrivacyP
     let mut phase = PrivacyPhase {
         withdrew: None,
         erased: None,
+        exported: None,
+        audit: None,
         events: Vec::new(),
     };
     if let Some(&u) = consenting.first() {
@@ -52,10 +63,26 @@ pub(crate) async fn run(store: &Store, consenting: &[UserId]) -> Result<PrivacyP
     if let Some(&u) = consenting.get(1) {
         phase.erased = Some(store.privacy().erase_user(u).await?);
     }
+    if let Some(&u) = consenting.get(2) {
+        phase.exported = Some(export(store, u).await?);
+    }
+    phase.audit = Some(store.audit().verify().await?);
     while let Ok(e) = rx.try_recv() {
         phase.events.push(e);
     }
     Ok(phase)
+}
+
+/// Exports `user` to a fresh archive in the temporary directory, then
+/// removes it (the demo leaves nothing outside its data directory).
+async fn export(store: &Store, user: UserId) -> Result<ExportReport, Error> {
+    let dest = std::env::temp_dir().join(format!(
+        "bvstore-demo-export-{}-{user}.tar.zst",
+        std::process::id()
+    ));
+    let report = store.privacy().export_user(user, &dest).await?;
+    let _ = tokio::fs::remove_file(&dest).await;
+    Ok(report)
 }
 
 /// The phase as text.
@@ -72,6 +99,23 @@ pub(crate) fn text(p: &PrivacyPhase) -> String {
             "                   user {} erased on request: {} file(s), {} blob file(s), \
              {} session(s); only the erasure record and audit trail keep their id",
             r.user, r.files, r.blobs_destroyed, r.sessions
+        ));
+    }
+    if let Some(x) = &p.exported {
+        lines.push(format!(
+            "                   user {} exported: {} file(s), {} session(s), {} entries, \
+             {} bytes in a .tar.zst with a SHA-256 manifest (then removed)",
+            x.user, x.files, x.sessions, x.entries, x.bytes
+        ));
+    }
+    if let Some(a) = &p.audit {
+        let verdict = match &a.problem {
+            None => "intact".to_string(),
+            Some(problem) => format!("PROBLEM at entry {}: {:?}", problem.seq, problem.kind),
+        };
+        lines.push(format!(
+            "                   audit chain: {} entries verified, {verdict}",
+            a.checked
         ));
     }
     let kinds: Vec<&str> = p
