@@ -72,6 +72,24 @@ pub struct Profiles<'a> {
     pub(crate) db: &'a Db,
 }
 
+/// The consents a request changes: for each kind it names, its last value
+/// in the request where that differs from the profile's (a withdrawal of
+/// a consent never recorded counts: it is recorded now). Giving a consent
+/// already given, or withdrawing one already withdrawn, is no change: no
+/// event, no audit entry, no erasure scheduled again.
+fn consents_changed(
+    profile: &UserProfile,
+    request: &[(ConsentKind, bool)],
+) -> Vec<(ConsentKind, bool)> {
+    let mut last = BTreeMap::new();
+    for &(kind, granted) in request {
+        last.insert(kind, granted);
+    }
+    last.into_iter()
+        .filter(|(kind, granted)| profile.consents.get(kind).map(|c| c.granted) != Some(*granted))
+        .collect()
+}
+
 /// A `profile.update` entry, and one `consent.give` or `consent.withdraw`
 /// per consent changed, its kind as the outcome (ids and kinds only).
 fn audit_entries(
@@ -117,9 +135,7 @@ impl Profiles<'_> {
         change.validate()?;
         let now = self.db.now();
         let notice = self.db.settings.consent_notice;
-        let consents = change.consents.clone();
-        let audited = consents.clone();
-        let (profile, scheduled) = self
+        let (profile, scheduled, changed) = self
             .db
             .write_audited(
                 move |txn| {
@@ -127,28 +143,26 @@ impl Profiles<'_> {
                     let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
                     let mut profile = get_record(&profiles, user.to_key(), user)?
                         .unwrap_or_else(|| empty(user, now));
+                    let changed = consents_changed(&profile, &change.consents);
                     change.apply(&mut profile, now);
                     put_record(&mut profiles, user.to_key(), &profile)?;
                     drop(profiles);
-                    // The last audio-storage change of the request decides.
-                    let audio = change
-                        .consents
+                    let scheduled = match changed
                         .iter()
-                        .rev()
-                        .find(|(k, _)| *k == ConsentKind::AudioStorage);
-                    let scheduled = match audio {
+                        .find(|(k, _)| *k == ConsentKind::AudioStorage)
+                    {
                         Some(&(_, granted)) => {
                             audio_consent_changed(txn, user, granted, now, notice)?
                         }
                         None => None,
                     };
-                    Ok((profile, scheduled))
+                    Ok((profile, scheduled, changed))
                 },
-                move |_| audit_entries(now, user, &audited),
+                move |(_, _, changed)| audit_entries(now, user, changed),
             )
             .await?;
         let events = &self.db.settings.privacy_events;
-        for (consent, granted) in consents {
+        for (consent, granted) in changed {
             let _ = events.send(PrivacyEvent::ConsentChanged {
                 user,
                 consent,

@@ -38,7 +38,8 @@ fn assert_last(events: &[AuditEvent], actor: &str, action: &str, target: &str) {
 async fn every_operation_appends_its_entry_and_the_chain_verifies() {
     let t = open_store().await;
     let s = &t.store;
-    let asha = t.user("asha").await;
+    // Asha gives her consent below (a consent given again is no change).
+    let asha = t.bare_user("asha").await;
     let ravi = t.user("ravi").await;
     let (a, r) = (format!("user:{}", asha.id), format!("user:{}", ravi.id));
     assert_last(&all(s).await, "system", "user.create", &r);

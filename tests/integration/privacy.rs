@@ -422,3 +422,54 @@ async fn the_data_directory_and_everything_in_it_are_private() {
         .collect();
     assert_eq!(left, vec![]);
 }
+
+/// Giving a consent already given, or withdrawing one already withdrawn,
+/// changes nothing: no event, no consent audit entry, and no second
+/// erasure scheduled.
+#[tokio::test]
+async fn a_consent_set_to_what_it_was_is_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let u = user(&store, "sunil", true).await;
+    let consent_entries = || {
+        store
+            .audit_events(10_000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action.starts_with("consent.") && e.target == format!("user:{}", u.id))
+            .count()
+    };
+    let mut events = store.privacy().subscribe();
+    let before = consent_entries();
+    store
+        .profiles()
+        .set_consent(u.id, ConsentKind::AudioStorage, true)
+        .await
+        .unwrap();
+    assert!(events.try_recv().is_err(), "no event for no change");
+    assert_eq!(consent_entries(), before);
+    // A real withdrawal: one event, one entry, one erasure ...
+    store
+        .profiles()
+        .set_consent(u.id, ConsentKind::AudioStorage, false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        next(&mut events).await,
+        PrivacyEvent::ConsentChanged { granted: false, .. }
+    ));
+    assert_eq!(consent_entries(), before + 1);
+    store.privacy().run_due().await.unwrap();
+    while events.try_recv().is_ok() {}
+    let erased = store.privacy().erasure(u.id).unwrap();
+    // ... and withdrawing again neither tells anyone nor erases again.
+    store
+        .profiles()
+        .set_consent(u.id, ConsentKind::AudioStorage, false)
+        .await
+        .unwrap();
+    assert!(events.try_recv().is_err(), "no event for no change");
+    assert_eq!(consent_entries(), before + 1);
+    assert_eq!(store.privacy().erasure(u.id).unwrap(), erased);
+    assert!(store.privacy().run_due().await.unwrap().is_empty());
+}
