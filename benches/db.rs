@@ -41,7 +41,7 @@
 
 mod common;
 
-use common::temp_dir;
+use common::{run_concurrent, temp_dir};
 use std::future::Future;
 use std::hint::black_box;
 use std::path::Path;
@@ -150,37 +150,6 @@ impl Rng {
         let r = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
         (r % len as u64) as usize
     }
-}
-
-/// Runs `f(i)` for `i` in `0..n` with `in_flight` tasks; results in order of `i`.
-async fn run_concurrent<T, F, Fut>(n: usize, in_flight: usize, f: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = T> + Send,
-{
-    let f = Arc::new(f);
-    let next = Arc::new(AtomicU64::new(0));
-    let mut handles = Vec::with_capacity(in_flight);
-    for _ in 0..in_flight {
-        let (f, next) = (Arc::clone(&f), Arc::clone(&next));
-        handles.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n {
-                    break out;
-                }
-                out.push((i, f(i).await));
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(n);
-    for h in handles {
-        all.extend(h.await.expect("populate task"));
-    }
-    all.sort_unstable_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, t)| t).collect()
 }
 
 /// Times `iters` calls of `f` from inside a task spawned on the runtime, so

@@ -89,8 +89,7 @@
 
 mod common;
 
-use common::temp_dir;
-use std::future::Future;
+use common::{Rng, run_concurrent, temp_dir};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -181,61 +180,6 @@ fn per_s(n: u64, d: Duration) -> f64 {
 
 fn met(ok: bool) -> &'static str {
     if ok { "MET" } else { "NOT MET" }
-}
-
-/// splitmix64: deterministic pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn index(&mut self, len: usize) -> usize {
-        (self.next() % len as u64) as usize
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-}
-
-/// Runs `f(i)` for `i` in `0..n` with `in_flight` tasks; results in order of `i`.
-async fn run_concurrent<T, F, Fut>(n: usize, in_flight: usize, f: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = T> + Send,
-{
-    let f = Arc::new(f);
-    let next = Arc::new(AtomicU64::new(0));
-    let mut handles = Vec::with_capacity(in_flight);
-    for _ in 0..in_flight {
-        let (f, next) = (Arc::clone(&f), Arc::clone(&next));
-        handles.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if i >= n {
-                    break out;
-                }
-                out.push((i, f(i).await));
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(n);
-    for h in handles {
-        all.extend(h.await.expect("populate task"));
-    }
-    all.sort_unstable_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, t)| t).collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -199,12 +199,13 @@ pub(crate) fn require_consent(
     kind: ConsentKind,
 ) -> Result<(), Error> {
     crate::db::users::load_live(&txn.table(crate::db::schema::USERS)?, user)?;
-    match get(txn, user)? {
-        Some(p) if p.has_consent(kind) => Ok(()),
-        _ => Err(Error::ConsentRequired {
+    if has_consent(txn, user, kind)? {
+        Ok(())
+    } else {
+        Err(Error::ConsentRequired {
             user,
             consent: kind,
-        }),
+        })
     }
 }
 
