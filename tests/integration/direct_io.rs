@@ -11,8 +11,6 @@
 //! (the checkout's filesystem; ext4 here), not a tmpfs `/tmp`.
 #![cfg(target_os = "linux")]
 
-use std::sync::{Arc, Mutex};
-
 use std::time::{Duration, Instant};
 
 use bharatvoice_store::{Actor, ListFilter, ListOptions, NewUser, PutOptions, Store};
@@ -20,35 +18,21 @@ use tokio::io::AsyncWriteExt;
 
 use crate::blobs::{random_bytes, speech_pcm};
 use crate::common::config;
+use crate::logs::{Logs, capture};
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// `direct_bytes` of the `stored` event for file `id`.
-    fn direct_bytes(&self, id: &str) -> u64 {
-        let text = String::from_utf8(self.0.lock().expect("log buffer").clone()).expect("utf-8");
-        let line = text
-            .lines()
-            .find(|l| l.contains("stored") && l.contains(id))
-            .unwrap_or_else(|| panic!("no stored event for {id} in:\n{text}"));
-        let value = line
-            .split("direct_bytes=")
-            .nth(1)
-            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-            .unwrap_or_else(|| panic!("no direct_bytes in {line}"));
-        value.parse().expect("a number")
-    }
+/// `direct_bytes` of the `stored` event for file `id`.
+fn direct_bytes(logs: &Logs, id: &str) -> u64 {
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("stored") && l.contains(id))
+        .unwrap_or_else(|| panic!("no stored event for {id} in:\n{text}"));
+    let value = line
+        .split("direct_bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no direct_bytes in {line}"));
+    value.parse().expect("a number")
 }
 
 /// Mostly zeros (4 KiB chunks of them compress to a few bytes) with a
@@ -65,14 +49,7 @@ fn sparse(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn large_blobs_go_around_the_page_cache_and_read_back_exactly() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture(tracing::Level::DEBUG, false);
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
 
     // (name, chunk size, cache limit, data, expect direct writes)
@@ -125,7 +102,7 @@ async fn large_blobs_go_around_the_page_cache_and_read_back_exactly() {
             .put_bytes(me, user, &data, PutOptions::content_type("audio/wav"))
             .await
             .expect("put");
-        let went_direct = logs.direct_bytes(&f.id.to_string());
+        let went_direct = direct_bytes(&logs, &f.id.to_string());
         assert_eq!(
             went_direct > 0,
             direct,

@@ -39,6 +39,7 @@ mod key_races;
 mod keys;
 mod lifecycle;
 mod locking;
+mod logs;
 mod metrics;
 mod migrate;
 mod migrate_v5;

@@ -14,6 +14,7 @@ use bharatvoice_store::{
 
 use crate::blobs::random_bytes;
 use crate::common::{TestStore, blob_file, config};
+use crate::logs::capture;
 
 /// A store with 4 KiB chunks and the given lifecycle settings.
 async fn store_with(lifecycle: LifecycleConfig) -> TestStore {
@@ -102,41 +103,9 @@ fn replace_by_rename(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Log output of this thread (the tests run on a current-thread runtime,
-/// where the watch's job runs too).
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_blob_file_deleted_behind_the_stores_back_is_marked_logged_and_degrades_health() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = capture(tracing::Level::INFO, false);
     let t = store_with(LifecycleConfig::default()).await;
     let (status, part, detail) = integrity(&t.store).await;
     assert_eq!(

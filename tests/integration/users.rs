@@ -3,6 +3,7 @@
 use bharatvoice_store::{Entity, Error, ListOptions, NewUser, UserId, UserStatus, UserUpdate};
 
 use crate::common::open_store;
+use crate::logs::capture;
 
 #[tokio::test]
 async fn create_and_get_by_id_username_and_email() {
@@ -298,41 +299,9 @@ async fn passwords_are_hashed_checked_and_never_printed() {
     ));
 }
 
-/// Log output captured from a `fmt` subscriber at `level` (spans included).
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(level)
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 #[tokio::test]
 async fn logs_carry_ids_but_never_passwords_or_hashes() {
-    let (buf, _guard) = Logs::capture(tracing::Level::TRACE);
+    let (buf, _guard) = capture(tracing::Level::TRACE, true);
     let t = open_store().await;
     let u = t.user("logged").await;
     t.store
@@ -367,7 +336,7 @@ async fn logs_carry_ids_but_never_passwords_or_hashes() {
 #[tokio::test]
 async fn point_reads_trace_at_debug_and_writes_at_info() {
     for (level, reads_seen) in [(tracing::Level::INFO, false), (tracing::Level::DEBUG, true)] {
-        let (logs, _guard) = Logs::capture(level);
+        let (logs, _guard) = capture(level, true);
         let t = open_store().await;
         let u = t.user("traced").await;
         t.store.users().get(u.id).unwrap();
