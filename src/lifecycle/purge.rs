@@ -11,9 +11,18 @@
 //! row the transaction removes finds the row gone when it commits and
 //! stores its own bytes instead (`blob::put`). Only then are the freed
 //! blobs' address locks taken, a group of 32 at a time, to retire their
-//! files, skipping any address a put has stored again since. A batch is
-//! written in requests of 128 files and 128 sessions, so a foreground
-//! write waits for one such request rather than the whole batch.
+//! files, skipping any address a put has stored again since.
+//!
+//! A batch is written in several requests, so a foreground write waits
+//! for one such request rather than the whole batch. On an idle store a
+//! request carries 128 files and 128 sessions. While other writes commit
+//! beside a request of the purge (and for a pass's first request), the
+//! requests shrink to 16 and 16 and the purge pauses after each as long
+//! as it took, so it takes about half of the writer (and of the disk's
+//! syncs) while the store is busy. In `benches/lifecycle.rs` this brought
+//! a small put's p99 during a purge from 9.7–10.4× its p99 alone to
+//! 2.9–4.9× (the purge under load runs at 2 400 instead of 5 300
+//! records/s).
 //!
 //! A blob's row holds its wrapped data key, and it goes in the same
 //! transaction as the blob's last reference: from that commit the sealed
@@ -43,10 +52,13 @@ use crate::types::{BlobAddress, FileId, SessionId, Timestamp};
 
 pub(crate) const JOB: &str = "purge";
 
-/// Records of each kind one write request of the purge removes: a batch
-/// is written in several such requests, so a foreground write queued
-/// behind the purge waits for one of them, not for the whole batch.
-const WRITE_CHUNK: usize = 128;
+/// Records of each kind one write request of the purge removes while no
+/// other write commits beside it.
+const WRITE_CHUNK_IDLE: usize = 128;
+
+/// Records of each kind per request while other writes commit beside the
+/// purge (each such request is followed by a pause as long as it took).
+const WRITE_CHUNK_BUSY: usize = 16;
 
 /// Freed blobs retired under one set of address locks: a put waits for
 /// at most this many renames, not for the whole batch's.
@@ -126,12 +138,15 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     let mut results = Vec::with_capacity(files.len());
     let mut sessions_purged = 0u64;
     let (mut files, mut sessions) = (files.as_slice(), sessions.as_slice());
+    let mut pace = Pace::new(parts.db);
     while !files.is_empty() || !sessions.is_empty() {
-        let (f, rest) = files.split_at(files.len().min(WRITE_CHUNK));
+        let chunk = pace.chunk();
+        let (f, rest) = files.split_at(files.len().min(chunk));
         files = rest;
-        let (s, rest) = sessions.split_at(sessions.len().min(WRITE_CHUNK));
+        let (s, rest) = sessions.split_at(sessions.len().min(chunk));
         sessions = rest;
         let (f, s) = (f.to_vec(), s.to_vec());
+        let started = std::time::Instant::now();
         let (r, n) = parts
             .db
             .write(move |txn| {
@@ -148,6 +163,8 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
             .await?;
         results.extend(r);
         sessions_purged += n;
+        pace.after(parts.db, started, !files.is_empty() || !sessions.is_empty())
+            .await;
     }
     out.count("sessions_purged", sessions_purged);
     out.skip(
@@ -179,6 +196,46 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
         tracing::info!(counts = ?out.counts, "purged");
     }
     Ok(out)
+}
+
+/// How the purge shares the writer: big requests while it has the store
+/// to itself, small ones and a pause after each while other writes commit.
+/// A pass starts small: its first request finds out which.
+struct Pace {
+    busy: bool,
+    /// The writer's request count when last looked at.
+    seen: u64,
+}
+
+impl Pace {
+    fn new(db: &Db) -> Pace {
+        Pace {
+            busy: true,
+            seen: db.write_stats().requests,
+        }
+    }
+
+    fn chunk(&self) -> usize {
+        if self.busy {
+            WRITE_CHUNK_BUSY
+        } else {
+            WRITE_CHUNK_IDLE
+        }
+    }
+
+    /// After a request that began at `started`: whether others wrote since
+    /// the last look (the request itself is one of the count), and if so a
+    /// pause as long as the request took before the next one (`more`).
+    async fn after(&mut self, db: &Db, started: std::time::Instant, more: bool) {
+        let took = started.elapsed();
+        let now = db.write_stats().requests;
+        self.busy = now.saturating_sub(self.seen) > 1;
+        if self.busy && more {
+            tokio::time::sleep(took).await;
+        }
+        // Writes during the pause count towards the next look.
+        self.seen = now;
+    }
 }
 
 /// Retires freed blobs (their rows are gone) a group of [`RETIRE_GROUP`]
@@ -234,4 +291,53 @@ pub(crate) async fn destroy_retired_of(blobs: &BlobStore) -> Result<u64, Error> 
     tokio::task::spawn_blocking(move || backend.destroy_retired())
         .await
         .map_err(|e| Error::join("destroying retired blobs", e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One purge request (an empty write) and the look after it; how
+    /// long the request took.
+    async fn request(db: &Db, pace: &mut Pace, other_writes: u32) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        db.write(|_| Ok(())).await.unwrap();
+        for _ in 0..other_writes {
+            db.write(|_| Ok(())).await.unwrap();
+        }
+        let took = started.elapsed();
+        pace.after(db, started, true).await;
+        took
+    }
+
+    #[tokio::test]
+    async fn the_purge_takes_small_requests_while_others_write_and_big_ones_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(crate::Config::new(dir.path()).password_cost(8, 1))
+            .await
+            .unwrap();
+        let db = store.db();
+        let mut pace = Pace::new(db);
+        assert_eq!(pace.chunk(), WRITE_CHUNK_BUSY, "a pass starts small");
+
+        // The purge's request alone: big requests from then on.
+        request(db, &mut pace, 0).await;
+        assert_eq!(pace.chunk(), WRITE_CHUNK_IDLE);
+
+        // Another write commits beside the next request: small again, and
+        // a pause as long as the request took.
+        let started = std::time::Instant::now();
+        let took = request(db, &mut pace, 1).await;
+        assert_eq!(pace.chunk(), WRITE_CHUNK_BUSY);
+        assert!(started.elapsed() >= took * 2, "paused as long as it took");
+
+        // A write between two looks (during the pause) counts.
+        db.write(|_| Ok(())).await.unwrap();
+        request(db, &mut pace, 0).await;
+        assert_eq!(pace.chunk(), WRITE_CHUNK_BUSY);
+
+        // Quiet again: big requests.
+        request(db, &mut pace, 0).await;
+        assert_eq!(pace.chunk(), WRITE_CHUNK_IDLE);
+    }
 }
