@@ -343,9 +343,12 @@ impl Store {
         crate::Audit { db: &self.inner.db }
     }
 
-    #[cfg(test)]
     pub(crate) fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    pub(crate) fn cache_core(&self) -> &CacheCore {
+        &self.inner.cache
     }
 
     #[cfg(test)]

@@ -15,6 +15,8 @@
 //! `set`) or must read it (`set --nx/--xx`, `incr` of a key not in memory)
 //! was refused and changed nothing; 14 a write refused because the store is
 //! open read-only (its data directory is not writable by this process).
+//! `health` alone exits by the store's status: 0 healthy, 1 degraded,
+//! 2 unhealthy.
 
 mod audit;
 mod cache;
@@ -29,6 +31,7 @@ mod file_transfer;
 mod gc;
 mod keys;
 mod migrate;
+mod ops;
 mod output;
 mod user;
 mod user_export;
@@ -87,6 +90,10 @@ pub(crate) enum Command {
     Audit(audit::AuditCommand),
     /// Expire, purge and collect orphans now (or show what would go).
     Gc(gc::GcArgs),
+    /// Each part's health; exits 0 healthy, 1 degraded, 2 unhealthy.
+    Health,
+    /// Give the free pages of store.redb and cache.redb back to the disk.
+    Compact,
     /// Store each file that appears in a folder for a user, then remove it
     /// from the folder; runs until Ctrl-C or SIGTERM.
     Watch(watch::WatchArgs),
@@ -168,6 +175,8 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::File(cmd) => file::run(&cli, cmd, &out).await,
         Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
         Command::Gc(args) => gc::run(&cli, args, &out).await,
+        Command::Health => ops::health(&cli, &out).await,
+        Command::Compact => ops::compact(&cli, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
         Command::Audit(cmd) => audit::run(&cli, cmd, &out).await,

@@ -14,9 +14,6 @@ impl Db {
     /// no transaction begins until it returns (reads already open finish;
     /// `f` may meet them as `TransactionInProgress`). A read-only store
     /// refuses with [`Error::ReadOnly`].
-    // Operations (verify, compaction) are its callers; until they land,
-    // only the tests.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn exclusive<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -27,7 +24,6 @@ impl Db {
 
     /// Compacts `store.redb` (exclusive): returns whether it shrank, or
     /// [`Error::Busy`] if reads kept it busy for a second.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn compact(&self) -> Result<bool, Error> {
         self.exclusive(|db| {
             for _ in 0..100 {

@@ -45,7 +45,6 @@ enum Request {
     /// A write, batched with its neighbours into one commit.
     Write(Box<dyn Job>),
     /// Work with the database to itself (see [`Writer::exclusive`]).
-    #[cfg_attr(not(test), allow(dead_code))]
     Exclusive(ExclusiveWork),
 }
 
@@ -225,7 +224,6 @@ impl Writer {
     /// the writes queued before it have committed, under the engine's
     /// write lock (no transaction begins meanwhile), and before any write
     /// queued after it. A panic in `f` is [`Error::Corrupt`].
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) async fn exclusive<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,

@@ -1,1 +1,3 @@
 //! Seam for operations: backup, restore, verify, health, metrics export.
+
+pub(crate) mod compact;

@@ -29,6 +29,14 @@ pub fn add_user(d: &Path, name: &str) -> String {
     u["id"].as_str().unwrap().to_string()
 }
 
+/// `bvstore --json file put PATH --user USER EXTRA...`: the record.
+pub fn put_file(d: &Path, input: &Path, user: &str, extra: &[&str]) -> serde_json::Value {
+    let input = input.to_str().unwrap();
+    let mut args = vec!["--json", "file", "put", input, "--user", user];
+    args.extend_from_slice(extra);
+    json(&bvstore(d, &args))
+}
+
 #[test]
 fn put_get_range_ls_share_and_verify() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,21 +47,12 @@ fn put_get_range_ls_share_and_verify() {
     let input = dir.path().join("clip.wav");
     let data = crate::blobs::speech_pcm(300_000, 5);
     std::fs::write(&input, &data).unwrap();
-    let rec = json(&bvstore(
+    let rec = put_file(
         &d,
-        &[
-            "--json",
-            "file",
-            "put",
-            input.to_str().unwrap(),
-            "--user",
-            "mira",
-            "--retention-days",
-            "5",
-            "--tag",
-            "demo",
-        ],
-    ));
+        &input,
+        "mira",
+        &["--retention-days", "5", "--tag", "demo"],
+    );
     assert_eq!(rec["plain_bytes"], 300_000);
     assert_eq!(rec["content_type"], "audio/wav");
     assert_eq!(rec["name"], "clip.wav");

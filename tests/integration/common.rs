@@ -42,6 +42,21 @@ impl TestStore {
             .expect("create user")
     }
 
+    /// Stores `bytes` for `user`, as the user, with `options`.
+    pub async fn put_as(
+        &self,
+        user: &User,
+        bytes: &[u8],
+        options: bharatvoice_store::PutOptions,
+    ) -> bharatvoice_store::AudioFile {
+        let me = bharatvoice_store::Actor::User(user.id);
+        self.store
+            .files()
+            .put_bytes(me, user.id, bytes, options)
+            .await
+            .expect("put")
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

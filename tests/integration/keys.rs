@@ -11,17 +11,7 @@ use crate::common::{config, open_store};
 async fn the_embedded_key_is_private_and_a_wrong_key_fails_at_open() {
     let t = open_store().await;
     let u = t.user("hari").await;
-    let f = t
-        .store
-        .files()
-        .put_bytes(
-            Actor::User(u.id),
-            u.id,
-            b"secret audio",
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
+    let f = t.put_as(&u, b"secret audio", PutOptions::default()).await;
     let key_file = t.dir.path().join("master.key");
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);

@@ -21,6 +21,7 @@ mod cache_tiers;
 mod cli;
 mod cli_safety;
 mod clock;
+mod compact;
 mod config;
 mod context_trim;
 mod corrupt;

@@ -416,6 +416,20 @@ impl Tier2 {
         }
     }
 
+    /// Commits what is pending, then compacts `cache.redb`: whether it
+    /// shrank. [`Error::Busy`] if lookups kept the file busy for a second;
+    /// `Err` while tier 2 is degraded.
+    pub(crate) async fn compact(&self) -> Result<bool, Error> {
+        self.writable()?;
+        match self.command(Cmd::Compact).await? {
+            Reply::Compacted { shrank: Some(s) } => Ok(s),
+            _ => Err(Error::Busy {
+                what: "compacting the cache",
+                detail: "lookups stayed in progress for a second".into(),
+            }),
+        }
+    }
+
     /// Waits until every write issued before it is committed; `Err` if
     /// tier 2 could not take them.
     pub(crate) async fn flush(&self) -> Result<(), Error> {

@@ -40,6 +40,10 @@ pub(crate) enum Reply {
         stale: u64,
         evicted: u64,
     },
+    /// A compaction: whether the file shrank (`None`: readers kept it busy).
+    Compacted {
+        shrank: Option<bool>,
+    },
     /// Tier 2 is degraded: the command was not committed (its key is
     /// remembered, so that recovery drops a row that may have fallen behind).
     Degraded,
@@ -70,6 +74,8 @@ pub(crate) enum Cmd {
     Flush,
     /// Run the sweep after the batch (the cache's housekeeping job).
     Sweep,
+    /// Compact the file after the batch.
+    Compact,
 }
 
 pub(crate) struct Command {

@@ -138,13 +138,16 @@ impl Writer<'_> {
     }
 
     fn process(&mut self, mut batch: Batch) {
-        let sweeps: Vec<Command> = batch
+        let after: Vec<Command> = batch
             .commands
-            .extract_if(.., |c| matches!(c.cmd, Cmd::Sweep))
+            .extract_if(.., |c| matches!(c.cmd, Cmd::Sweep | Cmd::Compact))
             .collect();
         self.commit_batch(batch);
-        for c in sweeps {
-            let reply = self.sweep();
+        for c in after {
+            let reply = match c.cmd {
+                Cmd::Compact => self.compact(),
+                _ => self.sweep(),
+            };
             if let Some(tx) = c.reply {
                 let _ = tx.send(reply);
             }
@@ -240,10 +243,49 @@ impl Writer<'_> {
                 | Cmd::TagBump { .. }
                 | Cmd::Reclaim { .. }
                 | Cmd::Flush
-                | Cmd::Sweep => {}
+                | Cmd::Sweep
+                | Cmd::Compact => {}
             }
             if let Some(tx) = c.reply {
                 let _ = tx.send(Reply::Degraded);
+            }
+        }
+    }
+
+    /// Compacts the file: new lookups wait on the handle's slot meanwhile,
+    /// and the compaction starts once the lookups in flight have let go of
+    /// their handles (up to a second; then `shrank: None`).
+    fn compact(&mut self) -> Reply {
+        let Some(mine) = self.db.take() else {
+            return Reply::Degraded;
+        };
+        drop(mine);
+        let shared = self.shared;
+        let Ok(mut slot) = shared.db.write() else {
+            return Reply::Degraded;
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let outcome = loop {
+            let Some(db) = slot.as_mut() else {
+                break Ok(None);
+            };
+            if let Some(db) = Arc::get_mut(db) {
+                break shared
+                    .engine("compacting", || db.compact().map_err(redb::Error::from))
+                    .map(Some);
+            }
+            if Instant::now() >= deadline {
+                break Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        self.db = slot.clone();
+        drop(slot);
+        match outcome {
+            Ok(shrank) => Reply::Compacted { shrank },
+            Err(e) => {
+                self.shared.note_error(e);
+                Reply::Degraded
             }
         }
     }
@@ -465,7 +507,7 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, re
                         let (version, rows) = t.bump_tag(&tag.name, *version)?;
                         replies[i] = Reply::Bumped { version, rows };
                     }
-                    Cmd::Flush | Cmd::Sweep => {}
+                    Cmd::Flush | Cmd::Sweep | Cmd::Compact => {}
                 }
             }
             t.enforce_capacity(shared.settings.capacity)?;
