@@ -122,6 +122,7 @@ pub use model::session::{ConversationSession, Role, Turn};
 pub use model::user::{NewUser, User, UserStatus, UserUpdate};
 pub use model::validate::{LanguageTag, is_control_or_bidi, normalize_email, normalize_username};
 pub use ops::compact::{CompactReport, CompactedFile};
+pub use ops::stats::{ContentTypeStats, StoreStats, TOP_USERS, UserStats};
 pub use privacy::{
     ConsentSummary, ErasureReport, ErasureStep, ExportReport, FileCounts, GrantCounts, Privacy,
     PrivacyConfig, ProfileSummary, SessionCounts, TypeCount, UserSummary,

@@ -92,6 +92,9 @@ pub(crate) enum Command {
     Gc(gc::GcArgs),
     /// Each part's health; exits 0 healthy, 1 degraded, 2 unhealthy.
     Health,
+    /// What the store holds: counts, sizes, compression by content type,
+    /// dedup savings, the largest users, cache hit ratio, settings.
+    Stats,
     /// Give the free pages of store.redb and cache.redb back to the disk.
     Compact,
     /// Store each file that appears in a folder for a user, then remove it
@@ -176,6 +179,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
         Command::Gc(args) => gc::run(&cli, args, &out).await,
         Command::Health => ops::health(&cli, &out).await,
+        Command::Stats => ops::stats(&cli, &out).await,
         Command::Compact => ops::compact(&cli, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,

@@ -1,9 +1,10 @@
-//! `bvstore health` and `bvstore compact`: an operator's view of the
-//! store's state and the one maintenance step that needs it to itself.
+//! `bvstore health`, `bvstore stats` and `bvstore compact`: an operator's
+//! view of the store's state and what it holds, and the one maintenance
+//! step that needs it to itself.
 
 use std::process::ExitCode;
 
-use bharatvoice_store::{CompactReport, Health, HealthStatus};
+use bharatvoice_store::{CompactReport, Health, HealthStatus, Store, StoreStats};
 
 use super::{Cli, Out, Outcome, clean, done, open};
 
@@ -36,6 +37,92 @@ fn health_table(h: &Health) -> String {
             clean(&p.detail)
         ));
     }
+    lines.join("\n")
+}
+
+/// `bvstore stats`: counts, sizes, compression by content type, dedup
+/// savings, the largest users, the cache's hit ratio and the settings
+/// that bound growth.
+pub(crate) async fn stats(cli: &Cli, out: &Out) -> Outcome {
+    let store = open(cli).await?;
+    let stats = store.stats().await?;
+    let result = out.emit(&stats, || stats_text(&store, &stats));
+    store.close().await;
+    done(result)
+}
+
+fn stats_text(store: &Store, s: &StoreStats) -> String {
+    let mut lines = vec![
+        format!("users      {:>10}  ({} deleted)", s.users, s.users_deleted),
+        format!(
+            "sessions   {:>10}  ({} deleted, {} turns)",
+            s.sessions, s.sessions_deleted, s.turns
+        ),
+        format!(
+            "files      {:>10}  ({} deleted), {} of audio",
+            s.files,
+            s.files_deleted,
+            size(s.plain_bytes)
+        ),
+        format!(
+            "blobs      {:>10}  {} stored; deduplication saves {}",
+            s.blobs,
+            size(s.blob_stored_bytes),
+            size(s.dedup_saved_bytes)
+        ),
+        String::new(),
+        format!(
+            "{:<24} {:>8} {:>10} {:>10} {:>6} {:>8}",
+            "content type", "files", "plain", "stored", "ratio", "raw"
+        ),
+    ];
+    for t in &s.by_content_type {
+        lines.push(format!(
+            "{:<24} {:>8} {:>10} {:>10} {:>6.2} {:>8}",
+            clean(&t.content_type),
+            t.files,
+            size(t.plain_bytes),
+            size(t.stored_bytes),
+            t.ratio,
+            t.uncompressed_files
+        ));
+    }
+    if !s.top_users.is_empty() {
+        lines.push(String::new());
+        lines.push(format!("{:<36} {:>8} {:>10}", "user", "blobs", "stored"));
+        for u in &s.top_users {
+            let name = store
+                .users()
+                .get(u.user)
+                .map(|user| user.username)
+                .unwrap_or_else(|_| u.user.to_string());
+            lines.push(format!(
+                "{:<36} {:>8} {:>10}",
+                clean(&name),
+                u.blobs,
+                size(u.stored_bytes)
+            ));
+        }
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "cache      {} lookups, hit ratio {:.1} %, {} entries in memory",
+        s.cache.lookups,
+        s.cache.hit_ratio * 100.0,
+        s.cache.tier1.entries
+    ));
+    lines.push(format!(
+        "files      store.redb {}, cache.redb {}",
+        size(s.db_file_bytes),
+        size(s.cache_file_bytes)
+    ));
+    lines.push(format!(
+        "settings   retention {} days; per-user quota {}; {} kept free; data region {}",
+        s.default_retention_days,
+        s.user_quota_bytes.map_or("none".into(), size),
+        size(s.min_free_bytes),
+        s.data_region.as_deref().unwrap_or("not set")
+    ));
     lines.join("\n")
 }
 

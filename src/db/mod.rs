@@ -66,6 +66,7 @@ mod records;
 mod schema;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;
+pub(crate) mod stats;
 pub(crate) mod txn;
 pub(crate) mod usage;
 pub(crate) mod user_record;

@@ -1,3 +1,4 @@
 //! Seam for operations: backup, restore, verify, health, metrics export.
 
 pub(crate) mod compact;
+pub(crate) mod stats;

@@ -56,6 +56,7 @@ mod rate_limits;
 mod read_only;
 mod region;
 mod sessions;
+mod stats;
 mod store_damage;
 mod tamper;
 mod tamper_watch;
