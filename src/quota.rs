@@ -271,7 +271,7 @@ pub(crate) fn allowance(
 /// Space on the disk holding `dir`.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn disk_space(dir: &Path, floor: u64) -> Result<Option<DiskSpace>, Error> {
+pub(crate) fn disk_space(dir: &Path, floor: u64) -> Result<Option<DiskSpace>, Error> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| Error::invalid("blob directory", "contains a NUL byte"))?;

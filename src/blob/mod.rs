@@ -264,11 +264,14 @@ impl BlobStore {
         })
     }
 
-    /// The blob storage's health: `tmp/` is a directory of the store's and
-    /// the backend answers a listing.
+    /// The blob storage's health: `tmp/` is a directory of the store's,
+    /// the backend answers a listing, and the disk has more free space
+    /// than the floor puts keep (degraded when it has not: puts are
+    /// refused).
     pub(crate) async fn health(&self) -> crate::health::PartHealth {
         use crate::health::{HealthStatus, PartHealth};
         let (backend, tmp) = (Arc::clone(&self.backend), self.tmp_dir.clone());
+        let floor = self.quota.min_free_bytes;
         let probe = tokio::task::spawn_blocking(move || {
             match std::fs::symlink_metadata(&tmp) {
                 Ok(m) if m.is_dir() => {}
@@ -277,12 +280,29 @@ impl BlobStore {
             }
             backend
                 .list(None, 1)
-                .map(|_| backend.name())
-                .map_err(|e| format!("the {} backend cannot list: {e}", backend.name()))
+                .map_err(|e| format!("the {} backend cannot list: {e}", backend.name()))?;
+            let space = crate::quota::disk_space(&tmp, floor).map_err(|e| e.to_string())?;
+            Ok((backend.name(), space))
         })
         .await;
         match probe {
-            Ok(Ok(name)) => PartHealth::new(
+            Ok(Ok((name, Some(space)))) if space.available < space.floor => PartHealth::new(
+                "blobs",
+                HealthStatus::Degraded,
+                format!(
+                    "{name} backend answers, but {} bytes are free on its disk, under the floor of {} that puts keep free: puts are refused",
+                    space.available, space.floor
+                ),
+            ),
+            Ok(Ok((name, Some(space)))) => PartHealth::new(
+                "blobs",
+                HealthStatus::Healthy,
+                format!(
+                    "{name} backend answers; {} of {} bytes free on its disk (floor {})",
+                    space.available, space.total, space.floor
+                ),
+            ),
+            Ok(Ok((name, None))) => PartHealth::new(
                 "blobs",
                 HealthStatus::Healthy,
                 format!("{name} backend answers"),

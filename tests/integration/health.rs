@@ -94,3 +94,36 @@ async fn a_closed_store_is_unhealthy() {
     assert_eq!(status(&h, "database"), HealthStatus::Unhealthy, "{h:?}");
     assert_eq!(status(&h, "cache"), HealthStatus::Unhealthy, "{h:?}");
 }
+
+#[tokio::test]
+async fn free_space_under_the_floor_degrades_the_blob_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = |floor| bharatvoice_store::QuotaConfig::default().min_free_bytes(floor);
+    let store = Store::open(config(dir.path()).quota(quota(u64::MAX / 2)))
+        .await
+        .unwrap();
+    let h = store.health().await;
+    assert_eq!(
+        (h.status, status(&h, "blobs")),
+        (HealthStatus::Degraded, HealthStatus::Degraded),
+        "{h:?}"
+    );
+    let detail = &h.part("blobs").unwrap().detail;
+    assert!(detail.contains("puts are refused"), "{detail}");
+    store.close().await;
+    drop(store);
+
+    // The same disk under a floor it clears: healthy, with the figures.
+    let store = Store::open(config(dir.path()).quota(quota(1)))
+        .await
+        .unwrap();
+    let h = store.health().await;
+    assert_eq!(status(&h, "blobs"), HealthStatus::Healthy, "{h:?}");
+    assert!(
+        h.part("blobs")
+            .unwrap()
+            .detail
+            .contains("bytes free on its disk (floor 1)"),
+        "{h:?}"
+    );
+}
