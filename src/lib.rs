@@ -86,6 +86,7 @@ pub use audit::config::AuditConfig;
 pub use audit::{Audit, AuditFilter};
 pub use blob::crypto::SecretKey as MasterKey;
 pub use blob::files::Files;
+pub use blob::format::FORMAT_VERSION as BLOB_FORMAT_VERSION;
 pub use blob::keys::MasterKeySource;
 pub use blob::keys_view::{KeyStatus, Keys, MasterRotation};
 pub use blob::reader::FileReader;

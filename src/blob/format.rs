@@ -48,8 +48,9 @@ use crate::error::Error;
 
 /// The magic bytes that open every blob.
 pub(crate) const MAGIC: &[u8; 6] = b"BVBLOB";
-/// The container version written now.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The blob container version this build writes (and the only one it
+/// reads): see `docs/FORMAT.md`.
+pub const FORMAT_VERSION: u8 = 1;
 /// Size of the header.
 pub(crate) const HEADER_LEN: usize = 40;
 /// Size of the trailer.

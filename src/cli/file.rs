@@ -39,8 +39,8 @@ pub(crate) struct LsArgs {
     /// Only files with this tag.
     #[arg(long)]
     tag: Option<String>,
-    /// At most this many.
-    #[arg(long, default_value_t = 50)]
+    /// At most this many, 1 to 1000 (default 50).
+    #[arg(long, default_value_t = 50, value_parser = super::page_limit())]
     limit: usize,
     /// Continue after this cursor.
     #[arg(long)]

@@ -47,7 +47,7 @@ pub(crate) use output::{Out, clean, clean_path, page_text};
 
 /// bvstore: the embedded store of the BharatVoice assistant.
 #[derive(Debug, Parser)]
-#[command(name = "bvstore", version, about, long_about = None)]
+#[command(name = "bvstore", version, long_version = long_version(), about, long_about = None)]
 pub(crate) struct Cli {
     /// Data directory (default ./bharatvoice-data, or $BV_DATA_DIR).
     #[arg(long, global = true, value_name = "DIR")]
@@ -157,6 +157,27 @@ pub(crate) async fn open_long_running(cli: &Cli) -> Result<Store, Error> {
 /// Opens the store, creating it where there is none.
 pub(crate) async fn open_or_create(cli: &Cli, mode: OpenMode) -> Result<Store, Error> {
     Store::open(config_of(cli)?.open_mode(mode)).await
+}
+
+/// `--version`: the crate's version with the schema and blob format
+/// versions this build writes.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (store schema {}, blob format {})",
+            env!("CARGO_PKG_VERSION"),
+            bharatvoice_store::SCHEMA_VERSION,
+            bharatvoice_store::BLOB_FORMAT_VERSION
+        )
+    })
+}
+
+/// The `--limit` of a listing: a page of 1 to 1000 items (the library
+/// reads 0 as its default and caps larger pages, which on a command line
+/// would only surprise).
+pub(crate) fn page_limit() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000)
 }
 
 /// What every command comes to: an exit code, or an error that picks one.

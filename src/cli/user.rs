@@ -78,8 +78,8 @@ pub(crate) struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
-    /// At most this many (default 50).
-    #[arg(long, default_value_t = 50)]
+    /// At most this many, 1 to 1000 (default 50).
+    #[arg(long, default_value_t = 50, value_parser = super::page_limit())]
     limit: usize,
     /// Continue after this cursor (printed by the previous page).
     #[arg(long)]

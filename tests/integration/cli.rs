@@ -253,3 +253,40 @@ fn migrate_status_on_an_empty_directory() {
         "status changes nothing"
     );
 }
+
+#[test]
+fn version_names_the_formats_and_page_limits_outside_1_to_1000_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let v = bvstore(d, &["--version"]);
+    assert!(v.status.success());
+    assert_eq!(
+        stdout(&v).trim(),
+        format!(
+            "bvstore {} (store schema {}, blob format {})",
+            env!("CARGO_PKG_VERSION"),
+            bharatvoice_store::SCHEMA_VERSION,
+            bharatvoice_store::BLOB_FORMAT_VERSION
+        )
+    );
+    crate::common::init(d);
+    for bad in ["0", "1001"] {
+        for cmd in [
+            &["user", "list", "--limit", bad][..],
+            &["file", "ls", "--user", "x", "--limit", bad][..],
+        ] {
+            let o = bvstore(d, cmd);
+            assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+            assert!(
+                stderr(&o).contains("is not in 1..=1000"),
+                "{cmd:?}: {}",
+                stderr(&o)
+            );
+        }
+    }
+    assert!(
+        bvstore(d, &["user", "list", "--limit", "1000"])
+            .status
+            .success()
+    );
+}
