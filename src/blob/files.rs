@@ -271,7 +271,7 @@ impl Files<'_> {
         };
         self.db
             .list(bound, move |txn| {
-                crate::db::files::page_of_owner(txn, owner, &options, |f| {
+                crate::db::files::page_of_owner(txn, owner, &options, filter.deleted, |f| {
                     filter
                         .content_type
                         .as_ref()

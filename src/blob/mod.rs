@@ -183,6 +183,10 @@ pub struct ListFilter {
     pub session_id: Option<SessionId>,
     /// Only files with this tag.
     pub tag: Option<String>,
+    /// List the trash instead: only soft-deleted files, which
+    /// [`Files::restore`](crate::Files::restore) brings back until the
+    /// purge takes them.
+    pub deleted: bool,
 }
 
 /// What verifying a file found (an error is returned when it fails).

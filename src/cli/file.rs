@@ -39,6 +39,10 @@ pub(crate) struct LsArgs {
     /// Only files with this tag.
     #[arg(long)]
     tag: Option<String>,
+    /// List the trash: soft-deleted files (`file restore` brings one back
+    /// until the purge takes it).
+    #[arg(long)]
+    deleted: bool,
     /// At most this many, 1 to 1000 (default 50).
     #[arg(long, default_value_t = 50, value_parser = super::page_limit())]
     limit: usize,
@@ -139,6 +143,7 @@ async fn ls(store: &Store, args: &LsArgs, out: &Out) -> Outcome {
     let filter = ListFilter {
         content_type: args.content_type.clone(),
         tag: args.tag.clone(),
+        deleted: args.deleted,
         ..Default::default()
     };
     let page = store

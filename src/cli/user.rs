@@ -78,6 +78,9 @@ pub(crate) struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ListArgs {
+    /// List the trash: soft-deleted users (`user restore` brings one back).
+    #[arg(long)]
+    deleted: bool,
     /// At most this many, 1 to 1000 (default 50).
     #[arg(long, default_value_t = 50, value_parser = super::page_limit())]
     limit: usize,
@@ -246,14 +249,19 @@ async fn list(store: &Store, args: &ListArgs, out: &Out) -> Outcome {
         .as_deref()
         .map(str::parse::<Cursor>)
         .transpose()?;
-    let page = store
-        .users()
-        .list(ListOptions {
-            limit: args.limit,
-            after,
-        })
-        .await?;
-    done(out.emit(&page, || page_text(&page, user_line, "no users")))
+    let options = ListOptions {
+        limit: args.limit,
+        after,
+    };
+    let (page, empty) = if args.deleted {
+        (
+            store.users().list_deleted(options).await?,
+            "no deleted users",
+        )
+    } else {
+        (store.users().list(options).await?, "no users")
+    };
+    done(out.emit(&page, || page_text(&page, user_line, empty)))
 }
 
 /// `bvstore user rm`.

@@ -173,12 +173,14 @@ pub(crate) fn insert_record(
     Ok(f)
 }
 
-/// One page of an owner's live records, newest first, keeping those
-/// `keep` accepts (`files_by_owner` is keyed by time-ordered file ids).
+/// One page of an owner's live records (or, with `deleted`, of the
+/// soft-deleted ones: the trash), newest first, keeping those `keep`
+/// accepts (`files_by_owner` is keyed by time-ordered file ids).
 pub(crate) fn page_of_owner(
     txn: &redb::ReadTransaction,
     owner: UserId,
     options: &ListOptions,
+    deleted: bool,
     keep: impl Fn(&AudioFile) -> bool,
 ) -> Result<Page<AudioFile>, Error> {
     let limit = options.effective_limit();
@@ -199,7 +201,7 @@ pub(crate) fn page_of_owner(
         let f: AudioFile = get_record(&files, id.to_key(), id)?.ok_or_else(|| {
             Error::corrupt("files_by_owner", format!("points to missing file {id}"))
         })?;
-        if f.deleted_at.is_some() || !keep(&f) {
+        if f.deleted_at.is_some() != deleted || !keep(&f) {
             continue;
         }
         if items.len() == limit {
@@ -232,7 +234,7 @@ impl FileRecords<'_> {
         let limit = options.effective_limit();
         self.db
             .list(limit, move |txn| {
-                page_of_owner(txn, owner, &options, |_| true)
+                page_of_owner(txn, owner, &options, false, |_| true)
             })
             .await
     }

@@ -360,10 +360,23 @@ impl Users<'_> {
     /// Live users, newest first, a page at a time.
     #[instrument(skip(self))]
     pub async fn list(&self, options: ListOptions) -> Result<Page<User>, Error> {
+        self.page(options, false).await
+    }
+
+    /// Soft-deleted users (the trash), newest first, a page at a time:
+    /// [`restore`](Self::restore) brings one back.
+    #[instrument(skip(self))]
+    pub async fn list_deleted(&self, options: ListOptions) -> Result<Page<User>, Error> {
+        self.page(options, true).await
+    }
+
+    async fn page(&self, options: ListOptions, deleted: bool) -> Result<Page<User>, Error> {
         let limit = options.effective_limit();
         let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
+        // The trash is found by passing over live users: not inline.
+        let bound = if deleted { usize::MAX } else { limit };
         self.db
-            .list(limit, move |txn| {
+            .list(bound, move |txn| {
                 let users = txn.open_table(USERS).ctx("opening users")?;
                 let mut items = Vec::with_capacity(limit.min(64));
                 let mut next = None;
@@ -371,7 +384,7 @@ impl Users<'_> {
                     let (k, v) = row.ctx("listing users")?;
                     let id = UserId::from_key(k.value());
                     let user = user_record::decode_row(v.value(), id)?;
-                    if user.deleted_at.is_some() {
+                    if user.deleted_at.is_some() != deleted {
                         continue;
                     }
                     if items.len() == limit {

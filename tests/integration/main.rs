@@ -60,5 +60,6 @@ mod stats;
 mod store_damage;
 mod tamper;
 mod tamper_watch;
+mod trash;
 mod users;
 mod writer;
