@@ -138,6 +138,7 @@ impl Store {
         {
             crate::privacy::region::record(&store.inner.db, r).await?;
         }
+        crate::db::migrate_v10::seal_plain_rows(&store.inner.db).await?;
         store.inner.jobs.start();
         let inner = &store.inner;
         (inner.tamper)

@@ -39,6 +39,7 @@ use base64::Engine;
 use crate::blob::crypto::{SecretKey, WrappedKey, unwrap, wrap};
 use crate::db::Db;
 use crate::db::keys::{self as stored, OwnerKeysRecord};
+use crate::db::sealing::{RecordKey, RecordKeys, Sealer};
 use crate::error::Error;
 use crate::types::{BlobAddress, UserId};
 
@@ -54,6 +55,12 @@ pub(crate) fn kek_context(owner: UserId, version: u32) -> Vec<u8> {
 
 pub(crate) fn address_context(owner: UserId) -> Vec<u8> {
     let mut c = b"bv/address-key/".to_vec();
+    c.extend_from_slice(owner.as_uuid().as_bytes());
+    c
+}
+
+pub(crate) fn record_key_context(owner: UserId) -> Vec<u8> {
+    let mut c = b"bv/record-key/".to_vec();
     c.extend_from_slice(owner.as_uuid().as_bytes());
     c
 }
@@ -152,6 +159,8 @@ pub(crate) struct KeyringState {
     source: MasterKeySource,
     keks: Mutex<HashMap<(UserId, u32), SecretKey>>,
     address_keys: Mutex<HashMap<UserId, SecretKey>>,
+    /// Owners' record keys (`db::sealing`), derived from committed rows.
+    record_keys: Mutex<HashMap<UserId, Arc<RecordKey>>>,
 }
 
 /// The master key, and during a rotation the key it is moving to.
@@ -224,7 +233,9 @@ impl Keyring {
             source,
             keks: Mutex::new(HashMap::new()),
             address_keys: Mutex::new(HashMap::new()),
+            record_keys: Mutex::new(HashMap::new()),
         }));
+        db.install_sealer(Sealer::new(Arc::new(keyring.clone())));
         crate::blob::audit_key::load(db, &keyring).await?;
         Ok(keyring)
     }
@@ -407,25 +418,22 @@ impl Keyring {
         if let Some(keys) = existing {
             return Ok(keys);
         }
-        let (kek, address) = (SecretKey::generate()?, SecretKey::generate()?);
         let keyring = self.clone();
         db.write(move |txn| {
             crate::db::users::require_live(txn, owner)?;
             // Wrapped and unwrapped under the master key this transaction sees.
             let master = keyring.master_in(txn)?;
-            if let Some(existing) = stored::get(txn, owner)? {
-                let kek = unwrap_version(&master, &existing, owner, existing.current)?;
-                let address = unwrap_address_under(&master, &existing, owner)?;
-                return Ok((existing.current, kek, address));
-            }
-            let fresh = OwnerKeysRecord {
-                current: 1,
-                versions: vec![(1, wrap(&master, &kek, &kek_context(owner, 1))?)],
-                address: wrap(&master, &address, &address_context(owner))?,
-                rotating: false,
+            let row = match stored::get(txn, owner)? {
+                Some(existing) => existing,
+                None => {
+                    let fresh = Self::fresh_row(&master, owner)?;
+                    stored::put(txn, owner, &fresh)?;
+                    fresh
+                }
             };
-            stored::put(txn, owner, &fresh)?;
-            Ok((1, kek.clone(), address.clone()))
+            let kek = unwrap_version(&master, &row, owner, row.current)?;
+            let address = unwrap_address_under(&master, &row, owner)?;
+            Ok((row.current, kek, address))
         })
         .await
     }
@@ -495,6 +503,55 @@ impl Keyring {
         }
         if let Ok(mut m) = self.address_keys.lock() {
             m.remove(&owner);
+        }
+        if let Ok(mut m) = self.record_keys.lock() {
+            m.remove(&owner);
+        }
+    }
+
+    /// A fresh key row: KEK version 1 and an address key, wrapped under
+    /// `master`.
+    fn fresh_row(master: &SecretKey, owner: UserId) -> Result<OwnerKeysRecord, Error> {
+        let (kek, address) = (SecretKey::generate()?, SecretKey::generate()?);
+        Ok(OwnerKeysRecord {
+            current: 1,
+            versions: vec![(1, wrap(master, &kek, &kek_context(owner, 1))?)],
+            address: wrap(master, &address, &address_context(owner))?,
+            rotating: false,
+        })
+    }
+}
+
+impl RecordKeys for Keyring {
+    fn unwrap(&self, owner: UserId, wrapped: &WrappedKey) -> Result<RecordKey, Error> {
+        let key = self.under_masters(|m| {
+            unwrap(m, wrapped, &record_key_context(owner)).ok_or_else(|| {
+                Error::corrupt(
+                    "record key",
+                    format!("the record key of {owner} does not unwrap"),
+                )
+            })
+        })?;
+        Ok(RecordKey::new(&key))
+    }
+
+    fn generate(
+        &self,
+        txn: &redb::WriteTransaction,
+        owner: UserId,
+    ) -> Result<(RecordKey, WrappedKey), Error> {
+        let key = SecretKey::generate()?;
+        let wrapped = wrap(&self.master_in(txn)?, &key, &record_key_context(owner))?;
+        Ok((RecordKey::new(&key), wrapped))
+    }
+
+    fn cached(&self, owner: UserId) -> Option<Arc<RecordKey>> {
+        self.record_keys.lock().ok()?.get(&owner).cloned()
+    }
+
+    fn remember(&self, owner: UserId, key: &Arc<RecordKey>) {
+        if let Ok(mut m) = self.record_keys.lock() {
+            m.insert(owner, Arc::clone(key));
         }
     }
 }
@@ -582,6 +639,16 @@ pub(crate) fn rewrap_all(
     }
     for (owner, row) in rewritten {
         stored::put(txn, owner, &row)?;
+    }
+    for (owner, wrapped) in stored::all_record_keys(txn)? {
+        let ctx = record_key_context(owner);
+        let key = unwrap(old, &wrapped, &ctx).ok_or_else(|| {
+            Error::corrupt(
+                "record key",
+                format!("the record key of {owner} does not unwrap under the current master key"),
+            )
+        })?;
+        stored::put_record_key(txn, owner, &wrap(new, &key, &ctx)?)?;
     }
     crate::blob::audit_key::rewrap(txn, old, new)?;
     stored::set_master_check(txn, &make_check(new)?)?;

@@ -159,6 +159,8 @@ pub(crate) fn destroy_keys(
     }
     crate::db::keys::destroy(txn, user)?;
     if e.scope == ErasureScope::User {
+        // Their sessions' turns (and every other sealed field) too.
+        crate::db::keys::destroy_record_key(txn, user)?;
         txn.open_table(CREDENTIALS)
             .ctx("opening credentials")?
             .remove(user.to_key())
@@ -372,8 +374,10 @@ pub(crate) fn finish(txn: &WriteTransaction, user: UserId, now: Timestamp) -> Re
         return remove(txn, user);
     }
     let k = user.to_key();
-    // A put that began before the first step may have made a key row.
+    // A put or a session write that began before the first step may
+    // have made a key row or a record key.
     crate::db::keys::destroy(txn, user)?;
+    crate::db::keys::destroy_record_key(txn, user)?;
     for (def, what) in [(PROFILES, "profiles"), (USAGE, "usage")] {
         txn.open_table(def).ctx(what)?.remove(k).ctx(what)?;
     }

@@ -7,7 +7,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::db::codec::{self, Record};
-use crate::db::schema::{KEYS, MASTER_CHECK_KEY};
+use crate::db::schema::{KEYS, MASTER_CHECK_KEY, RECORD_KEYS};
 use crate::db::txn::ReadTxn;
 use crate::error::{Error, StorageContext};
 use crate::types::UserId;
@@ -78,6 +78,59 @@ pub(crate) fn put(
 pub(crate) fn destroy(txn: &WriteTransaction, owner: UserId) -> Result<bool, Error> {
     let mut keys = txn.open_table(KEYS).ctx("opening keys")?;
     Ok(keys.remove(owner.to_key()).ctx("writing keys")?.is_some())
+}
+
+/// The owner's wrapped record key (`db::sealing`), if it has one.
+pub(crate) fn record_key(txn: &impl ReadTxn, owner: UserId) -> Result<Option<WrappedKey>, Error> {
+    match txn
+        .table(RECORD_KEYS)?
+        .get(owner.to_key())
+        .ctx("reading record_keys")?
+    {
+        Some(v) => {
+            codec::decode_versioned(1, v.value(), || format!("record key of {owner}")).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Writes the owner's wrapped record key.
+pub(crate) fn put_record_key(
+    txn: &WriteTransaction,
+    owner: UserId,
+    wrapped: &WrappedKey,
+) -> Result<(), Error> {
+    let bytes = codec::encode_versioned(1, wrapped)?;
+    txn.open_table(RECORD_KEYS)
+        .ctx("opening record_keys")?
+        .insert(owner.to_key(), bytes.as_slice())
+        .ctx("writing record_keys")?;
+    Ok(())
+}
+
+/// Destroys the owner's record key: from the commit on, none of its
+/// sealed fields opens. `false` if there was none.
+pub(crate) fn destroy_record_key(txn: &WriteTransaction, owner: UserId) -> Result<bool, Error> {
+    let mut keys = txn.open_table(RECORD_KEYS).ctx("opening record_keys")?;
+    Ok(keys
+        .remove(owner.to_key())
+        .ctx("writing record_keys")?
+        .is_some())
+}
+
+/// Every owner's wrapped record key, in owner order.
+pub(crate) fn all_record_keys(txn: &impl ReadTxn) -> Result<Vec<(UserId, WrappedKey)>, Error> {
+    let keys = txn.table(RECORD_KEYS)?;
+    let mut out = Vec::new();
+    for entry in keys.iter().ctx("reading record_keys")? {
+        let (k, v) = entry.ctx("reading record_keys")?;
+        let owner = UserId::from_key(k.value());
+        out.push((
+            owner,
+            codec::decode_versioned(1, v.value(), || format!("record key of {owner}"))?,
+        ));
+    }
+    Ok(out)
 }
 
 /// Every owner's key row, in owner order.

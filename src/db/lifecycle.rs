@@ -91,25 +91,35 @@ pub(crate) fn expire_file(
 /// ended, deleted or was touched since.
 pub(crate) fn expire_session(
     txn: &WriteTransaction,
+    sealer: &crate::db::sealing::Sealer,
     id: SessionId,
     now: Timestamp,
 ) -> Result<bool, Error> {
     let due = session(txn, id)?
         .is_some_and(|s| s.deleted_at.is_none() && s.ended_at.is_none() && s.expires_at <= now);
-    if due {
-        crate::db::sessions::modify(txn, id, now, |s| {
-            s.deleted_at = Some(now);
-            Ok(())
-        })?;
+    if !due {
+        return Ok(false);
     }
-    Ok(due)
+    let expired = crate::db::sessions::modify(txn, sealer, id, now, |s| {
+        s.deleted_at = Some(now);
+        Ok(())
+    });
+    match expired {
+        Ok(_) => Ok(true),
+        // An owner being erased has no keys left: the erasure removes
+        // the session.
+        Err(Error::MissingKey { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
+/// A session's clear fields (its context left empty: the purge and the
+/// erasure need no more, and work without the owner's key).
 pub(crate) fn session(
     txn: &impl ReadTxn,
     id: SessionId,
 ) -> Result<Option<ConversationSession>, Error> {
-    crate::db::get_record(&txn.table(SESSIONS)?, id.to_key(), id)
+    Ok(crate::db::sessions::row(&txn.table(SESSIONS)?, id)?.map(|r| r.into_head()))
 }
 
 /// Adds `n` reads, the last at `at`, to a file's record; `false` if the

@@ -30,6 +30,9 @@
 //! * **8**: `erasures` (`db::erasures`): erasures of users' data,
 //!   scheduled, running and done.
 //! * **9**: the audit log becomes a MAC chain, `audit_log` (`migrate_v9`).
+//! * **10**: sessions' turns and profiles' personal fields sealed under
+//!   their owner's record key (`migrate_v10`, `db::session_row`,
+//!   `db::profile_row`).
 
 use std::collections::BTreeMap;
 
@@ -46,7 +49,7 @@ use crate::model::user::{User, UserStatus};
 use crate::types::{ProfileId, Timestamp, UserId};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// One migration step.
 struct Step {
@@ -95,6 +98,11 @@ const STEPS: &[Step] = &[
         from: 8,
         name: "the audit log becomes a MAC chain (audit_log); old entries move into it",
         run: super::migrate_v9::to_v9,
+    },
+    Step {
+        from: 9,
+        name: "sessions' turns and profiles' personal fields sealed under their owner's key (at the first open with the keys)",
+        run: super::migrate_v10::to_v10,
     },
 ];
 

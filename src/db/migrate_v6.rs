@@ -3,20 +3,22 @@
 //! found damaged are remembered in a table of their own, and file records
 //! move to format 2 (with the last read time).
 //!
-//! The step reads the frozen record shapes of schema 5 (`FileV1`,
-//! `SessionV1`), never today's public types.
+//! The step reads the frozen record shapes of schema 5 (`FileV1`, and
+//! sessions through `SessionRow`, which reads format 1 and the later
+//! sealed format 2 alike, as far as their clear fields), never today's
+//! public types.
 
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::db::codec::{decode_versioned, encode_versioned};
-use crate::db::records::{FileV1, SessionV1};
+use crate::db::records::FileV1;
 use crate::db::schema::{DAMAGED_BLOBS, FILES, FILES_BY_DELETED, SESSIONS, SESSIONS_BY_DELETED};
+use crate::db::session_row::SessionRow;
 use crate::error::{Error, StorageContext};
 
-/// The record format versions schema 5 wrote, and schema 6's for files.
+/// The file format versions schema 5 wrote, and schema 6's.
 const FILE_FORMAT: u8 = 1;
 const FILE_FORMAT_6: u8 = 2;
-const SESSION_FORMAT: u8 = 1;
 
 pub(super) fn v5_to_v6(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(DAMAGED_BLOBS)
@@ -61,11 +63,10 @@ pub(super) fn v5_to_v6(txn: &WriteTransaction) -> Result<(), Error> {
     for row in sessions.iter().ctx("scanning sessions")? {
         let (k, v) = row.ctx("scanning sessions")?;
         let id = k.value();
-        let s: SessionV1 =
-            decode_versioned(SESSION_FORMAT, v.value(), || format!("session {id:032x}"))?;
-        if let Some(at) = s.deleted_at() {
+        let s = SessionRow::decode(v.value(), crate::types::SessionId::from_key(id))?;
+        if let Some(at) = s.head().deleted_at {
             by_deleted
-                .insert((at, id), ())
+                .insert((at.as_micros(), id), ())
                 .ctx("writing sessions_by_deleted")?;
         }
     }

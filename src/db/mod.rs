@@ -56,14 +56,18 @@ pub(crate) mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod metrics;
 pub(crate) mod migrate;
+pub(crate) mod migrate_v10;
 mod migrate_v6;
 mod migrate_v7;
 mod migrate_v8;
 pub(crate) mod migrate_v9;
 mod ops;
+pub(crate) mod profile_row;
 pub(crate) mod profiles;
-mod records;
+pub(crate) mod records;
 mod schema;
+pub(crate) mod sealing;
+pub(crate) mod session_row;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;
 pub(crate) mod stats;
@@ -116,6 +120,8 @@ pub(crate) struct Db {
     pub(crate) settings: DbSettings,
     /// The audit log's state: on or off, key, noted reads.
     audit: Arc<audit::Auditor>,
+    /// Owners' record keys, once the keyring is loaded (see [`sealing`]).
+    sealer: std::sync::OnceLock<sealing::Sealer>,
 }
 
 /// redb opened for writing, or read-only (a data directory the process may
@@ -250,6 +256,7 @@ impl Db {
                 privacy_events: tokio::sync::broadcast::channel(256).0,
             },
             audit: Arc::new(audit::Auditor::new(config.audit.enabled)),
+            sealer: std::sync::OnceLock::new(),
         })
     }
 
@@ -257,6 +264,20 @@ impl Db {
     /// (see `crate::audit`).
     pub(crate) fn auditor(&self) -> Arc<audit::Auditor> {
         Arc::clone(&self.audit)
+    }
+
+    /// Installs what finds owners' record keys (the keyring, once loaded).
+    /// The first install wins.
+    pub(crate) fn install_sealer(&self, sealer: sealing::Sealer) {
+        let _ = self.sealer.set(sealer);
+    }
+
+    /// What seals and opens personal fields; an error before the keyring
+    /// is loaded.
+    pub(crate) fn sealer(&self) -> Result<sealing::Sealer, Error> {
+        self.sealer.get().cloned().ok_or_else(|| Error::MissingKey {
+            reason: "personal fields are read before the store's keys are loaded".into(),
+        })
     }
 
     /// The current time of the store's clock.

@@ -4,21 +4,49 @@ use std::collections::BTreeMap;
 
 use tracing::instrument;
 
+use crate::db::Db;
 use crate::db::audit::{Entry, SYSTEM};
 use crate::db::erasures::audio_consent_changed;
+use crate::db::profile_row::{self, ProfileRow};
 use crate::db::schema::PROFILES;
+use crate::db::sealing::{RecordKey, Sealer};
 use crate::db::txn::ReadTxn;
 use crate::db::users::require_live;
-use crate::db::{Db, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
 use crate::model::privacy::PrivacyEvent;
 use crate::model::profile::{ConsentKind, ProfileUpdate, UserProfile, VoicePreferences};
 use crate::types::{ProfileId, UserId};
+use redb::ReadableTable;
 
-/// The user's profile, if it has one (whether the user is live is the
-/// caller's business).
+/// The clear fields of the user's profile (ids, retention, consents,
+/// times; the personal ones are empty), if it has one (whether the user
+/// is live is the caller's business).
 pub(crate) fn get(txn: &impl ReadTxn, user: UserId) -> Result<Option<UserProfile>, Error> {
-    get_record(&txn.table(PROFILES)?, user.to_key(), user)
+    Ok(row(&txn.table(PROFILES)?, user)?.map(ProfileRow::into_head))
+}
+
+/// The stored profile of `user`, decoded as far as its clear fields.
+pub(crate) fn row(
+    profiles: &impl ReadableTable<u128, &'static [u8]>,
+    user: UserId,
+) -> Result<Option<ProfileRow>, Error> {
+    match profiles.get(user.to_key()).ctx("reading a profile")? {
+        Some(v) => ProfileRow::decode(v.value(), user).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes a profile, its personal fields sealed under `key`.
+pub(crate) fn write(
+    profiles: &mut redb::Table<u128, &'static [u8]>,
+    profile: &UserProfile,
+    key: &RecordKey,
+) -> Result<(), Error> {
+    let bytes = profile_row::encode(profile, key)?;
+    profiles
+        .insert(profile.user_id.to_key(), bytes.as_slice())
+        .ctx("writing a profile")?;
+    Ok(())
 }
 
 fn empty(user: UserId, now: crate::types::Timestamp) -> UserProfile {
@@ -40,14 +68,16 @@ fn empty(user: UserId, now: crate::types::Timestamp) -> UserProfile {
 /// Writes a new user's first profile with `change` applied (sign-up).
 pub(crate) fn create(
     txn: &redb::WriteTransaction,
+    sealer: &Sealer,
     user: UserId,
     change: &ProfileUpdate,
     now: crate::types::Timestamp,
 ) -> Result<(), Error> {
     let mut profile = empty(user, now);
     change.apply(&mut profile, now);
+    let key = sealer.key_or_create(txn, user)?;
     let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-    put_record(&mut profiles, user.to_key(), &profile)
+    write(&mut profiles, &profile, &key)
 }
 
 /// User profiles; from [`Store::profiles`](crate::Store::profiles).
@@ -114,14 +144,16 @@ impl Profiles<'_> {
     /// The profile of a live user; `NotFound` if the user has none yet.
     #[instrument(level = "debug", skip(self, user), fields(user = %user))]
     pub fn get(&self, user: UserId) -> Result<UserProfile, Error> {
+        let sealer = self.db.sealer()?;
         self.db.read(|txn| {
             let users = txn
                 .open_table(crate::db::schema::USERS)
                 .ctx("opening users")?;
             crate::db::users::load_live(&users, user)?;
             let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-            get_record(&profiles, user.to_key(), user)?
-                .ok_or_else(|| Error::not_found(Entity::Profile, user))
+            let row =
+                row(&profiles, user)?.ok_or_else(|| Error::not_found(Entity::Profile, user))?;
+            row.open(&*sealer.key(txn, user)?)
         })
     }
 
@@ -135,17 +167,21 @@ impl Profiles<'_> {
         change.validate()?;
         let now = self.db.now();
         let notice = self.db.settings.consent_notice;
+        let sealer = self.db.sealer()?;
         let (profile, scheduled, changed) = self
             .db
             .write_audited(
                 move |txn| {
                     require_live(txn, user)?;
+                    let key = sealer.key_or_create(txn, user)?;
                     let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-                    let mut profile = get_record(&profiles, user.to_key(), user)?
-                        .unwrap_or_else(|| empty(user, now));
+                    let mut profile = match row(&profiles, user)? {
+                        Some(row) => row.open(&key)?,
+                        None => empty(user, now),
+                    };
                     let changed = consents_changed(&profile, &change.consents);
                     change.apply(&mut profile, now);
-                    put_record(&mut profiles, user.to_key(), &profile)?;
+                    write(&mut profiles, &profile, &key)?;
                     drop(profiles);
                     let scheduled = match changed
                         .iter()

@@ -25,15 +25,15 @@ use crate::model::session::{ConversationSession, Role, Turn};
 use crate::model::validate::LanguageTag;
 use crate::types::{BlobAddress, FileId, MetricId, ProfileId, SessionId, Timestamp, UserId};
 
-fn ts(t: Timestamp) -> i64 {
+pub(crate) fn ts(t: Timestamp) -> i64 {
     t.as_micros()
 }
 
-fn at(us: i64) -> Timestamp {
+pub(crate) fn at(us: i64) -> Timestamp {
     Timestamp::from_micros(us)
 }
 
-fn tag(s: String, kind: &'static str) -> Result<LanguageTag, Error> {
+pub(crate) fn tag(s: String, kind: &'static str) -> Result<LanguageTag, Error> {
     s.parse().map_err(|_| {
         Error::corrupt(
             kind,
@@ -42,38 +42,52 @@ fn tag(s: String, kind: &'static str) -> Result<LanguageTag, Error> {
     })
 }
 
-/// A profile, format 2.
+/// A profile, format 2 (schemas 2 to 9): every field in clear. Format 3
+/// (`db::profile_row`) seals the personal ones; this shape still reads
+/// and writes format 2 for migrations and is what format 3 opens into.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct ProfileV2 {
-    id: Uuid,
-    user_id: Uuid,
-    languages: Vec<String>,
-    region: Option<String>,
-    accent: Option<String>,
-    voice: VoiceV2,
-    audio_retention_days: Option<u32>,
-    consents: BTreeMap<ConsentKindV2, ConsentV2>,
-    preferences: BTreeMap<String, String>,
-    created_at: i64,
-    updated_at: i64,
+    pub(crate) id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) languages: Vec<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) accent: Option<String>,
+    pub(crate) voice: VoiceV2,
+    pub(crate) audio_retention_days: Option<u32>,
+    pub(crate) consents: BTreeMap<ConsentKindV2, ConsentV2>,
+    pub(crate) preferences: BTreeMap<String, String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct VoiceV2 {
+pub(crate) struct VoiceV2 {
     voice: Option<String>,
     speaking_rate: f32,
     pitch: f32,
 }
 
+impl VoiceV2 {
+    /// The default voice preferences (what a sealed profile's head holds).
+    pub(crate) fn unset() -> VoiceV2 {
+        let d = VoicePreferences::default();
+        VoiceV2 {
+            voice: d.voice,
+            speaking_rate: d.speaking_rate,
+            pitch: d.pitch,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-enum ConsentKindV2 {
+pub(crate) enum ConsentKindV2 {
     AudioStorage,
     Personalisation,
     Analytics,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ConsentV2 {
+pub(crate) struct ConsentV2 {
     granted: bool,
     at: i64,
 }
@@ -162,7 +176,8 @@ impl Record for UserProfile {
     }
 }
 
-/// A conversation session, format 1.
+/// A conversation session, format 1 (schemas 2 to 9): its context in
+/// clear. Format 2 (`db::session_row`) seals the context.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SessionV1 {
     id: Uuid,
@@ -179,14 +194,49 @@ pub(crate) struct SessionV1 {
 }
 
 impl SessionV1 {
-    /// When the session was soft-deleted (for migrations).
-    pub(crate) fn deleted_at(&self) -> Option<i64> {
-        self.deleted_at
+    /// The stored shape of a session in format 1 (tests and fixtures of
+    /// old stores write it).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn from_session(s: &ConversationSession) -> SessionV1 {
+        SessionV1 {
+            id: s.id.as_uuid(),
+            user_id: s.user_id.as_uuid(),
+            language: s.language.as_ref().map(|l| l.as_str().to_owned()),
+            last_active_at: ts(s.last_active_at),
+            expires_at: ts(s.expires_at),
+            ended_at: s.ended_at.map(ts),
+            turn_count: s.turn_count,
+            context: turns_to_stored(&s.context),
+            created_at: ts(s.created_at),
+            updated_at: ts(s.updated_at),
+            deleted_at: s.deleted_at.map(ts),
+        }
+    }
+
+    /// The session it holds.
+    pub(crate) fn into_session(self) -> Result<ConversationSession, Error> {
+        Ok(ConversationSession {
+            id: SessionId::from_key(self.id.as_u128()),
+            user_id: UserId::from_key(self.user_id.as_u128()),
+            language: self
+                .language
+                .map(|l| tag(l, "session record"))
+                .transpose()?,
+            last_active_at: at(self.last_active_at),
+            expires_at: at(self.expires_at),
+            ended_at: self.ended_at.map(at),
+            turn_count: self.turn_count,
+            context: turns_from_stored(self.context),
+            created_at: at(self.created_at),
+            updated_at: at(self.updated_at),
+            deleted_at: self.deleted_at.map(at),
+        })
     }
 }
 
+/// A turn, format 1 (in both session formats).
 #[derive(Serialize, Deserialize)]
-struct TurnV1 {
+pub(crate) struct TurnV1 {
     role: RoleV1,
     text: String,
     at: i64,
@@ -199,66 +249,36 @@ enum RoleV1 {
     System,
 }
 
-impl Record for ConversationSession {
-    const KIND: &'static str = "session record";
-    const VERSION: u8 = 1;
-    type Stored = SessionV1;
-
-    fn to_stored(&self) -> SessionV1 {
-        SessionV1 {
-            id: self.id.as_uuid(),
-            user_id: self.user_id.as_uuid(),
-            language: self.language.as_ref().map(|l| l.as_str().to_owned()),
-            last_active_at: ts(self.last_active_at),
-            expires_at: ts(self.expires_at),
-            ended_at: self.ended_at.map(ts),
-            turn_count: self.turn_count,
-            context: self
-                .context
-                .iter()
-                .map(|t| TurnV1 {
-                    role: match t.role {
-                        Role::User => RoleV1::User,
-                        Role::Assistant => RoleV1::Assistant,
-                        Role::System => RoleV1::System,
-                    },
-                    text: t.text.clone(),
-                    at: ts(t.at),
-                })
-                .collect(),
-            created_at: ts(self.created_at),
-            updated_at: ts(self.updated_at),
-            deleted_at: self.deleted_at.map(ts),
-        }
-    }
-
-    fn from_stored(s: SessionV1) -> Result<Self, Error> {
-        Ok(ConversationSession {
-            id: SessionId::from_key(s.id.as_u128()),
-            user_id: UserId::from_key(s.user_id.as_u128()),
-            language: s.language.map(|l| tag(l, Self::KIND)).transpose()?,
-            last_active_at: at(s.last_active_at),
-            expires_at: at(s.expires_at),
-            ended_at: s.ended_at.map(at),
-            turn_count: s.turn_count,
-            context: s
-                .context
-                .into_iter()
-                .map(|t| Turn {
-                    role: match t.role {
-                        RoleV1::User => Role::User,
-                        RoleV1::Assistant => Role::Assistant,
-                        RoleV1::System => Role::System,
-                    },
-                    text: t.text,
-                    at: at(t.at),
-                })
-                .collect(),
-            created_at: at(s.created_at),
-            updated_at: at(s.updated_at),
-            deleted_at: s.deleted_at.map(at),
+/// The stored shape of turns.
+pub(crate) fn turns_to_stored(turns: &[Turn]) -> Vec<TurnV1> {
+    turns
+        .iter()
+        .map(|t| TurnV1 {
+            role: match t.role {
+                Role::User => RoleV1::User,
+                Role::Assistant => RoleV1::Assistant,
+                Role::System => RoleV1::System,
+            },
+            text: t.text.clone(),
+            at: ts(t.at),
         })
-    }
+        .collect()
+}
+
+/// Turns back from their stored shape.
+pub(crate) fn turns_from_stored(turns: Vec<TurnV1>) -> Vec<Turn> {
+    turns
+        .into_iter()
+        .map(|t| Turn {
+            role: match t.role {
+                RoleV1::User => Role::User,
+                RoleV1::Assistant => Role::Assistant,
+                RoleV1::System => Role::System,
+            },
+            text: t.text,
+            at: at(t.at),
+        })
+        .collect()
 }
 
 /// An audio file's record, format 1.
@@ -545,7 +565,16 @@ mod tests {
             updated_at: t(10),
             deleted_at: None,
         };
-        pinned(session, SESSION);
+        // Format 1 is only read now (`db::session_row`): its bytes stay
+        // pinned for the stores that still hold it.
+        let bytes = codec::encode_versioned(1, &SessionV1::from_session(&session)).unwrap();
+        assert_eq!(hex::encode(&bytes), SESSION);
+        let row = crate::db::session_row::SessionRow::decode(&bytes, session.id).unwrap();
+        assert!(!row.is_sealed());
+        let key = crate::db::sealing::RecordKey::new(&crate::blob::crypto::SecretKey::from_bytes(
+            [0; 32],
+        ));
+        assert_eq!(row.open(&key).unwrap(), session);
         let file = AudioFile {
             id: FileId::from_key(uid(4).as_u128()),
             owner: user,
@@ -592,7 +621,7 @@ mod tests {
 
     #[test]
     fn a_stored_language_tag_the_type_refuses_is_corrupt() {
-        let mut bytes = codec::encode(&ConversationSession {
+        let session = ConversationSession {
             id: SessionId::from_key(1),
             user_id: UserId::from_key(2),
             language: Some("hi-IN".parse().unwrap()),
@@ -604,14 +633,21 @@ mod tests {
             created_at: t(0),
             updated_at: t(0),
             deleted_at: None,
-        })
-        .unwrap();
-        let at = bytes.windows(5).position(|w| w == b"hi-IN").unwrap();
-        bytes[at..at + 5].copy_from_slice(b"hi\x07IN");
-        assert!(matches!(
-            codec::decode::<ConversationSession>(&bytes, "s"),
-            Err(Error::Corrupt { .. })
+        };
+        let key = crate::db::sealing::RecordKey::new(&crate::blob::crypto::SecretKey::from_bytes(
+            [0; 32],
         ));
+        for mut bytes in [
+            codec::encode_versioned(1, &SessionV1::from_session(&session)).unwrap(),
+            crate::db::session_row::encode(&session, &key).unwrap(),
+        ] {
+            let at = bytes.windows(5).position(|w| w == b"hi-IN").unwrap();
+            bytes[at..at + 5].copy_from_slice(b"hi\x07IN");
+            assert!(matches!(
+                crate::db::session_row::SessionRow::decode(&bytes, session.id),
+                Err(Error::Corrupt { .. })
+            ));
+        }
     }
 
     const PROFILE: &str = concat!(

@@ -63,6 +63,10 @@ pub(super) const METRICS: TableDefinition<(&str, i64, u128), &[u8]> =
     TableDefinition::new("metrics");
 
 pub(super) const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
+/// owner → its record key (`db::sealing`), wrapped under the master key.
+/// Apart from `keys`: erasing a user's audio destroys `keys` and keeps
+/// this, so their sessions and profile stay readable.
+pub(super) const RECORD_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("record_keys");
 pub(super) const BLOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blobs");
 pub(super) const BLOBS_BY_OWNER: TableDefinition<(u128, [u8; 32]), ()> =
     TableDefinition::new("blobs_by_owner");
@@ -112,6 +116,7 @@ pub(super) fn create_all(txn: &redb::WriteTransaction) -> Result<(), redb::Table
     txn.open_table(FILES_BY_BLOB)?;
     txn.open_table(METRICS)?;
     txn.open_table(KEYS)?;
+    txn.open_table(RECORD_KEYS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(BLOBS_BY_OWNER)?;
     txn.open_table(GRANTS)?;
@@ -181,6 +186,7 @@ pub(crate) fn dump_all(txn: &redb::ReadTransaction) -> Vec<(String, Vec<u8>, Vec
     dump(txn, FILES_BY_BLOB, &mut out);
     dump(txn, METRICS, &mut out);
     dump(txn, KEYS, &mut out);
+    dump(txn, RECORD_KEYS, &mut out);
     dump(txn, BLOBS, &mut out);
     dump(txn, BLOBS_BY_OWNER, &mut out);
     dump(txn, GRANTS, &mut out);

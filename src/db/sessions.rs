@@ -10,10 +10,13 @@
 use redb::WriteTransaction;
 use tracing::instrument;
 
+use crate::db::Db;
 use crate::db::schema::{SESSIONS, SESSIONS_BY_DELETED, SESSIONS_BY_EXPIRY, SESSIONS_BY_USER};
+use crate::db::sealing::{RecordKey, Sealer};
+use crate::db::session_row::{self, SessionRow};
 use crate::db::users::require_live;
-use crate::db::{Db, codec, get_record, put_record};
 use crate::error::{Entity, Error, StorageContext};
+use redb::ReadableTable;
 use std::ops::Bound;
 
 use crate::model::session::{ContextLimits, ConversationSession, Turn};
@@ -51,17 +54,54 @@ fn expiry_key(s: &ConversationSession) -> (i64, u128) {
     (s.expires_at.as_micros(), s.id.to_key())
 }
 
+/// The stored session `id`, decoded as far as its clear fields.
+pub(crate) fn row(
+    sessions: &impl ReadableTable<u128, &'static [u8]>,
+    id: SessionId,
+) -> Result<Option<SessionRow>, Error> {
+    match sessions.get(id.to_key()).ctx("reading a session")? {
+        Some(v) => SessionRow::decode(v.value(), id).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A stored session, opened with its owner's record key as `txn` sees it.
+pub(crate) fn open(
+    txn: &impl crate::db::txn::ReadTxn,
+    sealer: &Sealer,
+    row: SessionRow,
+) -> Result<ConversationSession, Error> {
+    let key = sealer.key(txn, row.head().user_id)?;
+    row.open(&key)
+}
+
+/// Writes a session, its context sealed under `key`.
+pub(crate) fn write(
+    sessions: &mut redb::Table<u128, &'static [u8]>,
+    s: &ConversationSession,
+    key: &RecordKey,
+) -> Result<(), Error> {
+    let bytes = session_row::encode(s, key)?;
+    sessions
+        .insert(s.id.to_key(), bytes.as_slice())
+        .ctx("writing a session")?;
+    Ok(())
+}
+
 /// Loads a live session for change, applies `f`, and rewrites row and indexes.
 pub(crate) fn modify(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     id: SessionId,
     now: Timestamp,
     f: impl FnOnce(&mut ConversationSession) -> Result<(), Error>,
 ) -> Result<ConversationSession, Error> {
     let mut sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
-    let mut s: ConversationSession = get_record(&sessions, id.to_key(), id)?
-        .filter(|s: &ConversationSession| s.deleted_at.is_none())
+    let row = row(&sessions, id)?
+        .filter(|r| r.head().deleted_at.is_none())
         .ok_or_else(|| Error::not_found(Entity::Session, id))?;
+    let key = sealer.key_or_create(txn, row.head().user_id)?;
+    let mut s = row.open(&key)?;
     let (old_user_key, old_expiry_key, was_open) =
         (user_key(&s), expiry_key(&s), s.ended_at.is_none());
     f(&mut s)?;
@@ -94,7 +134,7 @@ pub(crate) fn modify(
             .insert(expiry_key(&s), ())
             .ctx("writing sessions_by_expiry")?;
     }
-    put_record(&mut sessions, id.to_key(), &s)?;
+    write(&mut sessions, &s, &key)?;
     Ok(s)
 }
 
@@ -108,9 +148,11 @@ impl Sessions<'_> {
     ) -> Result<ConversationSession, Error> {
         let idle = self.db.settings.session_idle;
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write(move |txn| {
                 require_live(txn, user)?;
+                let key = sealer.key_or_create(txn, user)?;
                 let s = ConversationSession {
                     id: SessionId::new(),
                     user_id: user,
@@ -124,10 +166,10 @@ impl Sessions<'_> {
                     updated_at: now,
                     deleted_at: None,
                 };
-                put_record(
+                write(
                     &mut txn.open_table(SESSIONS).ctx("opening sessions")?,
-                    s.id.to_key(),
                     &s,
+                    &key,
                 )?;
                 txn.open_table(SESSIONS_BY_USER)
                     .ctx("opening sessions_by_user")?
@@ -145,11 +187,13 @@ impl Sessions<'_> {
     /// A live session.
     #[instrument(level = "debug", skip(self, id), fields(session = %id))]
     pub fn get(&self, id: SessionId) -> Result<ConversationSession, Error> {
+        let sealer = self.db.sealer()?;
         self.db.read(|txn| {
             let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
-            get_record::<ConversationSession>(&sessions, id.to_key(), id)?
-                .filter(|s| s.deleted_at.is_none())
-                .ok_or_else(|| Error::not_found(Entity::Session, id))
+            let row = row(&sessions, id)?
+                .filter(|r| r.head().deleted_at.is_none())
+                .ok_or_else(|| Error::not_found(Entity::Session, id))?;
+            open(txn, &sealer, row)
         })
     }
 
@@ -176,10 +220,11 @@ impl Sessions<'_> {
             ));
         }
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write(move |txn| {
                 let turn = turn.clone();
-                modify(txn, id, now, |s| {
+                modify(txn, &sealer, id, now, |s| {
                     if s.ended_at.is_some() {
                         return Err(Error::invalid("session", format!("{id} has ended")));
                     }
@@ -199,9 +244,10 @@ impl Sessions<'_> {
     pub async fn touch(&self, id: SessionId) -> Result<ConversationSession, Error> {
         let idle = self.db.settings.session_idle;
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write(move |txn| {
-                modify(txn, id, now, |s| {
+                modify(txn, &sealer, id, now, |s| {
                     s.last_active_at = now;
                     if s.ended_at.is_none() {
                         s.expires_at = now.plus(idle);
@@ -216,9 +262,10 @@ impl Sessions<'_> {
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn end(&self, id: SessionId) -> Result<ConversationSession, Error> {
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write(move |txn| {
-                modify(txn, id, now, |s| {
+                modify(txn, &sealer, id, now, |s| {
                     s.ended_at.get_or_insert(now);
                     Ok(())
                 })
@@ -230,9 +277,10 @@ impl Sessions<'_> {
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn delete(&self, id: SessionId) -> Result<ConversationSession, Error> {
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write(move |txn| {
-                modify(txn, id, now, |s| {
+                modify(txn, &sealer, id, now, |s| {
                     s.deleted_at = Some(now);
                     Ok(())
                 })
@@ -248,6 +296,7 @@ impl Sessions<'_> {
         limit: usize,
     ) -> Result<Vec<ConversationSession>, Error> {
         let limit = crate::types::ListOptions::first(limit).effective_limit();
+        let sealer = self.db.sealer()?;
         self.db
             .list(limit, move |txn| {
                 let by_user = txn
@@ -262,15 +311,14 @@ impl Sessions<'_> {
                     .rev()
                 {
                     let id = SessionId::from_key(row.ctx("listing sessions")?.0.value().2);
-                    let s: ConversationSession = get_record(&sessions, id.to_key(), id)?
-                        .ok_or_else(|| {
-                            Error::corrupt(
-                                "sessions_by_user",
-                                format!("points to missing session {id}"),
-                            )
-                        })?;
-                    if s.deleted_at.is_none() {
-                        out.push(s);
+                    let s = self::row(&sessions, id)?.ok_or_else(|| {
+                        Error::corrupt(
+                            "sessions_by_user",
+                            format!("points to missing session {id}"),
+                        )
+                    })?;
+                    if s.head().deleted_at.is_none() {
+                        out.push(open(txn, &sealer, s)?);
                         if out.len() == limit {
                             break;
                         }
@@ -289,6 +337,7 @@ impl Sessions<'_> {
         limit: usize,
     ) -> Result<Vec<ConversationSession>, Error> {
         let limit = crate::types::ListOptions::first(limit).effective_limit();
+        let sealer = self.db.sealer()?;
         self.db
             .scan(move |txn| {
                 let by_expiry = txn
@@ -301,14 +350,13 @@ impl Sessions<'_> {
                     .ctx("scanning expiry")?
                 {
                     let id = SessionId::from_key(row.ctx("scanning expiry")?.0.value().1);
-                    let bytes = sessions.get(id.to_key()).ctx("reading a session")?;
-                    let bytes = bytes.ok_or_else(|| {
+                    let s = self::row(&sessions, id)?.ok_or_else(|| {
                         Error::corrupt(
                             "sessions_by_expiry",
                             format!("points to missing session {id}"),
                         )
                     })?;
-                    out.push(codec::decode::<ConversationSession>(bytes.value(), id)?);
+                    out.push(open(txn, &sealer, s)?);
                     if out.len() == limit {
                         break;
                     }
@@ -327,6 +375,7 @@ pub(crate) type OverLimits = Vec<(SessionId, u64)>;
 /// batch starts after (`None`: the table is done).
 pub(crate) fn over_limits(
     txn: &redb::ReadTransaction,
+    sealer: &Sealer,
     after: Option<u128>,
     limit: usize,
     limits: ContextLimits,
@@ -341,12 +390,20 @@ pub(crate) fn over_limits(
     for row in range {
         let (k, v) = row.ctx("scanning sessions")?;
         let id = SessionId::from_key(k.value());
-        let s: ConversationSession = codec::decode(v.value(), id)?;
+        let s = SessionRow::decode(v.value(), id)?;
         scanned += 1;
-        if s.deleted_at.is_none() {
-            let dropped = limits.excess(&s.context);
-            if dropped > 0 {
-                over.push((id, dropped as u64));
+        if s.head().deleted_at.is_none() && s.may_exceed(limits) {
+            // An owner being erased has no keys left: its sessions go
+            // with the erasure, not here.
+            match open(txn, sealer, s) {
+                Ok(s) => {
+                    let dropped = limits.excess(&s.context);
+                    if dropped > 0 {
+                        over.push((id, dropped as u64));
+                    }
+                }
+                Err(Error::MissingKey { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         if scanned == limit {
@@ -360,21 +417,19 @@ pub(crate) fn over_limits(
 /// fits, or it is gone or deleted since the batch was read).
 pub(crate) fn trim_context(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     id: SessionId,
     limits: ContextLimits,
     now: Timestamp,
 ) -> Result<u64, Error> {
-    let current: Option<ConversationSession> = get_record(
-        &txn.open_table(SESSIONS).ctx("opening sessions")?,
-        id.to_key(),
-        id,
-    )?;
-    let Some(s) = current.filter(|s| s.deleted_at.is_none()) else {
+    let current = row(&txn.open_table(SESSIONS).ctx("opening sessions")?, id)?;
+    let Some(s) = current.filter(|s| s.head().deleted_at.is_none()) else {
         return Ok(0);
     };
+    let s = open(txn, sealer, s)?;
     let dropped = limits.excess(&s.context);
     if dropped > 0 {
-        modify(txn, id, now, |s| {
+        modify(txn, sealer, id, now, |s| {
             limits.trim(&mut s.context);
             Ok(())
         })?;

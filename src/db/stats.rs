@@ -12,7 +12,6 @@ use crate::db::txn::ReadTxn;
 use crate::db::usage::UsageRow;
 use crate::error::{Error, StorageContext};
 use crate::model::file::{AudioFile, Codec};
-use crate::model::session::ConversationSession;
 use crate::types::{BlobAddress, FileId, SessionId, UserId};
 
 /// What the scan counts (the public shape is built from it).
@@ -51,7 +50,9 @@ pub(crate) fn count(txn: &ReadTransaction) -> Result<Counts, Error> {
     }
     for entry in txn.table(SESSIONS)?.iter().ctx("scanning sessions")? {
         let (k, v) = entry.ctx("scanning sessions")?;
-        let s: ConversationSession = codec::decode(v.value(), SessionId::from_key(k.value()))?;
+        let row =
+            crate::db::session_row::SessionRow::decode(v.value(), SessionId::from_key(k.value()))?;
+        let s = row.head();
         if s.deleted_at.is_some() {
             c.sessions_deleted += 1;
         } else {

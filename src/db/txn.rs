@@ -18,6 +18,9 @@ pub(crate) trait ReadTxn {
         &self,
         def: TableDefinition<'static, K, V>,
     ) -> Result<impl ReadableTable<K, V> + '_, Error>;
+    /// Whether this is a committed snapshot (a read transaction) rather
+    /// than a write in progress, whose changes may still be rolled back.
+    fn is_snapshot(&self) -> bool;
 }
 
 fn opening(def_name: &str, e: redb::TableError) -> Error {
@@ -31,6 +34,9 @@ impl ReadTxn for ReadTransaction {
     ) -> Result<impl ReadableTable<K, V> + '_, Error> {
         self.open_table(def).map_err(|e| opening(def.name(), e))
     }
+    fn is_snapshot(&self) -> bool {
+        true
+    }
 }
 
 impl ReadTxn for WriteTransaction {
@@ -39,5 +45,8 @@ impl ReadTxn for WriteTransaction {
         def: TableDefinition<'static, K, V>,
     ) -> Result<impl ReadableTable<K, V> + '_, Error> {
         self.open_table(def).map_err(|e| opening(def.name(), e))
+    }
+    fn is_snapshot(&self) -> bool {
+        false
     }
 }

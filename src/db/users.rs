@@ -84,6 +84,7 @@ pub(crate) fn require_live(txn: &WriteTransaction, id: UserId) -> Result<(), Err
 /// transaction.
 fn insert_user(
     txn: &WriteTransaction,
+    sealer: &crate::db::sealing::Sealer,
     new: &NewUser,
     username: &str,
     email: &str,
@@ -130,7 +131,7 @@ fn insert_user(
             consents: new.consents.iter().map(|k| (*k, true)).collect(),
             ..Default::default()
         };
-        crate::db::profiles::create(txn, user.id, &change, now)?;
+        crate::db::profiles::create(txn, sealer, user.id, &change, now)?;
     }
     Ok(user)
 }
@@ -263,9 +264,10 @@ impl Users<'_> {
             None => None,
         };
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write_audited(
-                move |txn| insert_user(txn, &new, &username, &email, hash.as_deref(), now),
+                move |txn| insert_user(txn, &sealer, &new, &username, &email, hash.as_deref(), now),
                 move |u: &User| event(now, "user.create", u.id),
             )
             .await

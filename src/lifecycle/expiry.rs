@@ -38,6 +38,7 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     }
     out.more = files.len() == limit || sessions.len() == limit;
     let planned = (files.len() + sessions.len()) as u64;
+    let sealer = parts.db.sealer()?;
     let (f, s) = parts
         .db
         .write(move |txn| {
@@ -47,7 +48,7 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
             }
             let mut s = 0u64;
             for id in &sessions {
-                s += u64::from(expire_session(txn, *id, now)?);
+                s += u64::from(expire_session(txn, &sealer, *id, now)?);
             }
             Ok((f, s))
         })

@@ -39,9 +39,10 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     } else {
         (parts.cursors.sessions.get(), parts.config.batch)
     };
+    let sealer = parts.db.sealer()?;
     let (over, next) = parts
         .db
-        .scan(move |txn| over_limits(txn, after, limit, limits))
+        .scan(move |txn| over_limits(txn, &sealer, after, limit, limits))
         .await?;
     let mut out = JobOutcome::default();
     out.count("sessions_trimmed", 0);
@@ -54,11 +55,12 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     }
     if !over.is_empty() {
         let now = parts.db.now();
+        let sealer = parts.db.sealer()?;
         let dropped = parts
             .db
             .write(move |txn| {
                 over.iter()
-                    .map(|(id, _)| trim_context(txn, *id, limits, now))
+                    .map(|(id, _)| trim_context(txn, &sealer, *id, limits, now))
                     .collect::<Result<Vec<u64>, Error>>()
             })
             .await?;

@@ -1,0 +1,245 @@
+//! Personal fields at rest: what a person said (a session's turns) and
+//! who they are (a profile's languages, region, accent, voice and
+//! preferences) never reach `store.redb` in clear, through updates,
+//! deletion and erasure; a store written before they were sealed seals
+//! them at its first open.
+
+use bharatvoice_store::fuzzing::{plain_profile_bytes, plain_session_bytes};
+use bharatvoice_store::{
+    ConversationSession, Error, ProfileUpdate, Role, SCHEMA_VERSION, Store, Turn, UserId,
+    VoicePreferences,
+};
+use redb::{Database, ReadableTable, TableDefinition, TableHandle};
+
+use crate::common::{TestStore, config, open_store};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
+const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
+
+/// Markers no other part of a store writes: ASCII and Devanagari.
+const MARKERS: [&str; 2] = ["kesar-chai-marker-7731", "गुप्तशब्दसात"];
+
+/// The markers found in the raw bytes of `store.redb`.
+fn markers_in_file(dir: &std::path::Path) -> Vec<&'static str> {
+    let raw = std::fs::read(dir.join("store.redb")).unwrap();
+    MARKERS
+        .into_iter()
+        .filter(|m| raw.windows(m.len()).any(|w| w == m.as_bytes()))
+        .collect()
+}
+
+fn turn(i: usize) -> Turn {
+    let role = if i.is_multiple_of(2) {
+        Role::User
+    } else {
+        Role::Assistant
+    };
+    Turn::new(role, format!("turn {i}: {} / {}", MARKERS[0], MARKERS[1]))
+}
+
+/// A profile change that puts a marker in every personal field.
+fn marked_profile(n: usize) -> ProfileUpdate {
+    let marked = |what: &str| format!("{what} {n} {} {}", MARKERS[0], MARKERS[1]);
+    ProfileUpdate {
+        region: Some(Some(marked("region"))),
+        accent: Some(Some(marked("accent"))),
+        voice: Some(VoicePreferences {
+            voice: Some(marked("voice")),
+            ..VoicePreferences::default()
+        }),
+        preferences: vec![
+            (format!("{}-{n}", MARKERS[0]), Some(marked("value"))),
+            ("city".into(), Some(marked("city"))),
+        ],
+        ..ProfileUpdate::default()
+    }
+}
+
+async fn mark_profile(t: &TestStore, user: UserId, n: usize) {
+    let p = t
+        .store
+        .profiles()
+        .upsert(user, marked_profile(n))
+        .await
+        .unwrap();
+    assert!(p.accent.as_deref().unwrap().contains(MARKERS[1]));
+    assert_eq!(t.store.profiles().get(user).unwrap(), p);
+}
+
+async fn reopen(t: TestStore) -> TestStore {
+    let TestStore { dir, store } = t;
+    store.close().await;
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    TestStore { dir, store }
+}
+
+#[tokio::test]
+async fn turns_never_reach_the_file_in_clear() {
+    let t = open_store().await;
+    let u = t.user("meera").await;
+    mark_profile(&t, u.id, 0).await;
+    let s = t.store.sessions().create(u.id, None).await.unwrap();
+    for i in 0..6 {
+        t.store.sessions().append_turn(s.id, turn(i)).await.unwrap();
+    }
+    let read = t.store.sessions().get(s.id).unwrap();
+    let texts: Vec<String> = read.context.iter().map(|t| t.text.clone()).collect();
+    assert_eq!(texts, (0..6).map(|i| turn(i).text).collect::<Vec<_>>());
+    assert!(read.context[5].text.contains(MARKERS[1]));
+    let t = reopen(t).await;
+    assert_eq!(
+        markers_in_file(t.dir.path()),
+        Vec::<&str>::new(),
+        "after appends"
+    );
+    assert_eq!(t.store.sessions().get(s.id).unwrap().context, read.context);
+
+    // Updates: more turns, a touch, the end, then deletion; the profile
+    // changed twice.
+    mark_profile(&t, u.id, 1).await;
+    mark_profile(&t, u.id, 2).await;
+    t.store.sessions().append_turn(s.id, turn(6)).await.unwrap();
+    t.store.sessions().touch(s.id).await.unwrap();
+    let ended = t.store.sessions().end(s.id).await.unwrap();
+    assert_eq!(ended.context.len(), 7);
+    let listed = t.store.sessions().list_for_user(u.id, 10).await.unwrap();
+    assert_eq!(listed[0].context, ended.context);
+    let second = t.store.sessions().create(u.id, None).await.unwrap();
+    t.store
+        .sessions()
+        .append_turn(second.id, turn(0))
+        .await
+        .unwrap();
+    t.store.sessions().delete(second.id).await.unwrap();
+    let t = reopen(t).await;
+    assert_eq!(
+        markers_in_file(t.dir.path()),
+        Vec::<&str>::new(),
+        "after updates and deletion"
+    );
+
+    // Erasure destroys the record key: the sessions go, nothing opens.
+    t.store.privacy().erase_user(u.id).await.unwrap();
+    assert!(matches!(
+        t.store.sessions().get(s.id),
+        Err(Error::NotFound { .. })
+    ));
+    let t = reopen(t).await;
+    assert_eq!(
+        markers_in_file(t.dir.path()),
+        Vec::<&str>::new(),
+        "after erasure"
+    );
+}
+
+/// A session row moved to another session's id does not open: the sealed
+/// turns are bound to their record.
+#[tokio::test]
+async fn sealed_turns_moved_to_another_row_do_not_open() {
+    let t = open_store().await;
+    let u = t.user("arjun").await;
+    let a = t.store.sessions().create(u.id, None).await.unwrap();
+    let b = t.store.sessions().create(u.id, None).await.unwrap();
+    t.store.sessions().append_turn(a.id, turn(0)).await.unwrap();
+    let TestStore { dir, store } = t;
+    store.close().await;
+    drop(store);
+    {
+        let db = Database::create(dir.path().join("store.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut sessions = txn.open_table(SESSIONS).unwrap();
+            let bytes = sessions
+                .get(a.id.as_uuid().as_u128())
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
+            // Same owner, same clear fields but the id: only the sealed
+            // context's binding to session `a` is wrong.
+            let mut moved = bytes.clone();
+            let (from, to) = (a.id.as_uuid(), b.id.as_uuid());
+            let at = moved
+                .windows(16)
+                .position(|w| w == from.as_bytes())
+                .unwrap();
+            moved[at..at + 16].copy_from_slice(to.as_bytes());
+            sessions
+                .insert(b.id.as_uuid().as_u128(), moved.as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.sessions().get(a.id).unwrap().context.len(), 1);
+    assert!(matches!(
+        store.sessions().get(b.id),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_store_from_before_sealing_seals_its_plain_turns_at_open() {
+    let t = open_store().await;
+    let u = t.user("kavya").await;
+    let s = t.store.sessions().create(u.id, None).await.unwrap();
+    t.store.sessions().append_turn(s.id, turn(0)).await.unwrap();
+    mark_profile(&t, u.id, 0).await;
+    let old_profile = t.store.profiles().get(u.id).unwrap();
+    let mut old: ConversationSession = t.store.sessions().get(s.id).unwrap();
+    old.context.push(turn(1));
+    old.turn_count = 2;
+    let TestStore { dir, store } = t;
+    store.close().await;
+    drop(store);
+
+    // Back to schema 9: the session in format 1 (turns in clear), the
+    // profile in format 2 (all in clear), no record keys.
+    {
+        let db = Database::create(dir.path().join("store.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(SESSIONS)
+            .unwrap()
+            .insert(
+                s.id.as_uuid().as_u128(),
+                plain_session_bytes(&old).as_slice(),
+            )
+            .unwrap();
+        txn.open_table(PROFILES)
+            .unwrap()
+            .insert(
+                u.id.as_uuid().as_u128(),
+                plain_profile_bytes(&old_profile).as_slice(),
+            )
+            .unwrap();
+        let record_keys = txn
+            .list_tables()
+            .unwrap()
+            .find(|t| t.name() == "record_keys")
+            .expect("the table exists at schema 10");
+        txn.delete_table(record_keys).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 9u32.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(markers_in_file(dir.path()), MARKERS.to_vec(), "the fixture");
+
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.sessions().get(s.id).unwrap(), old);
+    assert_eq!(store.profiles().get(u.id).unwrap(), old_profile);
+    store.close().await;
+    drop(store);
+    assert_eq!(
+        markers_in_file(dir.path()),
+        Vec::<&str>::new(),
+        "after the first open"
+    );
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.sessions().get(s.id).unwrap(), old);
+    assert_eq!(store.profiles().get(u.id).unwrap(), old_profile);
+}
