@@ -22,28 +22,41 @@ fn try_one<T: Record>(data: &[u8]) -> bool {
     })
 }
 
-/// The user decoders (format 3 in `users` and in both indexes, and the
-/// format 2 that migrations read); a user that decodes must encode and
-/// decode back to the same user.
+/// The id the decoders of records keyed by id read under.
+const FUZZ_ID: u128 = 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef;
+
+/// The user decoders (formats 3 and 4 in `users` and in both indexes,
+/// and the format 2 that migrations read); a user that decodes must
+/// encode and decode back to the same user, and a sealed display name is
+/// opened under the fuzz key (refused as corrupt if it does not open).
 fn try_users(data: &[u8]) -> [bool; 4] {
-    use crate::db::user_record::{self, Index};
-    let id = crate::UserId::from_key(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    use crate::db::user_record::{self, Index, UserRow};
+    let id = crate::UserId::from_key(FUZZ_ID);
+    let opens = |row: UserRow| {
+        let key = fuzz_record_key();
+        accepted(row.open(Some(&key))).is_some()
+    };
     let row = accepted(user_record::decode_row(data, id)).is_some_and(|user| {
         let again = user_record::encode_row(&user).expect("encodes");
         assert_eq!(user_record::decode_row(&again, id).expect("decodes"), user);
-        true
+        opens(user)
     });
     let indexed = |index: Index| {
         accepted(user_record::decode_indexed(data, index, "fuzz")).is_some_and(|user| {
             let again = user_record::encode_indexed(&user, index).expect("encodes");
             let back = user_record::decode_indexed(&again, index, "fuzz").expect("decodes");
             assert_eq!(back, user);
-            assert_eq!(user_record::indexed_id(data, "fuzz").ok(), Some(user.id));
-            true
+            assert_eq!(
+                user_record::indexed_id(data, "fuzz").ok(),
+                Some(user.user.id)
+            );
+            opens(user)
         })
     };
-    let legacy = accepted(crate::db::migrate::decode_legacy_user(data, id))
-        .is_some_and(|user| user_record::encode_row(&user).is_ok());
+    let legacy = accepted(crate::db::migrate::decode_legacy_user(data, id)).is_some_and(|user| {
+        let row = UserRow::sealed(user, Some(&fuzz_record_key())).expect("seals");
+        user_record::encode_row(&row).is_ok()
+    });
     [row, indexed(Index::Username), indexed(Index::Email), legacy]
 }
 
@@ -60,7 +73,7 @@ fn fuzz_record_key() -> crate::db::sealing::RecordKey {
 /// itself.
 fn try_session(data: &[u8]) -> bool {
     use crate::db::session_row::{self, SessionRow};
-    let id = crate::SessionId::from_key(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    let id = crate::SessionId::from_key(FUZZ_ID);
     let Some(row) = accepted(SessionRow::decode(data, id)) else {
         return false;
     };
@@ -80,7 +93,7 @@ fn try_session(data: &[u8]) -> bool {
 /// to itself.
 fn try_profile(data: &[u8]) -> bool {
     use crate::db::profile_row::{self, ProfileRow};
-    let user = crate::UserId::from_key(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    let user = crate::UserId::from_key(FUZZ_ID);
     let Some(row) = accepted(ProfileRow::decode(data, user)) else {
         return false;
     };
@@ -113,6 +126,22 @@ pub fn plain_profile_bytes(profile: &crate::UserProfile) -> Vec<u8> {
     codec::encode(profile).expect("encodes")
 }
 
+/// A user as schemas 5 to 9 stored it (format 3, the display name in
+/// clear): the `users` value and the two index values, for tests that
+/// build an old store.
+pub fn plain_user_bytes(user: &crate::User) -> [Vec<u8>; 3] {
+    use crate::db::user_record::{self, Index, UserRow};
+    let row = UserRow {
+        user: user.clone(),
+        sealed_name: None,
+    };
+    [
+        user_record::encode_row(&row).expect("encodes"),
+        user_record::encode_indexed(&row, Index::Username).expect("encodes"),
+        user_record::encode_indexed(&row, Index::Email).expect("encodes"),
+    ]
+}
+
 /// Feeds `data` to every record decoder; returns how many accepted it.
 /// Panics (the fuzzer's signal) only if a decoder misbehaves.
 pub fn decode_any(data: &[u8]) -> usize {
@@ -138,7 +167,9 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
     use crate::*;
     let t = Timestamp::from_micros(1_700_000_000_000_000);
     let user = User {
-        id: UserId::new(),
+        // The id the `users` decoder reads under: a sealed display name is
+        // bound to it.
+        id: UserId::from_key(FUZZ_ID),
         username: "ravi".into(),
         email: "ravi@example.in".into(),
         display_name: Some("रवि".into()),
@@ -176,7 +207,7 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
         .preferences
         .insert("wake_word".into(), "namaste".into());
     let session = ConversationSession {
-        id: SessionId::new(),
+        id: SessionId::from_key(FUZZ_ID),
         user_id: user.id,
         language: Some("ta-IN".parse().expect("valid tag")),
         last_active_at: t,
@@ -216,15 +247,16 @@ pub fn sample_records() -> Vec<(&'static str, Vec<u8>)> {
     let metric = MetricSample::new("db.commit_us", 180.0)
         .at(t)
         .label("op", "create_user");
+    let row = user_record::UserRow::sealed(user.clone(), Some(&fuzz_record_key())).expect("seals");
     vec![
-        ("user", user_record::encode_row(&user).expect("encodes")),
+        ("user", user_record::encode_row(&row).expect("encodes")),
         (
             "user_by_username",
-            user_record::encode_indexed(&user, Index::Username).expect("encodes"),
+            user_record::encode_indexed(&row, Index::Username).expect("encodes"),
         ),
         (
             "user_by_email",
-            user_record::encode_indexed(&user, Index::Email).expect("encodes"),
+            user_record::encode_indexed(&row, Index::Email).expect("encodes"),
         ),
         (
             "user_v2",

@@ -168,15 +168,18 @@ pub(crate) fn destroy_keys(
         let users = txn
             .open_table(crate::db::schema::USERS)
             .ctx("opening users")?;
-        let found = crate::db::users::load(&users, user);
+        let found = crate::db::users::load_row(&users, user);
         drop(users);
-        if let Ok(mut u) = found
-            && u.deleted_at.is_none()
+        // The display name moves as it is stored (sealed under the record
+        // key destroyed above).
+        if let Ok(mut row) = found
+            && row.user.deleted_at.is_none()
         {
+            let u = &mut row.user;
             u.deleted_at = Some(now);
             u.updated_at = now;
             u.has_password = false;
-            put_user(txn, &u, None)?;
+            put_user(txn, &row, None)?;
         }
     }
     e.stage = ErasureStage::KeysDestroyed;

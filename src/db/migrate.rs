@@ -30,9 +30,9 @@
 //! * **8**: `erasures` (`db::erasures`): erasures of users' data,
 //!   scheduled, running and done.
 //! * **9**: the audit log becomes a MAC chain, `audit_log` (`migrate_v9`).
-//! * **10**: sessions' turns and profiles' personal fields sealed under
-//!   their owner's record key (`migrate_v10`, `db::session_row`,
-//!   `db::profile_row`).
+//! * **10**: sessions' turns, profiles' personal fields and users'
+//!   display names sealed under their owner's record key (`migrate_v10`,
+//!   `db::session_row`, `db::profile_row`, `db::user_record` format 4).
 
 use std::collections::BTreeMap;
 
@@ -101,7 +101,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         from: 9,
-        name: "sessions' turns and profiles' personal fields sealed under their owner's key (at the first open with the keys)",
+        name: "sessions' turns, profiles' personal fields and display names sealed under their owner's key (at the first open with the keys)",
         run: super::migrate_v10::to_v10,
     },
 ];
@@ -404,12 +404,18 @@ fn v4_to_v5(txn: &WriteTransaction) -> Result<(), Error> {
                 next = Some(k.value());
                 break;
             }
-            if codec::version_of(v.value()) != Some(user_record::VERSION) {
+            if codec::version_of(v.value()) == Some(LEGACY_VERSION) {
                 batch.push(decode_legacy_user(v.value(), UserId::from_key(k.value()))?);
             }
         }
-        for user in &batch {
-            tables.put(user, None)?;
+        for user in batch.iter().cloned() {
+            // In clear (format 3): no keys at this point; `migrate_v10`
+            // seals the display names at the first open with the keys.
+            let row = user_record::UserRow {
+                user,
+                sealed_name: None,
+            };
+            tables.put(&row, None)?;
         }
         count += batch.len() as u64;
     }

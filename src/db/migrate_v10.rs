@@ -1,12 +1,13 @@
 //! Schema 10: personal fields sealed under their owners' record keys
-//! (`db::sealing`): sessions' turns (session format 2, `db::session_row`)
-//! and profiles' personal fields (profile format 3, `db::profile_row`).
+//! (`db::sealing`): sessions' turns (session format 2, `db::session_row`),
+//! profiles' personal fields (profile format 3, `db::profile_row`) and
+//! users' display names (user format 4, `db::user_record`).
 //!
 //! Sealing needs the owners' keys, which are wrapped under the master key,
 //! and the migration step runs at `Db::open`, before the keyring is loaded.
 //! So the step only leaves a marker per table in `meta`
-//! (`sessions_unsealed`, `profiles_unsealed`: the id the pass has
-//! reached), and the first open with the keys seals the plain rows
+//! (`sessions_unsealed`, `profiles_unsealed`, `users_unsealed`: the id
+//! the pass has reached), and the first open with the keys seals the plain rows
 //! ([`seal_plain_rows`]) in small write transactions, each
 //! moving the marker on: a crash resumes where it stopped. Until then the
 //! plain rows are still read (`SessionRow` and `ProfileRow` read both
@@ -15,9 +16,8 @@
 //! marker and compacts `store.redb`, so that the plain bytes do not stay
 //! in freed pages.
 //!
-//! A row whose owner has an erasure under way is left as it is: the
-//! erasure removes it (or, for an audio erasure, the next change seals
-//! it).
+//! A row whose owner is being erased (the whole user) is left as it is:
+//! the erasure removes it.
 
 use std::ops::Bound;
 
@@ -25,9 +25,10 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::db::Db;
 use crate::db::profile_row::ProfileRow;
-use crate::db::schema::{META, PROFILES, RECORD_KEYS, SESSIONS};
+use crate::db::schema::{META, PROFILES, RECORD_KEYS, SESSIONS, USERS};
 use crate::db::sealing::Sealer;
 use crate::db::session_row::SessionRow;
+use crate::db::user_record::UserRow;
 use crate::error::{Error, StorageContext};
 use crate::types::{SessionId, UserId};
 
@@ -37,15 +38,17 @@ use crate::types::{SessionId, UserId};
 enum Part {
     Sessions,
     Profiles,
+    Users,
 }
 
 impl Part {
-    const ALL: [Part; 2] = [Part::Sessions, Part::Profiles];
+    const ALL: [Part; 3] = [Part::Sessions, Part::Profiles, Part::Users];
 
     fn marker(self) -> &'static str {
         match self {
             Part::Sessions => "sessions_unsealed",
             Part::Profiles => "profiles_unsealed",
+            Part::Users => "users_unsealed",
         }
     }
 
@@ -53,6 +56,7 @@ impl Part {
         match self {
             Part::Sessions => SESSIONS,
             Part::Profiles => PROFILES,
+            Part::Users => USERS,
         }
     }
 }
@@ -134,6 +138,14 @@ async fn seal_part(db: &Db, part: Part) -> Result<u64, Error> {
 enum Plain {
     Session(SessionRow),
     Profile(ProfileRow),
+    User(UserRow),
+}
+
+/// Whether the whole user is being erased (their record key is gone on
+/// purpose: their rows go with the erasure).
+fn being_erased(txn: &WriteTransaction, owner: UserId) -> Result<bool, Error> {
+    Ok(crate::db::erasures::get(txn, owner)?
+        .is_some_and(|e| e.scope == crate::model::privacy::ErasureScope::User))
 }
 
 /// Seals the rows in clear among the next [`BATCH`] of `part` after
@@ -166,6 +178,11 @@ fn seal_batch(
                     let row = ProfileRow::decode(v.value(), owner)?;
                     (!row.is_sealed()).then_some((owner, Plain::Profile(row)))
                 }
+                Part::Users => {
+                    let owner = UserId::from_key(k.value());
+                    let row = crate::db::user_record::decode_row(v.value(), owner)?;
+                    row.has_clear_name().then_some((owner, Plain::User(row)))
+                }
             };
             plain.extend(found);
             last = Some(k.value());
@@ -180,7 +197,7 @@ fn seal_batch(
     for (owner, row) in plain {
         let key = match sealer.key(txn, owner) {
             Ok(key) => key,
-            Err(Error::MissingKey { .. }) if crate::db::erasures::get(txn, owner)?.is_none() => {
+            Err(Error::MissingKey { .. }) if !being_erased(txn, owner)? => {
                 sealer.key_or_create(txn, owner)?
             }
             Err(Error::MissingKey { .. }) => continue,
@@ -196,6 +213,11 @@ fn seal_batch(
                 &mut txn.open_table(PROFILES).ctx("opening profiles")?,
                 &row.open(&key)?,
                 &key,
+            )?,
+            Plain::User(row) => crate::db::users_index::put_user(
+                txn,
+                &UserRow::sealed(row.user, Some(&key))?,
+                None,
             )?,
         }
         sealed += 1;

@@ -79,6 +79,20 @@ impl ProfileRow {
     /// Decodes a stored profile (either format) without opening its
     /// personal fields.
     pub(crate) fn decode(bytes: &[u8], user: UserId) -> Result<ProfileRow, Error> {
+        let row = Self::decode_any_owner(bytes, user)?;
+        // The sealed fields are bound to the owner inside the record; that
+        // owner must be the key the row is stored under.
+        let owner = match &row {
+            ProfileRow::Plain(p) => p.user_id,
+            ProfileRow::Sealed(s) => s.head.user_id,
+        };
+        if owner != user {
+            return Err(Error::corrupt(what(user), "stored under another user's id"));
+        }
+        Ok(row)
+    }
+
+    fn decode_any_owner(bytes: &[u8], user: UserId) -> Result<ProfileRow, Error> {
         if codec::version_of(bytes) == Some(PLAIN_VERSION) {
             return codec::decode::<UserProfile>(bytes, user).map(ProfileRow::Plain);
         }

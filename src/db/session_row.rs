@@ -71,6 +71,17 @@ impl SessionRow {
     /// context; `id` names it in errors.
     pub(crate) fn decode(bytes: &[u8], id: SessionId) -> Result<SessionRow, Error> {
         let what = || format!("{KIND} {id}");
+        let row = Self::decode_any_id(bytes, id)?;
+        // The sealed context is bound to the id inside the record; that id
+        // must be the key the row is stored under.
+        if row.head.id != id {
+            return Err(Error::corrupt(what(), "stored under another session's id"));
+        }
+        Ok(row)
+    }
+
+    fn decode_any_id(bytes: &[u8], id: SessionId) -> Result<SessionRow, Error> {
+        let what = || format!("{KIND} {id}");
         match codec::version_of(bytes) {
             Some(PLAIN_VERSION) => {
                 let v1: SessionV1 = codec::decode_versioned(PLAIN_VERSION, bytes, what)?;

@@ -41,7 +41,7 @@ pub(crate) fn count(txn: &ReadTransaction) -> Result<Counts, Error> {
     let mut c = Counts::default();
     for entry in txn.table(USERS)?.iter().ctx("scanning users")? {
         let (k, v) = entry.ctx("scanning users")?;
-        let user = crate::db::user_record::decode_row(v.value(), UserId::from_key(k.value()))?;
+        let user = crate::db::user_record::decode_row(v.value(), UserId::from_key(k.value()))?.user;
         if user.deleted_at.is_some() {
             c.users_deleted += 1;
         } else {

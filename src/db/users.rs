@@ -12,7 +12,8 @@ use tracing::instrument;
 use crate::db::Db;
 use crate::db::audit::{Entry, SYSTEM};
 use crate::db::schema::{CREDENTIALS, USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
-use crate::db::user_record::{self, Index};
+use crate::db::sealing::Sealer;
+use crate::db::user_record::{self, Index, UserRow};
 use crate::db::users_index::{holder, lookup, put_user};
 use crate::error::{Entity, Error, StorageContext, quote};
 use crate::model::user::{NewUser, User, UserStatus, UserUpdate};
@@ -49,28 +50,70 @@ fn check_display_name(name: &Option<String>) -> Result<(), Error> {
     }
 }
 
-/// Loads a user, live or soft-deleted.
+/// Loads a stored user, live or soft-deleted, its display name unopened.
 #[inline]
-pub(crate) fn load(
+pub(crate) fn load_row(
     txn_users: &impl ReadableTable<u128, &'static [u8]>,
     id: UserId,
-) -> Result<User, Error> {
+) -> Result<UserRow, Error> {
     match txn_users.get(id.to_key()).ctx("reading a record")? {
         Some(v) => user_record::decode_row(v.value(), id),
         None => Err(Error::not_found(Entity::User, id)),
     }
 }
 
-/// Loads a live user (soft-deleted ones are not found).
+/// Loads a user, live or soft-deleted, for the store's own use: its
+/// display name is left out when sealed.
+#[inline]
+pub(crate) fn load(
+    txn_users: &impl ReadableTable<u128, &'static [u8]>,
+    id: UserId,
+) -> Result<User, Error> {
+    load_row(txn_users, id).map(|r| r.user)
+}
+
+/// Loads a live stored user (soft-deleted ones are not found).
+#[inline]
+fn load_live_row(
+    txn_users: &impl ReadableTable<u128, &'static [u8]>,
+    id: UserId,
+) -> Result<UserRow, Error> {
+    let row = load_row(txn_users, id)?;
+    match row.user.deleted_at {
+        None => Ok(row),
+        Some(_) => Err(Error::not_found(Entity::User, id)),
+    }
+}
+
+/// Loads a live user for the store's own use (soft-deleted ones are not
+/// found; the display name is left out when sealed).
 #[inline]
 pub(crate) fn load_live(
     txn_users: &impl ReadableTable<u128, &'static [u8]>,
     id: UserId,
 ) -> Result<User, Error> {
-    let user = load(txn_users, id)?;
-    match user.deleted_at {
-        None => Ok(user),
-        Some(_) => Err(Error::not_found(Entity::User, id)),
+    load_live_row(txn_users, id).map(|r| r.user)
+}
+
+/// A stored user with its display name opened under the user's record
+/// key as `txn` sees it.
+fn open(txn: &impl crate::db::txn::ReadTxn, sealer: &Sealer, row: UserRow) -> Result<User, Error> {
+    if !row.needs_key() {
+        return row.open(None);
+    }
+    let key = sealer.key(txn, row.user.id)?;
+    row.open(Some(&key))
+}
+
+/// The stored form of `user`: its display name sealed under the user's
+/// record key (made in `txn` if the user has none yet).
+pub(crate) fn seal(txn: &WriteTransaction, sealer: &Sealer, user: User) -> Result<UserRow, Error> {
+    match user.display_name {
+        Some(_) => {
+            let key = sealer.key_or_create(txn, user.id)?;
+            UserRow::sealed(user, Some(&key))
+        }
+        None => UserRow::sealed(user, None),
     }
 }
 
@@ -125,7 +168,7 @@ fn insert_user(
     if let Some(hash) = password_hash {
         write_credentials(txn, user.id, hash)?;
     }
-    put_user(txn, &user, None)?;
+    put_user(txn, &seal(txn, sealer, user.clone())?, None)?;
     if !new.consents.is_empty() {
         let change = crate::model::profile::ProfileUpdate {
             consents: new.consents.iter().map(|k| (*k, true)).collect(),
@@ -157,24 +200,27 @@ fn conflict(field: &'static str, value: &str, existing: UserId) -> Error {
 /// and both indexes.
 fn modify_live(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     id: UserId,
     change: impl FnOnce(&mut User) -> Result<(), Error>,
 ) -> Result<User, Error> {
-    let mut user = load_live(&txn.open_table(USERS).ctx("opening users")?, id)?;
+    let row = load_live_row(&txn.open_table(USERS).ctx("opening users")?, id)?;
+    let mut user = open(txn, sealer, row)?;
     let old_email = user.email.clone();
     change(&mut user)?;
-    put_user(txn, &user, Some(&old_email))?;
+    put_user(txn, &seal(txn, sealer, user.clone())?, Some(&old_email))?;
     Ok(user)
 }
 
 fn update_user(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     id: UserId,
     change: &UserUpdate,
     email: Option<&str>,
     now: Timestamp,
 ) -> Result<User, Error> {
-    modify_live(txn, id, |user| {
+    modify_live(txn, sealer, id, |user| {
         if let Some(e) = email.filter(|e| *e != user.email) {
             let by_email = txn
                 .open_table(USERS_BY_EMAIL)
@@ -197,20 +243,23 @@ fn update_user(
 
 fn set_deleted(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     id: UserId,
     deleted: bool,
     now: Timestamp,
 ) -> Result<User, Error> {
-    let mut user = load(&txn.open_table(USERS).ctx("opening users")?, id)?;
+    let mut row = load_row(&txn.open_table(USERS).ctx("opening users")?, id)?;
+    let user = &mut row.user;
     match (deleted, user.deleted_at) {
         (true, Some(_)) => return Err(Error::not_found(Entity::User, id)),
-        (false, None) => return Ok(user),
+        (false, None) => return open(txn, sealer, row),
         (true, None) => user.deleted_at = Some(now),
         (false, Some(_)) => user.deleted_at = None,
     }
     user.updated_at = now;
-    put_user(txn, &user, None)?;
-    Ok(user)
+    // The display name moves as it is stored: no key needed to write.
+    put_user(txn, &row, None)?;
+    open(txn, sealer, row)
 }
 
 /// The audit entry of a change to user `id` (no API here names an actor:
@@ -286,7 +335,13 @@ impl Users<'_> {
     #[instrument(level = "debug", skip(self, id), fields(user = %id))]
     pub fn get(&self, id: UserId) -> Result<User, Error> {
         let snap = self.db.snapshot()?;
-        self.db.guarded(|| load_live(&snap.users, id))
+        self.db.guarded(|| {
+            let row = load_live_row(&snap.users, id)?;
+            if !row.needs_key() {
+                return row.open(None);
+            }
+            open(&snap.txn, &self.db.sealer()?, row)
+        })
     }
 
     /// The live user with this username (normalised before the lookup).
@@ -313,7 +368,12 @@ impl Users<'_> {
             (&snap.users_by_username, Index::Username)
         };
         match self.db.guarded(|| lookup(table, index, key))? {
-            Some(user) if user.deleted_at.is_none() => Ok(user),
+            Some(row) if row.user.deleted_at.is_none() => {
+                if !row.needs_key() {
+                    return row.open(None);
+                }
+                self.db.guarded(|| open(&snap.txn, &self.db.sealer()?, row))
+            }
             _ => Err(Error::not_found(Entity::User, key)),
         }
     }
@@ -326,9 +386,10 @@ impl Users<'_> {
             check_display_name(d)?;
         }
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write_audited(
-                move |txn| update_user(txn, id, &change, email.as_deref(), now),
+                move |txn| update_user(txn, &sealer, id, &change, email.as_deref(), now),
                 move |_| event(now, "user.update", id),
             )
             .await
@@ -339,9 +400,10 @@ impl Users<'_> {
     #[instrument(skip(self, id), fields(user = %id))]
     pub async fn delete(&self, id: UserId) -> Result<User, Error> {
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write_audited(
-                move |txn| set_deleted(txn, id, true, now),
+                move |txn| set_deleted(txn, &sealer, id, true, now),
                 move |_| event(now, "user.delete", id),
             )
             .await
@@ -351,9 +413,10 @@ impl Users<'_> {
     #[instrument(skip(self, id), fields(user = %id))]
     pub async fn restore(&self, id: UserId) -> Result<User, Error> {
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write_audited(
-                move |txn| set_deleted(txn, id, false, now),
+                move |txn| set_deleted(txn, &sealer, id, false, now),
                 move |_| event(now, "user.restore", id),
             )
             .await
@@ -377,6 +440,7 @@ impl Users<'_> {
         let before = options.after.map_or(u128::MAX, |c| c.0.as_u128());
         // The trash is found by passing over live users: not inline.
         let bound = if deleted { usize::MAX } else { limit };
+        let sealer = self.db.sealer()?;
         self.db
             .list(bound, move |txn| {
                 let users = txn.open_table(USERS).ctx("opening users")?;
@@ -385,15 +449,15 @@ impl Users<'_> {
                 for row in users.range(..before).ctx("listing users")?.rev() {
                     let (k, v) = row.ctx("listing users")?;
                     let id = UserId::from_key(k.value());
-                    let user = user_record::decode_row(v.value(), id)?;
-                    if user.deleted_at.is_some() != deleted {
+                    let row = user_record::decode_row(v.value(), id)?;
+                    if row.user.deleted_at.is_some() != deleted {
                         continue;
                     }
                     if items.len() == limit {
                         next = items.last().map(|u: &User| Cursor(u.id.as_uuid()));
                         break;
                     }
-                    items.push(user);
+                    items.push(open(txn, &sealer, row)?);
                 }
                 Ok(Page { items, next })
             })
@@ -405,10 +469,11 @@ impl Users<'_> {
     pub async fn set_password(&self, id: UserId, password: &str) -> Result<(), Error> {
         let hash = self.hash_password(password).await?;
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write_audited(
                 move |txn| {
-                    modify_live(txn, id, |user| {
+                    modify_live(txn, &sealer, id, |user| {
                         write_credentials(txn, id, &hash)?;
                         user.has_password = true;
                         user.updated_at = now;
@@ -441,9 +506,10 @@ impl Users<'_> {
             return Ok(false);
         }
         let now = self.db.now();
+        let sealer = self.db.sealer()?;
         self.db
             .write(move |txn| {
-                modify_live(txn, id, |user| {
+                modify_live(txn, &sealer, id, |user| {
                     user.last_login_at = Some(now);
                     Ok(())
                 })

@@ -14,9 +14,8 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::db::schema::{USERS, USERS_BY_EMAIL, USERS_BY_USERNAME};
-use crate::db::user_record::{self, Index};
+use crate::db::user_record::{self, Index, UserRow};
 use crate::error::{Error, StorageContext};
-use crate::model::user::User;
 use crate::types::UserId;
 
 /// The three tables that hold a user, open for writing.
@@ -39,12 +38,13 @@ impl<'t> UserTables<'t> {
         })
     }
 
-    /// Writes `user` to `users` and both indexes; `old_email`, when it
+    /// Writes a user to `users` and both indexes; `old_email`, when it
     /// differs from the user's email, is removed from the email index.
-    pub(crate) fn put(&mut self, user: &User, old_email: Option<&str>) -> Result<(), Error> {
-        let row = user_record::encode_row(user)?;
-        let by_username = user_record::encode_indexed(user, Index::Username)?;
-        let by_email = user_record::encode_indexed(user, Index::Email)?;
+    pub(crate) fn put(&mut self, stored: &UserRow, old_email: Option<&str>) -> Result<(), Error> {
+        let user = &stored.user;
+        let row = user_record::encode_row(stored)?;
+        let by_username = user_record::encode_indexed(stored, Index::Username)?;
+        let by_email = user_record::encode_indexed(stored, Index::Email)?;
         self.users
             .insert(user.id.to_key(), row.as_slice())
             .ctx("writing users")?;
@@ -66,10 +66,10 @@ impl<'t> UserTables<'t> {
 /// Writes `user` to `users` and both indexes (see [`UserTables::put`]).
 pub(crate) fn put_user(
     txn: &WriteTransaction,
-    user: &User,
+    row: &UserRow,
     old_email: Option<&str>,
 ) -> Result<(), Error> {
-    UserTables::open(txn)?.put(user, old_email)
+    UserTables::open(txn)?.put(row, old_email)
 }
 
 /// The user (live or soft-deleted) that `index` holds under `key`.
@@ -77,7 +77,7 @@ pub(crate) fn lookup(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     index: Index,
     key: &str,
-) -> Result<Option<User>, Error> {
+) -> Result<Option<UserRow>, Error> {
     match table.get(key).ctx("reading a user index")? {
         Some(v) => user_record::decode_indexed(v.value(), index, key).map(Some),
         None => Ok(None),

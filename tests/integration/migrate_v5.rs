@@ -144,17 +144,30 @@ async fn a_schema_4_store_rewrites_its_users_in_format_3() {
     );
     drop(store);
 
-    // On disk: the same bytes a schema-5 store writes, smaller than format 2.
+    // On disk: what this version writes, smaller than format 2.
     let db = Database::create(dir.path().join("store.redb")).unwrap();
     let txn = db.begin_read().unwrap();
     let users = txn.open_table(USERS).unwrap();
     for user in &made[3..] {
         let key = user.id.as_uuid().as_u128();
         let stored = users.get(key).unwrap().unwrap().value().to_vec();
-        assert_eq!(stored, current[&key], "{}", user.username);
-        assert_eq!(stored[0], 3);
+        // Format 4: format 3 with the display name sealed under a fresh
+        // nonce each time it is written, so only unnamed users have the
+        // very same bytes; a named one has as many, and no name in clear.
+        match &user.display_name {
+            None => assert_eq!(stored, current[&key], "{}", user.username),
+            Some(name) => {
+                assert_eq!(stored.len(), current[&key].len(), "{}", user.username);
+                let name = name.as_bytes();
+                assert!(!stored.windows(name.len()).any(|w| w == name));
+            }
+        }
+        assert_eq!(stored[0], 4);
+        // A sealed name costs a nonce, a tag and a length (29 or 30 bytes)
+        // more.
+        let sealing = if user.display_name.is_some() { 30 } else { 0 };
         assert!(
-            stored.len() + 24 <= format_2(user).len(),
+            stored.len() + 24 <= format_2(user).len() + sealing,
             "{}",
             user.username
         );

@@ -1,13 +1,13 @@
 //! Personal fields at rest: what a person said (a session's turns) and
 //! who they are (a profile's languages, region, accent, voice and
-//! preferences) never reach `store.redb` in clear, through updates,
+//! preferences, their display name) never reach `store.redb` in clear, through updates,
 //! deletion and erasure; a store written before they were sealed seals
 //! them at its first open.
 
-use bharatvoice_store::fuzzing::{plain_profile_bytes, plain_session_bytes};
+use bharatvoice_store::fuzzing::{plain_profile_bytes, plain_session_bytes, plain_user_bytes};
 use bharatvoice_store::{
-    ConversationSession, Error, ProfileUpdate, Role, SCHEMA_VERSION, Store, Turn, UserId,
-    VoicePreferences,
+    ConsentKind, ConversationSession, Error, ListOptions, NewUser, ProfileUpdate, Role,
+    SCHEMA_VERSION, Store, Turn, User, UserId, UserUpdate, VoicePreferences,
 };
 use redb::{Database, ReadableTable, TableDefinition, TableHandle};
 
@@ -16,6 +16,9 @@ use crate::common::{TestStore, config, open_store};
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
 const PROFILES: TableDefinition<u128, &[u8]> = TableDefinition::new("profiles");
+const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+const BY_USERNAME: TableDefinition<&str, &[u8]> = TableDefinition::new("user_records_by_username");
+const BY_EMAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("user_records_by_email");
 
 /// Markers no other part of a store writes: ASCII and Devanagari.
 const MARKERS: [&str; 2] = ["kesar-chai-marker-7731", "गुप्तशब्दसात"];
@@ -67,6 +70,41 @@ async fn mark_profile(t: &TestStore, user: UserId, n: usize) {
     assert_eq!(t.store.profiles().get(user).unwrap(), p);
 }
 
+fn marked_name(n: usize) -> String {
+    format!("{} {n} {}", MARKERS[0], MARKERS[1])
+}
+
+/// A user whose display name carries the markers.
+async fn named_user(t: &TestStore, name: &str) -> User {
+    let u = t
+        .store
+        .users()
+        .create(
+            NewUser::new(name, format!("{name}@example.in"))
+                .display_name(marked_name(0))
+                .consent(ConsentKind::AudioStorage),
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.display_name.as_deref(), Some(marked_name(0).as_str()));
+    u
+}
+
+/// Every read path gives the display name back opened.
+async fn assert_named(t: &TestStore, u: &User, n: usize) {
+    let name = Some(marked_name(n));
+    let users = t.store.users();
+    assert_eq!(users.get(u.id).unwrap().display_name, name);
+    assert_eq!(
+        users.get_by_username(&u.username).unwrap().display_name,
+        name
+    );
+    assert_eq!(users.get_by_email(&u.email).unwrap().display_name, name);
+    let page = users.list(ListOptions::first(100)).await.unwrap();
+    let listed = page.items.iter().find(|x| x.id == u.id).unwrap();
+    assert_eq!(listed.display_name, name);
+}
+
 async fn reopen(t: TestStore) -> TestStore {
     let TestStore { dir, store } = t;
     store.close().await;
@@ -78,7 +116,8 @@ async fn reopen(t: TestStore) -> TestStore {
 #[tokio::test]
 async fn turns_never_reach_the_file_in_clear() {
     let t = open_store().await;
-    let u = t.user("meera").await;
+    let u = named_user(&t, "meera").await;
+    assert_named(&t, &u, 0).await;
     mark_profile(&t, u.id, 0).await;
     let s = t.store.sessions().create(u.id, None).await.unwrap();
     for i in 0..6 {
@@ -100,6 +139,36 @@ async fn turns_never_reach_the_file_in_clear() {
     // changed twice.
     mark_profile(&t, u.id, 1).await;
     mark_profile(&t, u.id, 2).await;
+    let renamed = t
+        .store
+        .users()
+        .update(
+            u.id,
+            UserUpdate {
+                display_name: Some(Some(marked_name(1))),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.display_name, Some(marked_name(1)));
+    t.store
+        .users()
+        .set_password(u.id, "a long secret")
+        .await
+        .unwrap();
+    assert!(
+        t.store
+            .users()
+            .verify_password(u.id, "a long secret")
+            .await
+            .unwrap()
+    );
+    assert_named(&t, &u, 1).await;
+    let deleted = t.store.users().delete(u.id).await.unwrap();
+    assert_eq!(deleted.display_name, Some(marked_name(1)));
+    let restored = t.store.users().restore(u.id).await.unwrap();
+    assert_eq!(restored.display_name, Some(marked_name(1)));
     t.store.sessions().append_turn(s.id, turn(6)).await.unwrap();
     t.store.sessions().touch(s.id).await.unwrap();
     let ended = t.store.sessions().end(s.id).await.unwrap();
@@ -119,6 +188,7 @@ async fn turns_never_reach_the_file_in_clear() {
         Vec::<&str>::new(),
         "after updates and deletion"
     );
+    assert_named(&t, &u, 1).await;
 
     // Erasure destroys the record key: the sessions go, nothing opens.
     t.store.privacy().erase_user(u.id).await.unwrap();
@@ -183,7 +253,7 @@ async fn sealed_turns_moved_to_another_row_do_not_open() {
 #[tokio::test]
 async fn a_store_from_before_sealing_seals_its_plain_turns_at_open() {
     let t = open_store().await;
-    let u = t.user("kavya").await;
+    let u = named_user(&t, "kavya").await;
     let s = t.store.sessions().create(u.id, None).await.unwrap();
     t.store.sessions().append_turn(s.id, turn(0)).await.unwrap();
     mark_profile(&t, u.id, 0).await;
@@ -214,6 +284,19 @@ async fn a_store_from_before_sealing_seals_its_plain_turns_at_open() {
                 plain_profile_bytes(&old_profile).as_slice(),
             )
             .unwrap();
+        let [row, by_username, by_email] = plain_user_bytes(&u);
+        txn.open_table(USERS)
+            .unwrap()
+            .insert(u.id.as_uuid().as_u128(), row.as_slice())
+            .unwrap();
+        txn.open_table(BY_USERNAME)
+            .unwrap()
+            .insert(u.username.as_str(), by_username.as_slice())
+            .unwrap();
+        txn.open_table(BY_EMAIL)
+            .unwrap()
+            .insert(u.email.as_str(), by_email.as_slice())
+            .unwrap();
         let record_keys = txn
             .list_tables()
             .unwrap()
@@ -232,6 +315,7 @@ async fn a_store_from_before_sealing_seals_its_plain_turns_at_open() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.sessions().get(s.id).unwrap(), old);
     assert_eq!(store.profiles().get(u.id).unwrap(), old_profile);
+    assert_eq!(store.users().get(u.id).unwrap(), u);
     store.close().await;
     drop(store);
     assert_eq!(
@@ -242,4 +326,6 @@ async fn a_store_from_before_sealing_seals_its_plain_turns_at_open() {
     let store = Store::open(config(dir.path())).await.unwrap();
     assert_eq!(store.sessions().get(s.id).unwrap(), old);
     assert_eq!(store.profiles().get(u.id).unwrap(), old_profile);
+    assert_eq!(store.users().get(u.id).unwrap(), u);
+    assert_eq!(store.users().get_by_email(&u.email).unwrap(), u);
 }
