@@ -33,6 +33,7 @@ mod keys;
 mod migrate;
 mod ops;
 mod output;
+mod session;
 mod user;
 mod user_export;
 mod watch;
@@ -76,6 +77,9 @@ pub(crate) enum Command {
     /// Store, read, list and share files.
     #[command(subcommand)]
     File(file::FileCommand),
+    /// A user's conversation sessions: list, show the turns, end.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
     /// Key status and rotation.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -205,6 +209,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
         Command::Audit(cmd) => audit::run(&cli, cmd, &out).await,
+        Command::Session(cmd) => session::run(&cli, cmd, &out).await,
         Command::Watch(args) => watch::run(&cli, args, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd, &out).await,

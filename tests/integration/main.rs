@@ -56,6 +56,7 @@ mod quota;
 mod rate_limits;
 mod read_only;
 mod region;
+mod session_cli;
 mod sessions;
 mod stats;
 mod store_damage;
