@@ -36,6 +36,7 @@ mod output;
 mod session;
 mod user;
 mod user_export;
+mod user_password;
 mod watch;
 
 use std::path::PathBuf;

@@ -38,6 +38,11 @@ pub(crate) enum UserCommand {
     /// Show what the store holds about a user: record, profile,
     /// consents, sessions, files by type, grants, pending erasure.
     Summary(super::user_export::SummaryArgs),
+    /// Set or replace a user's password, read from the first line of stdin.
+    Passwd(super::user_password::PasswordArgs),
+    /// Check a password read from the first line of stdin: exit 0 if it
+    /// matches, 1 if not.
+    CheckPassword(super::user_password::PasswordArgs),
 }
 
 #[derive(Debug, Args)]
@@ -189,7 +194,7 @@ fn profile_text(p: &UserProfile) -> String {
     s
 }
 
-fn read_password() -> Result<String, Error> {
+pub(crate) fn read_password() -> Result<String, Error> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -212,6 +217,8 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Outcome {
         UserCommand::Erase(args) => erase(&store, args, out).await,
         UserCommand::Export(args) => super::user_export::export(&store, args, out).await,
         UserCommand::Summary(args) => super::user_export::summary(&store, args, out).await,
+        UserCommand::Passwd(args) => super::user_password::passwd(&store, args, out).await,
+        UserCommand::CheckPassword(args) => super::user_password::check(&store, args, out).await,
     }
 }
 

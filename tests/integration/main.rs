@@ -47,6 +47,7 @@ mod migrate_v5;
 mod migrate_v6;
 mod model;
 mod page_cache;
+mod password_cli;
 mod personal_at_rest;
 mod privacy;
 mod privacy_export;
