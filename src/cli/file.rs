@@ -24,6 +24,8 @@ pub(crate) enum FileCommand {
     Grant(GrantArgs),
     /// Take back a grant.
     Revoke(RevokeArgs),
+    /// Who a file is granted to (the owner asks).
+    Grants(RmArgs),
     /// Authenticate every chunk and check the SHA-256 (as the system).
     Verify(VerifyArgs),
 }
@@ -108,6 +110,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Outcome {
         FileCommand::Rm(args) => rm(&store, args, out).await,
         FileCommand::Restore(args) => restore(&store, args, out).await,
         FileCommand::Grant(args) => grant(&store, args, out).await,
+        FileCommand::Grants(args) => grants(&store, args, out).await,
         FileCommand::Revoke(args) => revoke(&store, args, out).await,
         FileCommand::Verify(args) => verify(&store, args, out).await,
     }
@@ -193,21 +196,55 @@ async fn grant(store: &Store, args: &GrantArgs, out: &Out) -> Outcome {
     }))
 }
 
-/// `bvstore file revoke`.
+/// `bvstore file revoke`: says so when there was no grant to take back.
 async fn revoke(store: &Store, args: &RevokeArgs, out: &Out) -> Outcome {
     let id = &args.id;
     let from = resolve(store, &args.from).await?;
-    store
-        .files()
-        .revoke(actor(store, &args.user).await?, id.parse()?, from.id)
-        .await?;
-    let doc = serde_json::json!({ "file": id, "revoked_from": from.id });
-    done(out.emit(&doc, || {
-        format!(
+    let (who, file) = (actor(store, &args.user).await?, id.parse()?);
+    let had = store.files().grantees(who, file).await?.contains(&from.id);
+    store.files().revoke(who, file, from.id).await?;
+    let doc = serde_json::json!({ "file": id, "revoked_from": from.id, "changed": had });
+    done(out.emit(&doc, || match had {
+        true => format!(
             "{} may no longer read file {}",
             clean(&from.username),
             clean(id)
-        )
+        ),
+        false => format!(
+            "{} had no grant on file {}: nothing changed",
+            clean(&from.username),
+            clean(id)
+        ),
+    }))
+}
+
+/// `bvstore file grants`: the users a file is granted to.
+async fn grants(store: &Store, args: &RmArgs, out: &Out) -> Outcome {
+    let ids = store
+        .files()
+        .grantees(actor(store, &args.user).await?, args.id.parse()?)
+        .await?;
+    let names: Vec<Option<String>> = ids
+        .iter()
+        .map(|id| store.users().get(*id).ok().map(|u| u.username))
+        .collect();
+    let doc: Vec<_> = ids
+        .iter()
+        .zip(&names)
+        .map(|(id, name)| serde_json::json!({ "user": id, "username": name }))
+        .collect();
+    done(out.emit(&doc, || {
+        if ids.is_empty() {
+            return format!("file {} is granted to no one", clean(&args.id));
+        }
+        ids.iter()
+            .zip(&names)
+            .map(|(id, name)| match name {
+                Some(n) => format!("{id}  {}", clean(n)),
+                None => format!("{id}  (deleted)"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }))
 }
 

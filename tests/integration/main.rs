@@ -32,6 +32,7 @@ mod disk_full;
 mod exit_codes;
 mod files;
 mod fuzz_corpus;
+mod grants_cli;
 mod health;
 mod ingest;
 mod ingest_cli;
