@@ -329,3 +329,23 @@ async fn a_store_from_before_sealing_seals_its_plain_turns_at_open() {
     assert_eq!(store.users().get(u.id).unwrap(), u);
     assert_eq!(store.users().get_by_email(&u.email).unwrap(), u);
 }
+
+/// A master key rotation re-wraps record keys with the rest: the sealed
+/// fields read back right after it and after a reopen under the new key.
+#[tokio::test]
+async fn sealed_fields_read_back_after_a_master_key_rotation() {
+    let t = open_store().await;
+    let u = named_user(&t, "ishaan").await;
+    mark_profile(&t, u.id, 0).await;
+    let s = t.store.sessions().create(u.id, None).await.unwrap();
+    t.store.sessions().append_turn(s.id, turn(0)).await.unwrap();
+    let profile = t.store.profiles().get(u.id).unwrap();
+    let session = t.store.sessions().get(s.id).unwrap();
+    let new = bharatvoice_store::MasterKey::generate().unwrap();
+    t.store.keys().rotate_master(new).await.unwrap();
+    assert_named(&t, &u, 0).await;
+    let t = reopen(t).await;
+    assert_named(&t, &u, 0).await;
+    assert_eq!(t.store.profiles().get(u.id).unwrap(), profile);
+    assert_eq!(t.store.sessions().get(s.id).unwrap(), session);
+}
