@@ -34,6 +34,8 @@ pub enum Entity {
     Metric,
     /// A record of the store itself (schema version, store id).
     Meta,
+    /// A backup destination, or a generation in one.
+    Backup,
 }
 
 impl std::fmt::Display for Entity {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Entity {
             Entity::AudioFile => "audio file",
             Entity::Metric => "metric",
             Entity::Meta => "store metadata",
+            Entity::Backup => "backup",
         })
     }
 }

@@ -352,7 +352,6 @@ impl Store {
         &self.inner.cache
     }
 
-    #[cfg(test)]
     pub(crate) fn blob_store(&self) -> &BlobStore {
         &self.inner.blobs
     }

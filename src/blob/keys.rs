@@ -188,6 +188,29 @@ fn make_check(master: &SecretKey) -> Result<WrappedKey, Error> {
     wrap(master, &SecretKey::from_bytes(CHECK_VALUE), CHECK_CONTEXT)
 }
 
+/// The master key a configuration gives, without a store: the key, the
+/// key file, or `<data_dir>/master.key` if it exists (a restore checks a
+/// backup with it before any store is there).
+pub(crate) fn configured_master(config: &crate::Config) -> Result<SecretKey, Error> {
+    match (&config.master_key, &config.master_key_file) {
+        (Some(k), _) => Ok(k.clone()),
+        (None, Some(path)) => SecretKey::from_file(path),
+        (None, None) => {
+            let (path, _) = embedded_paths(&config.data_dir);
+            if path.exists() {
+                SecretKey::from_file(&path)
+            } else {
+                Err(Error::MissingKey {
+                    reason: format!(
+                        "no master key was given and {} does not exist: pass the key the backup was made under (BV_MASTER_KEY, BV_MASTER_KEY_FILE or --key-file)",
+                        path.display()
+                    ),
+                })
+            }
+        }
+    }
+}
+
 /// The file of the embedded default key, and of a rotation's next key.
 pub(crate) fn embedded_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (

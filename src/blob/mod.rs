@@ -232,6 +232,10 @@ pub(crate) struct BlobStore {
     pub(crate) reads: reads::AccessLog,
     /// Per-user operations and stored-bytes buckets.
     pub(crate) limits: crate::ratelimit::RateLimits,
+    /// Held shared by a backup while it copies blob files, exclusively by
+    /// whatever takes a blob file away (purge, erasure, orphan
+    /// collection): a blob a backup's snapshot names stays until copied.
+    pins: tokio::sync::RwLock<()>,
 }
 
 impl BlobStore {
@@ -263,6 +267,7 @@ impl BlobStore {
             quota: config.quota.clone(),
             require_consent: config.privacy.require_consent,
             limits: crate::ratelimit::RateLimits::new(&config.rate_limits, config.clock.clone()),
+            pins: tokio::sync::RwLock::new(()),
             #[cfg(test)]
             pause_after_place: Default::default(),
         })
@@ -318,6 +323,18 @@ impl BlobStore {
                 format!("the probe failed: {e}"),
             ),
         }
+    }
+
+    /// Keeps every blob file in place until the guard drops (a backup
+    /// copying the blobs its snapshot names). Several may be held at once.
+    pub(crate) async fn pin_all(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.pins.read().await
+    }
+
+    /// Waits until no backup pins blob files, and keeps new pins out until
+    /// the guard drops: taken before a blob file is taken away.
+    pub(crate) async fn unpinned(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.pins.write().await
     }
 
     /// Serialises work on one address (puts of the same bytes, purges,

@@ -19,6 +19,7 @@
 //! 2 unhealthy.
 
 mod audit;
+mod backup;
 mod cache;
 mod debug;
 mod demo;
@@ -102,6 +103,13 @@ pub(crate) enum Command {
     Stats,
     /// Give the free pages of store.redb and cache.redb back to the disk.
     Compact,
+    /// Back the store up into a directory: a consistent snapshot taken
+    /// while it is in use, only new blobs copied.
+    Backup(backup::BackupArgs),
+    /// List the backup generations in a directory.
+    Backups(backup::BackupsArgs),
+    /// Restore a backup into --data-dir after checking every file.
+    Restore(backup::RestoreArgs),
     /// Store each file that appears in a folder for a user, then remove it
     /// from the folder; runs until Ctrl-C or SIGTERM.
     Watch(watch::WatchArgs),
@@ -207,6 +215,9 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Health => ops::health(&cli, &out).await,
         Command::Stats => ops::stats(&cli, &out).await,
         Command::Compact => ops::compact(&cli, &out).await,
+        Command::Backup(args) => backup::backup(&cli, args, &out).await,
+        Command::Backups(args) => backup::list(args, &out).await,
+        Command::Restore(args) => backup::restore(&cli, args, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
         Command::Audit(cmd) => audit::run(&cli, cmd, &out).await,

@@ -159,7 +159,7 @@ fn compact_table(r: &CompactReport) -> String {
 }
 
 /// Bytes in the largest binary unit that keeps the number at least 1.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

@@ -70,6 +70,7 @@ pub(crate) mod sealing;
 pub(crate) mod session_row;
 pub(crate) mod sessions;
 pub(crate) mod snapshot;
+pub(crate) mod snapshot_copy;
 pub(crate) mod stats;
 pub(crate) mod txn;
 pub(crate) mod usage;

@@ -92,6 +92,12 @@ async fn orphan_files(
             continue;
         }
         let address = blob.address;
+        // A backup copying blob files keeps them until it is done.
+        let _unpinned = if dry_run {
+            None
+        } else {
+            Some(parts.blobs.unpinned().await)
+        };
         // A put holds this lock from placing its blob to committing its row.
         let _lock = parts.blobs.lock(address).await;
         if parts.db.read(|txn| get_row(txn, address))?.is_some() {

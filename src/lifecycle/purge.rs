@@ -249,6 +249,12 @@ pub(crate) async fn retire_freed(
     doomed: &[BlobAddress],
 ) -> Result<(u64, u64), Error> {
     let (mut stored_again, mut failed) = (0u64, 0u64);
+    // A backup copying blob files keeps them until it is done.
+    let _unpinned = if doomed.is_empty() {
+        None
+    } else {
+        Some(blobs.unpinned().await)
+    };
     for group in doomed.chunks(RETIRE_GROUP) {
         let locks = blobs.lock_many(group.iter().copied()).await;
         let free = db.read(|txn| {

@@ -1,4 +1,5 @@
 //! Seam for operations: backup, restore, verify, health, metrics export.
 
+pub(crate) mod backup;
 pub(crate) mod compact;
 pub(crate) mod stats;

@@ -5,6 +5,8 @@ mod common;
 mod access;
 mod audit;
 mod audit_tamper;
+mod backup;
+mod backup_cli;
 mod blob_cli;
 mod blobs;
 mod cache;

@@ -73,7 +73,7 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
 
 /// Makes every overwrite on the file system holding `dir` durable at once.
 #[allow(unsafe_code)]
-fn sync_file_system(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_file_system(dir: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let d = File::open(dir)?;
     // SAFETY: `d` is an open descriptor for the whole call.
@@ -173,14 +173,22 @@ fn overwrite(path: &Path) -> std::io::Result<()> {
     overwrite_unsynced(path)?.sync_data()
 }
 
-/// Writes zeros once over a blob file (not through a link), unsynced.
+/// Writes zeros once over a blob file (not through a link), unsynced;
+/// a file with another hard link (a backup's) is left as it is.
 fn overwrite_unsynced(path: &Path) -> std::io::Result<File> {
     use std::io::Write;
     let mut f = File::options()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    let mut left = f.metadata()?.len();
+    let meta = f.metadata()?;
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        // Another name holds these bytes: a backup's hard link, which must
+        // keep them. Only this name goes; the key deletion still holds.
+        tracing::debug!(path = %path.display(), "not overwriting a blob file with another link");
+        return Ok(f);
+    }
+    let mut left = meta.len();
     let zeros = vec![0u8; 1 << 16];
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(usize::MAX).min(zeros.len());

@@ -1,0 +1,210 @@
+//! `bvstore backup`, `bvstore backups` and `bvstore restore`: consistent
+//! backups taken while the store is in use, listed and brought back
+//! after every file is checked.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bharatvoice_store::{
+    BackupGeneration, BackupOptions, BackupReport, Progress, RestoreOptions, RestoreReport, Store,
+};
+use clap::Args;
+
+use super::ops::size;
+use super::{Cli, Out, Outcome, clean_path, config_of, done, open};
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The destination directory (created if missing; one store's
+    /// backups per destination).
+    dest: PathBuf,
+    /// Keep only the newest N generations once this one is complete.
+    #[arg(long, short = 'k', value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    keep: Option<usize>,
+    /// Copy blob files even where they could be hard-linked.
+    #[arg(long)]
+    no_links: bool,
+    /// Back up into a destination that declares another data region.
+    #[arg(long)]
+    allow_region_change: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackupsArgs {
+    /// The destination directory.
+    dest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup destination to restore from; the store is restored into
+    /// --data-dir.
+    src: PathBuf,
+    /// The generation to restore (default: the newest).
+    #[arg(long, short = 'g', value_name = "G")]
+    generation: Option<u64>,
+    /// Restore into a data directory that is not empty (its store.redb is
+    /// replaced, its cache.redb deleted).
+    #[arg(long)]
+    force: bool,
+    /// The master key file the backup was made under; it is installed as
+    /// <data-dir>/master.key so that the restored store opens by default.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Restore a backup of another data region than the configured one.
+    #[arg(long)]
+    allow_region_change: bool,
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn bar(verb: &'static str) -> (Option<indicatif::ProgressBar>, Option<Progress>) {
+    if !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(verb);
+    let b = bar.clone();
+    let progress = Progress::new(move |done, total| {
+        b.set_length(total);
+        b.set_position(done);
+    });
+    (Some(bar), Some(progress))
+}
+
+/// `bvstore backup DEST`.
+pub(crate) async fn backup(cli: &Cli, args: &BackupArgs, out: &Out) -> Outcome {
+    let store = open(cli).await?;
+    let (bar, progress) = bar("backing up");
+    let options = BackupOptions {
+        keep: args.keep,
+        no_links: args.no_links,
+        allow_region_change: args.allow_region_change,
+        progress,
+    };
+    let report = store.backup(&args.dest, options).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    store.close().await;
+    let report = report?;
+    done(out.emit(&report, || backup_text(&report)))
+}
+
+fn backup_text(r: &BackupReport) -> String {
+    let mut lines = vec![
+        format!(
+            "generation {} written to {} in {:.1} s",
+            r.generation,
+            clean_path(&r.destination),
+            r.took_ms as f64 / 1000.0
+        ),
+        format!("metadata   {} rows, {}", r.rows, size(r.metadata_bytes)),
+        format!("{:<10} {:>8} {:>10}", "blobs", "files", "bytes"),
+        format!(
+            "{:<10} {:>8} {:>10}",
+            "copied",
+            r.blobs_copied,
+            size(r.bytes_copied)
+        ),
+        format!(
+            "{:<10} {:>8} {:>10}",
+            "linked",
+            r.blobs_linked,
+            size(r.bytes_linked)
+        ),
+        format!(
+            "{:<10} {:>8} {:>10}  (already in the destination)",
+            "skipped",
+            r.blobs_skipped,
+            size(r.bytes_skipped)
+        ),
+    ];
+    if !r.missing.is_empty() {
+        lines.push(format!(
+            "warning: {} blob(s) the store names have no file (run `bvstore gc` to mark them damaged)",
+            r.missing.len()
+        ));
+    }
+    if !r.generations_removed.is_empty() {
+        lines.push(format!(
+            "removed generation(s) {:?} and {} blob file(s) only they held",
+            r.generations_removed, r.blobs_removed
+        ));
+    }
+    lines.join("\n")
+}
+
+/// `bvstore backups DEST`: the generations there, oldest first.
+pub(crate) async fn list(args: &BackupsArgs, out: &Out) -> Outcome {
+    let generations = Store::backups(&args.dest)?;
+    done(out.emit(&generations, || list_text(&generations)))
+}
+
+fn list_text(gs: &[BackupGeneration]) -> String {
+    let mut lines = vec![format!(
+        "{:>10}  {:<27} {:>6} {:>8} {:>10}",
+        "generation", "taken at", "schema", "blobs", "size"
+    )];
+    for g in gs {
+        lines.push(format!(
+            "{:>10}  {:<27} {:>6} {:>8} {:>10}",
+            g.generation,
+            g.created_at.to_string(),
+            g.schema_version,
+            g.blobs,
+            size(g.bytes)
+        ));
+    }
+    if gs.is_empty() {
+        lines.push("(no generations)".into());
+    }
+    lines.join("\n")
+}
+
+/// `bvstore restore SRC --data-dir NEW`.
+pub(crate) async fn restore(cli: &Cli, args: &RestoreArgs, out: &Out) -> Outcome {
+    let mut config = config_of(cli)?;
+    if let Some(key) = &args.key_file {
+        config = config.master_key_file(key);
+    }
+    let (bar, progress) = bar("restoring");
+    let options = RestoreOptions {
+        generation: args.generation,
+        force: args.force,
+        allow_region_change: args.allow_region_change,
+        install_key: args.key_file.is_some(),
+        progress,
+    };
+    let report = Store::restore(&args.src, &config, options).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    out.emit(&report, || restore_text(&report))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore_text(r: &RestoreReport) -> String {
+    let mut text = format!(
+        "restored generation {} (taken {}) into {}: {} blobs, {}, every file checked, in {:.1} s",
+        r.generation,
+        r.created_at,
+        clean_path(&r.data_dir),
+        r.blobs,
+        size(r.bytes),
+        r.took_ms as f64 / 1000.0
+    );
+    if r.missing > 0 {
+        text.push_str(&format!(
+            "\nwarning: the backed-up store was missing {} blob file(s); their records stay damaged",
+            r.missing
+        ));
+    }
+    text
+}

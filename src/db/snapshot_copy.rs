@@ -1,0 +1,220 @@
+//! A copy of `store.redb` taken from one read snapshot, for backups.
+//!
+//! redb has no online backup, and copying the file while the writer runs
+//! could catch a commit half-written. So a backup copies every table, row
+//! by row, from one read transaction into a new database file. A read
+//! transaction is an MVCC snapshot: writes go on meanwhile and never show
+//! in the copy, so the copy is the store at one instant (the instant the
+//! transaction began).
+//!
+//! Every table of the schema is named here. A table the snapshot holds
+//! and this list does not name is refused rather than left out: a newer
+//! schema must add its tables here, or its backups would silently lose
+//! them (a test checks the list against `schema::create_all`).
+
+use std::path::Path;
+
+use redb::{
+    Database, Durability, Key, MultimapTableHandle, ReadTransaction, ReadableTable,
+    TableDefinition, TableHandle, Value,
+};
+
+use crate::db::schema::*;
+use crate::error::{Error, StorageContext};
+use crate::types::BlobAddress;
+
+/// What the copy found in its snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnapshotInfo {
+    /// The schema version the copy has.
+    pub(crate) schema_version: u32,
+    /// The store's id (a UUID's 16 bytes, as hex).
+    pub(crate) store_id: String,
+    /// Every blob a row of the snapshot names, in address order.
+    pub(crate) blobs: Vec<BlobAddress>,
+    /// Rows copied, over all tables.
+    pub(crate) rows: u64,
+}
+
+/// The tables a copy knows, by name.
+const KNOWN: &[&str] = &[
+    "meta",
+    "users",
+    "user_records_by_username",
+    "user_records_by_email",
+    "credentials",
+    "profiles",
+    "sessions",
+    "sessions_by_user",
+    "sessions_by_expiry",
+    "files",
+    "files_by_owner",
+    "files_by_expiry",
+    "files_by_blob",
+    "metrics",
+    "keys",
+    "record_keys",
+    "blobs",
+    "blobs_by_owner",
+    "grants",
+    "audit",
+    "audit_log",
+    "files_by_deleted",
+    "sessions_by_deleted",
+    "damaged_blobs",
+    "usage",
+    "erasures",
+];
+
+/// Copies every table of `src` into a new database at `dest` (which must
+/// not exist), durably, and says what the snapshot held.
+pub(crate) fn copy_snapshot(src: &ReadTransaction, dest: &Path) -> Result<SnapshotInfo, Error> {
+    for table in src.list_tables().ctx("listing tables")? {
+        if !KNOWN.contains(&table.name()) {
+            return Err(Error::corrupt(
+                "store.redb",
+                format!(
+                    "it holds a table {:?} this build does not know, so a backup would lose it",
+                    table.name()
+                ),
+            ));
+        }
+    }
+    if let Some(table) = src
+        .list_multimap_tables()
+        .ctx("listing multimap tables")?
+        .next()
+    {
+        return Err(Error::corrupt(
+            "store.redb",
+            format!(
+                "it holds a multimap table {:?} this build does not know",
+                table.name()
+            ),
+        ));
+    }
+    let db = Database::create(dest).ctx("creating the snapshot file")?;
+    let mut rows = 0;
+    rows += copy(src, &db, META)?;
+    rows += copy(src, &db, USERS)?;
+    rows += copy(src, &db, USERS_BY_USERNAME)?;
+    rows += copy(src, &db, USERS_BY_EMAIL)?;
+    rows += copy(src, &db, CREDENTIALS)?;
+    rows += copy(src, &db, PROFILES)?;
+    rows += copy(src, &db, SESSIONS)?;
+    rows += copy(src, &db, SESSIONS_BY_USER)?;
+    rows += copy(src, &db, SESSIONS_BY_EXPIRY)?;
+    rows += copy(src, &db, FILES)?;
+    rows += copy(src, &db, FILES_BY_OWNER)?;
+    rows += copy(src, &db, FILES_BY_EXPIRY)?;
+    rows += copy(src, &db, FILES_BY_BLOB)?;
+    rows += copy(src, &db, METRICS)?;
+    rows += copy(src, &db, KEYS)?;
+    rows += copy(src, &db, RECORD_KEYS)?;
+    rows += copy(src, &db, BLOBS)?;
+    rows += copy(src, &db, BLOBS_BY_OWNER)?;
+    rows += copy(src, &db, GRANTS)?;
+    rows += copy(src, &db, LEGACY_AUDIT)?;
+    rows += copy(src, &db, AUDIT_LOG)?;
+    rows += copy(src, &db, FILES_BY_DELETED)?;
+    rows += copy(src, &db, SESSIONS_BY_DELETED)?;
+    rows += copy(src, &db, DAMAGED_BLOBS)?;
+    rows += copy(src, &db, USAGE)?;
+    rows += copy(src, &db, ERASURES)?;
+    // The copies above commit without a sync; this one makes them durable.
+    let txn = db.begin_write().ctx("finishing the snapshot file")?;
+    txn.commit().ctx("syncing the snapshot file")?;
+    drop(db);
+    Ok(SnapshotInfo {
+        schema_version: schema_version(src)?,
+        store_id: store_id(src)?,
+        blobs: blob_addresses(src)?,
+        rows,
+    })
+}
+
+/// Copies one table (if the snapshot has it) in one transaction, returning
+/// the rows copied.
+fn copy<K: Key + 'static, V: Value + 'static>(
+    src: &ReadTransaction,
+    dst: &Database,
+    def: TableDefinition<'static, K, V>,
+) -> Result<u64, Error> {
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(Error::storage(format!("opening {}", def.name()), e)),
+    };
+    let mut txn = dst.begin_write().ctx("writing the snapshot file")?;
+    txn.set_durability(Durability::None)
+        .map_err(|e| Error::storage("writing the snapshot file", redb::Error::from(e)))?;
+    let mut rows = 0;
+    {
+        let mut to = txn.open_table(def).ctx("creating a snapshot table")?;
+        for row in from.iter().ctx("reading a table to back up")? {
+            let (k, v) = row.ctx("reading a row to back up")?;
+            to.insert(k.value(), v.value())
+                .ctx("writing the snapshot file")?;
+            rows += 1;
+        }
+    }
+    txn.commit().ctx("writing the snapshot file")?;
+    Ok(rows)
+}
+
+fn schema_version(src: &ReadTransaction) -> Result<u32, Error> {
+    let meta = src.open_table(META).ctx("opening meta")?;
+    let v = meta
+        .get(SCHEMA_VERSION_KEY)
+        .ctx("reading the schema version")?;
+    let bytes = v
+        .as_ref()
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .ok_or_else(|| Error::corrupt("store.redb", "no schema version in meta"))?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+pub(crate) fn store_id(src: &ReadTransaction) -> Result<String, Error> {
+    let meta = src.open_table(META).ctx("opening meta")?;
+    let v = meta.get(STORE_ID_KEY).ctx("reading the store id")?;
+    let bytes = v
+        .as_ref()
+        .and_then(|v| <[u8; 16]>::try_from(v.value()).ok())
+        .ok_or_else(|| Error::corrupt("store.redb", "no store id in meta"))?;
+    Ok(uuid::Uuid::from_bytes(bytes).to_string())
+}
+
+fn blob_addresses(src: &ReadTransaction) -> Result<Vec<BlobAddress>, Error> {
+    let blobs = match src.open_table(BLOBS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(Error::storage("opening blobs", e)),
+    };
+    let mut out = Vec::new();
+    for row in blobs.iter().ctx("reading blobs")? {
+        let (k, _) = row.ctx("reading blobs")?;
+        out.push(BlobAddress(k.value()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{ReadableDatabase, TableHandle};
+
+    use super::KNOWN;
+
+    /// Every table a new store has is one the copy knows.
+    #[test]
+    fn the_copy_knows_every_table_of_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("s.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        super::create_all(&txn).unwrap();
+        txn.commit().unwrap();
+        let r = db.begin_read().unwrap();
+        for t in r.list_tables().unwrap() {
+            assert!(KNOWN.contains(&t.name()), "{} is not copied", t.name());
+        }
+    }
+}

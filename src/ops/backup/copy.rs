@@ -1,0 +1,154 @@
+//! Copying one file into a backup or out of one, hashing it on the way:
+//! the SHA-256 a manifest records, and checks on restore.
+//!
+//! Into a backup on the same file system, a blob is hard-linked (no bytes
+//! written; blob files are never changed in place, and the purge does not
+//! overwrite a file that has another link, see `blob::backend::local`),
+//! and read once for its digest. Elsewhere it is copied. Copies go
+//! through a temporary file in the destination's `tmp/` and are renamed
+//! into place, so a file at its final name is always whole; they are not
+//! synced one by one (the caller syncs the file system once, as `cp` and
+//! `rsync` users do with `sync`, before it writes anything that names
+//! them).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::ops::backup::manifest::FileDigest;
+
+const BUF: usize = 1 << 20;
+
+/// How a file reached its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placed {
+    Linked,
+    Copied,
+}
+
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let context = format!("{what} {}", path.display());
+    move |e| Error::io(context, e)
+}
+
+/// The size and SHA-256 of a file; `None` if it does not exist.
+pub(crate) fn digest(path: &Path, buf: &mut Vec<u8>) -> Result<Option<FileDigest>, Error> {
+    match open_nofollow(path) {
+        Ok(mut f) => hash_through(&mut f, path, None, buf).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("reading", path)(e)),
+    }
+}
+
+/// Reads `src` to its end, hashing, and writes it to `sink` if given.
+fn hash_through(
+    src: &mut File,
+    path: &Path,
+    mut sink: Option<(&mut File, &Path)>,
+    buf: &mut Vec<u8>,
+) -> Result<FileDigest, Error> {
+    let mut h = Sha256::new();
+    let mut bytes = 0u64;
+    buf.resize(BUF, 0);
+    loop {
+        let n = src.read(buf).map_err(io("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        if let Some((dst, to)) = sink.as_mut() {
+            dst.write_all(&buf[..n]).map_err(io("writing", to))?;
+        }
+        bytes += n as u64;
+    }
+    Ok(FileDigest {
+        bytes,
+        sha256: h.finalize().into(),
+    })
+}
+
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Puts `from` at `to` (replacing what is there): linked when `link` and
+/// the file system allows it, else copied; returns how, and the file's
+/// digest; `None` if `from` does not exist.
+pub(crate) fn place(
+    from: &Path,
+    to: &Path,
+    tmp_dir: &Path,
+    link: bool,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(Placed, FileDigest)>, Error> {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tmp_dir.join(format!("{name}.part"));
+    let _ = std::fs::remove_file(&tmp);
+    if link {
+        match std::fs::hard_link(from, &tmp) {
+            Ok(()) => {
+                let Some(d) = digest(&tmp, buf)? else {
+                    return Ok(None);
+                };
+                rename(&tmp, to)?;
+                return Ok(Some((Placed::Linked, d)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // Another file system, or one without links: copy instead.
+            Err(_) => {}
+        }
+    }
+    let Some(d) = copy_hashing(from, &tmp, buf)? else {
+        return Ok(None);
+    };
+    rename(&tmp, to)?;
+    Ok(Some((Placed::Copied, d)))
+}
+
+/// Copies `from` to `to` (a new file, mode 0600), hashing; `None` if
+/// `from` does not exist.
+pub(crate) fn copy_hashing(
+    from: &Path,
+    to: &Path,
+    buf: &mut Vec<u8>,
+) -> Result<Option<FileDigest>, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = match open_nofollow(from) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("reading", from)(e)),
+    };
+    let mut dst = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(to)
+        .map_err(io("creating", to))?;
+    hash_through(&mut src, from, Some((&mut dst, to)), buf).map(Some)
+}
+
+/// Renames into place, creating the parent directory (not synced: the
+/// caller syncs the file system once).
+fn rename(tmp: &Path, to: &Path) -> Result<(), Error> {
+    if let Some(parent) = to.parent() {
+        crate::fsutil::create_private_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    std::fs::rename(tmp, to).map_err(io("renaming into", to))
+}
+
+/// Makes everything written under `dir`'s file system durable.
+pub(crate) fn sync_all(dir: &Path) -> Result<(), Error> {
+    crate::blob::backend::local::sync_file_system(dir).map_err(io("syncing", dir))
+}

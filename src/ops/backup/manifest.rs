@@ -1,0 +1,183 @@
+//! A backup generation's manifest: what the generation holds (the
+//! metadata snapshot and every blob, each with its size and SHA-256) and
+//! where it came from (store id, schema version, data region, time),
+//! signed with an HMAC-SHA256 under a key derived from the master key.
+//!
+//! The manifest is `manifest.json` and its MAC is `manifest.mac` (64 hex
+//! digits) beside it: the MAC covers the exact bytes of the JSON file, so
+//! nothing has to be re-serialised the same way to check it. Only a
+//! holder of the master key can make a manifest that restore accepts;
+//! anyone can read one (it holds no personal data: ids, sizes, digests).
+
+use std::path::Path;
+
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::blob::crypto::SecretKey;
+use crate::error::Error;
+use crate::types::{BlobAddress, Timestamp};
+
+/// The manifest format this build writes and reads.
+pub(crate) const FORMAT: u32 = 1;
+pub(crate) const MANIFEST: &str = "manifest.json";
+pub(crate) const MAC: &str = "manifest.mac";
+
+/// One file of a generation: its size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileDigest {
+    pub(crate) bytes: u64,
+    #[serde(with = "crate::types::hex32")]
+    pub(crate) sha256: [u8; 32],
+}
+
+/// One blob of a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlobEntry {
+    pub(crate) address: BlobAddress,
+    #[serde(flatten)]
+    pub(crate) digest: FileDigest,
+}
+
+/// What a generation holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    pub(crate) format: u32,
+    pub(crate) store_id: String,
+    pub(crate) schema_version: u32,
+    pub(crate) region: Option<String>,
+    pub(crate) generation: u64,
+    pub(crate) created_at: Timestamp,
+    /// `store.redb` as the snapshot wrote it.
+    pub(crate) metadata: FileDigest,
+    /// Every blob the snapshot names and the backup found, by address.
+    pub(crate) blobs: Vec<BlobEntry>,
+    /// Blobs the snapshot names whose files were missing from the store
+    /// when the backup ran (the store was already damaged there).
+    pub(crate) missing: Vec<BlobAddress>,
+}
+
+/// The MAC key of manifests: HMAC-SHA256 of a fixed label under the
+/// master key, so that it changes with the master key and is never the
+/// master key itself.
+fn mac_key(master: &SecretKey) -> [u8; 32] {
+    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(master.bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    m.update(b"bv/backup-manifest/v1");
+    m.finalize().into_bytes().into()
+}
+
+fn mac_of(master: &SecretKey, body: &[u8]) -> hmac::Hmac<Sha256> {
+    let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&mac_key(master))
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    m.update(body);
+    m
+}
+
+/// Writes the manifest and its MAC into `dir`, durably.
+pub(crate) fn write(dir: &Path, manifest: &Manifest, master: &SecretKey) -> Result<(), Error> {
+    let body = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::corrupt("backup manifest", e.to_string()))?;
+    let mac = hex::encode(mac_of(master, &body).finalize().into_bytes());
+    crate::fsutil::write_file_durably(&dir.join(MANIFEST), &body, 0o600)?;
+    crate::fsutil::write_file_durably(&dir.join(MAC), mac.as_bytes(), 0o600)
+}
+
+/// Reads the manifest of the generation in `dir`, checking its MAC under
+/// `master` before it is parsed.
+pub(crate) fn read(dir: &Path, master: &SecretKey) -> Result<Manifest, Error> {
+    let body = read_limited(&dir.join(MANIFEST))?;
+    let mac_text = read_limited(&dir.join(MAC))?;
+    let mut mac = [0u8; 32];
+    hex::decode_to_slice(mac_text.trim_ascii(), &mut mac).map_err(|_| Error::Integrity {
+        what: format!("{}", dir.join(MAC).display()),
+        detail: "it does not hold 64 hex digits".into(),
+    })?;
+    mac_of(master, &body)
+        .verify_slice(&mac)
+        .map_err(|_| Error::Integrity {
+            what: format!("{}", dir.join(MANIFEST).display()),
+            detail: "its MAC does not match: the manifest was altered, or the master key is not the one the backup was made under".into(),
+        })?;
+    let manifest: Manifest = serde_json::from_slice(&body)
+        .map_err(|e| Error::corrupt(format!("{}", dir.join(MANIFEST).display()), e.to_string()))?;
+    if manifest.format != FORMAT {
+        return Err(Error::corrupt(
+            format!("{}", dir.join(MANIFEST).display()),
+            format!(
+                "manifest format {} (this build reads {FORMAT})",
+                manifest.format
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Reads the manifest of the generation in `dir` without checking its MAC
+/// (for listing generations and reusing digests; never for a restore).
+pub(crate) fn read_unchecked(dir: &Path) -> Result<Manifest, Error> {
+    let body = read_limited(&dir.join(MANIFEST))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::corrupt(format!("{}", dir.join(MANIFEST).display()), e.to_string()))
+}
+
+/// Reads a file of at most 1 GiB (a manifest of a few million blobs).
+fn read_limited(path: &Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut out = Vec::new();
+    f.take(1 << 30)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            store_id: "s".into(),
+            schema_version: 10,
+            region: Some("IN".into()),
+            generation: 1,
+            created_at: Timestamp::from_micros(1),
+            metadata: FileDigest {
+                bytes: 3,
+                sha256: [1; 32],
+            },
+            blobs: vec![BlobEntry {
+                address: BlobAddress([2; 32]),
+                digest: FileDigest {
+                    bytes: 4,
+                    sha256: [3; 32],
+                },
+            }],
+            missing: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_only_under_its_key_and_unaltered() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_bytes([7; 32]);
+        write(dir.path(), &sample(), &key).unwrap();
+        assert_eq!(read(dir.path(), &key).unwrap(), sample());
+        let other = SecretKey::from_bytes([8; 32]);
+        assert!(matches!(
+            read(dir.path(), &other),
+            Err(Error::Integrity { .. })
+        ));
+        let path = dir.path().join(MANIFEST);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"bytes\": 4", "\"bytes\": 5")).unwrap();
+        assert!(matches!(
+            read(dir.path(), &key),
+            Err(Error::Integrity { .. })
+        ));
+    }
+}

@@ -1,0 +1,348 @@
+//! Backups: a consistent copy of a store that a restore can check and
+//! bring back, taken while the application keeps writing.
+//!
+//! A backup is one *generation* in a destination directory (see
+//! [`destination`]): the metadata copied table by table from one read
+//! snapshot of `store.redb` (`db::snapshot_copy`; redb has no online
+//! backup), every blob file that snapshot names, and a manifest signed
+//! under a key derived from the master key ([`manifest`]). Order, so that
+//! the generation is one instant of the store:
+//!
+//! 1. blob deletions are held off (`BlobStore::pin_all`: purge, erasure and
+//!    orphan collection wait), then the snapshot is copied;
+//! 2. the blob files it names are linked or copied (those an earlier
+//!    generation in the destination already holds are skipped), then the
+//!    destination's file system is synced;
+//! 3. the manifest is written and the generation renamed into place;
+//!    generations beyond `keep` are deleted.
+//!
+//! Writes go on throughout: rows and blobs written after the snapshot are
+//! simply not in it. What a backup does not hold: `cache.redb` (a cache
+//! rebuilds), the master key (keep it apart from the backups: a backup is
+//! only as private as the key is), tamper and temporary files.
+//!
+//! A backup holds what the store held at its instant, a user erased since
+//! included: deleting old generations (`keep`) is what makes an erasure
+//! reach the backups. `docs/OPERATIONS.md` says so.
+
+mod copy;
+pub(crate) mod destination;
+pub(crate) mod manifest;
+pub(crate) mod restore;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::blob::backend::local::LocalDir;
+use crate::error::Error;
+use crate::store::Store;
+use crate::types::{BlobAddress, Timestamp};
+use copy::Placed;
+use destination::Destination;
+use manifest::{BlobEntry, Manifest};
+
+/// Called as a long operation goes: bytes done, bytes in all.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl Progress {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+
+    pub(crate) fn tell(&self, done: u64, total: u64) {
+        (self.0)(done, total)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
+
+/// How [`Store::backup`] runs.
+///
+/// ## Defaults
+///
+/// Hard links where the destination is on the store's file system, every
+/// generation kept, no progress callback, a destination of another data
+/// region refused.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Keep only the newest `keep` generations (at least 1) once this one
+    /// is complete; `None` keeps all.
+    pub keep: Option<usize>,
+    /// Always copy blob files, never hard-link them.
+    pub no_links: bool,
+    /// Back up into a destination that declares another data region.
+    pub allow_region_change: bool,
+    /// Told the bytes of blob files done so far.
+    pub progress: Option<Progress>,
+}
+
+/// What [`Store::backup`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupReport {
+    /// The destination directory.
+    pub destination: PathBuf,
+    /// The generation written (1, 2, ...).
+    pub generation: u64,
+    /// When its snapshot was taken.
+    pub created_at: Timestamp,
+    /// Rows copied into its metadata snapshot.
+    pub rows: u64,
+    /// Size of its metadata snapshot, in bytes.
+    pub metadata_bytes: u64,
+    /// Blobs it holds.
+    pub blobs: u64,
+    /// Blob files copied, and their bytes.
+    pub blobs_copied: u64,
+    /// Bytes of the blob files copied.
+    pub bytes_copied: u64,
+    /// Blob files hard-linked (no bytes written), and their bytes.
+    pub blobs_linked: u64,
+    /// Bytes of the blob files linked.
+    pub bytes_linked: u64,
+    /// Blob files an earlier generation already held, and their bytes.
+    pub blobs_skipped: u64,
+    /// Bytes of the blob files skipped.
+    pub bytes_skipped: u64,
+    /// Blobs the snapshot names whose files the store was missing (the
+    /// store was damaged there already; `bvstore gc` marks them).
+    pub missing: Vec<BlobAddress>,
+    /// Older generations deleted by `keep`.
+    pub generations_removed: Vec<u64>,
+    /// Blob files deleted with them.
+    pub blobs_removed: u64,
+    /// How long the backup took, in milliseconds.
+    pub took_ms: u64,
+}
+
+impl Store {
+    /// Backs the store up into `dest` as a new generation: a consistent
+    /// snapshot of the metadata, every blob it names and a signed
+    /// manifest. Writes go on meanwhile; the generation holds the store as
+    /// it was when the backup began. A second backup into the same
+    /// destination copies only the blobs the destination lacks.
+    ///
+    /// `dest` must be missing, empty, or a destination of this store's
+    /// backups; one of another data region is
+    /// [`Error::RegionMismatch`] unless allowed. Restore with
+    /// [`Store::restore`].
+    ///
+    /// ```
+    /// # use bharatvoice_store::*;
+    /// # #[tokio::main] async fn main() -> Result<(), Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(Config::new(dir.path().join("data"))).await?;
+    /// let first = store.backup(dir.path().join("backups"), BackupOptions::default()).await?;
+    /// let second = store.backup(dir.path().join("backups"), BackupOptions::default()).await?;
+    /// assert_eq!((first.generation, second.generation), (1, 2));
+    /// # Ok(()) }
+    /// ```
+    #[tracing::instrument(skip_all, name = "backup", fields(dest = %dest.as_ref().display()))]
+    pub async fn backup(
+        &self,
+        dest: impl AsRef<Path>,
+        options: BackupOptions,
+    ) -> Result<BackupReport, Error> {
+        let t0 = std::time::Instant::now();
+        let dest = dest.as_ref().to_path_buf();
+        let db = self.db();
+        let blobs = self.blob_store();
+        let source = blobs
+            .backend
+            .as_local()
+            .map(|l| l.root().to_path_buf())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "backup",
+                    "only a local blob directory can be backed up today",
+                )
+            })?;
+        let store_id = db.read(crate::db::snapshot_copy::store_id)?;
+        let region = self.region().map(str::to_string);
+        let dest2 = dest.clone();
+        let (id2, region2, allow) = (
+            store_id.clone(),
+            region.clone(),
+            options.allow_region_change,
+        );
+        let destination = blocking("opening the backup destination", move || {
+            let d = Destination::open_for_backup(&dest2, &id2, region2.as_deref(), allow)?;
+            d.remove_partials()?;
+            Ok(d)
+        })
+        .await?;
+        let destination = Arc::new(destination);
+        let generation = destination.generations()?.last().map_or(1, |g| g + 1);
+        let partial = destination.partial_dir(generation);
+        crate::fsutil::create_private_dir_all(&partial)
+            .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
+
+        // 1. Hold blob deletions off, then take the snapshot under the
+        //    master key it was written with.
+        let _pinned = blobs.pin_all().await;
+        let rotation = blobs.keyring.lock_master_rotation().await;
+        let master = blobs.keyring.master();
+        let created_at = db.now();
+        let snapshot_file = partial.join("store.redb");
+        let file2 = snapshot_file.clone();
+        let info = db
+            .scan(move |txn| crate::db::snapshot_copy::copy_snapshot(txn, &file2))
+            .await?;
+        drop(rotation);
+
+        // 2. The blob files.
+        let d2 = Arc::clone(&destination);
+        let progress = options.progress.clone();
+        let link = !options.no_links;
+        let addresses = info.blobs.clone();
+        let copied = blocking("copying blob files", move || {
+            copy_blobs(
+                &d2,
+                &LocalDir::new(source),
+                &addresses,
+                link,
+                progress.as_ref(),
+            )
+        })
+        .await?;
+        drop(_pinned);
+        let mut buf = Vec::new();
+        let metadata = copy::digest(&snapshot_file, &mut buf)?
+            .ok_or_else(|| Error::corrupt("backup", "the snapshot file vanished"))?;
+        copy::sync_all(&destination.root)?;
+
+        // 3. The manifest, then the generation in place.
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            store_id,
+            schema_version: info.schema_version,
+            region,
+            generation,
+            created_at,
+            metadata: metadata.clone(),
+            blobs: copied.entries,
+            missing: copied.missing.clone(),
+        };
+        manifest::write(&partial, &manifest, &master)?;
+        destination.publish(generation)?;
+        let (generations_removed, blobs_removed) = match options.keep {
+            Some(keep) => destination.prune(keep, &LocalDir::new(destination.blobs_dir()))?,
+            None => (Vec::new(), 0),
+        };
+        let report = BackupReport {
+            destination: dest,
+            generation,
+            created_at,
+            rows: info.rows,
+            metadata_bytes: metadata.bytes,
+            blobs: manifest.blobs.len() as u64,
+            blobs_copied: copied.copied.0,
+            bytes_copied: copied.copied.1,
+            blobs_linked: copied.linked.0,
+            bytes_linked: copied.linked.1,
+            blobs_skipped: copied.skipped.0,
+            bytes_skipped: copied.skipped.1,
+            missing: copied.missing,
+            generations_removed,
+            blobs_removed,
+            took_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        tracing::info!(
+            generation,
+            blobs = report.blobs,
+            copied = report.blobs_copied,
+            linked = report.blobs_linked,
+            skipped = report.blobs_skipped,
+            "backup complete"
+        );
+        Ok(report)
+    }
+}
+
+/// What copying the blob files did: (count, bytes) per way.
+struct Copied {
+    entries: Vec<BlobEntry>,
+    copied: (u64, u64),
+    linked: (u64, u64),
+    skipped: (u64, u64),
+    missing: Vec<BlobAddress>,
+}
+
+fn copy_blobs(
+    dest: &Destination,
+    source: &LocalDir,
+    addresses: &[BlobAddress],
+    link: bool,
+    progress: Option<&Progress>,
+) -> Result<Copied, Error> {
+    let known = dest.known_blobs()?;
+    let layout = LocalDir::new(dest.blobs_dir());
+    let tmp = dest.tmp_dir();
+    crate::fsutil::create_private_dir_all(&tmp)
+        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    let total: u64 = addresses
+        .iter()
+        .filter_map(|a| std::fs::symlink_metadata(source.path_of(*a)).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut out = Copied {
+        entries: Vec::with_capacity(addresses.len()),
+        copied: (0, 0),
+        linked: (0, 0),
+        skipped: (0, 0),
+        missing: Vec::new(),
+    };
+    let (mut done, mut buf) = (0u64, Vec::new());
+    for &address in addresses {
+        let to = layout.path_of(address);
+        if let Some(digest) = known.get(&address)
+            && std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_file() && m.len() == digest.bytes)
+        {
+            out.skipped.0 += 1;
+            out.skipped.1 += digest.bytes;
+            done += digest.bytes;
+            out.entries.push(BlobEntry {
+                address,
+                digest: digest.clone(),
+            });
+        } else {
+            match copy::place(&source.path_of(address), &to, &tmp, link, &mut buf)? {
+                Some((how, digest)) => {
+                    let tally = match how {
+                        Placed::Linked => &mut out.linked,
+                        Placed::Copied => &mut out.copied,
+                    };
+                    tally.0 += 1;
+                    tally.1 += digest.bytes;
+                    done += digest.bytes;
+                    out.entries.push(BlobEntry { address, digest });
+                }
+                None => {
+                    tracing::warn!(blob = %address, "a blob the snapshot names has no file; the backup lists it as missing");
+                    out.missing.push(address);
+                }
+            }
+        }
+        if let Some(p) = progress {
+            p.tell(done, total.max(done));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::join(what, e))?
+}
