@@ -108,6 +108,7 @@ pub use db::migrate::{MigrationStatus, PendingStep, SCHEMA_VERSION};
 pub use db::profiles::Profiles;
 pub use db::sessions::Sessions;
 pub use db::users::Users;
+pub use db::verify::{Problem, ProblemKind};
 pub use db::writer::WriteStats;
 pub use error::{Entity, Error, QuotaLimit};
 pub use fsutil::AtomicFile;
@@ -126,6 +127,7 @@ pub use ops::backup::restore::{BackupGeneration, RestoreOptions, RestoreReport};
 pub use ops::backup::{BackupOptions, BackupReport, Progress};
 pub use ops::compact::{CompactReport, CompactedFile};
 pub use ops::stats::{ContentTypeStats, StoreStats, TOP_USERS, UserStats};
+pub use ops::verify::{StoreVerifyReport, VerifyOptions};
 pub use privacy::{
     ConsentSummary, ErasureReport, ErasureStep, ExportReport, FileCounts, GrantCounts, Privacy,
     PrivacyConfig, ProfileSummary, SessionCounts, TypeCount, UserSummary,

@@ -16,7 +16,7 @@
 //! was refused and changed nothing; 14 a write refused because the store is
 //! open read-only (its data directory is not writable by this process).
 //! `health` alone exits by the store's status: 0 healthy, 1 degraded,
-//! 2 unhealthy.
+//! 2 unhealthy; `verify` exits 8 when a problem is left.
 
 mod audit;
 mod backup;
@@ -38,6 +38,7 @@ mod session;
 mod user;
 mod user_export;
 mod user_password;
+mod verify;
 mod watch;
 
 use std::path::PathBuf;
@@ -110,6 +111,8 @@ pub(crate) enum Command {
     Backups(backup::BackupsArgs),
     /// Restore a backup into --data-dir after checking every file.
     Restore(backup::RestoreArgs),
+    /// Check the whole store (fsck); exits 8 if a problem is left.
+    Verify(verify::VerifyArgs),
     /// Store each file that appears in a folder for a user, then remove it
     /// from the folder; runs until Ctrl-C or SIGTERM.
     Watch(watch::WatchArgs),
@@ -218,6 +221,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Backup(args) => backup::backup(&cli, args, &out).await,
         Command::Backups(args) => backup::list(args, &out).await,
         Command::Restore(args) => backup::restore(&cli, args, &out).await,
+        Command::Verify(args) => verify::run(&cli, args, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,
         Command::Cache(cmd) => cache::run(&cli, cmd, &out).await,
         Command::Audit(cmd) => audit::run(&cli, cmd, &out).await,

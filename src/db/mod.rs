@@ -78,6 +78,7 @@ pub(crate) mod user_record;
 pub(crate) mod users;
 pub(crate) mod users_index;
 pub(crate) mod users_password;
+pub(crate) mod verify;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

@@ -128,10 +128,17 @@ pub(crate) fn recount(txn: &impl ReadTxn, owner: UserId) -> Result<(u64, u64), E
     Ok((bytes, blobs))
 }
 
-/// Rebuilds every owner's usage from the blob rows (the schema 7 step),
-/// keeping limits already set.
+/// Rebuilds every owner's usage from the blob rows (the schema 7 step,
+/// and a verify's repair), keeping limits already set.
 pub(crate) fn rebuild(txn: &WriteTransaction) -> Result<(), Error> {
     let mut totals: std::collections::BTreeMap<u128, (u64, u64)> = Default::default();
+    {
+        // Owners with a row and no blob left count nothing.
+        let usage = txn.open_table(USAGE).ctx("opening usage")?;
+        for entry in usage.iter().ctx("scanning usage")? {
+            totals.insert(entry.ctx("scanning usage")?.0.value(), (0, 0));
+        }
+    }
     {
         let blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
         for entry in blobs.iter().ctx("scanning blobs")? {

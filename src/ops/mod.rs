@@ -3,3 +3,4 @@
 pub(crate) mod backup;
 pub(crate) mod compact;
 pub(crate) mod stats;
+pub(crate) mod verify;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bharatvoice_store::{
     Actor, AudioFile, BackupOptions, Config, ConsentKind, Error, FileId, LifecycleConfig,
-    MasterKey, NewUser, PutOptions, RestoreOptions, Store, User, UserId,
+    MasterKey, NewUser, PutOptions, RestoreOptions, Store, User, UserId, VerifyOptions,
 };
 
 fn config(dir: &Path, key: &MasterKey) -> Config {
@@ -158,6 +158,17 @@ async fn a_backup_taken_while_eight_tasks_write_restores_one_instant_of_the_stor
     .unwrap();
     assert_eq!(restored_report.blobs, report.blobs);
     let restored = Store::open(target).await.unwrap();
+    let deep = restored
+        .verify(VerifyOptions {
+            deep: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        deep.is_clean() && deep.blobs_read == report.blobs,
+        "{deep:?}"
+    );
     let mut seen_puts = 0;
     for (t, log) in logs.iter().enumerate() {
         // What the restored store holds of this writer's work...

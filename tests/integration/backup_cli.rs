@@ -73,11 +73,42 @@ fn backup_list_and_restore_from_the_command_line() {
     );
     assert!(got.status.success(), "{}", stderr(&got));
     assert_eq!(std::fs::read(&out).unwrap(), clip);
+    let verified = json(&bvstore(&new, &["--json", "verify", "--deep"]));
+    assert_eq!(verified["blobs_read"], 1);
+    assert_eq!(verified["problems"].as_array().unwrap().len(), 0);
 
-    // Again into the same directory: refused (exit 5) unless --force.
+    // A lost blob file: verify exits 8 naming it; --repair marks it.
+    let blob = crate::common::blob_file_by_hex(&new, &restored_blob(&new, &id));
+    std::fs::remove_file(&blob).unwrap();
+    let found = bvstore(&new, &["verify"]);
+    assert_eq!(found.status.code(), Some(8), "{}", stderr(&found));
+    assert!(
+        stdout(&found).contains("missing_blob_file"),
+        "{}",
+        stdout(&found)
+    );
+    let repaired = bvstore(&new, &["--json", "verify", "--repair"]);
+    assert!(repaired.status.success(), "{}", stderr(&repaired));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&repaired)).unwrap();
+    assert_eq!(doc["problems"][0]["repaired"], true);
+
+    // Again into the same directory: refused (exit 5) unless --force,
+    // which brings the lost blob back.
     let again = bvstore(&new, &["restore", dest_s]);
     assert_eq!(again.status.code(), Some(5), "{}", stderr(&again));
     let forced = bvstore(&new, &["restore", dest_s, "--force"]);
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert!(stdout(&forced).contains("every file checked"));
+    assert!(blob.exists());
+}
+
+/// The blob address of a file, from `file ls --json` in `dir`.
+fn restored_blob(dir: &std::path::Path, id: &str) -> String {
+    let listed = json(&bvstore(dir, &["--json", "file", "ls", "--user", "mira"]));
+    let items = listed["items"].as_array().cloned().unwrap_or_default();
+    let f = items
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {listed}"));
+    f["blob"].as_str().unwrap().to_string()
 }

@@ -64,7 +64,11 @@ impl TestStore {
 
 /// Where a stored file's blob lives under a data directory.
 pub fn blob_file(data_dir: &Path, f: &bharatvoice_store::AudioFile) -> PathBuf {
-    let hex = f.blob.to_string();
+    blob_file_by_hex(data_dir, &f.blob.to_string())
+}
+
+/// Where the blob with this hex address lives under a data directory.
+pub fn blob_file_by_hex(data_dir: &Path, hex: &str) -> PathBuf {
     data_dir
         .join("blobs")
         .join(&hex[0..2])

@@ -68,4 +68,5 @@ mod tamper;
 mod tamper_watch;
 mod trash;
 mod users;
+mod verify;
 mod writer;

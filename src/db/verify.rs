@@ -1,0 +1,484 @@
+//! The metadata half of `verify` (fsck): from one snapshot, every record
+//! decodes, every index entry names a row that says the same, every row
+//! has its entries, and every blob's reference count and every owner's
+//! usage equal a recount from the records. Problems are collected, not
+//! returned at the first.
+//!
+//! What is derived can be rebuilt ([`rebuild_derived`]): the file indexes
+//! and `blobs_by_owner` from their rows, reference counts from the file
+//! records, usage from the blob rows. The rows themselves (users,
+//! sessions, files, blobs) are never rewritten by a repair.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::Serialize;
+
+use crate::db::blobs::BlobRow;
+use crate::db::codec;
+use crate::db::schema::*;
+use crate::error::{Error, StorageContext};
+use crate::model::file::AudioFile;
+use crate::types::{BlobAddress, FileId, SessionId, UserId};
+
+/// What kind of damage a verify found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// redb's own check of `store.redb` failed (a page's checksum).
+    DatabaseIntegrity,
+    /// A row does not decode as the record it should hold.
+    Undecodable,
+    /// A row lacks an index entry it should have.
+    MissingIndexEntry,
+    /// An index entry names a row that is not there, or says otherwise.
+    DanglingIndexEntry,
+    /// A file record names a blob that has no blob row.
+    MissingBlobRow,
+    /// A blob row's reference count is not the number of records naming it.
+    WrongRefcount,
+    /// An owner's kept usage is not the sum of their blob rows.
+    WrongUsage,
+    /// A blob row whose file the blob directory does not hold.
+    MissingBlobFile,
+    /// A blob file no row names (a crash between placing and committing).
+    OrphanBlobFile,
+    /// A blob file that does not authenticate or whose SHA-256 differs
+    /// (found by a deep verify).
+    DamagedBlob,
+}
+
+/// One problem: its kind, the id of what it concerns, and what was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The kind of damage.
+    pub kind: ProblemKind,
+    /// What it concerns: a table and key, a file, blob, user or session id.
+    pub id: String,
+    /// What was seen.
+    pub detail: String,
+    /// Whether `--repair` fixed it.
+    pub repaired: bool,
+}
+
+impl Problem {
+    pub(crate) fn new(kind: ProblemKind, id: impl ToString, detail: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            id: id.to_string(),
+            detail: detail.into(),
+            repaired: false,
+        }
+    }
+}
+
+/// What the metadata scan found.
+#[derive(Debug, Default)]
+pub(crate) struct MetaScan {
+    pub(crate) problems: Vec<Problem>,
+    pub(crate) users: u64,
+    pub(crate) sessions: u64,
+    pub(crate) files: u64,
+    /// Every blob row, with one file record that names it (if any).
+    pub(crate) blobs: BTreeMap<BlobAddress, Option<FileId>>,
+    pub(crate) index_entries: u64,
+}
+
+/// Runs every metadata check on one snapshot.
+pub(crate) fn scan(txn: &ReadTransaction) -> Result<MetaScan, Error> {
+    let mut s = MetaScan::default();
+    users(txn, &mut s)?;
+    sessions(txn, &mut s)?;
+    let files = files(txn, &mut s)?;
+    blobs(txn, &mut s, &files)?;
+    Ok(s)
+}
+
+fn users(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
+    let table = txn.open_table(USERS).ctx("opening users")?;
+    for row in table.iter().ctx("scanning users")? {
+        let (k, v) = row.ctx("scanning users")?;
+        let id = UserId::from_key(k.value());
+        s.users += 1;
+        if let Err(e) = crate::db::user_record::decode_row(v.value(), id) {
+            s.problems.push(Problem::new(
+                ProblemKind::Undecodable,
+                format!("user {id}"),
+                e.to_string(),
+            ));
+        }
+    }
+    let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+    for row in profiles.iter().ctx("scanning profiles")? {
+        let (k, v) = row.ctx("scanning profiles")?;
+        let id = UserId::from_key(k.value());
+        if let Err(e) = crate::db::profile_row::ProfileRow::decode(v.value(), id) {
+            s.problems.push(Problem::new(
+                ProblemKind::Undecodable,
+                format!("profile {id}"),
+                e.to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn sessions(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
+    let table = txn.open_table(SESSIONS).ctx("opening sessions")?;
+    let mut by_user_expected = BTreeSet::new();
+    for row in table.iter().ctx("scanning sessions")? {
+        let (k, v) = row.ctx("scanning sessions")?;
+        let id = SessionId::from_key(k.value());
+        s.sessions += 1;
+        match crate::db::session_row::SessionRow::decode(v.value(), id) {
+            Ok(r) => {
+                let h = r.head();
+                by_user_expected.insert((
+                    h.user_id.to_key(),
+                    h.last_active_at.as_micros(),
+                    k.value(),
+                ));
+            }
+            Err(e) => s.problems.push(Problem::new(
+                ProblemKind::Undecodable,
+                format!("session {id}"),
+                e.to_string(),
+            )),
+        }
+    }
+    let by_user = txn
+        .open_table(SESSIONS_BY_USER)
+        .ctx("opening sessions_by_user")?;
+    let mut seen = BTreeSet::new();
+    for e in by_user.iter().ctx("scanning sessions_by_user")? {
+        let key = e.ctx("scanning sessions_by_user")?.0.value();
+        s.index_entries += 1;
+        if !by_user_expected.contains(&key) {
+            s.problems.push(Problem::new(
+                ProblemKind::DanglingIndexEntry,
+                format!("sessions_by_user session {}", SessionId::from_key(key.2)),
+                "no session row with this user and last-active time",
+            ));
+        }
+        seen.insert(key);
+    }
+    for key in by_user_expected.difference(&seen) {
+        s.problems.push(Problem::new(
+            ProblemKind::MissingIndexEntry,
+            format!("sessions_by_user session {}", SessionId::from_key(key.2)),
+            "the session is not in its user's index",
+        ));
+    }
+    for def in [SESSIONS_BY_EXPIRY, SESSIONS_BY_DELETED] {
+        let index = txn.open_table(def).ctx("opening a session index")?;
+        for e in index.iter().ctx("scanning a session index")? {
+            let (_, id) = e.ctx("scanning a session index")?.0.value();
+            s.index_entries += 1;
+            if table.get(id).ctx("reading sessions")?.is_none() {
+                s.problems.push(Problem::new(
+                    ProblemKind::DanglingIndexEntry,
+                    format!(
+                        "{} session {}",
+                        redb::TableHandle::name(&def),
+                        SessionId::from_key(id)
+                    ),
+                    "no session row",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file index entry in one comparable shape: the table, (owner or 0,
+/// file), the blob address of `files_by_blob`, the time of the two
+/// time-keyed indexes.
+type Entry = (&'static str, [u128; 2], Option<[u8; 32]>, Option<i64>);
+
+/// The file index entries a record should have.
+fn file_entries(f: &AudioFile) -> Vec<Entry> {
+    let id = f.id.to_key();
+    let mut out = vec![
+        ("files_by_owner", [f.owner.to_key(), id], None, None),
+        ("files_by_blob", [0, id], Some(f.blob.0), None),
+    ];
+    match (f.deleted_at, f.expires_at) {
+        (Some(d), _) => out.push(("files_by_deleted", [0, id], None, Some(d.as_micros()))),
+        (None, Some(e)) => out.push(("files_by_expiry", [0, id], None, Some(e.as_micros()))),
+        (None, None) => {}
+    }
+    out
+}
+
+fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BTreeMap<FileId, AudioFile>, Error> {
+    let table = txn.open_table(FILES).ctx("opening files")?;
+    let mut records = BTreeMap::new();
+    let mut expected: BTreeSet<Entry> = BTreeSet::new();
+    for row in table.iter().ctx("scanning files")? {
+        let (k, v) = row.ctx("scanning files")?;
+        let id = FileId::from_key(k.value());
+        s.files += 1;
+        match codec::decode::<AudioFile>(v.value(), id) {
+            Ok(f) if f.id == id => {
+                expected.extend(file_entries(&f));
+                records.insert(id, f);
+            }
+            Ok(f) => s.problems.push(Problem::new(
+                ProblemKind::Undecodable,
+                format!("file {id}"),
+                format!("the record says it is file {}", f.id),
+            )),
+            Err(e) => s.problems.push(Problem::new(
+                ProblemKind::Undecodable,
+                format!("file {id}"),
+                e.to_string(),
+            )),
+        }
+    }
+    let mut found: BTreeSet<Entry> = BTreeSet::new();
+    for e in txn
+        .open_table(FILES_BY_OWNER)
+        .ctx("opening files_by_owner")?
+        .iter()
+        .ctx("scanning")?
+    {
+        let (o, f) = e.ctx("scanning files_by_owner")?.0.value();
+        found.insert(("files_by_owner", [o, f], None, None));
+    }
+    for e in txn
+        .open_table(FILES_BY_BLOB)
+        .ctx("opening files_by_blob")?
+        .iter()
+        .ctx("scanning")?
+    {
+        let (b, f) = e.ctx("scanning files_by_blob")?.0.value();
+        found.insert(("files_by_blob", [0, f], Some(b), None));
+    }
+    for (name, def) in [
+        ("files_by_expiry", FILES_BY_EXPIRY),
+        ("files_by_deleted", FILES_BY_DELETED),
+    ] {
+        for e in txn
+            .open_table(def)
+            .ctx("opening a file index")?
+            .iter()
+            .ctx("scanning")?
+        {
+            let (t, f) = e.ctx("scanning a file index")?.0.value();
+            found.insert((name, [0, f], None, Some(t)));
+        }
+    }
+    s.index_entries += found.len() as u64;
+    let name = |e: &Entry| format!("{} file {}", e.0, FileId::from_key(e.1[1]));
+    for e in expected.difference(&found) {
+        s.problems.push(Problem::new(
+            ProblemKind::MissingIndexEntry,
+            name(e),
+            "the record has no entry here",
+        ));
+    }
+    for e in found.difference(&expected) {
+        s.problems.push(Problem::new(
+            ProblemKind::DanglingIndexEntry,
+            name(e),
+            "no record says what this entry says",
+        ));
+    }
+    Ok(records)
+}
+
+fn blobs(
+    txn: &ReadTransaction,
+    s: &mut MetaScan,
+    files: &BTreeMap<FileId, AudioFile>,
+) -> Result<(), Error> {
+    let mut refs: BTreeMap<BlobAddress, (u64, FileId)> = BTreeMap::new();
+    for f in files.values() {
+        let r = refs.entry(f.blob).or_insert((0, f.id));
+        r.0 += 1;
+    }
+    let table = txn.open_table(BLOBS).ctx("opening blobs")?;
+    let mut usage: BTreeMap<u128, (u64, u64)> = BTreeMap::new();
+    let mut owned: BTreeSet<(u128, [u8; 32])> = BTreeSet::new();
+    for row in table.iter().ctx("scanning blobs")? {
+        let (k, v) = row.ctx("scanning blobs")?;
+        let address = BlobAddress(k.value());
+        let named = refs.get(&address).map(|r| r.1);
+        s.blobs.insert(address, named);
+        let b: BlobRow = match codec::decode(v.value(), address) {
+            Ok(b) => b,
+            Err(e) => {
+                s.problems.push(Problem::new(
+                    ProblemKind::Undecodable,
+                    format!("blob {address}"),
+                    e.to_string(),
+                ));
+                continue;
+            }
+        };
+        let counted = refs.get(&address).map_or(0, |r| r.0);
+        if b.refcount != counted {
+            s.problems.push(Problem::new(
+                ProblemKind::WrongRefcount,
+                format!("blob {address}"),
+                format!("reference count {}, {counted} records name it", b.refcount),
+            ));
+        }
+        let u = usage.entry(b.owner.to_key()).or_default();
+        u.0 = u.0.saturating_add(b.stored_bytes);
+        u.1 += 1;
+        owned.insert((b.owner.to_key(), address.0));
+    }
+    for (address, (_, file)) in &refs {
+        if !s.blobs.contains_key(address) {
+            s.problems.push(Problem::new(
+                ProblemKind::MissingBlobRow,
+                format!("file {file}"),
+                format!("its blob {address} has no row"),
+            ));
+        }
+    }
+    let mut found = BTreeSet::new();
+    for e in txn
+        .open_table(BLOBS_BY_OWNER)
+        .ctx("opening blobs_by_owner")?
+        .iter()
+        .ctx("scanning")?
+    {
+        found.insert(e.ctx("scanning blobs_by_owner")?.0.value());
+    }
+    s.index_entries += found.len() as u64;
+    for (o, a) in owned.difference(&found) {
+        s.problems.push(Problem::new(
+            ProblemKind::MissingIndexEntry,
+            format!("blobs_by_owner blob {}", BlobAddress(*a)),
+            format!("owner {} has no entry for it", UserId::from_key(*o)),
+        ));
+    }
+    for (o, a) in found.difference(&owned) {
+        s.problems.push(Problem::new(
+            ProblemKind::DanglingIndexEntry,
+            format!("blobs_by_owner blob {}", BlobAddress(*a)),
+            format!("no blob row of owner {}", UserId::from_key(*o)),
+        ));
+    }
+    let kept = txn.open_table(USAGE).ctx("opening usage")?;
+    let mut owners: BTreeSet<u128> = usage.keys().copied().collect();
+    for e in kept.iter().ctx("scanning usage")? {
+        owners.insert(e.ctx("scanning usage")?.0.value());
+    }
+    for o in owners {
+        let owner = UserId::from_key(o);
+        let row = crate::db::usage::get(txn, owner)?;
+        let (bytes, count) = usage.get(&o).copied().unwrap_or_default();
+        if (row.stored_bytes, row.blobs) != (bytes, count) {
+            s.problems.push(Problem::new(
+                ProblemKind::WrongUsage,
+                format!("user {owner}"),
+                format!(
+                    "usage says {} bytes in {} blobs, the blob rows {bytes} in {count}",
+                    row.stored_bytes, row.blobs
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds what is derived from the rows: the four file indexes and
+/// `blobs_by_owner` from their rows, each blob's reference count from the
+/// file records (a blob no record names keeps its count: that is left
+/// for the operator), and usage from the blob rows.
+pub(crate) fn rebuild_derived(txn: &WriteTransaction) -> Result<(), Error> {
+    let mut records = Vec::new();
+    {
+        let files = txn.open_table(FILES).ctx("opening files")?;
+        for row in files.iter().ctx("scanning files")? {
+            let (k, v) = row.ctx("scanning files")?;
+            let id = FileId::from_key(k.value());
+            if let Ok(f) = codec::decode::<AudioFile>(v.value(), id) {
+                records.push(f);
+            }
+        }
+    }
+    for def in [FILES_BY_EXPIRY, FILES_BY_DELETED] {
+        txn.open_table(def)
+            .ctx("opening a file index")?
+            .retain(|_, _| false)
+            .ctx("clearing a file index")?;
+    }
+    txn.open_table(FILES_BY_OWNER)
+        .ctx("opening files_by_owner")?
+        .retain(|_, _| false)
+        .ctx("clearing")?;
+    txn.open_table(FILES_BY_BLOB)
+        .ctx("opening files_by_blob")?
+        .retain(|_, _| false)
+        .ctx("clearing")?;
+    let mut counts: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+    {
+        let mut by_owner = txn
+            .open_table(FILES_BY_OWNER)
+            .ctx("opening files_by_owner")?;
+        let mut by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
+        let mut by_expiry = txn
+            .open_table(FILES_BY_EXPIRY)
+            .ctx("opening files_by_expiry")?;
+        let mut by_deleted = txn
+            .open_table(FILES_BY_DELETED)
+            .ctx("opening files_by_deleted")?;
+        for f in &records {
+            let id = f.id.to_key();
+            by_owner
+                .insert((f.owner.to_key(), id), ())
+                .ctx("writing files_by_owner")?;
+            by_blob
+                .insert((f.blob.0, id), ())
+                .ctx("writing files_by_blob")?;
+            match (f.deleted_at, f.expires_at) {
+                (Some(d), _) => {
+                    by_deleted
+                        .insert((d.as_micros(), id), ())
+                        .ctx("writing files_by_deleted")?;
+                }
+                (None, Some(e)) => {
+                    by_expiry
+                        .insert((e.as_micros(), id), ())
+                        .ctx("writing files_by_expiry")?;
+                }
+                (None, None) => {}
+            }
+            *counts.entry(f.blob.0).or_default() += 1;
+        }
+    }
+    let mut rows = Vec::new();
+    {
+        let blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
+        for row in blobs.iter().ctx("scanning blobs")? {
+            let (k, v) = row.ctx("scanning blobs")?;
+            if let Ok(b) = codec::decode::<BlobRow>(v.value(), BlobAddress(k.value())) {
+                rows.push((k.value(), b));
+            }
+        }
+    }
+    let mut by_owner = txn
+        .open_table(BLOBS_BY_OWNER)
+        .ctx("opening blobs_by_owner")?;
+    by_owner
+        .retain(|_, _| false)
+        .ctx("clearing blobs_by_owner")?;
+    for (address, mut b) in rows {
+        by_owner
+            .insert((b.owner.to_key(), address), ())
+            .ctx("writing blobs_by_owner")?;
+        let counted = counts.get(&address).copied().unwrap_or(0);
+        // A blob no record names keeps its count: the purge frees it.
+        if counted > 0 && b.refcount != counted {
+            b.refcount = counted;
+            crate::db::blobs::put_row(txn, BlobAddress(address), &b)?;
+        }
+    }
+    drop(by_owner);
+    crate::db::usage::rebuild(txn)
+}
