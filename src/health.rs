@@ -34,7 +34,8 @@ impl std::fmt::Display for HealthStatus {
 /// What one part's probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartHealth {
-    /// The part: `database`, `cache`, `blobs`, `jobs` or `integrity`.
+    /// The part: `database`, `cache`, `blobs`, `jobs`, `integrity` or
+    /// `backup`.
     pub part: &'static str,
     /// How well it works.
     pub status: HealthStatus,

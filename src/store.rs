@@ -367,6 +367,7 @@ impl Store {
             timed(inner.blobs.health()).await,
             timed(async { inner.jobs.health() }).await,
             timed(async { crate::lifecycle::health(&inner.db, &inner.tamper) }).await,
+            timed(async { crate::ops::backup::health(&inner.db) }).await,
         ])
     }
 

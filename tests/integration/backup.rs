@@ -250,6 +250,8 @@ fn blob_files(data: &Path) -> usize {
 #[tokio::test]
 async fn a_second_backup_copies_only_the_blobs_the_destination_lacks() {
     let w = World::new().await;
+    let never = w.store.health().await;
+    assert_eq!(never.part("backup").unwrap().detail, "no backup recorded");
     let u = w.user("asha").await;
     for i in 0..3 {
         w.put(&u, format!("first {i} ").repeat(500).as_bytes())
@@ -289,6 +291,10 @@ async fn a_second_backup_copies_only_the_blobs_the_destination_lacks() {
         listed.iter().map(|g| g.generation).collect::<Vec<_>>(),
         [1, 2, 3]
     );
+    // Health says when the newest was taken.
+    let health = w.store.health().await;
+    let part = health.part("backup").unwrap();
+    assert!(part.detail.starts_with("generation 3 taken "), "{part:?}");
 }
 
 #[tokio::test]

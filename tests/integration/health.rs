@@ -21,7 +21,10 @@ async fn a_fresh_store_is_healthy_in_every_part() {
     let h = store.health().await;
     assert_eq!(h.status, HealthStatus::Healthy, "{h:?}");
     let parts: Vec<_> = h.parts.iter().map(|p| p.part).collect();
-    assert_eq!(parts, ["database", "cache", "blobs", "jobs", "integrity"]);
+    assert_eq!(
+        parts,
+        ["database", "cache", "blobs", "jobs", "integrity", "backup"]
+    );
     assert!(
         h.part("database")
             .unwrap()

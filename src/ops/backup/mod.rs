@@ -254,6 +254,7 @@ impl Store {
             blobs_removed,
             took_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
+        record_last(db, &report).await;
         tracing::info!(
             generation,
             blobs = report.blobs,
@@ -263,6 +264,63 @@ impl Store {
             "backup complete"
         );
         Ok(report)
+    }
+}
+
+/// The newest backup, as `meta` keeps it for health checks.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct LastBackup {
+    generation: u64,
+    at: Timestamp,
+    destination: String,
+}
+
+const LAST_BACKUP: &str = "last_backup";
+
+/// Records a finished backup for [`health`] (best effort: a store open
+/// read-only keeps no record, and the backup stands either way).
+async fn record_last(db: &crate::db::Db, report: &BackupReport) {
+    let last = LastBackup {
+        generation: report.generation,
+        at: report.created_at,
+        destination: report.destination.display().to_string(),
+    };
+    if db.is_read_only() {
+        return;
+    }
+    let written = db
+        .write(move |txn| crate::db::set_meta(txn, LAST_BACKUP, &last))
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record the backup for health checks");
+    }
+}
+
+/// The `backup` part of the store's health: when the newest backup was
+/// taken, and where. Never worse than healthy: how old is too old is the
+/// monitor's policy.
+pub(crate) fn health(db: &crate::db::Db) -> crate::health::PartHealth {
+    use crate::health::{HealthStatus, PartHealth};
+    let last: Result<Option<LastBackup>, Error> =
+        db.read(|txn| crate::db::get_meta(txn, LAST_BACKUP, "last backup record"));
+    match last {
+        Ok(None) => PartHealth::new("backup", HealthStatus::Healthy, "no backup recorded"),
+        Ok(Some(b)) => {
+            let age = db.now().as_micros().saturating_sub(b.at.as_micros()) / 1_000_000;
+            PartHealth::new(
+                "backup",
+                HealthStatus::Healthy,
+                format!(
+                    "generation {} taken {} ({age} s ago) into {}",
+                    b.generation, b.at, b.destination
+                ),
+            )
+        }
+        Err(e) => PartHealth::new(
+            "backup",
+            HealthStatus::Degraded,
+            format!("the last backup record does not read: {e}"),
+        ),
     }
 }
 
