@@ -236,9 +236,7 @@ impl Store {
             )
         });
         if derived {
-            self.db()
-                .write(crate::db::verify::rebuild_derived)
-                .await?;
+            self.db().write(crate::db::verify::rebuild_derived).await?;
             tracing::warn!("verify rebuilt the file indexes, reference counts and usage");
         }
         let files = problems.iter().any(|p| {
