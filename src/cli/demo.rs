@@ -147,6 +147,7 @@ struct DemoReport {
     cache: super::demo_cache::CacheFigures,
     lifecycle: super::demo_lifecycle::LifecyclePhase,
     privacy: super::demo_privacy::PrivacyPhase,
+    operations: super::demo_ops::OpsPhase,
 }
 
 fn run_tag() -> String {
@@ -290,6 +291,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
     let cache = super::demo_cache::run(&store, &ids).await?;
     let lifecycle = super::demo_lifecycle::run(&tag).await?;
     let privacy = super::demo_privacy::run(&store, &consenting).await?;
+    let operations = super::demo_ops::run(&store).await?;
     let mut languages: Vec<String> = PEOPLE
         .iter()
         .take(args.users)
@@ -315,6 +317,7 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
         cache,
         lifecycle,
         privacy,
+        operations,
     };
     if !ok && report.passwords_set > 0 {
         return Err(Error::InvalidInput {
@@ -370,9 +373,10 @@ pub(crate) async fn run(cli: &Cli, args: &DemoArgs, out: &Out) -> Outcome {
             t2 = report.cache.tier2_state,
         );
         format!(
-            "{main}\n{}\n{}",
+            "{main}\n{}\n{}\n{}",
             super::demo_lifecycle::text(&report.lifecycle),
-            super::demo_privacy::text(&report.privacy)
+            super::demo_privacy::text(&report.privacy),
+            super::demo_ops::text(&report.operations)
         )
     }))
 }

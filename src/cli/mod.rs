@@ -26,6 +26,7 @@ mod demo;
 mod demo_cache;
 mod demo_files;
 mod demo_lifecycle;
+mod demo_ops;
 mod demo_privacy;
 mod file;
 mod file_transfer;

@@ -140,9 +140,11 @@ async fn an_expired_key_is_missing_for_the_cli() {
 
 #[test]
 fn demo_reports_its_cache_phase() {
-    let dir = crate::common::store_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::init(&data);
     let out = bvstore(
-        dir.path(),
+        &data,
         &["--json", "demo", "--users", "4", "--sessions", "1"],
     );
     assert!(out.status.success(), "{}", stderr(&out));

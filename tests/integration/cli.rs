@@ -195,22 +195,32 @@ fn errors_go_to_stderr_as_json_with_codes() {
 
 #[test]
 fn demo_runs_twice_on_the_same_directory() {
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
     let first = json(&bvstore(
-        dir.path(),
+        &data,
         &["--json", "demo", "--users", "13", "--sessions", "2"],
     ));
     assert_eq!(first["users_created"], 13);
     assert_eq!(first["sessions_created"], 26);
     assert_eq!(first["languages"].as_array().unwrap().len(), 13);
+    // Its backup went beside the data directory; a deep verify was clean.
+    let ops = &first["operations"];
+    assert_eq!(ops["generation"], 1);
+    assert_eq!(ops["problems"], 0);
+    assert!(ops["verified_blobs"].as_u64().unwrap() > 0, "{ops}");
+    assert!(tmp.path().join("data-backups/backup.json").exists());
     let second = json(&bvstore(
-        dir.path(),
+        &data,
         &["--json", "demo", "--users", "13", "--sessions", "2"],
     ));
     // The first run's privacy phase erased one of its users.
     assert_eq!(second["users_in_store"], 25);
+    // The second backup is a new generation that skips what the first holds.
+    assert_eq!(second["operations"]["generation"], 2);
+    assert!(second["operations"]["blob_bytes_skipped"].as_u64().unwrap() > 0);
     let text = bvstore(
-        dir.path(),
+        &data,
         &[
             "demo",
             "--users",
