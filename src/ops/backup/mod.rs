@@ -333,6 +333,17 @@ struct Copied {
     missing: Vec<BlobAddress>,
 }
 
+/// What became of one blob.
+enum Outcome {
+    Skipped(manifest::FileDigest),
+    Placed(Placed, manifest::FileDigest),
+    Missing,
+}
+
+/// Threads copying blob files: reads, hashing and writes of several files
+/// overlap (one thread left the disk idle while it hashed).
+const COPY_THREADS: usize = 4;
+
 fn copy_blobs(
     dest: &Destination,
     source: &LocalDir,
@@ -340,6 +351,7 @@ fn copy_blobs(
     link: bool,
     progress: Option<&Progress>,
 ) -> Result<Copied, Error> {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     let known = dest.known_blobs()?;
     let layout = LocalDir::new(dest.blobs_dir());
     let tmp = dest.tmp_dir();
@@ -350,6 +362,62 @@ fn copy_blobs(
         .filter_map(|a| std::fs::symlink_metadata(source.path_of(*a)).ok())
         .map(|m| m.len())
         .sum();
+    let (next, done) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let one = |address: BlobAddress, buf: &mut Vec<u8>| -> Result<Outcome, Error> {
+        let to = layout.path_of(address);
+        if let Some(digest) = known.get(&address)
+            && std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_file() && m.len() == digest.bytes)
+        {
+            return Ok(Outcome::Skipped(digest.clone()));
+        }
+        Ok(
+            match copy::place(&source.path_of(address), &to, &tmp, link, buf)? {
+                Some((how, digest)) => Outcome::Placed(how, digest),
+                None => Outcome::Missing,
+            },
+        )
+    };
+    let worker = || -> Result<Vec<(usize, Outcome)>, Error> {
+        let (mut mine, mut buf) = (Vec::new(), Vec::new());
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&address) = addresses.get(i) else {
+                return Ok(mine);
+            };
+            let outcome = one(address, &mut buf)?;
+            let bytes = match &outcome {
+                Outcome::Skipped(d) | Outcome::Placed(_, d) => d.bytes,
+                Outcome::Missing => 0,
+            };
+            let so_far = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            if let Some(p) = progress {
+                p.tell(so_far, total.max(so_far));
+            }
+            mine.push((i, outcome));
+        }
+    };
+    let results: Vec<Result<Vec<(usize, Outcome)>, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..COPY_THREADS).map(|_| s.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|p| {
+                    Err(Error::corrupt(
+                        "backup",
+                        format!(
+                            "a copy thread panicked: {}",
+                            crate::error::panic_message(&*p)
+                        ),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(addresses.len());
+    for r in results {
+        all.extend(r?);
+    }
+    all.sort_unstable_by_key(|(i, _)| *i);
     let mut out = Copied {
         entries: Vec::with_capacity(addresses.len()),
         copied: (0, 0),
@@ -357,40 +425,21 @@ fn copy_blobs(
         skipped: (0, 0),
         missing: Vec::new(),
     };
-    let (mut done, mut buf) = (0u64, Vec::new());
-    for &address in addresses {
-        let to = layout.path_of(address);
-        if let Some(digest) = known.get(&address)
-            && std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_file() && m.len() == digest.bytes)
-        {
-            out.skipped.0 += 1;
-            out.skipped.1 += digest.bytes;
-            done += digest.bytes;
-            out.entries.push(BlobEntry {
-                address,
-                digest: digest.clone(),
-            });
-        } else {
-            match copy::place(&source.path_of(address), &to, &tmp, link, &mut buf)? {
-                Some((how, digest)) => {
-                    let tally = match how {
-                        Placed::Linked => &mut out.linked,
-                        Placed::Copied => &mut out.copied,
-                    };
-                    tally.0 += 1;
-                    tally.1 += digest.bytes;
-                    done += digest.bytes;
-                    out.entries.push(BlobEntry { address, digest });
-                }
-                None => {
-                    tracing::warn!(blob = %address, "a blob the snapshot names has no file; the backup lists it as missing");
-                    out.missing.push(address);
-                }
+    for (i, outcome) in all {
+        let address = addresses[i];
+        let (tally, digest) = match outcome {
+            Outcome::Skipped(d) => (&mut out.skipped, d),
+            Outcome::Placed(Placed::Linked, d) => (&mut out.linked, d),
+            Outcome::Placed(Placed::Copied, d) => (&mut out.copied, d),
+            Outcome::Missing => {
+                tracing::warn!(blob = %address, "a blob the snapshot names has no file; the backup lists it as missing");
+                out.missing.push(address);
+                continue;
             }
-        }
-        if let Some(p) = progress {
-            p.tell(done, total.max(done));
-        }
+        };
+        tally.0 += 1;
+        tally.1 += digest.bytes;
+        out.entries.push(BlobEntry { address, digest });
     }
     Ok(out)
 }
