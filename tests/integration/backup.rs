@@ -442,8 +442,13 @@ async fn a_restore_into_a_directory_that_holds_something_is_refused_unless_force
         force: true,
         ..Default::default()
     };
-    Store::restore(w.backups(), &target, forced).await.unwrap();
+    Store::restore(w.backups(), &target, forced.clone())
+        .await
+        .unwrap();
     let restored = Store::open(target.clone()).await.unwrap();
+    // Not even forced over a store that is open.
+    let r = Store::restore(w.backups(), &target, forced).await;
+    assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
     assert!(restored.files().read(Actor::System, f.id).await.is_ok());
     assert_eq!(
         std::fs::read(target.data_dir.join("notes.txt")).unwrap(),

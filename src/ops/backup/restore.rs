@@ -264,6 +264,15 @@ fn check_target(data_dir: &Path, force: bool) -> Result<(), Error> {
             ),
         ));
     }
+    // A store in use there keeps its file: replacing it under a running
+    // process would lose what that process writes.
+    let db = data_dir.join("store.redb");
+    if !empty
+        && db.exists()
+        && let Err(redb::DatabaseError::DatabaseAlreadyOpen) = redb::Database::open(&db)
+    {
+        return Err(Error::Locked { path: db });
+    }
     crate::fsutil::create_private_dir_all(data_dir)
         .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))
 }
