@@ -282,6 +282,41 @@ fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// The error's kind as `--json` names it: stable, one per exit code and
+/// finer (`io`, `storage`, `busy` ... all exit 1).
+fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::NotFound { .. } => "not_found",
+        Error::Conflict { .. } => "conflict",
+        Error::InvalidInput { .. } => "invalid_input",
+        Error::WrongType { .. } => "wrong_type",
+        Error::Locked { .. } => "locked",
+        Error::VersionTooNew { .. } => "version_too_new",
+        Error::Corrupt { .. } => "corrupt",
+        Error::Integrity { .. } => "integrity",
+        Error::WrongKey { .. } => "wrong_key",
+        Error::MissingKey { .. } => "missing_key",
+        Error::InvalidKey { .. } => "invalid_key",
+        Error::InsecureKeyFile { .. } => "insecure_key_file",
+        Error::PermissionDenied { .. } => "permission_denied",
+        Error::NoStore { .. } => "no_store",
+        Error::StoreIncomplete { .. } => "store_incomplete",
+        Error::CacheUnavailable { .. } => "cache_unavailable",
+        Error::ReadOnly { .. } => "read_only",
+        Error::QuotaExceeded { .. } => "quota_exceeded",
+        Error::ConsentRequired { .. } => "consent_required",
+        Error::RateLimited { .. } => "rate_limited",
+        Error::RegionMismatch { .. } => "region_mismatch",
+        Error::Io { .. } => "io",
+        Error::Storage { .. } => "storage",
+        Error::Busy { .. } => "busy",
+        Error::Config { .. } => "config",
+        Error::Closed => "closed",
+        Error::JobPoisoned { .. } => "job_poisoned",
+        _ => "other",
+    }
+}
+
 /// Prints the error with its chain to stderr and picks the exit code.
 pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
     if output::is_broken_pipe(e) {
@@ -294,8 +329,7 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
         source = s.source();
     }
     if json {
-        let doc =
-            serde_json::json!({ "error": e.to_string(), "code": exit_code(e), "causes": chain });
+        let doc = serde_json::json!({ "error": e.to_string(), "kind": error_kind(e), "code": exit_code(e), "causes": chain });
         eprintln!("{doc}");
     } else {
         eprintln!("error: {}", clean(&e.to_string()));

@@ -180,7 +180,14 @@ fn errors_go_to_stderr_as_json_with_codes() {
     assert!(stdout(&out).is_empty());
     let err: serde_json::Value = serde_json::from_str(stderr(&out).trim()).unwrap();
     assert_eq!(err["code"], 3);
+    assert_eq!(err["kind"], "not_found");
     assert!(err["error"].as_str().unwrap().contains("not found"));
+    let no_backup = bvstore(dir.path(), &["--json", "restore", "/nonexistent-backups"]);
+    let err: serde_json::Value = serde_json::from_str(stderr(&no_backup).trim()).unwrap();
+    assert_eq!(
+        (err["kind"].as_str(), err["code"].as_u64()),
+        (Some("not_found"), Some(3))
+    );
     assert_eq!(
         bvstore(dir.path(), &["user", "restore", "not-a-uuid"])
             .status
