@@ -89,11 +89,13 @@ impl Store {
     #[tracing::instrument(skip_all, name = "verify", fields(deep = options.deep, repair = options.repair))]
     pub async fn verify(&self, options: VerifyOptions) -> Result<StoreVerifyReport, Error> {
         let t0 = std::time::Instant::now();
-        let (scan, mut problems, blobs_read) = self.verify_pass(&options).await?;
+        let (scan, mut problems, blobs_read) = self.verify_pass(&options, true).await?;
         if options.repair && !problems.is_empty() {
             self.repair(&problems).await?;
+            // The second pass skips redb's check: it holds the writer, and
+            // a failure of it is never counted as repaired anyway.
             let quick = VerifyOptions::default();
-            let (_, after, _) = self.verify_pass(&quick).await?;
+            let (_, after, _) = self.verify_pass(&quick, false).await?;
             let left: BTreeSet<(ProblemKind, String)> =
                 after.into_iter().map(|p| (p.kind, p.id)).collect();
             let damaged: BTreeSet<String> = self
@@ -135,13 +137,15 @@ impl Store {
         Ok(report)
     }
 
-    /// One pass of every check: the scan, its problems, blobs read.
+    /// One pass of every check (redb's own only with `engine_check`): the
+    /// scan, its problems, blobs read.
     async fn verify_pass(
         &self,
         options: &VerifyOptions,
+        engine_check: bool,
     ) -> Result<(MetaScan, Vec<Problem>, u64), Error> {
         let mut problems = Vec::new();
-        if !self.is_read_only() && !self.db().check_integrity().await? {
+        if engine_check && !self.is_read_only() && !self.db().check_integrity().await? {
             problems.push(Problem::new(
                 ProblemKind::DatabaseIntegrity,
                 "store.redb",

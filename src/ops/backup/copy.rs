@@ -29,7 +29,8 @@ pub(crate) enum Placed {
     Copied,
 }
 
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+/// Maps an I/O error to one that says what was done to which path.
+pub(crate) fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let context = format!("{what} {}", path.display());
     move |e| Error::io(context, e)
 }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::ops::backup::copy::io;
 use crate::ops::backup::manifest::{self, FileDigest, Manifest};
 use crate::types::BlobAddress;
 
@@ -42,11 +43,6 @@ pub(crate) struct Destination {
     pub(crate) root: PathBuf,
     /// The flock'ed lock file, held while open for a backup.
     _lock: Option<std::fs::File>,
-}
-
-fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let context = format!("{what} {}", path.display());
-    move |e| Error::io(context, e)
 }
 
 impl Destination {
