@@ -70,12 +70,17 @@
 //! 3. `ops/restore` (not a target, a check that the backup restores): one
 //!    `Store::restore` of that full generation into a new directory, timed,
 //!    then the restored store is opened and one user read.
-//! 4. `ops/health`: 1000 sequential `store.health()` calls on the idle
+//! 4. `ops/verify_deep`: `verify --deep` against the blob read limit
+//!    (every file read back through `files().read`, warm cache); see
+//!    [`verify_deep`] (target ≥ 0.8).
+//! 5. `ops/health`: 1000 sequential `store.health()` calls on the idle
 //!    store (p50, p99, max; target ≤ 10 ms), then one probe every 10 ms
 //!    while an extra `no_links` backup runs (same figures; not a target).
 //!
 //! Criterion group: `ops/health`, the mean of `store.health()` on the idle
-//! store, one caller. A criterion filter selects it only; the one-shot
+//! store, one caller; `ops/admin_socket_health`, the same probe asked
+//! through the admin socket (the round trip `bvstore health` makes while an
+//! application holds the store). A criterion filter selects it only; the one-shot
 //! measurements always run.
 
 mod common;
@@ -628,6 +633,75 @@ fn restore(rt: &Runtime, fx: &Fixture, full: &Full) {
 // 4. Health
 // ---------------------------------------------------------------------------
 
+/// `verify --deep` against the blob read limit: every stored file read
+/// back through `files().read` (decrypt, authenticate, decompress), one
+/// after another, then one deep verify (every blob read, authenticated and
+/// its SHA-256 checked, plus the metadata checks). Both run on a warm page
+/// cache (a first read pass warms it). Figure: verify plain bytes/s ÷ read
+/// plain bytes/s (target ≥ 0.8).
+fn verify_deep(rt: &Runtime, fx: &Fixture) {
+    use bharatvoice_store::{ListOptions, VerifyOptions};
+    let ids = rt.block_on(async {
+        let mut ids = Vec::new();
+        for owner in fx.users.iter().take(fx.clips) {
+            let mut options = ListOptions::first(1000);
+            loop {
+                let page = fx
+                    .store
+                    .file_records()
+                    .list_by_owner(*owner, options.clone())
+                    .await
+                    .expect("list");
+                ids.extend(page.items.iter().map(|f| f.id));
+                match page.next {
+                    Some(c) => options = ListOptions::after(c, 1000),
+                    None => break,
+                }
+            }
+        }
+        ids
+    });
+    let read_all = || {
+        rt.block_on(async {
+            let t = Instant::now();
+            let mut bytes = 0u64;
+            for id in &ids {
+                bytes += fx
+                    .store
+                    .files()
+                    .read(Actor::System, *id)
+                    .await
+                    .expect("read")
+                    .len() as u64;
+            }
+            (bytes, t.elapsed())
+        })
+    };
+    let _warm = read_all();
+    let (bytes, read_took) = read_all();
+    let t = Instant::now();
+    let report = rt
+        .block_on(fx.store.verify(VerifyOptions {
+            deep: true,
+            ..Default::default()
+        }))
+        .expect("verify");
+    let verify_took = t.elapsed();
+    assert!(report.is_clean(), "{report:?}");
+    let read_mib_s = bytes as f64 / (1 << 20) as f64 / read_took.as_secs_f64();
+    let verify_mib_s = bytes as f64 / (1 << 20) as f64 / verify_took.as_secs_f64();
+    eprintln!(
+        "ops/verify_deep: {} files, {:.1} MiB: files().read of each {:.2?} = {read_mib_s:.0} MiB/s; \
+         verify --deep {:.2?} = {verify_mib_s:.0} MiB/s ({} blobs read); ratio {:.2} (target ≥ 0.8)",
+        ids.len(),
+        bytes as f64 / (1 << 20) as f64,
+        read_took,
+        verify_took,
+        report.blobs_read,
+        verify_mib_s / read_mib_s
+    );
+}
+
 fn health(rt: &Runtime, fx: &Fixture) {
     let h = rt.block_on(fx.store.health());
     eprintln!(
@@ -737,11 +811,26 @@ fn bench_ops(c: &mut Criterion) {
     remove(&full.base);
     eprintln!("ops/restore: part done in {:.2?}", start.elapsed());
     let start = Instant::now();
+    verify_deep(&rt, &fx);
+    eprintln!("ops/verify_deep: part done in {:.2?}", start.elapsed());
+    let start = Instant::now();
     health(&rt, &fx);
     eprintln!("ops/health: part done in {:.2?}", start.elapsed());
 
     let mut group = c.benchmark_group("ops");
     group.bench_function("health", |b| b.to_async(&rt).iter(|| fx.store.health()));
+    // The same probe asked through the admin socket, as `bvstore health`
+    // does while an application holds the store: connect, one JSON line
+    // each way, the probe, close.
+    let client = bharatvoice_store::AdminClient::new(&fx.store.config().data_dir);
+    group.bench_function("admin_socket_health", |b| {
+        b.to_async(&rt).iter(|| async {
+            client
+                .request(&bharatvoice_store::AdminRequest::Health)
+                .await
+                .expect("the admin socket answers")
+        })
+    });
     group.finish();
 
     let start = Instant::now();

@@ -40,6 +40,8 @@ use crate::error::{Error, quote};
 /// | `quota` | see [`QuotaConfig`](crate::QuotaConfig) | | `BV_QUOTA_*` |
 /// | `audit` | see [`AuditConfig`](crate::AuditConfig) | | `BV_AUDIT_*` |
 /// | `rate_limits` | see [`RateLimitConfig`](crate::RateLimitConfig) (off) | | `BV_RATE_*` |
+/// | `metrics` | see [`MetricsConfig`](crate::MetricsConfig) | | `BV_METRICS_TEXTFILE` |
+/// | `admin_socket` | on: `admin.sock` in the data directory serves operator requests | true or false | `BV_ADMIN_SOCKET` |
 /// | `clock` | the system clock (tests inject a [`ManualClock`](crate::ManualClock)) | | |
 ///
 /// A value outside its range is refused with [`Error::Config`] naming the
@@ -118,6 +120,12 @@ pub struct Config {
     pub audit: crate::AuditConfig,
     /// Per-user rate limits (off by default).
     pub rate_limits: crate::RateLimitConfig,
+    /// Metric snapshots and the Prometheus textfile.
+    pub metrics: crate::MetricsConfig,
+    /// Serve the admin socket (`admin.sock` in the data directory, mode
+    /// 0600): health, stats, metrics, jobs, audit tail, verify, backup and
+    /// gc for `bvstore` while this process holds the store. Default on.
+    pub admin_socket: bool,
     /// Whether opening may create a store (default: only in a directory
     /// that holds no part of one). Not read from TOML or the environment.
     pub open_mode: crate::OpenMode,
@@ -167,6 +175,8 @@ impl Default for Config {
             quota: crate::QuotaConfig::default(),
             audit: crate::AuditConfig::default(),
             rate_limits: crate::RateLimitConfig::default(),
+            metrics: crate::MetricsConfig::default(),
+            admin_socket: true,
             open_mode: crate::OpenMode::default(),
             read_only: false,
             verify_on_open: true,
@@ -201,6 +211,8 @@ struct FileConfig {
     quota: Option<crate::quota::FileQuotaConfig>,
     audit: Option<crate::audit::config::FileAuditConfig>,
     rate_limits: Option<crate::ratelimit::FileRateLimitConfig>,
+    metrics: Option<crate::telemetry::config::FileMetricsConfig>,
+    admin_socket: Option<bool>,
 }
 
 /// 3650 days in seconds: the longest duration a setting may take.
@@ -322,6 +334,8 @@ impl Config {
             rate_limits: f
                 .rate_limits
                 .map_or(d.rate_limits, crate::RateLimitConfig::from_file),
+            metrics: f.metrics.map_or(d.metrics, crate::MetricsConfig::from_file),
+            admin_socket: f.admin_socket.unwrap_or(d.admin_socket),
             open_mode: d.open_mode,
             read_only: d.read_only,
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
@@ -344,6 +358,12 @@ impl Config {
         }
         if let Some(v) = get("BV_REGION").filter(|v| !v.is_empty()) {
             self.region = Some(v);
+        }
+        if let Some(v) = get("BV_ADMIN_SOCKET") {
+            self.admin_socket = env_bool("BV_ADMIN_SOCKET", &v)?;
+        }
+        if let Some(v) = get("BV_METRICS_TEXTFILE").filter(|v| !v.is_empty()) {
+            self.metrics.textfile = Some(PathBuf::from(v));
         }
         if let Some(v) = get("BV_MAX_BATCH") {
             self.max_batch = num("BV_MAX_BATCH", v)?;
@@ -432,6 +452,7 @@ impl Config {
         self.privacy.validate()?;
         self.audit.validate()?;
         self.rate_limits.validate()?;
+        self.metrics.validate()?;
         if let Some(r) = &self.region {
             crate::privacy::region::check(r)?;
         }
@@ -539,6 +560,19 @@ impl Config {
     /// Sets the lifecycle jobs' settings.
     pub fn lifecycle(mut self, lifecycle: crate::LifecycleConfig) -> Self {
         self.lifecycle = lifecycle;
+        self
+    }
+
+    /// Serves the admin socket or not (see
+    /// [`Config::admin_socket`](Config#structfield.admin_socket)).
+    pub fn admin_socket(mut self, on: bool) -> Self {
+        self.admin_socket = on;
+        self
+    }
+
+    /// Sets the metric snapshots and the Prometheus textfile.
+    pub fn metrics(mut self, metrics: crate::MetricsConfig) -> Self {
+        self.metrics = metrics;
         self
     }
 

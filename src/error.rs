@@ -327,6 +327,15 @@ pub enum Error {
         /// What the panic said.
         message: String,
     },
+    /// A request served by a live store's admin socket failed in that
+    /// store's process; `kind` is that error's [`Error::kind`].
+    #[error("the store's process answered: {message}")]
+    Remote {
+        /// The kind of the error in the serving process.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
     /// A cached value is not of the type asked for (or not an integer for
     /// `incr`); the value is unchanged.
     #[error("cache key {key} holds a value that is not {expected}: {detail}")]
@@ -341,6 +350,47 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stable name for the variant (`not_found`, `integrity`, ...): the
+    /// `kind` of `bvstore --json` errors and the `kind` label of the error
+    /// metrics.
+    ///
+    /// ```
+    /// # use bharatvoice_store::*;
+    /// assert_eq!(Error::Closed.kind(), "closed");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::WrongType { .. } => "wrong_type",
+            Error::Locked { .. } => "locked",
+            Error::VersionTooNew { .. } => "version_too_new",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Integrity { .. } => "integrity",
+            Error::WrongKey { .. } => "wrong_key",
+            Error::MissingKey { .. } => "missing_key",
+            Error::InvalidKey { .. } => "invalid_key",
+            Error::InsecureKeyFile { .. } => "insecure_key_file",
+            Error::PermissionDenied { .. } => "permission_denied",
+            Error::NoStore { .. } => "no_store",
+            Error::StoreIncomplete { .. } => "store_incomplete",
+            Error::CacheUnavailable { .. } => "cache_unavailable",
+            Error::ReadOnly { .. } => "read_only",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::ConsentRequired { .. } => "consent_required",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::RegionMismatch { .. } => "region_mismatch",
+            Error::Io { .. } => "io",
+            Error::Storage { .. } => "storage",
+            Error::Busy { .. } => "busy",
+            Error::Config { .. } => "config",
+            Error::Closed => "closed",
+            Error::JobPoisoned { .. } => "job_poisoned",
+            Error::Remote { .. } => "remote",
+        }
+    }
+
     pub(crate) fn not_found(entity: Entity, id: impl std::fmt::Display) -> Self {
         Error::NotFound {
             entity,

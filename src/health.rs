@@ -34,8 +34,8 @@ impl std::fmt::Display for HealthStatus {
 /// What one part's probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartHealth {
-    /// The part: `database`, `cache`, `blobs`, `jobs`, `integrity` or
-    /// `backup`.
+    /// The part: `database`, `cache`, `blobs`, `jobs`, `integrity`,
+    /// `backup` or `anomalies`.
     pub part: &'static str,
     /// How well it works.
     pub status: HealthStatus,

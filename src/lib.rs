@@ -54,6 +54,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admin;
 mod audit;
 mod blob;
 mod cache;
@@ -73,6 +74,7 @@ mod privacy;
 mod quota;
 mod ratelimit;
 mod store;
+mod telemetry;
 mod types;
 
 #[cfg(feature = "fuzzing")]
@@ -82,6 +84,7 @@ pub mod fuzzing;
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./bharatvoice-data";
 
+pub use admin::{AdminClient, AdminRequest};
 pub use audit::config::AuditConfig;
 pub use audit::{Audit, AuditFilter};
 pub use blob::crypto::SecretKey as MasterKey;
@@ -135,6 +138,7 @@ pub use privacy::{
 pub use quota::{DiskSpace, QuotaConfig, Quotas, Usage};
 pub use ratelimit::{RateLimit, RateLimitConfig};
 pub use store::Store;
+pub use telemetry::{MetricValue, MetricsConfig, MetricsReport, OperationStats};
 pub use types::{
     BlobAddress, Cursor, FileId, ListOptions, MetricId, Page, ProfileId, SessionId, Timestamp,
     UserId,

@@ -50,10 +50,30 @@ struct Inner {
     erasing: tokio::sync::Mutex<()>,
     /// The data region recorded in the store (or configured for it).
     region: Option<String>,
+    /// The admin socket, while it serves.
+    #[cfg(unix)]
+    admin: std::sync::Mutex<Option<crate::admin::server::AdminServer>>,
+}
+
+/// A handle that does not keep the store open (the admin socket's).
+#[derive(Clone)]
+pub(crate) struct WeakStore(Weak<Inner>);
+
+impl WeakStore {
+    pub(crate) fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        drop(
+            self.admin
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         self.tamper.stop();
         self.jobs.cancel();
         self.db.shutdown();
@@ -95,7 +115,7 @@ impl Store {
                 // cache.redb cannot be written either: memory only.
                 config2.cache.tier2 = false;
             }
-            let cache = CacheCore::open(&config2)?;
+            let cache = CacheCore::open(&config2, Arc::clone(&db.telemetry))?;
             if !db.is_read_only() {
                 crate::datadir::make_private(&config2)?;
             }
@@ -130,6 +150,8 @@ impl Store {
                     tamper,
                     erasing: Default::default(),
                     region: region.region.clone(),
+                    #[cfg(unix)]
+                    admin: Default::default(),
                 }
             }),
         };
@@ -161,7 +183,34 @@ impl Store {
             store.inner.jobs.trigger(crate::blob::rotation::JOB);
         }
         store.watch_erasures()?;
+        store.serve_admin();
         Ok(store)
+    }
+
+    /// Starts the admin socket where the configuration asks for it; a
+    /// socket that cannot be bound is logged, not fatal.
+    fn serve_admin(&self) {
+        #[cfg(unix)]
+        if self.inner.config.admin_socket && !self.is_read_only() {
+            let weak = WeakStore(Arc::downgrade(&self.inner));
+            match crate::admin::server::start(&self.inner.config.data_dir, weak) {
+                Ok(server) => {
+                    *self.inner.admin.lock().unwrap_or_else(|p| p.into_inner()) = Some(server)
+                }
+                Err(e) => tracing::warn!(error = %e, "the admin socket is off"),
+            }
+        }
+    }
+
+    /// Where the admin socket listens, while it does.
+    pub fn admin_socket(&self) -> Option<std::path::PathBuf> {
+        #[cfg(unix)]
+        {
+            let admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+            admin.as_ref().map(|a| a.path().to_owned())
+        }
+        #[cfg(not(unix))]
+        None
     }
 
     /// Where a store stands against this build's schema, without opening it
@@ -368,6 +417,14 @@ impl Store {
             timed(async { inner.jobs.health() }).await,
             timed(async { crate::lifecycle::health(&inner.db, &inner.tamper) }).await,
             timed(async { crate::ops::backup::health(&inner.db) }).await,
+            timed(async {
+                let anomalies = &inner.db.telemetry.anomalies;
+                if let Ok(Some(space)) = self.quotas().disk_space() {
+                    anomalies.note_space(space.available);
+                }
+                anomalies.health(&inner.config.metrics)
+            })
+            .await,
         ])
     }
 
@@ -395,6 +452,14 @@ impl Store {
                 tracing::error!(error = %e, "could not append the noted reads to the audit log");
             }
         }
+        #[cfg(unix)]
+        drop(
+            self.inner
+                .admin
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         self.inner.tamper.stop();
         self.inner.jobs.stop().await;
         let inner = Arc::clone(&self.inner);
@@ -437,6 +502,36 @@ fn jobs(
         Inner::lifecycle_parts,
         tamper,
     ));
+    jobs.extend(metrics_jobs(store, &config.metrics));
+    jobs
+}
+
+/// The metrics jobs: snapshots into the metrics table and, where a path
+/// is configured, the Prometheus textfile.
+fn metrics_jobs(store: &Weak<Inner>, config: &crate::MetricsConfig) -> Vec<JobSpec> {
+    use crate::telemetry::snapshot;
+    let baseline = Arc::new(snapshot::Baseline::default());
+    let mut jobs = vec![JobSpec {
+        name: snapshot::SNAPSHOT_JOB,
+        about: "writes each operation's calls, errors and latency since the last pass, and the parts' gauges, into the metrics table",
+        interval: config.snapshot_interval,
+        body: body_on(store.clone(), move |inner: Arc<Inner>| {
+            let baseline = Arc::clone(&baseline);
+            async move { snapshot::snapshot(&Store { inner }, &baseline).await }
+        }),
+    }];
+    if let Some(path) = &config.textfile {
+        let path = Arc::new(path.clone());
+        jobs.push(JobSpec {
+            name: snapshot::TEXTFILE_JOB,
+            about: "writes the Prometheus text exposition to the configured textfile, atomically",
+            interval: config.textfile_interval,
+            body: body_on(store.clone(), move |inner: Arc<Inner>| {
+                let path = Arc::clone(&path);
+                async move { snapshot::textfile(&Store { inner }, &path).await }
+            }),
+        });
+    }
     jobs
 }
 

@@ -41,6 +41,9 @@ fn relation(db: &Db, actor: Actor, file: &AudioFile) -> Result<Option<Op>, Error
 /// still gets its refusal.
 pub(crate) async fn record_refusal(db: &Db, actor: Actor, action: &'static str, target: String) {
     tracing::warn!(actor = %actor, action, target = %target, "refused");
+    db.telemetry
+        .anomalies
+        .note(crate::telemetry::anomaly::Signal::Refusal);
     let entry = Entry::new(db.now(), actor.to_string(), action, target).outcome("refused");
     let auditor = db.auditor();
     if let Err(e) = db

@@ -22,6 +22,7 @@
 
 pub(crate) mod config;
 pub(crate) mod item;
+mod keys;
 pub(crate) mod options;
 mod read;
 pub(crate) mod stats;
@@ -63,11 +64,16 @@ pub(crate) struct CacheCore {
     pub(crate) default_ttl: Option<Duration>,
     memory_bytes: u64,
     closed: AtomicBool,
+    /// The store's operation metrics (shared with the database).
+    pub(crate) telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl CacheCore {
     /// Opens the cache of `config` (blocking: it opens `cache.redb`).
-    pub(crate) fn open(config: &Config) -> Result<CacheCore, Error> {
+    pub(crate) fn open(
+        config: &Config,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> Result<CacheCore, Error> {
         let c = &config.cache;
         let counters = Arc::new(Counters::default());
         let tags = Arc::new(Tags::default());
@@ -109,6 +115,7 @@ impl CacheCore {
             default_ttl: c.default_ttl,
             memory_bytes: c.memory_bytes,
             closed: AtomicBool::new(false),
+            telemetry,
         })
     }
 

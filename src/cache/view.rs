@@ -66,16 +66,22 @@ impl Cache<'_> {
     /// The value of `key` as a `T`, or `None` if it holds no live value.
     #[tracing::instrument(level = "debug", name = "cache.get", skip(self))]
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        match self.core.lookup(key).await {
-            Some(item) => decode(key, &item.value).map(Some),
-            None => Ok(None),
-        }
+        crate::telemetry::observe(&self.core.telemetry, "cache.get", async {
+            match self.core.lookup(key).await {
+                Some(item) => decode(key, &item.value).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
     /// The bytes of `key`, shared with the cache (no copy).
     #[tracing::instrument(level = "debug", name = "cache.get_bytes", skip(self))]
     pub async fn get_bytes(&self, key: &str) -> Result<Option<CacheValue>, Error> {
-        Ok(self.core.lookup(key).await.map(CacheValue))
+        crate::telemetry::observe(&self.core.telemetry, "cache.get_bytes", async {
+            Ok(self.core.lookup(key).await.map(CacheValue))
+        })
+        .await
     }
 
     /// The values of several keys, in order.
@@ -84,15 +90,18 @@ impl Cache<'_> {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<T>>, Error> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            let k = k.as_ref();
-            out.push(match self.core.lookup(k).await {
-                Some(item) => Some(decode(k, &item.value)?),
-                None => None,
-            });
-        }
-        Ok(out)
+        crate::telemetry::observe(&self.core.telemetry, "cache.get_many", async {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                let k = k.as_ref();
+                out.push(match self.core.lookup(k).await {
+                    Some(item) => Some(decode(k, &item.value)?),
+                    None => None,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The bytes of several keys, in order.
@@ -100,11 +109,14 @@ impl Cache<'_> {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<CacheValue>>, Error> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            out.push(self.core.lookup(k.as_ref()).await.map(CacheValue));
-        }
-        Ok(out)
+        crate::telemetry::observe(&self.core.telemetry, "cache.get_many_bytes", async {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.core.lookup(k.as_ref()).await.map(CacheValue));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Writes `value` under `key` with the default TTL and no tags.
@@ -116,10 +128,13 @@ impl Cache<'_> {
     /// only, and a crash may lose it.
     #[tracing::instrument(level = "debug", name = "cache.set", skip(self, value))]
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        self.core
-            .set(key, encode(value)?, &SetOptions::default())
-            .await
-            .map(drop)
+        crate::telemetry::observe(&self.core.telemetry, "cache.set", async {
+            self.core
+                .set(key, encode(value)?, &SetOptions::default())
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Writes `value` with a TTL, tags and a condition; returns whether it
@@ -133,16 +148,22 @@ impl Cache<'_> {
         value: &T,
         opts: &SetOptions,
     ) -> Result<bool, Error> {
-        self.core.set(key, encode(value)?, opts).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.set_with", async {
+            self.core.set(key, encode(value)?, opts).await
+        })
+        .await
     }
 
     /// Writes raw bytes under `key` with the default TTL and no tags.
     #[tracing::instrument(level = "debug", name = "cache.set_bytes", skip(self, value))]
     pub async fn set_bytes(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        self.core
-            .set(key, value.into(), &SetOptions::default())
-            .await
-            .map(drop)
+        crate::telemetry::observe(&self.core.telemetry, "cache.set_bytes", async {
+            self.core
+                .set(key, value.into(), &SetOptions::default())
+                .await
+                .map(drop)
+        })
+        .await
     }
 
     /// Writes raw bytes with options; returns whether they were written.
@@ -153,7 +174,10 @@ impl Cache<'_> {
         value: &[u8],
         opts: &SetOptions,
     ) -> Result<bool, Error> {
-        self.core.set(key, value.into(), opts).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.set_bytes_with", async {
+            self.core.set(key, value.into(), opts).await
+        })
+        .await
     }
 
     /// Writes only if `key` holds no live value (`SET NX`); returns whether
@@ -161,15 +185,23 @@ impl Cache<'_> {
     /// key tier 2 may hold: with tier 2 degraded and the key not in memory
     /// it fails with [`Error::CacheUnavailable`].
     pub async fn set_nx<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool, Error> {
-        self.set_with(key, value, &SetOptions::new().if_absent())
-            .await
+        crate::telemetry::observe(&self.core.telemetry, "cache.set_nx", async {
+            self.core
+                .set(key, encode(value)?, &SetOptions::new().if_absent())
+                .await
+        })
+        .await
     }
 
     /// Writes only if `key` holds a live value (`SET XX`); returns whether
     /// it wrote.
     pub async fn set_xx<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool, Error> {
-        self.set_with(key, value, &SetOptions::new().if_present())
-            .await
+        crate::telemetry::observe(&self.core.telemetry, "cache.set_xx", async {
+            self.core
+                .set(key, encode(value)?, &SetOptions::new().if_present())
+                .await
+        })
+        .await
     }
 
     /// Removes `key` from both tiers; returns whether it held a live value.
@@ -178,23 +210,29 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] and the value is left as it was.
     #[tracing::instrument(level = "debug", name = "cache.delete", skip(self))]
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.core.delete(key).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.delete", async {
+            self.core.delete(key).await
+        })
+        .await
     }
 
     /// The time `key` has left.
     #[tracing::instrument(level = "debug", name = "cache.ttl", skip(self))]
     pub async fn ttl(&self, key: &str) -> Result<Ttl, Error> {
-        validate_key(key)?;
-        Ok(match self.core.lookup(key).await {
-            None => Ttl::Missing,
-            Some(item) => match item.deadline {
-                None => Ttl::NoExpiry,
-                Some(d) => match remaining(d, self.core.clock.now()) {
-                    Some(left) => Ttl::Remaining(left),
-                    None => Ttl::Missing,
+        crate::telemetry::observe(&self.core.telemetry, "cache.ttl", async {
+            validate_key(key)?;
+            Ok(match self.core.lookup(key).await {
+                None => Ttl::Missing,
+                Some(item) => match item.deadline {
+                    None => Ttl::NoExpiry,
+                    Some(d) => match remaining(d, self.core.clock.now()) {
+                        Some(left) => Ttl::Remaining(left),
+                        None => Ttl::Missing,
+                    },
                 },
-            },
+            })
         })
+        .await
     }
 
     /// Changes the TTL of a live `key`: `Some(d)` expires it `d` from now
@@ -204,7 +242,42 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] and changes nothing.
     #[tracing::instrument(level = "debug", name = "cache.expire", skip(self))]
     pub async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, Error> {
-        self.core.expire(key, ttl).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.expire", async {
+            self.core.expire(key, ttl).await
+        })
+        .await
+    }
+
+    /// The live keys matching `pattern`, sorted, each once (Redis's
+    /// `KEYS`): `*` matches any run of characters, `?` one character, `\`
+    /// makes the next character literal. Both tiers are listed; expired
+    /// and stale entries are not. It reads every key in memory and those in
+    /// `cache.redb` that share the pattern's literal prefix (`user:` of
+    /// `user:*`): for operators and tests, not a hot path. With tier 2
+    /// degraded it fails with [`Error::CacheUnavailable`] rather than list
+    /// only what memory holds.
+    ///
+    /// ```
+    /// # use bharatvoice_store::*;
+    /// # #[tokio::main] async fn main() -> Result<(), Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(Config::new(dir.path())).await?;
+    /// let cache = store.cache();
+    /// cache.set("user:7:name", &"Priya").await?;
+    /// cache.set("user:42:name", &"Ravi").await?;
+    /// cache.set("user:7:langs", &["ta-IN"]).await?;
+    /// cache.set_with("user:9:name", &"Old", &SetOptions::new().tag("user:9")).await?;
+    /// cache.invalidate_tag("user:9").await?; // stale: not listed
+    /// assert_eq!(cache.keys("user:*:name").await?, ["user:42:name", "user:7:name"]);
+    /// assert_eq!(cache.keys("user:?:*").await?, ["user:7:langs", "user:7:name"]);
+    /// # Ok(()) }
+    /// ```
+    #[tracing::instrument(level = "debug", name = "cache.keys", skip(self))]
+    pub async fn keys(&self, pattern: &str) -> Result<Vec<String>, Error> {
+        crate::telemetry::observe(&self.core.telemetry, "cache.keys", async {
+            self.core.keys(pattern).await
+        })
+        .await
     }
 
     /// Adds `by` to the decimal integer `key` holds, creating it at 0 (with
@@ -216,15 +289,21 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] rather than count from 0.
     #[tracing::instrument(level = "debug", name = "cache.incr", skip(self))]
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64, Error> {
-        self.core.incr(key, by).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.incr", async {
+            self.core.incr(key, by).await
+        })
+        .await
     }
 
     /// Subtracts `by` (see [`incr`](Cache::incr)).
     pub async fn decr(&self, key: &str, by: i64) -> Result<i64, Error> {
-        let by = by
-            .checked_neg()
-            .ok_or_else(|| Error::invalid("by", "decrementing by i64::MIN overflows"))?;
-        self.core.incr(key, by).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.decr", async {
+            let by = by
+                .checked_neg()
+                .ok_or_else(|| Error::invalid("by", "decrementing by i64::MIN overflows"))?;
+            self.core.incr(key, by).await
+        })
+        .await
     }
 
     /// The value of `key`, or else the loader's, cached with `opts` (its
@@ -265,15 +344,18 @@ impl Cache<'_> {
         Fut: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        let load = || async {
-            let v = loader().await?;
-            let bytes = encode(&v).map_err(E::from)?;
-            Ok::<_, E>((v, bytes))
-        };
-        match self.core.get_or_load(key, opts, load).await? {
-            Loaded::Fresh(v) => Ok(v),
-            Loaded::Cached(item) => Ok(decode(key, &item.value)?),
-        }
+        crate::telemetry::observe_any(&self.core.telemetry, "cache.get_or_insert_with", async {
+            let load = || async {
+                let v = loader().await?;
+                let bytes = encode(&v).map_err(E::from)?;
+                Ok::<_, E>((v, bytes))
+            };
+            match self.core.get_or_load(key, opts, load).await? {
+                Loaded::Fresh(v) => Ok(v),
+                Loaded::Cached(item) => Ok(decode(key, &item.value)?),
+            }
+        })
+        .await
     }
 
     /// Makes every entry tagged `tag` stale, in O(1) whatever their number,
@@ -287,14 +369,20 @@ impl Cache<'_> {
     /// overwritten entries do not count.
     #[tracing::instrument(level = "debug", name = "cache.invalidate_tag", skip(self))]
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
-        self.core.invalidate_tag(tag).await
+        crate::telemetry::observe(&self.core.telemetry, "cache.invalidate_tag", async {
+            self.core.invalidate_tag(tag).await
+        })
+        .await
     }
 
     /// Empties both tiers, durably; if tier 2 cannot commit, fails with
     /// [`Error::CacheUnavailable`] and empties nothing.
     #[tracing::instrument(level = "debug", name = "cache.clear", skip(self))]
     pub async fn clear(&self) -> Result<(), Error> {
-        self.core.clear().await
+        crate::telemetry::observe(&self.core.telemetry, "cache.clear", async {
+            self.core.clear().await
+        })
+        .await
     }
 
     /// Counters and sizes of both tiers.
@@ -307,7 +395,10 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`]: writes made while it is degraded stay
     /// in memory only, even after it recovers.
     pub async fn flush(&self) -> Result<(), Error> {
-        self.core.flush().await
+        crate::telemetry::observe(&self.core.telemetry, "cache.flush", async {
+            self.core.flush().await
+        })
+        .await
     }
 
     /// Runs tier 1's pending housekeeping now (evictions and their

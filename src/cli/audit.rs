@@ -17,11 +17,11 @@ pub(crate) enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
-    /// How many entries.
-    #[arg(short = 'n', default_value_t = 20)]
+    /// How many entries, 1 to 1000.
+    #[arg(long = "limit", short = 'n', default_value_t = 20, value_parser = super::page_limit())]
     n: usize,
     /// Only entries by or about this user (id or username).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: Option<String>,
     /// Only this action (`file.read`), or a family ending in a dot (`file.`).
     #[arg(long)]
@@ -32,7 +32,24 @@ pub(crate) struct TailArgs {
 }
 
 pub(crate) async fn run(cli: &Cli, cmd: &AuditCommand, out: &Out) -> Outcome {
-    let store = open(cli).await?;
+    let store = match cmd {
+        // Only the plain tail is served by a running store.
+        AuditCommand::Tail(args)
+            if args.action.is_none() && args.user.is_none() && args.since.is_none() =>
+        {
+            match super::remote::open_or_ask(
+                cli,
+                out,
+                bharatvoice_store::AdminRequest::AuditTail { limit: args.n },
+            )
+            .await?
+            {
+                super::remote::Opened::Local(store) => store,
+                super::remote::Opened::Remote(outcome) => return outcome,
+            }
+        }
+        _ => open(cli).await?,
+    };
     match cmd {
         AuditCommand::Verify => verify(&store, out).await,
         AuditCommand::Tail(args) => tail(&store, args, out).await,

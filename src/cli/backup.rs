@@ -2,17 +2,17 @@
 //! backups taken while the store is in use, listed and brought back
 //! after every file is checked.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bharatvoice_store::{
-    BackupGeneration, BackupOptions, BackupReport, Progress, RestoreOptions, RestoreReport, Store,
+    BackupGeneration, BackupOptions, BackupReport, RestoreOptions, RestoreReport, Store,
 };
 use clap::Args;
 
 use super::ops::size;
-use super::{Cli, Out, Outcome, clean_path, config_of, done, open};
+use super::progress::Bar;
+use super::{Cli, Out, Outcome, clean_path, config_of, done};
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
@@ -57,40 +57,35 @@ pub(crate) struct RestoreArgs {
     allow_region_change: bool,
 }
 
-/// A progress bar on stderr when it is a terminal.
-fn bar(verb: &'static str) -> (Option<indicatif::ProgressBar>, Option<Progress>) {
-    if !std::io::stderr().is_terminal() {
-        return (None, None);
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(verb);
-    let b = bar.clone();
-    let progress = Progress::new(move |done, total| {
-        b.set_length(total);
-        b.set_position(done);
-    });
-    (Some(bar), Some(progress))
-}
-
 /// `bvstore backup DEST`.
 pub(crate) async fn backup(cli: &Cli, args: &BackupArgs, out: &Out) -> Outcome {
-    let store = open(cli).await?;
-    let (bar, progress) = bar("backing up");
+    // The running store's process resolves no relative path of ours.
+    let dest = std::path::absolute(&args.dest)
+        .map_err(|e| bharatvoice_store::Error::io("resolving the backup destination", e))?;
+    let store = match super::remote::open_or_ask(
+        cli,
+        out,
+        bharatvoice_store::AdminRequest::Backup {
+            dest,
+            keep: args.keep,
+            no_links: args.no_links,
+            allow_region_change: args.allow_region_change,
+        },
+    )
+    .await?
+    {
+        super::remote::Opened::Local(store) => store,
+        super::remote::Opened::Remote(outcome) => return outcome,
+    };
+    let bar = Bar::bytes(out, "backing up", 0);
     let options = BackupOptions {
         keep: args.keep,
         no_links: args.no_links,
         allow_region_change: args.allow_region_change,
-        progress,
+        progress: bar.progress(),
     };
     let report = store.backup(&args.dest, options).await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     store.close().await;
     let report = report?;
     done(out.emit(&report, || backup_text(&report)))
@@ -173,18 +168,16 @@ pub(crate) async fn restore(cli: &Cli, args: &RestoreArgs, out: &Out) -> Outcome
     if let Some(key) = &args.key_file {
         config = config.master_key_file(key);
     }
-    let (bar, progress) = bar("restoring");
+    let bar = Bar::bytes(out, "restoring", 0);
     let options = RestoreOptions {
         generation: args.generation,
         force: args.force,
         allow_region_change: args.allow_region_change,
         install_key: args.key_file.is_some(),
-        progress,
+        progress: bar.progress(),
     };
     let report = Store::restore(&args.src, &config, options).await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     let report = report?;
     out.emit(&report, || restore_text(&report))?;
     Ok(ExitCode::SUCCESS)

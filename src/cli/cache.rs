@@ -2,9 +2,11 @@
 //!
 //! Each run is a new process, so what one run sets the next one reads from
 //! tier 2 (`cache.redb`): a command that writes waits until its write is
-//! durable, and fails with exit code 11 (printing nothing on stdout) if
+//! durable, and fails with exit code 13 (printing nothing on stdout) if
 //! `cache.redb` cannot take it. Exit code 1 (with nothing on stdout) when a
-//! key is missing (`get`, `ttl`) or when `--nx`/`--xx` stops a `set`.
+//! key is missing (`get`, `ttl`, `expire`, `persist`) or when `--nx`/`--xx`
+//! stops a `set`. The keyspace commands (`exists`, `keys`, `expire`,
+//! `persist`, `mget`) are in `cache_keyspace`.
 //!
 //! `set` stores VALUE's bytes as given and `get` prints them back raw. A
 //! value written through the library's typed API is JSON, so a string set
@@ -17,6 +19,7 @@ use std::time::Duration;
 use bharatvoice_store::{Cache, CacheStats, Error, SetOptions, Ttl};
 use clap::{Args, Subcommand};
 
+use super::cache_keyspace as keyspace;
 use super::{Cli, Out, Outcome, clean, open};
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +41,18 @@ pub(crate) enum CacheCommand {
     Clear,
     /// Hits, misses, evictions and sizes per tier.
     Stats,
+    /// Print 1 if a key holds a live value (exit 0), else 0 (exit 1).
+    Exists(keyspace::KeyArgs),
+    /// The live keys matching a glob (`*`, `?`, `\` escapes), sorted, one
+    /// a line, from memory and cache.redb.
+    Keys(keyspace::KeysArgs),
+    /// Expire a key SECS seconds from now (0 deletes it); exit 1 if missing.
+    Expire(keyspace::ExpireArgs),
+    /// Remove a key's expiry; exit 1 if missing.
+    Persist(keyspace::KeyArgs),
+    /// Print several keys' values, one a line (`(nil)` for a missing
+    /// one); exit 1 if any is missing.
+    Mget(keyspace::MgetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +112,17 @@ pub(crate) struct InvalidateTagArgs {
 /// The store is closed (its writes waited for) only after a command that
 /// succeeded; on an error it is dropped as it stands.
 pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Outcome {
-    let store = open(cli).await?;
+    let store = match cmd {
+        CacheCommand::Stats => {
+            match super::remote::open_or_ask(cli, out, bharatvoice_store::AdminRequest::CacheStats)
+                .await?
+            {
+                super::remote::Opened::Local(store) => store,
+                super::remote::Opened::Remote(outcome) => return outcome,
+            }
+        }
+        _ => open(cli).await?,
+    };
     let c = store.cache();
     let code = match cmd {
         CacheCommand::Get(args) => get(&c, args, out).await?,
@@ -108,14 +133,21 @@ pub(crate) async fn run(cli: &Cli, cmd: &CacheCommand, out: &Out) -> Outcome {
         CacheCommand::InvalidateTag(args) => invalidate_tag(&c, args, out).await?,
         CacheCommand::Clear => clear(&c, out).await?,
         CacheCommand::Stats => stats(&c, out)?,
+        CacheCommand::Exists(args) => keyspace::exists(&c, args, out).await?,
+        CacheCommand::Keys(args) => keyspace::keys(&c, args, out).await?,
+        CacheCommand::Expire(args) => keyspace::expire(&c, args, out).await?,
+        CacheCommand::Persist(args) => keyspace::persist(&c, args, out).await?,
+        CacheCommand::Mget(args) => keyspace::mget(&c, args, out).await?,
     };
     store.close().await;
     Ok(code)
 }
 
-fn missing(out: &Out, key: &str) -> Outcome {
+/// A missing key: exit 1, nothing on stdout but `{"key", "value": null}`
+/// with `--json`, a note on stderr unless `--quiet`.
+pub(super) fn missing(out: &Out, key: &str) -> Outcome {
     out.emit_json_only(&serde_json::json!({ "key": key, "value": null }))?;
-    eprintln!("{}: no such key (or it expired)", clean(key));
+    out.note(format_args!("{}: no such key (or it expired)", clean(key)));
     Ok(ExitCode::from(1))
 }
 
@@ -173,7 +205,7 @@ async fn set(c: &Cache<'_>, args: &SetArgs, out: &Out) -> Outcome {
     } else {
         "it does not exist"
     };
-    eprintln!("{}: not set, {why}", clean(key));
+    out.note(format_args!("{}: not set, {why}", clean(key)));
     Ok(ExitCode::from(1))
 }
 

@@ -18,8 +18,8 @@ pub(crate) enum FileCommand {
     Ls(LsArgs),
     /// Soft-delete a file.
     Rm(RmArgs),
-    /// Restore a soft-deleted file.
-    Restore(RestoreArgs),
+    /// Restore a soft-deleted file, by id or by its name.
+    Restore(super::trash::FileRestoreArgs),
     /// Let another user read a file.
     Grant(GrantArgs),
     /// Take back a grant.
@@ -33,7 +33,7 @@ pub(crate) enum FileCommand {
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
     /// Owner (id or username).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
     /// Only this content type.
     #[arg(long)]
@@ -46,7 +46,7 @@ pub(crate) struct LsArgs {
     #[arg(long)]
     deleted: bool,
     /// At most this many, 1 to 1000 (default 50).
-    #[arg(long, default_value_t = 50, value_parser = super::page_limit())]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = super::page_limit())]
     limit: usize,
     /// Continue after this cursor.
     #[arg(long)]
@@ -58,16 +58,7 @@ pub(crate) struct RmArgs {
     /// File id.
     id: String,
     /// Who asks.
-    #[arg(long)]
-    user: String,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct RestoreArgs {
-    /// File id.
-    id: String,
-    /// Who asks.
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
 }
 
@@ -76,7 +67,7 @@ pub(crate) struct GrantArgs {
     /// File id.
     id: String,
     /// Who asks (the owner).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
     /// Who may read it.
     #[arg(long)]
@@ -88,7 +79,7 @@ pub(crate) struct RevokeArgs {
     /// File id.
     id: String,
     /// Who asks (the owner).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
     /// Whose grant to take back.
     #[arg(long)]
@@ -108,7 +99,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Outcome {
         FileCommand::Get(args) => file_transfer::get(&store, args, out).await,
         FileCommand::Ls(args) => ls(&store, args, out).await,
         FileCommand::Rm(args) => rm(&store, args, out).await,
-        FileCommand::Restore(args) => restore(&store, args, out).await,
+        FileCommand::Restore(args) => super::trash::restore_file(&store, args, out).await,
         FileCommand::Grant(args) => grant(&store, args, out).await,
         FileCommand::Grants(args) => grants(&store, args, out).await,
         FileCommand::Revoke(args) => revoke(&store, args, out).await,
@@ -171,15 +162,6 @@ async fn rm(store: &Store, args: &RmArgs, out: &Out) -> Outcome {
         .delete(actor(store, &args.user).await?, args.id.parse()?)
         .await?;
     done(out.emit(&f, || format!("deleted file {}", f.id)))
-}
-
-/// `bvstore file restore`.
-async fn restore(store: &Store, args: &RestoreArgs, out: &Out) -> Outcome {
-    let f = store
-        .files()
-        .restore(actor(store, &args.user).await?, args.id.parse()?)
-        .await?;
-    done(out.emit(&f, || format!("restored file {}", f.id)))
 }
 
 /// `bvstore file grant`.

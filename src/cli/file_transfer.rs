@@ -1,6 +1,6 @@
 //! `bvstore file put` and `file get`: a file's bytes between the local
-//! file system (or stdout) and the store, streamed with a progress bar on a
-//! terminal. Kept apart from `file` because of what goes with it: content
+//! file system (or stdin and stdout) and the store, streamed with a
+//! progress bar on a terminal. Kept apart from `file` because of what goes with it: content
 //! types from extensions, byte ranges, the atomic write of `--out` and the
 //! guard that keeps it off the store's own files.
 
@@ -13,16 +13,22 @@ use clap::Args;
 use tokio::io::AsyncWriteExt;
 
 use super::file::{actor, file_line};
+use super::progress::Bar;
 use super::user::resolve;
 use super::{Out, Outcome, clean, done};
 
 #[derive(Debug, Args)]
 pub(crate) struct PutArgs {
-    /// The file to store.
+    /// The file to store, or `-` to read it from stdin.
     path: PathBuf,
     /// Owner (id or username).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
+    /// The file's name in the store (default: the file name of PATH; none
+    /// for stdin). Its extension gives the content type when
+    /// --content-type is not given.
+    #[arg(long)]
+    name: Option<String>,
     /// Store it unencrypted.
     #[arg(long)]
     no_encrypt: bool,
@@ -45,51 +51,79 @@ pub(crate) struct GetArgs {
     /// File id.
     id: String,
     /// Who asks (id or username).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
     /// Where to write (`-` for stdout).
-    #[arg(long)]
+    #[arg(long, short = 'o')]
     out: String,
     /// Only OFFSET:LEN bytes.
     #[arg(long)]
     range: Option<String>,
 }
 
-/// `bvstore file put`.
+/// Transfers this large or larger get a progress bar.
+const LARGE_BYTES: u64 = 8 << 20;
+
+/// `bvstore file put PATH|-`: streamed from the file, or from stdin
+/// (which must not be a terminal: the bytes are piped in).
 pub(super) async fn put(store: &Store, args: &PutArgs, out: &Out) -> Outcome {
     let path = &args.path;
     let owner = resolve(store, &args.user).await?.id;
-    let input = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let size = input.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let options = PutOptions {
+    let from_stdin = path.as_os_str() == "-";
+    let options = put_options(args, from_stdin)?;
+    let files = store.files();
+    let file = if from_stdin {
+        if std::io::stdin().is_terminal() {
+            return Err(Error::InvalidInput {
+                field: "path",
+                reason: "`file put -` reads the file from stdin: pipe it in (`< clip.wav`)".into(),
+            });
+        }
+        let reader = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
+        files
+            .put_with_progress(Actor::User(owner), owner, reader, options, &|_| {})
+            .await?
+    } else {
+        let input = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let size = input.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let bar = transfer_bar(out, size, "storing");
+        let reader = tokio::io::BufReader::with_capacity(1 << 20, input);
+        let file = files
+            .put_with_progress(Actor::User(owner), owner, reader, options, &|n| bar.set(n))
+            .await?;
+        bar.finish();
+        file
+    };
+    done(out.emit(&file, || file_line(&file)))
+}
+
+/// The options of a put: the name from --name, else PATH's (none from
+/// stdin); the content type from --content-type, else the name's extension.
+fn put_options(args: &PutArgs, from_stdin: bool) -> Result<PutOptions, Error> {
+    let name = match (&args.name, from_stdin) {
+        (Some(n), _) => Some(n.clone()),
+        (None, true) => None,
+        (None, false) => args
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+    };
+    let content_type = match (&args.content_type, &name) {
+        (Some(t), _) => t.clone(),
+        (None, Some(n)) => content_type_of(std::path::Path::new(n)).to_string(),
+        (None, None) => content_type_of(&args.path).to_string(),
+    };
+    Ok(PutOptions {
         encrypt: !args.no_encrypt,
         compression: args.compress.parse::<Compression>()?,
-        content_type: args
-            .content_type
-            .clone()
-            .unwrap_or_else(|| content_type_of(path).to_string()),
-        name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        content_type,
+        name,
         retention_days: args.retention_days,
         tags: args.tags.clone(),
         ..Default::default()
-    };
-    let bar = progress_bar(size, "storing");
-    let tick = |n: u64| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
-    };
-    let reader = tokio::io::BufReader::with_capacity(1 << 20, input);
-    let file = store
-        .files()
-        .put_with_progress(Actor::User(owner), owner, reader, options, &tick)
-        .await?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    done(out.emit(&file, || file_line(&file)))
+    })
 }
 
 /// `bvstore file get`: to stdout with `--out -` (and nothing else printed),
@@ -100,14 +134,22 @@ pub(super) async fn get(store: &Store, args: &GetArgs, out: &Out) -> Outcome {
     let id: FileId = args.id.parse()?;
     let range = args.range.as_deref().map(parse_range).transpose()?;
     if dest == "-" {
-        copy_out(store, who, id, range, &mut tokio::io::stdout()).await?;
+        if out.json() {
+            return Err(Error::InvalidInput {
+                field: "out",
+                reason: "--out - writes the file's bytes to stdout, which --json keeps for \
+                         one JSON document: give --out PATH, or leave out --json"
+                    .into(),
+            });
+        }
+        copy_out(store, out, who, id, range, &mut tokio::io::stdout()).await?;
         return Ok(ExitCode::SUCCESS);
     }
     refuse_inside_data_dir(&store.config().data_dir, dest)?;
     // Written beside `dest` and renamed onto it only when complete:
     // on any failure `dest` keeps what it held.
     let mut file = AtomicFile::create(dest).await?;
-    let written = copy_out(store, who, id, range, &mut file).await?;
+    let written = copy_out(store, out, who, id, range, &mut file).await?;
     file.commit().await?;
     let doc = serde_json::json!({ "file": id, "bytes": written, "out": dest });
     done(out.emit(&doc, || format!("wrote {written} bytes to {}", clean(dest))))
@@ -131,23 +173,18 @@ fn content_type_of(path: &std::path::Path) -> &'static str {
     }
 }
 
-fn progress_bar(total: u64, verb: &'static str) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || total < (8 << 20) {
-        return None;
+/// A bar for a transfer of `total` bytes, when it is large.
+fn transfer_bar(out: &Out, total: u64, verb: &'static str) -> Bar {
+    match total >= LARGE_BYTES {
+        true => Bar::bytes(out, verb, total),
+        false => Bar::hidden(),
     }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(verb);
-    Some(bar)
 }
 
 /// Writes a file's bytes (or `range` of them) to `sink`; returns how many.
 async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(
     store: &Store,
+    out: &Out,
     who: Actor,
     id: FileId,
     range: Option<(u64, u64)>,
@@ -167,19 +204,15 @@ async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(
             (store.files().open(who, id).await?, total)
         }
     };
-    let bar = progress_bar(total, "reading");
+    let bar = transfer_bar(out, total, "reading");
     let mut written = 0u64;
     while let Some(piece) = reader.next_chunk().await {
         let piece = piece?;
         sink.write_all(&piece).await.map_err(write_err)?;
         written += piece.len() as u64;
-        if let Some(b) = &bar {
-            b.set_position(written);
-        }
+        bar.set(written);
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     sink.flush().await.map_err(write_err)?;
     Ok(written)
 }

@@ -4,7 +4,7 @@
 use bharatvoice_store::{JobReport, LIFECYCLE_JOBS};
 use clap::Args;
 
-use super::{Cli, Out, Outcome, done, open};
+use super::{Cli, Out, Outcome, done};
 
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
@@ -20,7 +20,19 @@ pub(crate) struct GcArgs {
 /// `bvstore gc [--job NAME] [--dry-run]`: each job to its end, one table
 /// (or, with `--json`, one report) per job.
 pub(crate) async fn run(cli: &Cli, args: &GcArgs, out: &Out) -> Outcome {
-    let store = open(cli).await?;
+    let store = match super::remote::open_or_ask(
+        cli,
+        out,
+        bharatvoice_store::AdminRequest::Gc {
+            job: args.job.clone(),
+            dry_run: args.dry_run,
+        },
+    )
+    .await?
+    {
+        super::remote::Opened::Local(store) => store,
+        super::remote::Opened::Remote(outcome) => return outcome,
+    };
     let lifecycle = store.lifecycle();
     let reports = match &args.job {
         Some(job) => vec![lifecycle.run_to_end(job, args.dry_run).await?],

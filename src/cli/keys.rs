@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use bharatvoice_store::{MasterKey, MasterKeySource, Store};
 use clap::{Args, Subcommand};
 
+use super::progress::Bar;
 use super::user::resolve;
-use super::{Cli, Out, Outcome, clean_path, done, open};
+use super::{Cli, Out, Outcome, clean, clean_path, done, open};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
@@ -77,22 +78,46 @@ async fn rotate_master(store: &Store, args: &RotateMasterArgs, out: &Out) -> Out
     }))
 }
 
-/// `bvstore keys rotate-user`.
+/// `bvstore keys rotate-user`: driven to its end here, with a progress
+/// bar over the user's blobs; a user with no keys yet (no file stored)
+/// has nothing to rotate, and is told so.
 async fn rotate_user(store: &Store, args: &RotateUserArgs, out: &Out) -> Outcome {
     let u = resolve(store, &args.user).await?;
+    if store.keys().owner_key_versions(u.id)?.is_empty() {
+        let doc = serde_json::json!({ "user": u.id, "key_version": null, "changed": false });
+        return done(out.emit(&doc, || {
+            format!(
+                "{} has no keys yet (no file stored): nothing to rotate",
+                clean(&u.username)
+            )
+        }));
+    }
+    let blobs = store.quotas().usage(u.id).await?.blobs;
     let version = store.keys().rotate_owner(u.id).await?;
+    let bar = Bar::items(
+        out,
+        "re-wrapping",
+        "{msg} {bar:40} {pos}/{len} blobs {eta}",
+        blobs,
+    );
+    let mut moved = 0;
     // Drive the rotation to its end before this process exits.
     loop {
         let p = store.keys().rotation_step(u.id, 1024).await?;
+        moved += p.moved as u64;
+        bar.set(moved);
         if p.finished {
             break;
         }
     }
-    let doc = serde_json::json!({ "user": u.id, "key_version": version, "finished": true });
+    bar.finish();
+    let doc = serde_json::json!({
+        "user": u.id, "key_version": version, "blobs_moved": moved, "changed": true, "finished": true
+    });
     done(out.emit(&doc, || {
         format!(
-            "key of {} rotated to version {version}; old version destroyed",
-            u.username
+            "key of {} rotated to version {version}: {moved} blob(s) re-wrapped; old version destroyed",
+            clean(&u.username)
         )
     }))
 }

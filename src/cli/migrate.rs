@@ -23,7 +23,29 @@ pub(crate) async fn run(cli: &Cli, cmd: &MigrateCommand, out: &Out) -> Outcome {
 /// `bvstore migrate status`: where the store stands, without migrating it.
 async fn status(cli: &Cli, out: &Out) -> Outcome {
     let config = config_of(cli)?;
-    let status = Store::migration_status(&config).await?;
+    let status = match Store::migration_status(&config).await {
+        Err(locked @ Error::Locked { .. }) => {
+            // A running store is migrated: ask it which version it runs.
+            let client = bharatvoice_store::AdminClient::new(&config.data_dir);
+            let request = bharatvoice_store::AdminRequest::MigrateStatus;
+            return match client.request(&request).await {
+                Ok(answer) => {
+                    out.note(
+                        "the store is in use by another process; asked it through its admin socket",
+                    );
+                    done(out.emit(&answer, || {
+                        format!(
+                            "applied schema version: {}\nlatest schema version:  {}\nup to date (a running store is migrated)",
+                            answer["applied"], answer["current"]
+                        )
+                    }))
+                }
+                Err(Error::Io { .. }) => Err(locked),
+                Err(e) => Err(e),
+            };
+        }
+        other => other?,
+    };
     if status.applied.is_none() && !config.db_path().exists() {
         return Err(Error::NoStore {
             data_dir: config.data_dir,

@@ -21,6 +21,8 @@
 mod audit;
 mod backup;
 mod cache;
+mod cache_keyspace;
+mod completions;
 mod debug;
 mod demo;
 mod demo_cache;
@@ -31,11 +33,16 @@ mod demo_privacy;
 mod file;
 mod file_transfer;
 mod gc;
+mod jobs;
 mod keys;
+mod metrics;
 mod migrate;
 mod ops;
 mod output;
+mod progress;
+mod remote;
 mod session;
+mod trash;
 mod user;
 mod user_export;
 mod user_password;
@@ -53,16 +60,39 @@ pub(crate) use output::{Out, clean, clean_path, page_text};
 /// bvstore: the embedded store of the BharatVoice assistant.
 #[derive(Debug, Parser)]
 #[command(name = "bvstore", version, long_version = long_version(), about, long_about = None)]
+#[command(after_help = EXIT_CODES)]
 pub(crate) struct Cli {
-    /// Data directory (default ./bharatvoice-data, or $BV_DATA_DIR).
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Data directory (default ./bharatvoice-data; an empty value means
+    /// the default, as an empty BV_DATA_DIR does).
+    #[arg(
+        short = 'd',
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "BV_DATA_DIR",
+        value_parser = data_dir_parser()
+    )]
     pub data_dir: Option<PathBuf>,
-    /// A TOML configuration file (or $BV_CONFIG).
-    #[arg(long, global = true, value_name = "FILE", env = "BV_CONFIG")]
+    /// A TOML configuration file.
+    #[arg(
+        short = 'c',
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "BV_CONFIG"
+    )]
     pub config: Option<PathBuf>,
     /// Print one JSON document instead of text.
-    #[arg(long, global = true)]
+    #[arg(short = 'j', long, global = true)]
     pub json: bool,
+    /// No progress bars, hints or notes, and only error logs; results and
+    /// errors still print.
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More logs on stderr: -v this tool's info lines, -vv its debug lines
+    /// (RUST_LOG, when set, wins).
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Apply the per-user rate limits of the configuration ([rate_limits],
     /// BV_RATE_*); an operator's commands run without them otherwise.
     #[arg(long, global = true)]
@@ -100,9 +130,14 @@ pub(crate) enum Command {
     Gc(gc::GcArgs),
     /// Each part's health; exits 0 healthy, 1 degraded, 2 unhealthy.
     Health,
+    /// The background jobs: interval, passes, failures, last report.
+    Jobs,
     /// What the store holds: counts, sizes, compression by content type,
     /// dedup savings, the largest users, cache hit ratio, settings.
     Stats,
+    /// Operation counts, errors and latency, and the parts' gauges (live
+    /// from a running store, else its last snapshot).
+    Metrics(metrics::MetricsArgs),
     /// Give the free pages of store.redb and cache.redb back to the disk.
     Compact,
     /// Back the store up into a directory: a consistent snapshot taken
@@ -119,6 +154,8 @@ pub(crate) enum Command {
     Watch(watch::WatchArgs),
     /// Run a short realistic workload and print a summary.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(completions::CompletionsArgs),
     /// Commands for crash tests.
     #[command(subcommand, hide = true)]
     Debug(debug::DebugCommand),
@@ -132,10 +169,19 @@ pub(crate) struct InitArgs {
     force: bool,
 }
 
-/// Logs go to stderr; `RUST_LOG` sets the filter (default `warn`).
-pub(crate) fn init_tracing() {
+/// Logs go to stderr: warnings and errors, only errors with `--quiet`,
+/// this crate's info (`-v`), debug (`-vv`) or trace (`-vvv`) lines too.
+/// `RUST_LOG`, when set, sets the filter instead.
+pub(crate) fn init_tracing(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,bharatvoice_store=info,bvstore=info",
+        (false, 2) => "warn,bharatvoice_store=debug,bvstore=debug",
+        _ => "warn,bharatvoice_store=trace,bvstore=trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -145,7 +191,7 @@ pub(crate) fn init_tracing() {
 
 pub(crate) fn config_of(cli: &Cli) -> Result<Config, Error> {
     let mut config = Config::load(cli.config.as_deref())?;
-    if let Some(dir) = &cli.data_dir {
+    if let Some(dir) = cli.data_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
         config = config.data_dir(dir);
     }
     if !cli.rate_limits {
@@ -158,9 +204,11 @@ pub(crate) fn config_of(cli: &Cli) -> Result<Config, Error> {
 /// command but `init`, `demo` and `watch`. It does not watch `blobs/` for
 /// tampering: setting the watch up walks every blob directory (about a
 /// second for 65 536 of them), and a command this short would hear
-/// nothing.
+/// nothing; nor does it serve the admin socket.
 pub(crate) async fn open(cli: &Cli) -> Result<Store, Error> {
-    let config = config_of(cli)?.open_mode(OpenMode::MustExist);
+    let mut config = config_of(cli)?.open_mode(OpenMode::MustExist);
+    // Nobody would reach a socket that lives a moment.
+    config.admin_socket = false;
     let lifecycle = config.lifecycle.clone().tamper_watch(false);
     Store::open(config.lifecycle(lifecycle)).await
 }
@@ -176,6 +224,28 @@ pub(crate) async fn open_or_create(cli: &Cli, mode: OpenMode) -> Result<Store, E
     Store::open(config_of(cli)?.open_mode(mode)).await
 }
 
+/// The exit codes, under `--help`.
+const EXIT_CODES: &str = "Exit codes:
+  0   success (health: healthy)
+  1   other failure; a missing cache key; cache set --nx/--xx not written (health: degraded)
+  2   bad usage (health: unhealthy)
+  3   not found
+  4   conflict: a name or email already used
+  5   invalid input, or a cached value of the wrong type
+  6   store locked by another process
+  7   store from a newer version
+  8   corrupt data or a failed integrity check (verify: a problem left)
+  9   wrong, missing or insecure master key
+  10  permission denied
+  11  no store in the data directory (run bvstore init)
+  12  store incomplete (store.redb missing or empty)
+  13  the cache's disk tier cannot be read or commit
+  14  store open read-only
+  15  quota or free-space floor reached
+  16  consent required
+  17  rate limited (with --rate-limits)
+  18  store made for another data region";
+
 /// `--version`: the crate's version with the schema and blob format
 /// versions this build writes.
 fn long_version() -> &'static str {
@@ -188,6 +258,13 @@ fn long_version() -> &'static str {
             bharatvoice_store::BLOB_FORMAT_VERSION
         )
     })
+}
+
+/// `--data-dir`: any path, the empty one too (clap's path parser refuses
+/// it; [`config_of`] reads it as the default).
+fn data_dir_parser() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
 }
 
 /// The `--limit` of a listing: a page of 1 to 1000 items (the library
@@ -209,7 +286,7 @@ pub(crate) fn done(result: Result<(), Error>) -> Outcome {
 /// One line per group, all of one shape: each group's `run` opens what it
 /// needs and calls the function of the subcommand.
 pub(crate) async fn run(cli: Cli) -> Outcome {
-    let out = Out::new(cli.json);
+    let out = Out::new(cli.json, cli.quiet);
     match &cli.command {
         Command::Init(args) => init(&cli, args, &out).await,
         Command::User(cmd) => user::run(&cli, cmd, &out).await,
@@ -217,8 +294,10 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Keys(cmd) => keys::run(&cli, cmd, &out).await,
         Command::Gc(args) => gc::run(&cli, args, &out).await,
         Command::Health => ops::health(&cli, &out).await,
+        Command::Jobs => jobs::run(&cli, &out).await,
         Command::Stats => ops::stats(&cli, &out).await,
         Command::Compact => ops::compact(&cli, &out).await,
+        Command::Metrics(args) => metrics::run(&cli, args, &out).await,
         Command::Backup(args) => backup::backup(&cli, args, &out).await,
         Command::Backups(args) => backup::list(args, &out).await,
         Command::Restore(args) => backup::restore(&cli, args, &out).await,
@@ -229,6 +308,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Session(cmd) => session::run(&cli, cmd, &out).await,
         Command::Watch(args) => watch::run(&cli, args, &out).await,
         Command::Demo(args) => demo::run(&cli, args, &out).await,
+        Command::Completions(args) => completions::run(args, &out).await,
         Command::Debug(cmd) => debug::run(&cli, cmd, &out).await,
     }
 }
@@ -284,39 +364,6 @@ fn exit_code(e: &Error) -> u8 {
 
 /// The error's kind as `--json` names it: stable, one per exit code and
 /// finer (`io`, `storage`, `busy` ... all exit 1).
-fn error_kind(e: &Error) -> &'static str {
-    match e {
-        Error::NotFound { .. } => "not_found",
-        Error::Conflict { .. } => "conflict",
-        Error::InvalidInput { .. } => "invalid_input",
-        Error::WrongType { .. } => "wrong_type",
-        Error::Locked { .. } => "locked",
-        Error::VersionTooNew { .. } => "version_too_new",
-        Error::Corrupt { .. } => "corrupt",
-        Error::Integrity { .. } => "integrity",
-        Error::WrongKey { .. } => "wrong_key",
-        Error::MissingKey { .. } => "missing_key",
-        Error::InvalidKey { .. } => "invalid_key",
-        Error::InsecureKeyFile { .. } => "insecure_key_file",
-        Error::PermissionDenied { .. } => "permission_denied",
-        Error::NoStore { .. } => "no_store",
-        Error::StoreIncomplete { .. } => "store_incomplete",
-        Error::CacheUnavailable { .. } => "cache_unavailable",
-        Error::ReadOnly { .. } => "read_only",
-        Error::QuotaExceeded { .. } => "quota_exceeded",
-        Error::ConsentRequired { .. } => "consent_required",
-        Error::RateLimited { .. } => "rate_limited",
-        Error::RegionMismatch { .. } => "region_mismatch",
-        Error::Io { .. } => "io",
-        Error::Storage { .. } => "storage",
-        Error::Busy { .. } => "busy",
-        Error::Config { .. } => "config",
-        Error::Closed => "closed",
-        Error::JobPoisoned { .. } => "job_poisoned",
-        _ => "other",
-    }
-}
-
 /// Prints the error with its chain to stderr and picks the exit code.
 pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
     if output::is_broken_pipe(e) {
@@ -329,7 +376,7 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
         source = s.source();
     }
     if json {
-        let doc = serde_json::json!({ "error": e.to_string(), "kind": error_kind(e), "code": exit_code(e), "causes": chain });
+        let doc = serde_json::json!({ "error": e.to_string(), "kind": e.kind(), "code": exit_code(e), "causes": chain });
         eprintln!("{doc}");
     } else {
         eprintln!("error: {}", clean(&e.to_string()));

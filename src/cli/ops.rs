@@ -12,7 +12,12 @@ use super::{Cli, Out, Outcome, clean, done, open};
 /// it took. Exits 0 healthy, 1 degraded, 2 unhealthy (the usual monitor
 /// convention), whatever the output format.
 pub(crate) async fn health(cli: &Cli, out: &Out) -> Outcome {
-    let store = open(cli).await?;
+    let store = match super::remote::open_or_ask(cli, out, bharatvoice_store::AdminRequest::Health)
+        .await?
+    {
+        super::remote::Opened::Local(store) => store,
+        super::remote::Opened::Remote(outcome) => return outcome,
+    };
     let health = store.health().await;
     out.emit(&health, || health_table(&health))?;
     store.close().await;
@@ -44,7 +49,11 @@ fn health_table(h: &Health) -> String {
 /// savings, the largest users, the cache's hit ratio and the settings
 /// that bound growth.
 pub(crate) async fn stats(cli: &Cli, out: &Out) -> Outcome {
-    let store = open(cli).await?;
+    let store =
+        match super::remote::open_or_ask(cli, out, bharatvoice_store::AdminRequest::Stats).await? {
+            super::remote::Opened::Local(store) => store,
+            super::remote::Opened::Remote(outcome) => return outcome,
+        };
     let stats = store.stats().await?;
     let result = out.emit(&stats, || stats_text(&store, &stats));
     store.close().await;

@@ -11,16 +11,41 @@ use serde::Serialize;
 
 pub(crate) struct Out {
     json: bool,
+    quiet: bool,
 }
 
 impl Out {
-    pub(crate) fn new(json: bool) -> Self {
-        Out { json }
+    /// `quiet` (`--quiet`) drops what is not the result: progress bars,
+    /// hints and notes. Results and errors still print.
+    pub(crate) fn new(json: bool, quiet: bool) -> Self {
+        Out { json, quiet }
     }
 
     /// Whether output is JSON.
     pub(crate) fn json(&self) -> bool {
         self.json
+    }
+
+    /// Whether `--quiet` was given.
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Prints a note for a person on stderr (why a key is missing, that
+    /// nothing matched), unless `--quiet`. Text must already be [`clean`]ed.
+    pub(crate) fn note(&self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// `text`, followed by `hint` on its own line unless `--quiet` (what
+    /// to run next: not part of the result).
+    pub(crate) fn with_hint(&self, text: String, hint: impl std::fmt::Display) -> String {
+        match self.quiet {
+            true => text,
+            false => format!("{text}\n{hint}"),
+        }
     }
 
     /// Prints `value` as JSON in JSON mode; nothing otherwise.

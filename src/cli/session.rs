@@ -22,7 +22,7 @@ pub(crate) struct ListArgs {
     /// The user (id or username).
     user: String,
     /// At most this many sessions (1 to 1000).
-    #[arg(long, default_value_t = 20, value_parser = super::page_limit())]
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = super::page_limit())]
     limit: usize,
 }
 

@@ -20,8 +20,8 @@ pub(crate) enum UserCommand {
     List(ListArgs),
     /// Soft-delete a user (by id or username).
     Rm(RmArgs),
-    /// Restore a soft-deleted user.
-    Restore(RestoreArgs),
+    /// Restore a soft-deleted user, by id or by username.
+    Restore(super::trash::UserRestoreArgs),
     /// Show a user's profile, changing it first if options are given.
     Profile(ProfileArgs),
     /// Give or withdraw a consent.
@@ -50,7 +50,7 @@ pub(crate) struct EraseArgs {
     /// User id (also of a deleted or partly erased user) or username.
     user: String,
     /// Confirm: an erasure cannot be undone.
-    #[arg(long)]
+    #[arg(long, short = 'y')]
     yes: bool,
 }
 
@@ -87,7 +87,7 @@ pub(crate) struct ListArgs {
     #[arg(long)]
     deleted: bool,
     /// At most this many, 1 to 1000 (default 50).
-    #[arg(long, default_value_t = 50, value_parser = super::page_limit())]
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = super::page_limit())]
     limit: usize,
     /// Continue after this cursor (printed by the previous page).
     #[arg(long)]
@@ -98,12 +98,6 @@ pub(crate) struct ListArgs {
 pub(crate) struct RmArgs {
     /// User id or username.
     user: String,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct RestoreArgs {
-    /// User id.
-    id: String,
 }
 
 #[derive(Debug, Args)]
@@ -210,7 +204,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &UserCommand, out: &Out) -> Outcome {
         UserCommand::Show(args) => show(&store, args, out).await,
         UserCommand::List(args) => list(&store, args, out).await,
         UserCommand::Rm(args) => rm(&store, args, out).await,
-        UserCommand::Restore(args) => restore(&store, args, out).await,
+        UserCommand::Restore(args) => super::trash::restore_user(&store, args, out).await,
         UserCommand::Profile(args) => profile(&store, args, out).await,
         UserCommand::Consent(args) => consent(&store, args, out).await,
         UserCommand::Quota(args) => quota(&store, args, out).await,
@@ -276,20 +270,10 @@ async fn rm(store: &Store, args: &RmArgs, out: &Out) -> Outcome {
     let u = resolve(store, &args.user).await?;
     let u = store.users().delete(u.id).await?;
     done(out.emit(&u, || {
-        format!(
-            "deleted user {} ({}); restore with: bvstore user restore {}",
-            clean(&u.username),
-            u.id,
-            u.id
+        out.with_hint(
+            format!("deleted user {} ({})", clean(&u.username), u.id),
+            format_args!("restore with: bvstore user restore {}", u.id),
         )
-    }))
-}
-
-/// `bvstore user restore`.
-async fn restore(store: &Store, args: &RestoreArgs, out: &Out) -> Outcome {
-    let u = store.users().restore(args.id.parse()?).await?;
-    done(out.emit(&u, || {
-        format!("restored user {} ({})", clean(&u.username), u.id)
     }))
 }
 

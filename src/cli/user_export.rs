@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use bharatvoice_store::{ExportReport, LanguageTag, Store, UserSummary};
 use clap::Args;
 
+use super::progress::Bar;
 use super::user::resolve;
 use super::{Out, Outcome, clean, clean_path, done};
 
@@ -15,7 +16,7 @@ pub(crate) struct ExportArgs {
     user: String,
     /// Where to write: a name ending in .tar.zst makes an archive, any
     /// other a directory. Must not exist (an empty directory may).
-    #[arg(long, value_name = "DIR|FILE.tar.zst")]
+    #[arg(long, short = 'o', value_name = "DIR|FILE.tar.zst")]
     out: PathBuf,
 }
 
@@ -28,7 +29,13 @@ pub(crate) struct SummaryArgs {
 /// `bvstore user export`.
 pub(crate) async fn export(store: &Store, args: &ExportArgs, out: &Out) -> Outcome {
     let u = resolve(store, &args.user).await?;
-    let r = store.privacy().export_user(u.id, &args.out).await?;
+    let bar = Bar::bytes(out, "exporting", 0);
+    let r = store
+        .privacy()
+        .export_user_with_progress(u.id, &args.out, bar.progress())
+        .await;
+    bar.finish();
+    let r = r?;
     done(out.emit(&r, || export_text(&r)))
 }
 

@@ -2,12 +2,12 @@
 //! nothing is wrong (or everything found was repaired), 8 when a problem
 //! is left.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use bharatvoice_store::{Progress, StoreVerifyReport, VerifyOptions};
+use bharatvoice_store::{StoreVerifyReport, VerifyOptions};
 use clap::Args;
 
+use super::progress::Bar;
 use super::{Cli, Out, Outcome, clean, open};
 
 #[derive(Debug, Args)]
@@ -22,30 +22,37 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &VerifyArgs, out: &Out) -> Outcome {
-    let store = open(cli).await?;
-    let bar = (args.deep && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        let style =
-            indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} blobs {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    });
-    let progress = bar.clone().map(|b| {
-        Progress::new(move |done, total| {
-            b.set_length(total);
-            b.set_position(done);
-        })
-    });
+    let store = if args.repair {
+        // A repair needs the store to itself: never asked of a running one.
+        open(cli).await?
+    } else {
+        match super::remote::open_or_ask(
+            cli,
+            out,
+            bharatvoice_store::AdminRequest::Verify { deep: args.deep },
+        )
+        .await?
+        {
+            super::remote::Opened::Local(store) => store,
+            super::remote::Opened::Remote(outcome) => return outcome,
+        }
+    };
+    let bar = match args.deep {
+        true => Bar::items(
+            out,
+            "verifying",
+            "{msg} {bar:40} {pos}/{len} blobs {eta}",
+            0,
+        ),
+        false => Bar::hidden(),
+    };
     let options = VerifyOptions {
         deep: args.deep,
         repair: args.repair,
-        progress,
+        progress: bar.progress(),
     };
     let report = store.verify(options).await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     store.close().await;
     let report = report?;
     out.emit(&report, || text(&report))?;

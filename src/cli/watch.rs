@@ -18,7 +18,7 @@ pub(crate) struct WatchArgs {
     #[arg(long, value_name = "DIR")]
     ingest: PathBuf,
     /// Whose files they become (id or username).
-    #[arg(long)]
+    #[arg(long, short = 'u')]
     user: String,
     /// Take a file once its size and modification time have not changed
     /// for this many milliseconds (a file closed after writing is taken at
@@ -56,7 +56,7 @@ async fn watch_until_signal(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("listening for SIGTERM", e))?;
     let ingestor = Ingestor::start(store.clone(), &args.ingest, user, config).await?;
-    if !out.json() && std::io::stderr().is_terminal() {
+    if !out.json() && !out.quiet() && std::io::stderr().is_terminal() {
         eprintln!(
             "watching {} for user {user}; Ctrl-C stops",
             clean_path(ingestor.dir())

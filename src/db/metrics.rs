@@ -51,35 +51,38 @@ impl Metrics<'_> {
     /// nothing is recorded.
     #[instrument(skip_all, fields(name = %sample.name))]
     pub async fn record(&self, sample: MetricSample) -> Result<MetricId, Error> {
-        check_metric_name(&sample.name)?;
-        if sample.labels.len() > 16
-            || sample
-                .labels
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-        {
-            return Err(Error::invalid(
-                "labels",
-                "at most 16 labels, keys 1-64 bytes, values up to 256 bytes",
-            ));
-        }
-        for (k, v) in &sample.labels {
-            check_line("labels", k)?;
-            check_line("labels", v)?;
-        }
-        if !sample.value.is_finite() {
-            return Err(Error::invalid("metric value", "must be a finite number"));
-        }
-        let gate = self.db.settings.require_consent;
-        self.db
-            .write(move |txn| {
-                if gate {
-                    require_analytics_of_labelled_users(txn, &sample)?;
-                }
-                insert(txn, &sample)?;
-                Ok(sample.id)
-            })
-            .await
+        crate::telemetry::observe(&self.db.telemetry, "metrics.record", async {
+            check_metric_name(&sample.name)?;
+            if sample.labels.len() > 16
+                || sample
+                    .labels
+                    .iter()
+                    .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+            {
+                return Err(Error::invalid(
+                    "labels",
+                    "at most 16 labels, keys 1-64 bytes, values up to 256 bytes",
+                ));
+            }
+            for (k, v) in &sample.labels {
+                check_line("labels", k)?;
+                check_line("labels", v)?;
+            }
+            if !sample.value.is_finite() {
+                return Err(Error::invalid("metric value", "must be a finite number"));
+            }
+            let gate = self.db.settings.require_consent;
+            self.db
+                .write(move |txn| {
+                    if gate {
+                        require_analytics_of_labelled_users(txn, &sample)?;
+                    }
+                    insert(txn, &sample)?;
+                    Ok(sample.id)
+                })
+                .await
+        })
+        .await
     }
 
     /// Samples of `name` with `from <= at < to`, oldest first.
@@ -90,25 +93,28 @@ impl Metrics<'_> {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<MetricSample>, Error> {
-        check_metric_name(name)?;
-        let name = name.to_string();
-        self.db
-            .scan(move |txn| {
-                let t = txn.open_table(METRICS).ctx("opening metrics")?;
-                let mut out = Vec::new();
-                if from >= to {
-                    return Ok(out);
-                }
-                let range = (name.as_str(), from.as_micros(), 0u128)
-                    ..(name.as_str(), to.as_micros(), 0u128);
-                for row in t.range(range).ctx("scanning metrics")? {
-                    let (k, v) = row.ctx("scanning metrics")?;
-                    let id = MetricId::from_key(k.value().2);
-                    out.push(codec::decode::<MetricSample>(v.value(), id)?);
-                }
-                Ok(out)
-            })
-            .await
+        crate::telemetry::observe(&self.db.telemetry, "metrics.query", async {
+            check_metric_name(name)?;
+            let name = name.to_string();
+            self.db
+                .scan(move |txn| {
+                    let t = txn.open_table(METRICS).ctx("opening metrics")?;
+                    let mut out = Vec::new();
+                    if from >= to {
+                        return Ok(out);
+                    }
+                    let range = (name.as_str(), from.as_micros(), 0u128)
+                        ..(name.as_str(), to.as_micros(), 0u128);
+                    for row in t.range(range).ctx("scanning metrics")? {
+                        let (k, v) = row.ctx("scanning metrics")?;
+                        let id = MetricId::from_key(k.value().2);
+                        out.push(codec::decode::<MetricSample>(v.value(), id)?);
+                    }
+                    Ok(out)
+                })
+                .await
+        })
+        .await
     }
 }
 
@@ -132,4 +138,67 @@ fn require_analytics_of_labelled_users(
         }
     }
     Ok(())
+}
+
+/// Each distinct name that starts with `prefix`, with the time of its
+/// newest sample: one lookup per name, not a walk over the history.
+fn names_with_prefix(
+    t: &redb::ReadOnlyTable<(&str, i64, u128), &[u8]>,
+    prefix: &str,
+) -> Result<Vec<(String, i64)>, Error> {
+    use std::ops::Bound;
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let first = match &after {
+            None => t.range((prefix, i64::MIN, 0u128)..),
+            Some(n) => t.range::<(&str, i64, u128)>((
+                Bound::Excluded((n.as_str(), i64::MAX, u128::MAX)),
+                Bound::Unbounded,
+            )),
+        }
+        .ctx("scanning metrics")?
+        .next();
+        let Some(row) = first else { break };
+        let name = row.ctx("scanning metrics")?.0.value().0.to_owned();
+        if !name.starts_with(prefix) {
+            break;
+        }
+        let last = t
+            .range((name.as_str(), i64::MIN, 0u128)..=(name.as_str(), i64::MAX, u128::MAX))
+            .ctx("scanning metrics")?
+            .next_back();
+        if let Some(row) = last {
+            names.push((name.clone(), row.ctx("scanning metrics")?.0.value().1));
+        }
+        after = Some(name);
+    }
+    Ok(names)
+}
+
+/// The newest snapshot of the samples whose names start with `prefix`:
+/// its time and every sample taken exactly then.
+pub(crate) fn latest_with_prefix(
+    txn: &redb::ReadTransaction,
+    prefix: &str,
+) -> Result<Option<(Timestamp, Vec<MetricSample>)>, Error> {
+    let t = txn.open_table(METRICS).ctx("opening metrics")?;
+    let names = names_with_prefix(&t, prefix)?;
+    let Some(us) = names.iter().map(|(_, at)| *at).max() else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for (name, _) in names.iter().filter(|(_, at)| *at == us) {
+        for row in t
+            .range((name.as_str(), us, 0u128)..=(name.as_str(), us, u128::MAX))
+            .ctx("scanning metrics")?
+        {
+            let (k, v) = row.ctx("scanning metrics")?;
+            out.push(codec::decode::<MetricSample>(
+                v.value(),
+                MetricId::from_key(k.value().2),
+            )?);
+        }
+    }
+    Ok(Some((Timestamp::from_micros(us), out)))
 }

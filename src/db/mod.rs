@@ -124,6 +124,9 @@ pub(crate) struct Db {
     audit: Arc<audit::Auditor>,
     /// Owners' record keys, once the keyring is loaded (see [`sealing`]).
     sealer: std::sync::OnceLock<sealing::Sealer>,
+    /// Every public operation's calls, errors and latency (the store's
+    /// own metrics registry; the cache shares it).
+    pub(crate) telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// redb opened for writing, or read-only (a data directory the process may
@@ -259,6 +262,7 @@ impl Db {
             },
             audit: Arc::new(audit::Auditor::new(config.audit.enabled)),
             sealer: std::sync::OnceLock::new(),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(config.clock.clone())),
         })
     }
 

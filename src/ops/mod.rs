@@ -2,5 +2,6 @@
 
 pub(crate) mod backup;
 pub(crate) mod compact;
+pub(crate) mod metrics;
 pub(crate) mod stats;
 pub(crate) mod verify;

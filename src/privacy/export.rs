@@ -33,6 +33,7 @@ use crate::db::erasures::{files_of, sessions_of};
 use crate::error::Error;
 use crate::model::file::AudioFile;
 use crate::model::user::{User, UserStatus};
+use crate::ops::backup::Progress;
 use crate::privacy::Privacy;
 use crate::privacy::export_sink::{Form, Msg, write_export};
 use crate::types::{FileId, SessionId, Timestamp, UserId};
@@ -162,58 +163,74 @@ impl Privacy<'_> {
     /// assert!(matches!(again, Err(Error::InvalidInput { field: "export destination", .. })));
     /// # Ok(()) }
     /// ```
-    #[instrument(skip(self, user, dest), fields(user = %user))]
     pub async fn export_user(
         &self,
         user: UserId,
         dest: impl AsRef<Path>,
     ) -> Result<ExportReport, Error> {
-        let started = Instant::now();
-        let dest = dest.as_ref().to_path_buf();
-        let account = crate::db::users::Users { db: self.db }.get(user)?;
-        let now = self.db.now();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let (form, to) = (Form::of(&dest), dest.clone());
-        let writer = tokio::task::spawn_blocking(move || write_export(form, to, user, now, rx));
-        let fed = self.feed(&account, &tx).await;
-        if fed.is_ok() && tx.send(Msg::Commit).await.is_err() {
-            tracing::debug!("the export writer stopped before the commit");
-        }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| Error::join("writing an export", e))?;
-        let outcome = match (fed, written) {
-            (Err(Stop::Read(e)), _) | (_, Err(e)) => Err(e),
-            (Err(Stop::Writer), Ok(_)) => Err(Error::io(
-                "writing an export",
-                std::io::Error::other("the writer stopped"),
-            )),
-            (Ok((files, sessions)), Ok(w)) => Ok(ExportReport {
-                user,
-                files,
-                sessions,
-                bytes: w.entries.iter().map(|e| e.size).sum(),
-                entries: w.entries.len() as u64,
-                took_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                path: dest,
-            }),
-        };
-        match &outcome {
-            Ok(r) => {
-                // The export is in place; an export the log cannot record
-                // is still reported as an error.
-                self.audit_export(user, "ok").await?;
-                tracing::info!(user = %user, files = r.files, bytes = r.bytes, "user exported");
+        // Counted once, as `privacy.export_user`, by the call below.
+        self.export_user_with_progress(user, dest, None).await
+    }
+
+    /// [`export_user`](Self::export_user), telling `progress` the bytes of
+    /// the user's files exported so far and in all as it goes (what a
+    /// progress bar needs; the small JSON entries are not counted).
+    #[instrument(skip(self, user, dest, progress), fields(user = %user))]
+    pub async fn export_user_with_progress(
+        &self,
+        user: UserId,
+        dest: impl AsRef<Path>,
+        progress: Option<Progress>,
+    ) -> Result<ExportReport, Error> {
+        crate::telemetry::observe(&self.db.telemetry, "privacy.export_user", async {
+            let started = Instant::now();
+            let dest = dest.as_ref().to_path_buf();
+            let account = crate::db::users::Users { db: self.db }.get(user)?;
+            let now = self.db.now();
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let (form, to) = (Form::of(&dest), dest.clone());
+            let writer = tokio::task::spawn_blocking(move || write_export(form, to, user, now, rx));
+            let fed = self.feed(&account, &tx, progress.as_ref()).await;
+            if fed.is_ok() && tx.send(Msg::Commit).await.is_err() {
+                tracing::debug!("the export writer stopped before the commit");
             }
-            Err(e) => {
-                if let Err(a) = self.audit_export(user, "failed").await {
-                    tracing::warn!(user = %user, error = %a, "could not audit a failed export");
+            drop(tx);
+            let written = writer
+                .await
+                .map_err(|e| Error::join("writing an export", e))?;
+            let outcome = match (fed, written) {
+                (Err(Stop::Read(e)), _) | (_, Err(e)) => Err(e),
+                (Err(Stop::Writer), Ok(_)) => Err(Error::io(
+                    "writing an export",
+                    std::io::Error::other("the writer stopped"),
+                )),
+                (Ok((files, sessions)), Ok(w)) => Ok(ExportReport {
+                    user,
+                    files,
+                    sessions,
+                    bytes: w.entries.iter().map(|e| e.size).sum(),
+                    entries: w.entries.len() as u64,
+                    took_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    path: dest,
+                }),
+            };
+            match &outcome {
+                Ok(r) => {
+                    // The export is in place; an export the log cannot record
+                    // is still reported as an error.
+                    self.audit_export(user, "ok").await?;
+                    tracing::info!(user = %user, files = r.files, bytes = r.bytes, "user exported");
                 }
-                tracing::warn!(user = %user, error = %e, "export failed");
+                Err(e) => {
+                    if let Err(a) = self.audit_export(user, "failed").await {
+                        tracing::warn!(user = %user, error = %a, "could not audit a failed export");
+                    }
+                    tracing::warn!(user = %user, error = %e, "export failed");
+                }
             }
-        }
-        outcome
+            outcome
+        })
+        .await
     }
 
     /// Appends the `user.export` audit entry (not on a read-only store,
@@ -238,7 +255,12 @@ impl Privacy<'_> {
 
     /// Sends every entry of the export but the manifest; returns how many
     /// files and sessions went.
-    async fn feed(&self, user: &User, tx: &Sender<Msg>) -> Result<(u64, u64), Stop> {
+    async fn feed(
+        &self,
+        user: &User,
+        tx: &Sender<Msg>,
+        progress: Option<&Progress>,
+    ) -> Result<(u64, u64), Stop> {
         let id = user.id;
         let entry = UserEntry {
             id,
@@ -257,7 +279,7 @@ impl Privacy<'_> {
             Err(e) => return Err(e.into()),
         }
         let sessions = self.feed_sessions(id, tx).await?;
-        let files = self.feed_files(id, tx).await?;
+        let files = self.feed_files(id, tx, progress).await?;
         Ok((files, sessions))
     }
 
@@ -282,7 +304,12 @@ impl Privacy<'_> {
         Ok(n)
     }
 
-    async fn feed_files(&self, user: UserId, tx: &Sender<Msg>) -> Result<u64, Stop> {
+    async fn feed_files(
+        &self,
+        user: UserId,
+        tx: &Sender<Msg>,
+        progress: Option<&Progress>,
+    ) -> Result<u64, Stop> {
         let records: Vec<AudioFile> = self
             .db
             .scan(move |txn| {
@@ -301,6 +328,8 @@ impl Privacy<'_> {
             db: self.db,
             blobs: self.blobs,
         };
+        let total: u64 = records.iter().map(|f| f.plain_bytes).sum();
+        let mut done = 0;
         let mut n = 0;
         for f in records {
             let mut reader = match files.open(Actor::System, f.id).await {
@@ -319,7 +348,12 @@ impl Privacy<'_> {
             )
             .await?;
             while let Some(piece) = reader.next_chunk().await {
-                send(tx, Msg::Data(piece?)).await?;
+                let piece = piece?;
+                done += piece.len() as u64;
+                send(tx, Msg::Data(piece)).await?;
+                if let Some(p) = progress {
+                    p.tell(done, total);
+                }
             }
             send(tx, Msg::End).await?;
             let meta = FileEntry {

@@ -188,8 +188,15 @@ fn errors_go_to_stderr_as_json_with_codes() {
         (err["kind"].as_str(), err["code"].as_u64()),
         (Some("not_found"), Some(3))
     );
+    // Not an id: looked up as the username of a deleted user, and absent.
     assert_eq!(
         bvstore(dir.path(), &["user", "restore", "not-a-uuid"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        bvstore(dir.path(), &["user", "list", "--after", "not-a-cursor"])
             .status
             .code(),
         Some(5)

@@ -23,7 +23,15 @@ async fn a_fresh_store_is_healthy_in_every_part() {
     let parts: Vec<_> = h.parts.iter().map(|p| p.part).collect();
     assert_eq!(
         parts,
-        ["database", "cache", "blobs", "jobs", "integrity", "backup"]
+        [
+            "database",
+            "cache",
+            "blobs",
+            "jobs",
+            "integrity",
+            "backup",
+            "anomalies"
+        ]
     );
     assert!(
         h.part("database")

@@ -3,6 +3,7 @@
 mod common;
 
 mod access;
+mod admin_socket;
 mod audit;
 mod audit_tamper;
 mod backup;
@@ -21,6 +22,7 @@ mod cache_model;
 mod cache_race;
 mod cache_tiers;
 mod cli;
+mod cli_finish;
 mod cli_safety;
 mod clock;
 mod compact;
@@ -66,6 +68,7 @@ mod stats;
 mod store_damage;
 mod tamper;
 mod tamper_watch;
+mod telemetry;
 mod trash;
 mod users;
 mod verify;

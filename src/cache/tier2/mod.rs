@@ -58,6 +58,7 @@ mod guard;
 pub(crate) mod open;
 mod queue;
 pub(crate) mod row;
+pub(crate) mod scan;
 mod writer;
 
 use std::path::PathBuf;

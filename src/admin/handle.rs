@@ -1,0 +1,70 @@
+//! What each admin request does: the store's own public operations, their
+//! results as JSON.
+
+use serde::Serialize;
+
+use super::AdminRequest;
+use crate::error::Error;
+use crate::store::Store;
+
+fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::invalid("admin answer", e.to_string()))
+}
+
+/// Runs one request against the live store.
+pub(crate) async fn handle(
+    store: &Store,
+    request: AdminRequest,
+) -> Result<serde_json::Value, Error> {
+    match request {
+        AdminRequest::Health => json(&store.health().await),
+        AdminRequest::Stats => json(&store.stats().await?),
+        AdminRequest::Metrics => json(&store.metrics_report().await?),
+        AdminRequest::CacheStats => json(&store.cache().stats()),
+        AdminRequest::Jobs => json(&store.jobs().list()),
+        AdminRequest::AuditTail { limit } => json(&store.audit_events(limit.clamp(1, 10_000))?),
+        AdminRequest::MigrateStatus => {
+            let applied = store.schema_version()?;
+            Ok(serde_json::json!({
+                "applied": applied,
+                "current": crate::SCHEMA_VERSION,
+                "pending": [],
+                "up_to_date": applied == crate::SCHEMA_VERSION,
+            }))
+        }
+        AdminRequest::Verify { deep } => {
+            let options = crate::VerifyOptions {
+                deep,
+                ..Default::default()
+            };
+            json(&store.verify(options).await?)
+        }
+        AdminRequest::Backup {
+            dest,
+            keep,
+            no_links,
+            allow_region_change,
+        } => {
+            if !dest.is_absolute() {
+                return Err(Error::invalid(
+                    "backup destination",
+                    "must be an absolute path over the admin socket",
+                ));
+            }
+            let options = crate::BackupOptions {
+                keep,
+                no_links,
+                allow_region_change,
+                ..Default::default()
+            };
+            json(&store.backup(&dest, options).await?)
+        }
+        AdminRequest::Gc { job, dry_run } => {
+            let lifecycle = store.lifecycle();
+            match job {
+                Some(name) => json(&vec![lifecycle.run_to_end(&name, dry_run).await?]),
+                None => json(&lifecycle.run_all(dry_run).await?),
+            }
+        }
+    }
+}
