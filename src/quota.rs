@@ -159,15 +159,19 @@ impl Quotas<'_> {
     /// A user's usage as kept.
     #[instrument(skip(self, user), fields(user = %user))]
     pub async fn usage(&self, user: UserId) -> Result<Usage, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "quotas.usage", async {
-            let default = self.config.user_bytes;
-            self.db
-                .scan(move |txn| {
-                    let row = crate::db::usage::of_live_user(txn, user)?;
-                    Ok(usage_of(user, &row, default))
-                })
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("quotas.usage"),
+            async {
+                let default = self.config.user_bytes;
+                self.db
+                    .scan(move |txn| {
+                        let row = crate::db::usage::of_live_user(txn, user)?;
+                        Ok(usage_of(user, &row, default))
+                    })
+                    .await
+            },
+        )
         .await
     }
 
@@ -176,15 +180,19 @@ impl Quotas<'_> {
     /// the new quota; further puts are refused until usage is under it.
     #[instrument(skip(self, user), fields(user = %user))]
     pub async fn set_limit(&self, user: UserId, limit: Option<u64>) -> Result<Usage, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "quotas.set_limit", async {
-            let default = self.config.user_bytes;
-            let row = self
-                .db
-                .write(move |txn| crate::db::usage::set_limit(txn, user, limit))
-                .await?;
-            tracing::info!(?limit, "user quota set");
-            Ok(usage_of(user, &row, default))
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("quotas.set_limit"),
+            async {
+                let default = self.config.user_bytes;
+                let row = self
+                    .db
+                    .write(move |txn| crate::db::usage::set_limit(txn, user, limit))
+                    .await?;
+                tracing::info!(?limit, "user quota set");
+                Ok(usage_of(user, &row, default))
+            },
+        )
         .await
     }
 
@@ -192,20 +200,26 @@ impl Quotas<'_> {
     /// blobs): equal to [`usage`](Self::usage) unless the kept count is
     /// wrong.
     pub async fn recount(&self, user: UserId) -> Result<(u64, u64), Error> {
-        crate::telemetry::observe(&self.db.telemetry, "quotas.recount", async {
-            self.db
-                .scan(move |txn| crate::db::usage::recount(txn, user))
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("quotas.recount"),
+            async {
+                self.db
+                    .scan(move |txn| crate::db::usage::recount(txn, user))
+                    .await
+            },
+        )
         .await
     }
 
     /// Space on the blob disk and the floor puts keep free (`None` where
     /// the platform cannot tell).
     pub fn disk_space(&self) -> Result<Option<DiskSpace>, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "quotas.disk_space", || {
-            disk_space(self.blob_dir, self.config.min_free_bytes)
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("quotas.disk_space"),
+            || disk_space(self.blob_dir, self.config.min_free_bytes),
+        )
     }
 }
 

@@ -123,42 +123,54 @@ impl Audit<'_> {
     /// Recomputes the whole chain and reports the first problem, if any.
     #[tracing::instrument(skip(self))]
     pub async fn verify(&self) -> Result<AuditReport, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "audit.verify", async {
-            let key = self.db.auditor().key()?;
-            self.db
-                .scan(move |txn| crate::db::audit_verify::verify(txn, &key))
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("audit.verify"),
+            async {
+                let key = self.db.auditor().key()?;
+                self.db
+                    .scan(move |txn| crate::db::audit_verify::verify(txn, &key))
+                    .await
+            },
+        )
         .await
     }
 
     /// The newest entries matching `filter`, newest last. Reads noted but
     /// not yet flushed are not included ([`flush_reads`](Self::flush_reads)).
     pub async fn tail(&self, filter: AuditFilter) -> Result<Vec<AuditEvent>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "audit.tail", async {
-            self.db
-                .scan(move |txn| crate::db::audit::tail(txn, filter.limit, |e| filter.keeps(e)))
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("audit.tail"),
+            async {
+                self.db
+                    .scan(move |txn| crate::db::audit::tail(txn, filter.limit, |e| filter.keeps(e)))
+                    .await
+            },
+        )
         .await
     }
 
     /// Appends every noted read now.
     pub async fn flush_reads(&self) -> Result<u64, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "audit.flush_reads", async {
-            let mut total = 0;
-            loop {
-                let out = flush_reads(self.db).await?;
-                total += out
-                    .counts
-                    .iter()
-                    .find(|(what, _)| *what == "reads_appended")
-                    .map_or(0, |(_, n)| *n);
-                if !out.more {
-                    return Ok(total);
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("audit.flush_reads"),
+            async {
+                let mut total = 0;
+                loop {
+                    let out = flush_reads(self.db).await?;
+                    total += out
+                        .counts
+                        .iter()
+                        .find(|(what, _)| *what == "reads_appended")
+                        .map_or(0, |(_, n)| *n);
+                    if !out.more {
+                        return Ok(total);
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     }
 }

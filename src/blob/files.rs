@@ -68,13 +68,17 @@ impl Files<'_> {
     /// The record of a file the actor may read.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn stat(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.stat", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.stat", false)
-                .await?;
-            self.note_read(actor, &file, "file.stat");
-            Ok(file)
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.stat"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.stat", false)
+                    .await?;
+                self.note_read(actor, &file, "file.stat");
+                Ok(file)
+            },
+        )
         .await
     }
 
@@ -119,13 +123,17 @@ impl Files<'_> {
     /// damaged (see [`FileReader`]).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn open(&self, actor: Actor, id: FileId) -> Result<FileReader, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.open", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.read", false)
-                .await?;
-            self.count_read(actor, &file, "file.read");
-            self.reader_of(&file).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.open"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.read", false)
+                    .await?;
+                self.count_read(actor, &file, "file.read");
+                self.reader_of(&file).await
+            },
+        )
         .await
     }
 
@@ -172,18 +180,22 @@ impl Files<'_> {
         offset: u64,
         len: u64,
     ) -> Result<FileReader, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.open_range", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.read", false)
-                .await?;
-            check_range(&file, offset)?;
-            self.count_read(actor, &file, "file.read_range");
-            let blob = self.open_blob(&file).await?;
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
-            let end = offset.saturating_add(len);
-            tokio::spawn(pump_range(blob, offset, end, None, self.blobs.depth, tx));
-            Ok(FileReader::new(rx))
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.open_range"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.read", false)
+                    .await?;
+                check_range(&file, offset)?;
+                self.count_read(actor, &file, "file.read_range");
+                let blob = self.open_blob(&file).await?;
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                let end = offset.saturating_add(len);
+                tokio::spawn(pump_range(blob, offset, end, None, self.blobs.depth, tx));
+                Ok(FileReader::new(rx))
+            },
+        )
         .await
     }
 
@@ -197,21 +209,25 @@ impl Files<'_> {
     /// The whole file in memory.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn read(&self, actor: Actor, id: FileId) -> Result<Vec<u8>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.read", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.read", false)
-                .await?;
-            self.count_read(actor, &file, "file.read");
-            let mut reader = self.reader_of(&file).await?;
-            // The record's size (capped: it is only a hint) saves regrowing.
-            let mut out = crate::blob::bigbuf::with_capacity(
-                usize::try_from(file.plain_bytes.min(1 << 30)).unwrap_or(0),
-            );
-            while let Some(piece) = reader.next_chunk().await {
-                out.extend_from_slice(&piece?);
-            }
-            Ok(out)
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.read"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.read", false)
+                    .await?;
+                self.count_read(actor, &file, "file.read");
+                let mut reader = self.reader_of(&file).await?;
+                // The record's size (capped: it is only a hint) saves regrowing.
+                let mut out = crate::blob::bigbuf::with_capacity(
+                    usize::try_from(file.plain_bytes.min(1 << 30)).unwrap_or(0),
+                );
+                while let Some(piece) = reader.next_chunk().await {
+                    out.extend_from_slice(&piece?);
+                }
+                Ok(out)
+            },
+        )
         .await
     }
 
@@ -226,36 +242,44 @@ impl Files<'_> {
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.read_range", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.read", false)
-                .await?;
-            check_range(&file, offset)?;
-            self.count_read(actor, &file, "file.read_range");
-            let blob = self.open_blob(&file).await?;
-            tokio::task::spawn_blocking(move || blob.range(offset, len))
-                .await
-                .map_err(|e| Error::join("blob task", e))?
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.read_range"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.read", false)
+                    .await?;
+                check_range(&file, offset)?;
+                self.count_read(actor, &file, "file.read_range");
+                let blob = self.open_blob(&file).await?;
+                tokio::task::spawn_blocking(move || blob.range(offset, len))
+                    .await
+                    .map_err(|e| Error::join("blob task", e))?
+            },
+        )
         .await
     }
 
     /// Reads and authenticates every chunk and checks the SHA-256.
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn verify(&self, actor: Actor, id: FileId) -> Result<VerifyReport, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.verify", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.verify", false)
-                .await?;
-            let plain = self.verify_record(&file).await?;
-            let chunks = plain.div_ceil(u64::from(self.blobs.chunk_size)).max(1);
-            Ok(VerifyReport {
-                file: id,
-                blob: file.blob,
-                chunks,
-                plain_bytes: plain,
-            })
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.verify"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.verify", false)
+                    .await?;
+                let plain = self.verify_record(&file).await?;
+                let chunks = plain.div_ceil(u64::from(self.blobs.chunk_size)).max(1);
+                Ok(VerifyReport {
+                    file: id,
+                    blob: file.blob,
+                    chunks,
+                    plain_bytes: plain,
+                })
+            },
+        )
         .await
     }
 
@@ -280,113 +304,142 @@ impl Files<'_> {
         filter: ListFilter,
         options: ListOptions,
     ) -> Result<Page<AudioFile>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.list", async {
-            access::authorize_owner(self.db, &self.blobs.limits, actor, owner, "file.list").await?;
-            // A filter may pass over many rows: only unfiltered pages run inline.
-            let bound = if filter == ListFilter::default() {
-                options.effective_limit()
-            } else {
-                usize::MAX
-            };
-            self.db
-                .list(bound, move |txn| {
-                    crate::db::files::page_of_owner(txn, owner, &options, filter.deleted, |f| {
-                        filter
-                            .content_type
-                            .as_ref()
-                            .is_none_or(|c| *c == f.content_type)
-                            && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
-                            && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t))
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.list"),
+            async {
+                access::authorize_owner(self.db, &self.blobs.limits, actor, owner, "file.list")
+                    .await?;
+                // A filter may pass over many rows: only unfiltered pages run inline.
+                let bound = if filter == ListFilter::default() {
+                    options.effective_limit()
+                } else {
+                    usize::MAX
+                };
+                self.db
+                    .list(bound, move |txn| {
+                        crate::db::files::page_of_owner(txn, owner, &options, filter.deleted, |f| {
+                            filter
+                                .content_type
+                                .as_ref()
+                                .is_none_or(|c| *c == f.content_type)
+                                && filter.session_id.is_none_or(|s| Some(s) == f.session_id)
+                                && filter.tag.as_ref().is_none_or(|t| f.tags.contains(t))
+                        })
                     })
-                })
-                .await
-        })
+                    .await
+            },
+        )
         .await
     }
 
     /// Soft-deletes a file (owner or system).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn delete(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.delete", async {
-            self.authorize(actor, id, Op::Change, "file.delete", false)
-                .await?;
-            crate::db::files::soft_delete(self.db, id, actor.to_string()).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.delete"),
+            async {
+                self.authorize(actor, id, Op::Change, "file.delete", false)
+                    .await?;
+                crate::db::files::soft_delete(self.db, id, actor.to_string()).await
+            },
+        )
         .await
     }
 
     /// Brings back a soft-deleted file (owner or system).
     #[instrument(skip(self, actor, id), fields(actor = %actor, file = %id))]
     pub async fn restore(&self, actor: Actor, id: FileId) -> Result<AudioFile, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.restore", async {
-            self.authorize(actor, id, Op::Change, "file.restore", true)
-                .await?;
-            crate::db::files::restore(self.db, id, actor.to_string()).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.restore"),
+            async {
+                self.authorize(actor, id, Op::Change, "file.restore", true)
+                    .await?;
+                crate::db::files::restore(self.db, id, actor.to_string()).await
+            },
+        )
         .await
     }
 
     /// Lets user `to` read the file (owner or system).
     #[instrument(skip(self, actor, id, to), fields(actor = %actor, file = %id, to = %to))]
     pub async fn grant(&self, actor: Actor, id: FileId, to: UserId) -> Result<(), Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.grant", async {
-            let file = self
-                .authorize(actor, id, Op::Change, "file.grant", false)
-                .await?;
-            if to == file.owner {
-                return Err(Error::invalid("grantee", "the owner already has access"));
-            }
-            let now = self.db.now();
-            self.db
-                .write_audited(
-                    move |txn| {
-                        crate::db::users::require_live(txn, to)?;
-                        crate::db::grants::grant(txn, id, to)
-                    },
-                    move |_| grant_event(now, actor, "file.grant", id, to),
-                )
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.grant"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Change, "file.grant", false)
+                    .await?;
+                if to == file.owner {
+                    return Err(Error::invalid("grantee", "the owner already has access"));
+                }
+                let now = self.db.now();
+                self.db
+                    .write_audited(
+                        move |txn| {
+                            crate::db::users::require_live(txn, to)?;
+                            crate::db::grants::grant(txn, id, to)
+                        },
+                        move |_| grant_event(now, actor, "file.grant", id, to),
+                    )
+                    .await
+            },
+        )
         .await
     }
 
     /// Takes back a grant (owner or system); revoking an absent grant is a no-op.
     #[instrument(skip(self, actor, id, from), fields(actor = %actor, file = %id, from = %from))]
     pub async fn revoke(&self, actor: Actor, id: FileId, from: UserId) -> Result<(), Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.revoke", async {
-            self.authorize(actor, id, Op::Change, "file.revoke", false)
-                .await?;
-            let now = self.db.now();
-            self.db
-                .write_audited(
-                    move |txn| crate::db::grants::revoke(txn, id, from),
-                    move |_| grant_event(now, actor, "file.revoke", id, from),
-                )
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.revoke"),
+            async {
+                self.authorize(actor, id, Op::Change, "file.revoke", false)
+                    .await?;
+                let now = self.db.now();
+                self.db
+                    .write_audited(
+                        move |txn| crate::db::grants::revoke(txn, id, from),
+                        move |_| grant_event(now, actor, "file.revoke", id, from),
+                    )
+                    .await
+            },
+        )
         .await
     }
 
     /// Users the file is granted to (owner or system).
     pub async fn grantees(&self, actor: Actor, id: FileId) -> Result<Vec<UserId>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.grantees", async {
-            self.authorize(actor, id, Op::Change, "file.grantees", false)
-                .await?;
-            self.db.read(|txn| crate::db::grants::grantees(txn, id))
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.grantees"),
+            async {
+                self.authorize(actor, id, Op::Change, "file.grantees", false)
+                    .await?;
+                self.db.read(|txn| crate::db::grants::grantees(txn, id))
+            },
+        )
         .await
     }
 
     /// The reference count of a file's blob (how many records share it).
     pub async fn blob_refcount(&self, actor: Actor, id: FileId) -> Result<u64, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.blob_refcount", async {
-            let file = self
-                .authorize(actor, id, Op::Read, "file.stat", false)
-                .await?;
-            let row = self.db.read(|txn| get_row(txn, file.blob))?;
-            row.map(|r| r.refcount)
-                .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.blob_refcount"),
+            async {
+                let file = self
+                    .authorize(actor, id, Op::Read, "file.stat", false)
+                    .await?;
+                let row = self.db.read(|txn| get_row(txn, file.blob))?;
+                row.map(|r| r.refcount)
+                    .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
+            },
+        )
         .await
     }
 }

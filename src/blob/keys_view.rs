@@ -62,27 +62,31 @@ pub struct MasterRotation {
 impl Keys<'_> {
     /// Where the master key came from, and what the keyring holds.
     pub async fn status(&self) -> Result<KeyStatus, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "keys.status", async {
-            let source = self.keyring.source().clone();
-            self.db
-                .scan(move |txn| {
-                    let rows = crate::db::keys::all(txn)?;
-                    let owners = rows.len();
-                    let rotating = rows
-                        .into_iter()
-                        .filter(|(_, row)| row.rotating)
-                        .map(|(owner, _)| owner)
-                        .collect();
-                    let blobs = crate::db::blobs::count(txn)?;
-                    Ok(KeyStatus {
-                        master_key: source,
-                        owners,
-                        rotating,
-                        blobs,
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("keys.status"),
+            async {
+                let source = self.keyring.source().clone();
+                self.db
+                    .scan(move |txn| {
+                        let rows = crate::db::keys::all(txn)?;
+                        let owners = rows.len();
+                        let rotating = rows
+                            .into_iter()
+                            .filter(|(_, row)| row.rotating)
+                            .map(|(owner, _)| owner)
+                            .collect();
+                        let blobs = crate::db::blobs::count(txn)?;
+                        Ok(KeyStatus {
+                            master_key: source,
+                            owners,
+                            rotating,
+                            blobs,
+                        })
                     })
-                })
-                .await
-        })
+                    .await
+            },
+        )
         .await
     }
 
@@ -93,63 +97,67 @@ impl Keys<'_> {
     /// the store).
     #[tracing::instrument(skip_all)]
     pub async fn rotate_master(&self, new: SecretKey) -> Result<MasterRotation, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "keys.rotate_master", async {
-            let keyring = self.keyring;
-            let _one_at_a_time = keyring.lock_master_rotation().await;
-            let old = keyring.master();
-            if old == new {
-                return Err(Error::invalid(
-                    "master key",
-                    "the new key is the current key",
-                ));
-            }
-            let embedded = match keyring.source() {
-                MasterKeySource::Embedded(_) => Some(embedded_paths(self.data_dir)),
-                _ => None,
-            };
-            if let Some((_, next)) = &embedded {
-                crate::fsutil::write_file_durably(next, new.to_hex().as_bytes(), 0o600)?;
-            }
-            // Writes queued behind the re-wrap must wrap under the new key.
-            keyring.set_next_master(Some(new.clone()));
-            let new_for_txn = new.clone();
-            let now = self.db.now();
-            let result = self
-                .db
-                .write_audited(
-                    move |txn| rewrap_all(txn, &old, &new_for_txn),
-                    move |_| {
-                        let entry = crate::audit::Entry::new(
-                            now,
-                            crate::audit::SYSTEM,
-                            "key.rotate_master",
-                            "store",
-                        );
-                        vec![entry]
-                    },
-                )
-                .await;
-            let owners = match result {
-                Ok(n) => n,
-                Err(e) => {
-                    keyring.set_next_master(None);
-                    if let Some((_, next)) = &embedded {
-                        let _ = std::fs::remove_file(next);
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("keys.rotate_master"),
+            async {
+                let keyring = self.keyring;
+                let _one_at_a_time = keyring.lock_master_rotation().await;
+                let old = keyring.master();
+                if old == new {
+                    return Err(Error::invalid(
+                        "master key",
+                        "the new key is the current key",
+                    ));
+                }
+                let embedded = match keyring.source() {
+                    MasterKeySource::Embedded(_) => Some(embedded_paths(self.data_dir)),
+                    _ => None,
+                };
+                if let Some((_, next)) = &embedded {
+                    crate::fsutil::write_file_durably(next, new.to_hex().as_bytes(), 0o600)?;
+                }
+                // Writes queued behind the re-wrap must wrap under the new key.
+                keyring.set_next_master(Some(new.clone()));
+                let new_for_txn = new.clone();
+                let now = self.db.now();
+                let result = self
+                    .db
+                    .write_audited(
+                        move |txn| rewrap_all(txn, &old, &new_for_txn),
+                        move |_| {
+                            let entry = crate::audit::Entry::new(
+                                now,
+                                crate::audit::SYSTEM,
+                                "key.rotate_master",
+                                "store",
+                            );
+                            vec![entry]
+                        },
+                    )
+                    .await;
+                let owners = match result {
+                    Ok(n) => n,
+                    Err(e) => {
+                        keyring.set_next_master(None);
+                        if let Some((_, next)) = &embedded {
+                            let _ = std::fs::remove_file(next);
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
-                }
-            };
-            keyring.set_master(new);
-            let key_file = match embedded {
-                Some((path, next)) => {
-                    crate::fsutil::persist(&next, &path)?;
-                    Some(path)
-                }
-                None => None,
-            };
-            tracing::info!(owners, "master key rotated");
-            Ok(MasterRotation { owners, key_file })
-        })
+                };
+                keyring.set_master(new);
+                let key_file = match embedded {
+                    Some((path, next)) => {
+                        crate::fsutil::persist(&next, &path)?;
+                        Some(path)
+                    }
+                    None => None,
+                };
+                tracing::info!(owners, "master key rotated");
+                Ok(MasterRotation { owners, key_file })
+            },
+        )
         .await
     }
 
@@ -159,31 +167,41 @@ impl Keys<'_> {
     /// version.
     #[tracing::instrument(skip(self, owner), fields(owner = %owner))]
     pub async fn rotate_owner(&self, owner: UserId) -> Result<u32, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "keys.rotate_owner", async {
-            let version = rotation::begin(self.db, self.keyring, owner).await?;
-            self.jobs.trigger(rotation::JOB);
-            Ok(version)
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("keys.rotate_owner"),
+            async {
+                let version = rotation::begin(self.db, self.keyring, owner).await?;
+                self.jobs.trigger(rotation::JOB);
+                Ok(version)
+            },
+        )
         .await
     }
 
     /// Starts a rotation without the background task (drive it with
     /// [`rotation_step`](Self::rotation_step); a reopened store finishes it).
     pub async fn begin_owner_rotation(&self, owner: UserId) -> Result<u32, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "keys.begin_owner_rotation", async {
-            rotation::begin(self.db, self.keyring, owner).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("keys.begin_owner_rotation"),
+            async { rotation::begin(self.db, self.keyring, owner).await },
+        )
         .await
     }
 
     /// The live key versions of an owner, oldest first (empty if it has none).
     pub fn owner_key_versions(&self, owner: UserId) -> Result<Vec<u32>, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "keys.owner_key_versions", || {
-            let row = crate::blob::keys::Keyring::row(self.db, owner)?;
-            Ok(row
-                .map(|r| r.versions.iter().map(|(v, _)| *v).collect())
-                .unwrap_or_default())
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("keys.owner_key_versions"),
+            || {
+                let row = crate::blob::keys::Keyring::row(self.db, owner)?;
+                Ok(row
+                    .map(|r| r.versions.iter().map(|(v, _)| *v).collect())
+                    .unwrap_or_default())
+            },
+        )
     }
 
     /// One step of an owner's rotation: re-wraps up to `limit` blobs (the
@@ -193,9 +211,11 @@ impl Keys<'_> {
         owner: UserId,
         limit: usize,
     ) -> Result<RotationProgress, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "keys.rotation_step", async {
-            rotation::step(self.db, self.keyring, owner, limit).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("keys.rotation_step"),
+            async { rotation::step(self.db, self.keyring, owner, limit).await },
+        )
         .await
     }
 }

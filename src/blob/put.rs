@@ -92,63 +92,72 @@ impl Files<'_> {
         options: PutOptions,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<AudioFile, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "files.put", async {
-            access::authorize_owner(self.db, &self.blobs.limits, actor, owner, "file.put").await?;
-            let probe = validate(owner, &options)?;
-            if self.blobs.require_consent {
-                self.db
-                    .read(|txn| require_consent(txn, owner, AudioStorage))?;
-            }
-            let allowance =
-                crate::quota::allowance(self.db, &self.blobs.quota, &self.blobs.tmp_dir, owner)?;
-            let sealed = self
-                .seal(owner, reader, &options, allowance, progress)
-                .await?;
-            if let Err(e) = self.blobs.limits.stored(actor, sealed.written.plain_len) {
-                let _ = tokio::fs::remove_file(&sealed.written.tmp_path).await;
-                return Err(e);
-            }
-            let (new, row) = self.records(probe, &options, &sealed)?;
-            let _one_put_per_address = self.blobs.lock(sealed.address).await;
-            let direct_bytes = sealed.written.direct_bytes;
-            let mut placed = self.place(&sealed).await?;
-            #[cfg(test)]
-            self.blobs.paused_after_place().await;
-            let committed = loop {
-                let expect_row = placed == Placed::Duplicate;
-                match self
-                    .commit(actor, &new, &row, &sealed.data_key, expect_row)
-                    .await
-                {
-                    // The purge removed the row this put deduplicated against
-                    // after `place` saw it: store these bytes after all.
-                    Ok(None) => placed = self.place_new(&sealed).await?,
-                    Ok(Some(done)) => break Ok(done),
-                    Err(e) => break Err(e),
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("files.put"),
+            async {
+                access::authorize_owner(self.db, &self.blobs.limits, actor, owner, "file.put")
+                    .await?;
+                let probe = validate(owner, &options)?;
+                if self.blobs.require_consent {
+                    self.db
+                        .read(|txn| require_consent(txn, owner, AudioStorage))?;
                 }
-            };
-            if placed == Placed::Duplicate {
-                let _ = tokio::fs::remove_file(&sealed.written.tmp_path).await;
-            }
-            let (file, dedup) = match committed {
-                Ok(done) => done,
-                Err(e) => {
-                    if placed == Placed::Stored {
-                        self.unplace(sealed.address).await;
-                    }
+                let allowance = crate::quota::allowance(
+                    self.db,
+                    &self.blobs.quota,
+                    &self.blobs.tmp_dir,
+                    owner,
+                )?;
+                let sealed = self
+                    .seal(owner, reader, &options, allowance, progress)
+                    .await?;
+                if let Err(e) = self.blobs.limits.stored(actor, sealed.written.plain_len) {
+                    let _ = tokio::fs::remove_file(&sealed.written.tmp_path).await;
                     return Err(e);
                 }
-            };
-            tracing::debug!(
-                file = %file.id,
-                blob = %file.blob,
-                dedup,
-                bytes = file.plain_bytes,
-                direct_bytes,
-                "stored"
-            );
-            Ok(file)
-        })
+                let (new, row) = self.records(probe, &options, &sealed)?;
+                let _one_put_per_address = self.blobs.lock(sealed.address).await;
+                let direct_bytes = sealed.written.direct_bytes;
+                let mut placed = self.place(&sealed).await?;
+                #[cfg(test)]
+                self.blobs.paused_after_place().await;
+                let committed = loop {
+                    let expect_row = placed == Placed::Duplicate;
+                    match self
+                        .commit(actor, &new, &row, &sealed.data_key, expect_row)
+                        .await
+                    {
+                        // The purge removed the row this put deduplicated against
+                        // after `place` saw it: store these bytes after all.
+                        Ok(None) => placed = self.place_new(&sealed).await?,
+                        Ok(Some(done)) => break Ok(done),
+                        Err(e) => break Err(e),
+                    }
+                };
+                if placed == Placed::Duplicate {
+                    let _ = tokio::fs::remove_file(&sealed.written.tmp_path).await;
+                }
+                let (file, dedup) = match committed {
+                    Ok(done) => done,
+                    Err(e) => {
+                        if placed == Placed::Stored {
+                            self.unplace(sealed.address).await;
+                        }
+                        return Err(e);
+                    }
+                };
+                tracing::debug!(
+                    file = %file.id,
+                    blob = %file.blob,
+                    dedup,
+                    bytes = file.plain_bytes,
+                    direct_bytes,
+                    "stored"
+                );
+                Ok(file)
+            },
+        )
         .await
     }
 

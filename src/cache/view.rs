@@ -66,21 +66,27 @@ impl Cache<'_> {
     /// The value of `key` as a `T`, or `None` if it holds no live value.
     #[tracing::instrument(level = "debug", name = "cache.get", skip(self))]
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.get", async {
-            match self.core.lookup(key).await {
-                Some(item) => decode(key, &item.value).map(Some),
-                None => Ok(None),
-            }
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.get"),
+            async {
+                match self.core.lookup(key).await {
+                    Some(item) => decode(key, &item.value).map(Some),
+                    None => Ok(None),
+                }
+            },
+        )
         .await
     }
 
     /// The bytes of `key`, shared with the cache (no copy).
     #[tracing::instrument(level = "debug", name = "cache.get_bytes", skip(self))]
     pub async fn get_bytes(&self, key: &str) -> Result<Option<CacheValue>, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.get_bytes", async {
-            Ok(self.core.lookup(key).await.map(CacheValue))
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.get_bytes"),
+            async { Ok(self.core.lookup(key).await.map(CacheValue)) },
+        )
         .await
     }
 
@@ -90,17 +96,21 @@ impl Cache<'_> {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<T>>, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.get_many", async {
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                let k = k.as_ref();
-                out.push(match self.core.lookup(k).await {
-                    Some(item) => Some(decode(k, &item.value)?),
-                    None => None,
-                });
-            }
-            Ok(out)
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.get_many"),
+            async {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let k = k.as_ref();
+                    out.push(match self.core.lookup(k).await {
+                        Some(item) => Some(decode(k, &item.value)?),
+                        None => None,
+                    });
+                }
+                Ok(out)
+            },
+        )
         .await
     }
 
@@ -109,13 +119,17 @@ impl Cache<'_> {
         &self,
         keys: &[K],
     ) -> Result<Vec<Option<CacheValue>>, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.get_many_bytes", async {
-            let mut out = Vec::with_capacity(keys.len());
-            for k in keys {
-                out.push(self.core.lookup(k.as_ref()).await.map(CacheValue));
-            }
-            Ok(out)
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.get_many_bytes"),
+            async {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    out.push(self.core.lookup(k.as_ref()).await.map(CacheValue));
+                }
+                Ok(out)
+            },
+        )
         .await
     }
 
@@ -128,12 +142,16 @@ impl Cache<'_> {
     /// only, and a crash may lose it.
     #[tracing::instrument(level = "debug", name = "cache.set", skip(self, value))]
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.set", async {
-            self.core
-                .set(key, encode(value)?, &SetOptions::default())
-                .await
-                .map(drop)
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.set"),
+            async {
+                self.core
+                    .set(key, encode(value)?, &SetOptions::default())
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
@@ -148,21 +166,27 @@ impl Cache<'_> {
         value: &T,
         opts: &SetOptions,
     ) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.set_with", async {
-            self.core.set(key, encode(value)?, opts).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.set_with"),
+            async { self.core.set(key, encode(value)?, opts).await },
+        )
         .await
     }
 
     /// Writes raw bytes under `key` with the default TTL and no tags.
     #[tracing::instrument(level = "debug", name = "cache.set_bytes", skip(self, value))]
     pub async fn set_bytes(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.set_bytes", async {
-            self.core
-                .set(key, value.into(), &SetOptions::default())
-                .await
-                .map(drop)
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.set_bytes"),
+            async {
+                self.core
+                    .set(key, value.into(), &SetOptions::default())
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
@@ -174,9 +198,11 @@ impl Cache<'_> {
         value: &[u8],
         opts: &SetOptions,
     ) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.set_bytes_with", async {
-            self.core.set(key, value.into(), opts).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.set_bytes_with"),
+            async { self.core.set(key, value.into(), opts).await },
+        )
         .await
     }
 
@@ -185,22 +211,30 @@ impl Cache<'_> {
     /// key tier 2 may hold: with tier 2 degraded and the key not in memory
     /// it fails with [`Error::CacheUnavailable`].
     pub async fn set_nx<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.set_nx", async {
-            self.core
-                .set(key, encode(value)?, &SetOptions::new().if_absent())
-                .await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.set_nx"),
+            async {
+                self.core
+                    .set(key, encode(value)?, &SetOptions::new().if_absent())
+                    .await
+            },
+        )
         .await
     }
 
     /// Writes only if `key` holds a live value (`SET XX`); returns whether
     /// it wrote.
     pub async fn set_xx<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.set_xx", async {
-            self.core
-                .set(key, encode(value)?, &SetOptions::new().if_present())
-                .await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.set_xx"),
+            async {
+                self.core
+                    .set(key, encode(value)?, &SetOptions::new().if_present())
+                    .await
+            },
+        )
         .await
     }
 
@@ -210,28 +244,34 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] and the value is left as it was.
     #[tracing::instrument(level = "debug", name = "cache.delete", skip(self))]
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.delete", async {
-            self.core.delete(key).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.delete"),
+            async { self.core.delete(key).await },
+        )
         .await
     }
 
     /// The time `key` has left.
     #[tracing::instrument(level = "debug", name = "cache.ttl", skip(self))]
     pub async fn ttl(&self, key: &str) -> Result<Ttl, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.ttl", async {
-            validate_key(key)?;
-            Ok(match self.core.lookup(key).await {
-                None => Ttl::Missing,
-                Some(item) => match item.deadline {
-                    None => Ttl::NoExpiry,
-                    Some(d) => match remaining(d, self.core.clock.now()) {
-                        Some(left) => Ttl::Remaining(left),
-                        None => Ttl::Missing,
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.ttl"),
+            async {
+                validate_key(key)?;
+                Ok(match self.core.lookup(key).await {
+                    None => Ttl::Missing,
+                    Some(item) => match item.deadline {
+                        None => Ttl::NoExpiry,
+                        Some(d) => match remaining(d, self.core.clock.now()) {
+                            Some(left) => Ttl::Remaining(left),
+                            None => Ttl::Missing,
+                        },
                     },
-                },
-            })
-        })
+                })
+            },
+        )
         .await
     }
 
@@ -242,9 +282,11 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] and changes nothing.
     #[tracing::instrument(level = "debug", name = "cache.expire", skip(self))]
     pub async fn expire(&self, key: &str, ttl: Option<Duration>) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.expire", async {
-            self.core.expire(key, ttl).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.expire"),
+            async { self.core.expire(key, ttl).await },
+        )
         .await
     }
 
@@ -274,9 +316,11 @@ impl Cache<'_> {
     /// ```
     #[tracing::instrument(level = "debug", name = "cache.keys", skip(self))]
     pub async fn keys(&self, pattern: &str) -> Result<Vec<String>, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.keys", async {
-            self.core.keys(pattern).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.keys"),
+            async { self.core.keys(pattern).await },
+        )
         .await
     }
 
@@ -289,20 +333,26 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] rather than count from 0.
     #[tracing::instrument(level = "debug", name = "cache.incr", skip(self))]
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.incr", async {
-            self.core.incr(key, by).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.incr"),
+            async { self.core.incr(key, by).await },
+        )
         .await
     }
 
     /// Subtracts `by` (see [`incr`](Cache::incr)).
     pub async fn decr(&self, key: &str, by: i64) -> Result<i64, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.decr", async {
-            let by = by
-                .checked_neg()
-                .ok_or_else(|| Error::invalid("by", "decrementing by i64::MIN overflows"))?;
-            self.core.incr(key, by).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.decr"),
+            async {
+                let by = by
+                    .checked_neg()
+                    .ok_or_else(|| Error::invalid("by", "decrementing by i64::MIN overflows"))?;
+                self.core.incr(key, by).await
+            },
+        )
         .await
     }
 
@@ -344,17 +394,21 @@ impl Cache<'_> {
         Fut: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        crate::telemetry::observe_any(&self.core.telemetry, "cache.get_or_insert_with", async {
-            let load = || async {
-                let v = loader().await?;
-                let bytes = encode(&v).map_err(E::from)?;
-                Ok::<_, E>((v, bytes))
-            };
-            match self.core.get_or_load(key, opts, load).await? {
-                Loaded::Fresh(v) => Ok(v),
-                Loaded::Cached(item) => Ok(decode(key, &item.value)?),
-            }
-        })
+        crate::telemetry::observe_any(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.get_or_insert_with"),
+            async {
+                let load = || async {
+                    let v = loader().await?;
+                    let bytes = encode(&v).map_err(E::from)?;
+                    Ok::<_, E>((v, bytes))
+                };
+                match self.core.get_or_load(key, opts, load).await? {
+                    Loaded::Fresh(v) => Ok(v),
+                    Loaded::Cached(item) => Ok(decode(key, &item.value)?),
+                }
+            },
+        )
         .await
     }
 
@@ -369,9 +423,11 @@ impl Cache<'_> {
     /// overwritten entries do not count.
     #[tracing::instrument(level = "debug", name = "cache.invalidate_tag", skip(self))]
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.invalidate_tag", async {
-            self.core.invalidate_tag(tag).await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.invalidate_tag"),
+            async { self.core.invalidate_tag(tag).await },
+        )
         .await
     }
 
@@ -379,9 +435,11 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`] and empties nothing.
     #[tracing::instrument(level = "debug", name = "cache.clear", skip(self))]
     pub async fn clear(&self) -> Result<(), Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.clear", async {
-            self.core.clear().await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.clear"),
+            async { self.core.clear().await },
+        )
         .await
     }
 
@@ -395,9 +453,11 @@ impl Cache<'_> {
     /// [`Error::CacheUnavailable`]: writes made while it is degraded stay
     /// in memory only, even after it recovers.
     pub async fn flush(&self) -> Result<(), Error> {
-        crate::telemetry::observe(&self.core.telemetry, "cache.flush", async {
-            self.core.flush().await
-        })
+        crate::telemetry::observe(
+            &self.core.telemetry,
+            crate::telemetry::op_key!("cache.flush"),
+            async { self.core.flush().await },
+        )
         .await
     }
 

@@ -217,13 +217,17 @@ impl FileRecords<'_> {
     /// A live record.
     #[instrument(level = "debug", skip(self, id), fields(file = %id))]
     pub fn get(&self, id: FileId) -> Result<AudioFile, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "file_records.get", || {
-            self.db.read(|txn| {
-                get(txn, id)?
-                    .filter(|f| f.deleted_at.is_none())
-                    .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
-            })
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("file_records.get"),
+            || {
+                self.db.read(|txn| {
+                    get(txn, id)?
+                        .filter(|f| f.deleted_at.is_none())
+                        .ok_or_else(|| Error::not_found(Entity::AudioFile, id))
+                })
+            },
+        )
     }
 
     /// An owner's live records, newest first, a page at a time.
@@ -233,14 +237,18 @@ impl FileRecords<'_> {
         owner: UserId,
         options: ListOptions,
     ) -> Result<Page<AudioFile>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "file_records.list_by_owner", async {
-            let limit = options.effective_limit();
-            self.db
-                .list(limit, move |txn| {
-                    page_of_owner(txn, owner, &options, false, |_| true)
-                })
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("file_records.list_by_owner"),
+            async {
+                let limit = options.effective_limit();
+                self.db
+                    .list(limit, move |txn| {
+                        page_of_owner(txn, owner, &options, false, |_| true)
+                    })
+                    .await
+            },
+        )
         .await
     }
 
@@ -251,55 +259,63 @@ impl FileRecords<'_> {
         t: Timestamp,
         limit: usize,
     ) -> Result<Vec<AudioFile>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "file_records.expiring_before", async {
-            let limit = ListOptions::first(limit).effective_limit();
-            self.db
-                .scan(move |txn| {
-                    let by_expiry = txn
-                        .open_table(FILES_BY_EXPIRY)
-                        .ctx("opening files_by_expiry")?;
-                    let files = txn.open_table(FILES).ctx("opening files")?;
-                    let mut out = Vec::new();
-                    for row in by_expiry
-                        .range(..(t.as_micros(), 0))
-                        .ctx("scanning expiry")?
-                    {
-                        let id = FileId::from_key(row.ctx("scanning expiry")?.0.value().1);
-                        let bytes = files.get(id.to_key()).ctx("reading a file")?;
-                        let bytes = bytes.ok_or_else(|| {
-                            Error::corrupt(
-                                "files_by_expiry",
-                                format!("points to missing file {id}"),
-                            )
-                        })?;
-                        out.push(codec::decode::<AudioFile>(bytes.value(), id)?);
-                        if out.len() == limit {
-                            break;
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("file_records.expiring_before"),
+            async {
+                let limit = ListOptions::first(limit).effective_limit();
+                self.db
+                    .scan(move |txn| {
+                        let by_expiry = txn
+                            .open_table(FILES_BY_EXPIRY)
+                            .ctx("opening files_by_expiry")?;
+                        let files = txn.open_table(FILES).ctx("opening files")?;
+                        let mut out = Vec::new();
+                        for row in by_expiry
+                            .range(..(t.as_micros(), 0))
+                            .ctx("scanning expiry")?
+                        {
+                            let id = FileId::from_key(row.ctx("scanning expiry")?.0.value().1);
+                            let bytes = files.get(id.to_key()).ctx("reading a file")?;
+                            let bytes = bytes.ok_or_else(|| {
+                                Error::corrupt(
+                                    "files_by_expiry",
+                                    format!("points to missing file {id}"),
+                                )
+                            })?;
+                            out.push(codec::decode::<AudioFile>(bytes.value(), id)?);
+                            if out.len() == limit {
+                                break;
+                            }
                         }
-                    }
-                    Ok(out)
-                })
-                .await
-        })
+                        Ok(out)
+                    })
+                    .await
+            },
+        )
         .await
     }
 
     /// How many records (live or soft-deleted) point at a blob.
     pub fn blob_references(&self, blob: BlobAddress) -> Result<u64, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "file_records.blob_references", || {
-            self.db.read(|txn| {
-                let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
-                let mut n = 0;
-                for row in by_blob
-                    .range((blob.0, 0)..=(blob.0, u128::MAX))
-                    .ctx("counting references")?
-                {
-                    row.ctx("counting references")?;
-                    n += 1;
-                }
-                Ok(n)
-            })
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("file_records.blob_references"),
+            || {
+                self.db.read(|txn| {
+                    let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
+                    let mut n = 0;
+                    for row in by_blob
+                        .range((blob.0, 0)..=(blob.0, u128::MAX))
+                        .ctx("counting references")?
+                    {
+                        row.ctx("counting references")?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            },
+        )
     }
 }
 

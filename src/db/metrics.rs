@@ -51,37 +51,41 @@ impl Metrics<'_> {
     /// nothing is recorded.
     #[instrument(skip_all, fields(name = %sample.name))]
     pub async fn record(&self, sample: MetricSample) -> Result<MetricId, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "metrics.record", async {
-            check_metric_name(&sample.name)?;
-            if sample.labels.len() > 16
-                || sample
-                    .labels
-                    .iter()
-                    .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
-            {
-                return Err(Error::invalid(
-                    "labels",
-                    "at most 16 labels, keys 1-64 bytes, values up to 256 bytes",
-                ));
-            }
-            for (k, v) in &sample.labels {
-                check_line("labels", k)?;
-                check_line("labels", v)?;
-            }
-            if !sample.value.is_finite() {
-                return Err(Error::invalid("metric value", "must be a finite number"));
-            }
-            let gate = self.db.settings.require_consent;
-            self.db
-                .write(move |txn| {
-                    if gate {
-                        require_analytics_of_labelled_users(txn, &sample)?;
-                    }
-                    insert(txn, &sample)?;
-                    Ok(sample.id)
-                })
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("metrics.record"),
+            async {
+                check_metric_name(&sample.name)?;
+                if sample.labels.len() > 16
+                    || sample
+                        .labels
+                        .iter()
+                        .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+                {
+                    return Err(Error::invalid(
+                        "labels",
+                        "at most 16 labels, keys 1-64 bytes, values up to 256 bytes",
+                    ));
+                }
+                for (k, v) in &sample.labels {
+                    check_line("labels", k)?;
+                    check_line("labels", v)?;
+                }
+                if !sample.value.is_finite() {
+                    return Err(Error::invalid("metric value", "must be a finite number"));
+                }
+                let gate = self.db.settings.require_consent;
+                self.db
+                    .write(move |txn| {
+                        if gate {
+                            require_analytics_of_labelled_users(txn, &sample)?;
+                        }
+                        insert(txn, &sample)?;
+                        Ok(sample.id)
+                    })
+                    .await
+            },
+        )
         .await
     }
 
@@ -93,27 +97,31 @@ impl Metrics<'_> {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<MetricSample>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "metrics.query", async {
-            check_metric_name(name)?;
-            let name = name.to_string();
-            self.db
-                .scan(move |txn| {
-                    let t = txn.open_table(METRICS).ctx("opening metrics")?;
-                    let mut out = Vec::new();
-                    if from >= to {
-                        return Ok(out);
-                    }
-                    let range = (name.as_str(), from.as_micros(), 0u128)
-                        ..(name.as_str(), to.as_micros(), 0u128);
-                    for row in t.range(range).ctx("scanning metrics")? {
-                        let (k, v) = row.ctx("scanning metrics")?;
-                        let id = MetricId::from_key(k.value().2);
-                        out.push(codec::decode::<MetricSample>(v.value(), id)?);
-                    }
-                    Ok(out)
-                })
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("metrics.query"),
+            async {
+                check_metric_name(name)?;
+                let name = name.to_string();
+                self.db
+                    .scan(move |txn| {
+                        let t = txn.open_table(METRICS).ctx("opening metrics")?;
+                        let mut out = Vec::new();
+                        if from >= to {
+                            return Ok(out);
+                        }
+                        let range = (name.as_str(), from.as_micros(), 0u128)
+                            ..(name.as_str(), to.as_micros(), 0u128);
+                        for row in t.range(range).ctx("scanning metrics")? {
+                            let (k, v) = row.ctx("scanning metrics")?;
+                            let id = MetricId::from_key(k.value().2);
+                            out.push(codec::decode::<MetricSample>(v.value(), id)?);
+                        }
+                        Ok(out)
+                    })
+                    .await
+            },
+        )
         .await
     }
 }

@@ -144,19 +144,23 @@ impl Profiles<'_> {
     /// The profile of a live user; `NotFound` if the user has none yet.
     #[instrument(level = "debug", skip(self, user), fields(user = %user))]
     pub fn get(&self, user: UserId) -> Result<UserProfile, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "profiles.get", || {
-            let sealer = self.db.sealer()?;
-            self.db.read(|txn| {
-                let users = txn
-                    .open_table(crate::db::schema::USERS)
-                    .ctx("opening users")?;
-                crate::db::users::load_live(&users, user)?;
-                let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-                let row =
-                    row(&profiles, user)?.ok_or_else(|| Error::not_found(Entity::Profile, user))?;
-                row.open(&*sealer.key(txn, user)?)
-            })
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("profiles.get"),
+            || {
+                let sealer = self.db.sealer()?;
+                self.db.read(|txn| {
+                    let users = txn
+                        .open_table(crate::db::schema::USERS)
+                        .ctx("opening users")?;
+                    crate::db::users::load_live(&users, user)?;
+                    let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+                    let row = row(&profiles, user)?
+                        .ok_or_else(|| Error::not_found(Entity::Profile, user))?;
+                    row.open(&*sealer.key(txn, user)?)
+                })
+            },
+        )
     }
 
     /// Applies `change` to the user's profile, creating it first if needed.
@@ -166,53 +170,57 @@ impl Profiles<'_> {
     /// [`Privacy`](crate::Privacy)).
     #[instrument(skip(self, change, user), fields(user = %user))]
     pub async fn upsert(&self, user: UserId, change: ProfileUpdate) -> Result<UserProfile, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "profiles.upsert", async {
-            change.validate()?;
-            let now = self.db.now();
-            let notice = self.db.settings.consent_notice;
-            let sealer = self.db.sealer()?;
-            let (profile, scheduled, changed) = self
-                .db
-                .write_audited(
-                    move |txn| {
-                        require_live(txn, user)?;
-                        let key = sealer.key_or_create(txn, user)?;
-                        let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-                        let mut profile = match row(&profiles, user)? {
-                            Some(row) => row.open(&key)?,
-                            None => empty(user, now),
-                        };
-                        let changed = consents_changed(&profile, &change.consents);
-                        change.apply(&mut profile, now);
-                        write(&mut profiles, &profile, &key)?;
-                        drop(profiles);
-                        let scheduled = match changed
-                            .iter()
-                            .find(|(k, _)| *k == ConsentKind::AudioStorage)
-                        {
-                            Some(&(_, granted)) => {
-                                audio_consent_changed(txn, user, granted, now, notice)?
-                            }
-                            None => None,
-                        };
-                        Ok((profile, scheduled, changed))
-                    },
-                    move |(_, _, changed)| audit_entries(now, user, changed),
-                )
-                .await?;
-            let events = &self.db.settings.privacy_events;
-            for (consent, granted) in changed {
-                let _ = events.send(PrivacyEvent::ConsentChanged {
-                    user,
-                    consent,
-                    granted,
-                });
-            }
-            if let Some(e) = scheduled {
-                let _ = events.send(e);
-            }
-            Ok(profile)
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("profiles.upsert"),
+            async {
+                change.validate()?;
+                let now = self.db.now();
+                let notice = self.db.settings.consent_notice;
+                let sealer = self.db.sealer()?;
+                let (profile, scheduled, changed) = self
+                    .db
+                    .write_audited(
+                        move |txn| {
+                            require_live(txn, user)?;
+                            let key = sealer.key_or_create(txn, user)?;
+                            let mut profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
+                            let mut profile = match row(&profiles, user)? {
+                                Some(row) => row.open(&key)?,
+                                None => empty(user, now),
+                            };
+                            let changed = consents_changed(&profile, &change.consents);
+                            change.apply(&mut profile, now);
+                            write(&mut profiles, &profile, &key)?;
+                            drop(profiles);
+                            let scheduled = match changed
+                                .iter()
+                                .find(|(k, _)| *k == ConsentKind::AudioStorage)
+                            {
+                                Some(&(_, granted)) => {
+                                    audio_consent_changed(txn, user, granted, now, notice)?
+                                }
+                                None => None,
+                            };
+                            Ok((profile, scheduled, changed))
+                        },
+                        move |(_, _, changed)| audit_entries(now, user, changed),
+                    )
+                    .await?;
+                let events = &self.db.settings.privacy_events;
+                for (consent, granted) in changed {
+                    let _ = events.send(PrivacyEvent::ConsentChanged {
+                        user,
+                        consent,
+                        granted,
+                    });
+                }
+                if let Some(e) = scheduled {
+                    let _ = events.send(e);
+                }
+                Ok(profile)
+            },
+        )
         .await
     }
 
@@ -223,13 +231,17 @@ impl Profiles<'_> {
         kind: ConsentKind,
         granted: bool,
     ) -> Result<UserProfile, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "profiles.set_consent", async {
-            let change = ProfileUpdate {
-                consents: vec![(kind, granted)],
-                ..Default::default()
-            };
-            self.upsert(user, change).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("profiles.set_consent"),
+            async {
+                let change = ProfileUpdate {
+                    consents: vec![(kind, granted)],
+                    ..Default::default()
+                };
+                self.upsert(user, change).await
+            },
+        )
         .await
     }
 }

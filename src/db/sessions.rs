@@ -146,60 +146,68 @@ impl Sessions<'_> {
         user: UserId,
         language: Option<LanguageTag>,
     ) -> Result<ConversationSession, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.create", async {
-            let idle = self.db.settings.session_idle;
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write(move |txn| {
-                    require_live(txn, user)?;
-                    let key = sealer.key_or_create(txn, user)?;
-                    let s = ConversationSession {
-                        id: SessionId::new(),
-                        user_id: user,
-                        language: language.clone(),
-                        last_active_at: now,
-                        expires_at: now.plus(idle),
-                        ended_at: None,
-                        turn_count: 0,
-                        context: Vec::new(),
-                        created_at: now,
-                        updated_at: now,
-                        deleted_at: None,
-                    };
-                    write(
-                        &mut txn.open_table(SESSIONS).ctx("opening sessions")?,
-                        &s,
-                        &key,
-                    )?;
-                    txn.open_table(SESSIONS_BY_USER)
-                        .ctx("opening sessions_by_user")?
-                        .insert(user_key(&s), ())
-                        .ctx("writing sessions_by_user")?;
-                    txn.open_table(SESSIONS_BY_EXPIRY)
-                        .ctx("opening sessions_by_expiry")?
-                        .insert(expiry_key(&s), ())
-                        .ctx("writing sessions_by_expiry")?;
-                    Ok(s)
-                })
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.create"),
+            async {
+                let idle = self.db.settings.session_idle;
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write(move |txn| {
+                        require_live(txn, user)?;
+                        let key = sealer.key_or_create(txn, user)?;
+                        let s = ConversationSession {
+                            id: SessionId::new(),
+                            user_id: user,
+                            language: language.clone(),
+                            last_active_at: now,
+                            expires_at: now.plus(idle),
+                            ended_at: None,
+                            turn_count: 0,
+                            context: Vec::new(),
+                            created_at: now,
+                            updated_at: now,
+                            deleted_at: None,
+                        };
+                        write(
+                            &mut txn.open_table(SESSIONS).ctx("opening sessions")?,
+                            &s,
+                            &key,
+                        )?;
+                        txn.open_table(SESSIONS_BY_USER)
+                            .ctx("opening sessions_by_user")?
+                            .insert(user_key(&s), ())
+                            .ctx("writing sessions_by_user")?;
+                        txn.open_table(SESSIONS_BY_EXPIRY)
+                            .ctx("opening sessions_by_expiry")?
+                            .insert(expiry_key(&s), ())
+                            .ctx("writing sessions_by_expiry")?;
+                        Ok(s)
+                    })
+                    .await
+            },
+        )
         .await
     }
 
     /// A live session.
     #[instrument(level = "debug", skip(self, id), fields(session = %id))]
     pub fn get(&self, id: SessionId) -> Result<ConversationSession, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "sessions.get", || {
-            let sealer = self.db.sealer()?;
-            self.db.read(|txn| {
-                let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
-                let row = row(&sessions, id)?
-                    .filter(|r| r.head().deleted_at.is_none())
-                    .ok_or_else(|| Error::not_found(Entity::Session, id))?;
-                open(txn, &sealer, row)
-            })
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.get"),
+            || {
+                let sealer = self.db.sealer()?;
+                self.db.read(|txn| {
+                    let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+                    let row = row(&sessions, id)?
+                        .filter(|r| r.head().deleted_at.is_none())
+                        .ok_or_else(|| Error::not_found(Entity::Session, id))?;
+                    open(txn, &sealer, row)
+                })
+            },
+        )
     }
 
     /// Appends a turn; the context keeps the newest turns within the
@@ -211,97 +219,113 @@ impl Sessions<'_> {
         id: SessionId,
         turn: Turn,
     ) -> Result<ConversationSession, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.append_turn", async {
-            let limits = self.db.settings.context;
-            let idle = self.db.settings.session_idle;
-            check_text("turn", &turn.text)?;
-            if turn.text.len() > limits.max_bytes {
-                return Err(Error::invalid(
-                    "turn",
-                    format!(
-                        "{} bytes exceeds the context bound of {} bytes",
-                        turn.text.len(),
-                        limits.max_bytes
-                    ),
-                ));
-            }
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write(move |txn| {
-                    let turn = turn.clone();
-                    modify(txn, &sealer, id, now, |s| {
-                        if s.ended_at.is_some() {
-                            return Err(Error::invalid("session", format!("{id} has ended")));
-                        }
-                        s.context.push(turn);
-                        limits.trim(&mut s.context);
-                        s.turn_count += 1;
-                        s.last_active_at = now;
-                        s.expires_at = now.plus(idle);
-                        Ok(())
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.append_turn"),
+            async {
+                let limits = self.db.settings.context;
+                let idle = self.db.settings.session_idle;
+                check_text("turn", &turn.text)?;
+                if turn.text.len() > limits.max_bytes {
+                    return Err(Error::invalid(
+                        "turn",
+                        format!(
+                            "{} bytes exceeds the context bound of {} bytes",
+                            turn.text.len(),
+                            limits.max_bytes
+                        ),
+                    ));
+                }
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write(move |txn| {
+                        let turn = turn.clone();
+                        modify(txn, &sealer, id, now, |s| {
+                            if s.ended_at.is_some() {
+                                return Err(Error::invalid("session", format!("{id} has ended")));
+                            }
+                            s.context.push(turn);
+                            limits.trim(&mut s.context);
+                            s.turn_count += 1;
+                            s.last_active_at = now;
+                            s.expires_at = now.plus(idle);
+                            Ok(())
+                        })
                     })
-                })
-                .await
-        })
+                    .await
+            },
+        )
         .await
     }
 
     /// Marks a session active now, pushing its expiry out.
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn touch(&self, id: SessionId) -> Result<ConversationSession, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.touch", async {
-            let idle = self.db.settings.session_idle;
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write(move |txn| {
-                    modify(txn, &sealer, id, now, |s| {
-                        s.last_active_at = now;
-                        if s.ended_at.is_none() {
-                            s.expires_at = now.plus(idle);
-                        }
-                        Ok(())
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.touch"),
+            async {
+                let idle = self.db.settings.session_idle;
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write(move |txn| {
+                        modify(txn, &sealer, id, now, |s| {
+                            s.last_active_at = now;
+                            if s.ended_at.is_none() {
+                                s.expires_at = now.plus(idle);
+                            }
+                            Ok(())
+                        })
                     })
-                })
-                .await
-        })
+                    .await
+            },
+        )
         .await
     }
 
     /// Ends a session (it keeps its context; it no longer expires).
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn end(&self, id: SessionId) -> Result<ConversationSession, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.end", async {
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write(move |txn| {
-                    modify(txn, &sealer, id, now, |s| {
-                        s.ended_at.get_or_insert(now);
-                        Ok(())
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.end"),
+            async {
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write(move |txn| {
+                        modify(txn, &sealer, id, now, |s| {
+                            s.ended_at.get_or_insert(now);
+                            Ok(())
+                        })
                     })
-                })
-                .await
-        })
+                    .await
+            },
+        )
         .await
     }
 
     /// Soft-deletes a session.
     #[instrument(skip(self, id), fields(session = %id))]
     pub async fn delete(&self, id: SessionId) -> Result<ConversationSession, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.delete", async {
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write(move |txn| {
-                    modify(txn, &sealer, id, now, |s| {
-                        s.deleted_at = Some(now);
-                        Ok(())
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.delete"),
+            async {
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write(move |txn| {
+                        modify(txn, &sealer, id, now, |s| {
+                            s.deleted_at = Some(now);
+                            Ok(())
+                        })
                     })
-                })
-                .await
-        })
+                    .await
+            },
+        )
         .await
     }
 
@@ -312,40 +336,44 @@ impl Sessions<'_> {
         user: UserId,
         limit: usize,
     ) -> Result<Vec<ConversationSession>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.list_for_user", async {
-            let limit = crate::types::ListOptions::first(limit).effective_limit();
-            let sealer = self.db.sealer()?;
-            self.db
-                .list(limit, move |txn| {
-                    let by_user = txn
-                        .open_table(SESSIONS_BY_USER)
-                        .ctx("opening sessions_by_user")?;
-                    let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
-                    let u = user.to_key();
-                    let mut out = Vec::with_capacity(limit.min(64));
-                    for row in by_user
-                        .range((u, i64::MIN, 0)..=(u, i64::MAX, u128::MAX))
-                        .ctx("listing sessions")?
-                        .rev()
-                    {
-                        let id = SessionId::from_key(row.ctx("listing sessions")?.0.value().2);
-                        let s = self::row(&sessions, id)?.ok_or_else(|| {
-                            Error::corrupt(
-                                "sessions_by_user",
-                                format!("points to missing session {id}"),
-                            )
-                        })?;
-                        if s.head().deleted_at.is_none() {
-                            out.push(open(txn, &sealer, s)?);
-                            if out.len() == limit {
-                                break;
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.list_for_user"),
+            async {
+                let limit = crate::types::ListOptions::first(limit).effective_limit();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .list(limit, move |txn| {
+                        let by_user = txn
+                            .open_table(SESSIONS_BY_USER)
+                            .ctx("opening sessions_by_user")?;
+                        let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+                        let u = user.to_key();
+                        let mut out = Vec::with_capacity(limit.min(64));
+                        for row in by_user
+                            .range((u, i64::MIN, 0)..=(u, i64::MAX, u128::MAX))
+                            .ctx("listing sessions")?
+                            .rev()
+                        {
+                            let id = SessionId::from_key(row.ctx("listing sessions")?.0.value().2);
+                            let s = self::row(&sessions, id)?.ok_or_else(|| {
+                                Error::corrupt(
+                                    "sessions_by_user",
+                                    format!("points to missing session {id}"),
+                                )
+                            })?;
+                            if s.head().deleted_at.is_none() {
+                                out.push(open(txn, &sealer, s)?);
+                                if out.len() == limit {
+                                    break;
+                                }
                             }
                         }
-                    }
-                    Ok(out)
-                })
-                .await
-        })
+                        Ok(out)
+                    })
+                    .await
+            },
+        )
         .await
     }
 
@@ -356,36 +384,40 @@ impl Sessions<'_> {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<ConversationSession>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "sessions.find_expired", async {
-            let limit = crate::types::ListOptions::first(limit).effective_limit();
-            let sealer = self.db.sealer()?;
-            self.db
-                .scan(move |txn| {
-                    let by_expiry = txn
-                        .open_table(SESSIONS_BY_EXPIRY)
-                        .ctx("opening sessions_by_expiry")?;
-                    let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
-                    let mut out = Vec::new();
-                    for row in by_expiry
-                        .range(..=(now.as_micros(), u128::MAX))
-                        .ctx("scanning expiry")?
-                    {
-                        let id = SessionId::from_key(row.ctx("scanning expiry")?.0.value().1);
-                        let s = self::row(&sessions, id)?.ok_or_else(|| {
-                            Error::corrupt(
-                                "sessions_by_expiry",
-                                format!("points to missing session {id}"),
-                            )
-                        })?;
-                        out.push(open(txn, &sealer, s)?);
-                        if out.len() == limit {
-                            break;
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("sessions.find_expired"),
+            async {
+                let limit = crate::types::ListOptions::first(limit).effective_limit();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .scan(move |txn| {
+                        let by_expiry = txn
+                            .open_table(SESSIONS_BY_EXPIRY)
+                            .ctx("opening sessions_by_expiry")?;
+                        let sessions = txn.open_table(SESSIONS).ctx("opening sessions")?;
+                        let mut out = Vec::new();
+                        for row in by_expiry
+                            .range(..=(now.as_micros(), u128::MAX))
+                            .ctx("scanning expiry")?
+                        {
+                            let id = SessionId::from_key(row.ctx("scanning expiry")?.0.value().1);
+                            let s = self::row(&sessions, id)?.ok_or_else(|| {
+                                Error::corrupt(
+                                    "sessions_by_expiry",
+                                    format!("points to missing session {id}"),
+                                )
+                            })?;
+                            out.push(open(txn, &sealer, s)?);
+                            if out.len() == limit {
+                                break;
+                            }
                         }
-                    }
-                    Ok(out)
-                })
-                .await
-        })
+                        Ok(out)
+                    })
+                    .await
+            },
+        )
         .await
     }
 }

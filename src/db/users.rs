@@ -273,9 +273,11 @@ impl Users<'_> {
     /// naming the field.
     #[instrument(skip_all, fields(username = %new.username))]
     pub async fn create(&self, new: NewUser) -> Result<User, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.create", async {
-            self.insert(new, None).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.create"),
+            async { self.insert(new, None).await },
+        )
         .await
     }
 
@@ -302,9 +304,11 @@ impl Users<'_> {
     /// ```
     #[instrument(skip_all, fields(username = %new.username))]
     pub async fn create_with_password(&self, new: NewUser, password: &str) -> Result<User, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.create_with_password", async {
-            self.insert(new, Some(password)).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.create_with_password"),
+            async { self.insert(new, Some(password)).await },
+        )
         .await
     }
 
@@ -340,36 +344,48 @@ impl Users<'_> {
     /// The live user with this id.
     #[instrument(level = "debug", skip(self, id), fields(user = %id))]
     pub fn get(&self, id: UserId) -> Result<User, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "users.get", || {
-            let snap = self.db.snapshot()?;
-            self.db.guarded(|| {
-                let row = load_live_row(&snap.users, id)?;
-                if !row.needs_key() {
-                    return row.open(None);
-                }
-                open(&snap.txn, &self.db.sealer()?, row)
-            })
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.get"),
+            || {
+                let snap = self.db.snapshot()?;
+                self.db.guarded(|| {
+                    let row = load_live_row(&snap.users, id)?;
+                    if !row.needs_key() {
+                        return row.open(None);
+                    }
+                    open(&snap.txn, &self.db.sealer()?, row)
+                })
+            },
+        )
     }
 
     /// The live user with this username (normalised before the lookup).
     #[instrument(level = "debug", skip(self))]
     pub fn get_by_username(&self, username: &str) -> Result<User, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "users.get_by_username", || {
-            let name = normalize_username_cow(username)
-                .map_err(|_| Error::not_found(Entity::User, quote(username)))?;
-            self.get_by_index(false, &name)
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.get_by_username"),
+            || {
+                let name = normalize_username_cow(username)
+                    .map_err(|_| Error::not_found(Entity::User, quote(username)))?;
+                self.get_by_index(false, &name)
+            },
+        )
     }
 
     /// The live user with this email (case-insensitive).
     #[instrument(level = "debug", skip(self))]
     pub fn get_by_email(&self, email: &str) -> Result<User, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "users.get_by_email", || {
-            let email =
-                normalize_email(email).map_err(|_| Error::not_found(Entity::User, quote(email)))?;
-            self.get_by_index(true, &email)
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.get_by_email"),
+            || {
+                let email = normalize_email(email)
+                    .map_err(|_| Error::not_found(Entity::User, quote(email)))?;
+                self.get_by_index(true, &email)
+            },
+        )
     }
 
     fn get_by_index(&self, by_email: bool, key: &str) -> Result<User, Error> {
@@ -393,20 +409,24 @@ impl Users<'_> {
     /// Changes a user and bumps `updated_at`.
     #[instrument(skip(self, change, id), fields(user = %id))]
     pub async fn update(&self, id: UserId, change: UserUpdate) -> Result<User, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.update", async {
-            let email = change.email.as_deref().map(normalize_email).transpose()?;
-            if let Some(d) = &change.display_name {
-                check_display_name(d)?;
-            }
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write_audited(
-                    move |txn| update_user(txn, &sealer, id, &change, email.as_deref(), now),
-                    move |_| event(now, "user.update", id),
-                )
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.update"),
+            async {
+                let email = change.email.as_deref().map(normalize_email).transpose()?;
+                if let Some(d) = &change.display_name {
+                    check_display_name(d)?;
+                }
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write_audited(
+                        move |txn| update_user(txn, &sealer, id, &change, email.as_deref(), now),
+                        move |_| event(now, "user.update", id),
+                    )
+                    .await
+            },
+        )
         .await
     }
 
@@ -414,41 +434,51 @@ impl Users<'_> {
     /// stay reserved, and [`restore`](Self::restore) brings it back.
     #[instrument(skip(self, id), fields(user = %id))]
     pub async fn delete(&self, id: UserId) -> Result<User, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.delete", async {
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write_audited(
-                    move |txn| set_deleted(txn, &sealer, id, true, now),
-                    move |_| event(now, "user.delete", id),
-                )
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.delete"),
+            async {
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write_audited(
+                        move |txn| set_deleted(txn, &sealer, id, true, now),
+                        move |_| event(now, "user.delete", id),
+                    )
+                    .await
+            },
+        )
         .await
     }
 
     /// Brings back a soft-deleted user (a live user is returned unchanged).
     #[instrument(skip(self, id), fields(user = %id))]
     pub async fn restore(&self, id: UserId) -> Result<User, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.restore", async {
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write_audited(
-                    move |txn| set_deleted(txn, &sealer, id, false, now),
-                    move |_| event(now, "user.restore", id),
-                )
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.restore"),
+            async {
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write_audited(
+                        move |txn| set_deleted(txn, &sealer, id, false, now),
+                        move |_| event(now, "user.restore", id),
+                    )
+                    .await
+            },
+        )
         .await
     }
 
     /// Live users, newest first, a page at a time.
     #[instrument(skip(self))]
     pub async fn list(&self, options: ListOptions) -> Result<Page<User>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.list", async {
-            self.page(options, false).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.list"),
+            async { self.page(options, false).await },
+        )
         .await
     }
 
@@ -456,9 +486,11 @@ impl Users<'_> {
     /// [`restore`](Self::restore) brings one back.
     #[instrument(skip(self))]
     pub async fn list_deleted(&self, options: ListOptions) -> Result<Page<User>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.list_deleted", async {
-            self.page(options, true).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.list_deleted"),
+            async { self.page(options, true).await },
+        )
         .await
     }
 
@@ -494,25 +526,29 @@ impl Users<'_> {
     /// Sets (or replaces) the user's password, hashed with argon2id.
     #[instrument(skip(self, password, id), fields(user = %id))]
     pub async fn set_password(&self, id: UserId, password: &str) -> Result<(), Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.set_password", async {
-            let hash = self.hash_password(password).await?;
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write_audited(
-                    move |txn| {
-                        modify_live(txn, &sealer, id, |user| {
-                            write_credentials(txn, id, &hash)?;
-                            user.has_password = true;
-                            user.updated_at = now;
-                            Ok(())
-                        })
-                        .map(|_| ())
-                    },
-                    move |_| event(now, "user.set_password", id),
-                )
-                .await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.set_password"),
+            async {
+                let hash = self.hash_password(password).await?;
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write_audited(
+                        move |txn| {
+                            modify_live(txn, &sealer, id, |user| {
+                                write_credentials(txn, id, &hash)?;
+                                user.has_password = true;
+                                user.updated_at = now;
+                                Ok(())
+                            })
+                            .map(|_| ())
+                        },
+                        move |_| event(now, "user.set_password", id),
+                    )
+                    .await
+            },
+        )
         .await
     }
 
@@ -520,34 +556,38 @@ impl Users<'_> {
     /// a match records `last_login_at`.
     #[instrument(skip(self, password, id), fields(user = %id))]
     pub async fn verify_password(&self, id: UserId, password: &str) -> Result<bool, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "users.verify_password", async {
-            let stored = self.db.read(|txn| {
-                let users = txn.open_table(USERS).ctx("opening users")?;
-                load_live(&users, id)?;
-                let creds = txn.open_table(CREDENTIALS).ctx("opening credentials")?;
-                Ok(creds
-                    .get(id.to_key())
-                    .ctx("reading credentials")?
-                    .map(|v| v.value().to_string()))
-            })?;
-            let Some(stored) = stored else {
-                return Ok(false);
-            };
-            if !crate::db::users_password::verify(password, stored, id).await? {
-                return Ok(false);
-            }
-            let now = self.db.now();
-            let sealer = self.db.sealer()?;
-            self.db
-                .write(move |txn| {
-                    modify_live(txn, &sealer, id, |user| {
-                        user.last_login_at = Some(now);
-                        Ok(())
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("users.verify_password"),
+            async {
+                let stored = self.db.read(|txn| {
+                    let users = txn.open_table(USERS).ctx("opening users")?;
+                    load_live(&users, id)?;
+                    let creds = txn.open_table(CREDENTIALS).ctx("opening credentials")?;
+                    Ok(creds
+                        .get(id.to_key())
+                        .ctx("reading credentials")?
+                        .map(|v| v.value().to_string()))
+                })?;
+                let Some(stored) = stored else {
+                    return Ok(false);
+                };
+                if !crate::db::users_password::verify(password, stored, id).await? {
+                    return Ok(false);
+                }
+                let now = self.db.now();
+                let sealer = self.db.sealer()?;
+                self.db
+                    .write(move |txn| {
+                        modify_live(txn, &sealer, id, |user| {
+                            user.last_login_at = Some(now);
+                            Ok(())
+                        })
                     })
-                })
-                .await?;
-            Ok(true)
-        })
+                    .await?;
+                Ok(true)
+            },
+        )
         .await
     }
 }

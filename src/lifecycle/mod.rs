@@ -194,58 +194,74 @@ impl Lifecycle<'_> {
     /// everything due, and is reported only to the caller.
     #[tracing::instrument(skip(self))]
     pub async fn run(&self, name: &str, dry_run: bool) -> Result<JobReport, Error> {
-        crate::telemetry::observe(&self.parts.db.telemetry, "lifecycle.run", async {
-            if !JOBS.contains(&name) {
-                return Err(unknown(name));
-            }
-            if !dry_run {
-                return self.jobs.run(name).await;
-            }
-            let job = JOBS.into_iter().find(|j| *j == name).unwrap_or("unknown");
-            let started_at = self.parts.db.now();
-            let t0 = Instant::now();
-            let outcome = self.parts.pass(name, true).await?;
-            Ok(outcome.report(job, started_at, crate::jobs::us(t0.elapsed()), true))
-        })
+        crate::telemetry::observe(
+            &self.parts.db.telemetry,
+            crate::telemetry::op_key!("lifecycle.run"),
+            async {
+                if !JOBS.contains(&name) {
+                    return Err(unknown(name));
+                }
+                if !dry_run {
+                    return self.jobs.run(name).await;
+                }
+                let job = JOBS.into_iter().find(|j| *j == name).unwrap_or("unknown");
+                let started_at = self.parts.db.now();
+                let t0 = Instant::now();
+                let outcome = self.parts.pass(name, true).await?;
+                Ok(outcome.report(job, started_at, crate::jobs::us(t0.elapsed()), true))
+            },
+        )
         .await
     }
 
     /// Runs the job `name` pass after pass until no work is left, and
     /// returns the passes' counts summed (a dry run is one pass).
     pub async fn run_to_end(&self, name: &str, dry_run: bool) -> Result<JobReport, Error> {
-        crate::telemetry::observe(&self.parts.db.telemetry, "lifecycle.run_to_end", async {
-            let mut total = self.run(name, dry_run).await?;
-            while total.more && !dry_run {
-                let next = self.run(name, false).await?;
-                total.merge(next);
-            }
-            Ok(total)
-        })
+        crate::telemetry::observe(
+            &self.parts.db.telemetry,
+            crate::telemetry::op_key!("lifecycle.run_to_end"),
+            async {
+                let mut total = self.run(name, dry_run).await?;
+                while total.more && !dry_run {
+                    let next = self.run(name, false).await?;
+                    total.merge(next);
+                }
+                Ok(total)
+            },
+        )
         .await
     }
 
     /// Every lifecycle job to its end, in the order of [`JOBS`].
     pub async fn run_all(&self, dry_run: bool) -> Result<Vec<JobReport>, Error> {
-        crate::telemetry::observe(&self.parts.db.telemetry, "lifecycle.run_all", async {
-            let mut out = Vec::with_capacity(JOBS.len());
-            for job in JOBS {
-                out.push(self.run_to_end(job, dry_run).await?);
-            }
-            Ok(out)
-        })
+        crate::telemetry::observe(
+            &self.parts.db.telemetry,
+            crate::telemetry::op_key!("lifecycle.run_all"),
+            async {
+                let mut out = Vec::with_capacity(JOBS.len());
+                for job in JOBS {
+                    out.push(self.run_to_end(job, dry_run).await?);
+                }
+                Ok(out)
+            },
+        )
         .await
     }
 
     /// Blobs marked damaged (their file went missing or changed behind the
     /// store's back), with when and why, in address order.
     pub fn damaged(&self) -> Result<Vec<(crate::BlobAddress, crate::Timestamp, String)>, Error> {
-        crate::telemetry::observe_sync(&self.parts.db.telemetry, "lifecycle.damaged", || {
-            let rows = self.parts.db.read(crate::db::lifecycle::damaged)?;
-            Ok(rows
-                .into_iter()
-                .map(|(a, d)| (a, d.found_at, d.reason))
-                .collect())
-        })
+        crate::telemetry::observe_sync(
+            &self.parts.db.telemetry,
+            crate::telemetry::op_key!("lifecycle.damaged"),
+            || {
+                let rows = self.parts.db.read(crate::db::lifecycle::damaged)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(a, d)| (a, d.found_at, d.reason))
+                    .collect())
+            },
+        )
     }
 }
 

@@ -67,36 +67,40 @@ impl Store {
     /// ```
     #[tracing::instrument(skip_all)]
     pub async fn compact(&self) -> Result<CompactReport, Error> {
-        crate::telemetry::observe(&self.db().telemetry, "store.compact", async {
-            let config = self.config();
-            let db_path = config.db_path();
-            let before = size_of(&db_path)?;
-            self.db().compact().await?;
-            let mut files = vec![CompactedFile {
-                file: "store.redb",
-                before_bytes: before,
-                after_bytes: size_of(&db_path)?,
-                skipped: None,
-            }];
-            let cache_path = config.cache_path();
-            let before = size_of(&cache_path)?;
-            let skipped = match &self.cache_core().tier2 {
-                None => Some("tier 2 is off".to_string()),
-                Some(t2) => t2.compact().await.err().map(|e| e.to_string()),
-            };
-            files.push(CompactedFile {
-                file: "cache.redb",
-                before_bytes: before,
-                after_bytes: size_of(&cache_path)?,
-                skipped,
-            });
-            let reclaimed_bytes = files.iter().map(CompactedFile::reclaimed_bytes).sum();
-            tracing::info!(reclaimed_bytes, "compacted");
-            Ok(CompactReport {
-                files,
-                reclaimed_bytes,
-            })
-        })
+        crate::telemetry::observe(
+            &self.db().telemetry,
+            crate::telemetry::op_key!("store.compact"),
+            async {
+                let config = self.config();
+                let db_path = config.db_path();
+                let before = size_of(&db_path)?;
+                self.db().compact().await?;
+                let mut files = vec![CompactedFile {
+                    file: "store.redb",
+                    before_bytes: before,
+                    after_bytes: size_of(&db_path)?,
+                    skipped: None,
+                }];
+                let cache_path = config.cache_path();
+                let before = size_of(&cache_path)?;
+                let skipped = match &self.cache_core().tier2 {
+                    None => Some("tier 2 is off".to_string()),
+                    Some(t2) => t2.compact().await.err().map(|e| e.to_string()),
+                };
+                files.push(CompactedFile {
+                    file: "cache.redb",
+                    before_bytes: before,
+                    after_bytes: size_of(&cache_path)?,
+                    skipped,
+                });
+                let reclaimed_bytes = files.iter().map(CompactedFile::reclaimed_bytes).sum();
+                tracing::info!(reclaimed_bytes, "compacted");
+                Ok(CompactReport {
+                    files,
+                    reclaimed_bytes,
+                })
+            },
+        )
         .await
     }
 }

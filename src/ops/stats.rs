@@ -110,66 +110,70 @@ impl Store {
     /// ```
     #[tracing::instrument(skip_all)]
     pub async fn stats(&self) -> Result<StoreStats, Error> {
-        crate::telemetry::observe(&self.db().telemetry, "store.stats", async {
-            let c = self.db().scan(crate::db::stats::count).await?;
-            let config = self.config();
-            let mut by_content_type: Vec<ContentTypeStats> = c
-                .by_type
-                .into_iter()
-                .map(
-                    |(content_type, (files, plain, stored, raw))| ContentTypeStats {
-                        content_type,
-                        files,
-                        plain_bytes: plain,
-                        stored_bytes: stored,
-                        ratio: if plain == 0 {
-                            1.0
-                        } else {
-                            stored as f64 / plain as f64
-                        },
-                        uncompressed_files: raw,
-                    },
-                )
-                .collect();
-            by_content_type.sort_by(|a, b| {
-                (b.stored_bytes, &a.content_type).cmp(&(a.stored_bytes, &b.content_type))
-            });
-            let plain_bytes = by_content_type.iter().map(|t| t.plain_bytes).sum();
-            Ok(StoreStats {
-                users: c.users,
-                users_deleted: c.users_deleted,
-                sessions: c.sessions,
-                sessions_deleted: c.sessions_deleted,
-                turns: c.turns,
-                files: c.files,
-                files_deleted: c.files_deleted,
-                plain_bytes,
-                referenced_stored_bytes: c.referenced_stored_bytes,
-                blobs: c.blobs,
-                blob_stored_bytes: c.blob_stored_bytes,
-                dedup_saved_bytes: c
-                    .referenced_stored_bytes
-                    .saturating_sub(c.blob_stored_bytes),
-                by_content_type,
-                top_users: c
-                    .by_owner
+        crate::telemetry::observe(
+            &self.db().telemetry,
+            crate::telemetry::op_key!("store.stats"),
+            async {
+                let c = self.db().scan(crate::db::stats::count).await?;
+                let config = self.config();
+                let mut by_content_type: Vec<ContentTypeStats> = c
+                    .by_type
                     .into_iter()
-                    .take(TOP_USERS)
-                    .map(|(user, blobs, stored_bytes)| UserStats {
-                        user,
-                        blobs,
-                        stored_bytes,
-                    })
-                    .collect(),
-                cache: self.cache().stats(),
-                db_file_bytes: file_size(&config.db_path()),
-                cache_file_bytes: file_size(&config.cache_path()),
-                default_retention_days: config.default_retention_days,
-                user_quota_bytes: config.quota.user_bytes,
-                min_free_bytes: config.quota.min_free_bytes,
-                data_region: self.region().map(str::to_string),
-            })
-        })
+                    .map(
+                        |(content_type, (files, plain, stored, raw))| ContentTypeStats {
+                            content_type,
+                            files,
+                            plain_bytes: plain,
+                            stored_bytes: stored,
+                            ratio: if plain == 0 {
+                                1.0
+                            } else {
+                                stored as f64 / plain as f64
+                            },
+                            uncompressed_files: raw,
+                        },
+                    )
+                    .collect();
+                by_content_type.sort_by(|a, b| {
+                    (b.stored_bytes, &a.content_type).cmp(&(a.stored_bytes, &b.content_type))
+                });
+                let plain_bytes = by_content_type.iter().map(|t| t.plain_bytes).sum();
+                Ok(StoreStats {
+                    users: c.users,
+                    users_deleted: c.users_deleted,
+                    sessions: c.sessions,
+                    sessions_deleted: c.sessions_deleted,
+                    turns: c.turns,
+                    files: c.files,
+                    files_deleted: c.files_deleted,
+                    plain_bytes,
+                    referenced_stored_bytes: c.referenced_stored_bytes,
+                    blobs: c.blobs,
+                    blob_stored_bytes: c.blob_stored_bytes,
+                    dedup_saved_bytes: c
+                        .referenced_stored_bytes
+                        .saturating_sub(c.blob_stored_bytes),
+                    by_content_type,
+                    top_users: c
+                        .by_owner
+                        .into_iter()
+                        .take(TOP_USERS)
+                        .map(|(user, blobs, stored_bytes)| UserStats {
+                            user,
+                            blobs,
+                            stored_bytes,
+                        })
+                        .collect(),
+                    cache: self.cache().stats(),
+                    db_file_bytes: file_size(&config.db_path()),
+                    cache_file_bytes: file_size(&config.cache_path()),
+                    default_retention_days: config.default_retention_days,
+                    user_quota_bytes: config.quota.user_bytes,
+                    min_free_bytes: config.quota.min_free_bytes,
+                    data_region: self.region().map(str::to_string),
+                })
+            },
+        )
         .await
     }
 }

@@ -88,55 +88,59 @@ impl Store {
     /// ```
     #[tracing::instrument(skip_all, name = "verify", fields(deep = options.deep, repair = options.repair))]
     pub async fn verify(&self, options: VerifyOptions) -> Result<StoreVerifyReport, Error> {
-        crate::telemetry::observe(&self.db().telemetry, "store.verify", async {
-            let t0 = std::time::Instant::now();
-            let (scan, mut problems, blobs_read) = self.verify_pass(&options, true).await?;
-            if options.repair && !problems.is_empty() {
-                self.repair(&problems).await?;
-                // The second pass skips redb's check: it holds the writer, and
-                // a failure of it is never counted as repaired anyway.
-                let quick = VerifyOptions::default();
-                let (_, after, _) = self.verify_pass(&quick, false).await?;
-                let left: BTreeSet<(ProblemKind, String)> =
-                    after.into_iter().map(|p| (p.kind, p.id)).collect();
-                let damaged: BTreeSet<String> = self
-                    .db()
-                    .read(crate::db::lifecycle::damaged)?
-                    .into_iter()
-                    .map(|(a, _)| format!("blob {a}"))
-                    .collect();
-                for p in &mut problems {
-                    // A damaged blob is only found again by a deep pass.
-                    p.repaired = p.kind != ProblemKind::DamagedBlob
-                        && p.kind != ProblemKind::DatabaseIntegrity
-                        && !left.contains(&(p.kind, p.id.clone()));
-                    // A lost file cannot come back; its records are marked.
-                    if p.kind == ProblemKind::MissingBlobFile && damaged.contains(&p.id) {
-                        p.repaired = true;
-                        p.detail
-                            .push_str("; marked damaged (reads of its files say so)");
+        crate::telemetry::observe(
+            &self.db().telemetry,
+            crate::telemetry::op_key!("store.verify"),
+            async {
+                let t0 = std::time::Instant::now();
+                let (scan, mut problems, blobs_read) = self.verify_pass(&options, true).await?;
+                if options.repair && !problems.is_empty() {
+                    self.repair(&problems).await?;
+                    // The second pass skips redb's check: it holds the writer, and
+                    // a failure of it is never counted as repaired anyway.
+                    let quick = VerifyOptions::default();
+                    let (_, after, _) = self.verify_pass(&quick, false).await?;
+                    let left: BTreeSet<(ProblemKind, String)> =
+                        after.into_iter().map(|p| (p.kind, p.id)).collect();
+                    let damaged: BTreeSet<String> = self
+                        .db()
+                        .read(crate::db::lifecycle::damaged)?
+                        .into_iter()
+                        .map(|(a, _)| format!("blob {a}"))
+                        .collect();
+                    for p in &mut problems {
+                        // A damaged blob is only found again by a deep pass.
+                        p.repaired = p.kind != ProblemKind::DamagedBlob
+                            && p.kind != ProblemKind::DatabaseIntegrity
+                            && !left.contains(&(p.kind, p.id.clone()));
+                        // A lost file cannot come back; its records are marked.
+                        if p.kind == ProblemKind::MissingBlobFile && damaged.contains(&p.id) {
+                            p.repaired = true;
+                            p.detail
+                                .push_str("; marked damaged (reads of its files say so)");
+                        }
                     }
                 }
-            }
-            let report = StoreVerifyReport {
-                deep: options.deep,
-                repair: options.repair,
-                users: scan.users,
-                sessions: scan.sessions,
-                files: scan.files,
-                blobs: scan.blobs.len() as u64,
-                index_entries: scan.index_entries,
-                blobs_read,
-                problems,
-                took_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-            };
-            tracing::info!(
-                problems = report.problems.len(),
-                clean = report.is_clean(),
-                "verified"
-            );
-            Ok(report)
-        })
+                let report = StoreVerifyReport {
+                    deep: options.deep,
+                    repair: options.repair,
+                    users: scan.users,
+                    sessions: scan.sessions,
+                    files: scan.files,
+                    blobs: scan.blobs.len() as u64,
+                    index_entries: scan.index_entries,
+                    blobs_read,
+                    problems,
+                    took_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                };
+                tracing::info!(
+                    problems = report.problems.len(),
+                    clean = report.is_clean(),
+                    "verified"
+                );
+                Ok(report)
+            },
+        )
         .await
     }
 

@@ -182,7 +182,7 @@ impl Privacy<'_> {
         dest: impl AsRef<Path>,
         progress: Option<Progress>,
     ) -> Result<ExportReport, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "privacy.export_user", async {
+        crate::telemetry::observe(&self.db.telemetry, crate::telemetry::op_key!("privacy.export_user"), async {
             let started = Instant::now();
             let dest = dest.as_ref().to_path_buf();
             let account = crate::db::users::Users { db: self.db }.get(user)?;

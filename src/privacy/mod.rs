@@ -137,69 +137,81 @@ impl Privacy<'_> {
     /// `already_done`. A user the store has no trace of is `NotFound`.
     #[instrument(skip(self, user), fields(user = %user))]
     pub async fn erase_user(&self, user: UserId) -> Result<ErasureReport, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "privacy.erase_user", async {
-            // Held from the request on, so that the job (woken by the request)
-            // does not run this erasure under the caller.
-            let _one_at_a_time = self.lock.lock().await;
-            let now = self.db.now();
-            let (row, new) = self
-                .db
-                .write(move |txn| crate::db::erasures::request_user(txn, user, now))
-                .await?;
-            if row.stage == ErasureStage::Done {
-                let mut r = ErasureReport::new(user);
-                r.done = true;
-                r.already_done = true;
-                r.keys_destroyed_at = row.keys_destroyed_at;
-                return Ok(r);
-            }
-            if new {
-                let _ = self
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.erase_user"),
+            async {
+                // Held from the request on, so that the job (woken by the request)
+                // does not run this erasure under the caller.
+                let _one_at_a_time = self.lock.lock().await;
+                let now = self.db.now();
+                let (row, new) = self
                     .db
-                    .settings
-                    .privacy_events
-                    .send(PrivacyEvent::ErasureScheduled {
-                        user,
-                        scope: ErasureScope::User,
-                        due: row.due,
-                    });
-            }
-            self.run_locked(user).await
-        })
+                    .write(move |txn| crate::db::erasures::request_user(txn, user, now))
+                    .await?;
+                if row.stage == ErasureStage::Done {
+                    let mut r = ErasureReport::new(user);
+                    r.done = true;
+                    r.already_done = true;
+                    r.keys_destroyed_at = row.keys_destroyed_at;
+                    return Ok(r);
+                }
+                if new {
+                    let _ = self
+                        .db
+                        .settings
+                        .privacy_events
+                        .send(PrivacyEvent::ErasureScheduled {
+                            user,
+                            scope: ErasureScope::User,
+                            due: row.due,
+                        });
+                }
+                self.run_locked(user).await
+            },
+        )
         .await
     }
 
     /// The erasure record of a user, if any (scheduled, running or done).
     pub fn erasure(&self, user: UserId) -> Result<Option<Erasure>, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "privacy.erasure", || {
-            self.db.read(|txn| crate::db::erasures::get(txn, user))
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.erasure"),
+            || self.db.read(|txn| crate::db::erasures::get(txn, user)),
+        )
     }
 
     /// Every erasure record.
     pub fn erasures(&self) -> Result<Vec<Erasure>, Error> {
-        crate::telemetry::observe_sync(&self.db.telemetry, "privacy.erasures", || {
-            self.db.read(crate::db::erasures::all)
-        })
+        crate::telemetry::observe_sync(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.erasures"),
+            || self.db.read(crate::db::erasures::all),
+        )
     }
 
     /// Runs every erasure that is due (or was cut off) to its end: what the
     /// `erasure` job does on its interval.
     pub async fn run_due(&self) -> Result<Vec<ErasureReport>, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "privacy.run_due", async {
-            let now = self.db.now();
-            let due: Vec<UserId> = self
-                .erasures()?
-                .into_iter()
-                .filter(|e| e.stage != ErasureStage::Done && e.due <= now)
-                .map(|e| e.user)
-                .collect();
-            let mut out = Vec::with_capacity(due.len());
-            for user in due {
-                out.push(self.run(user).await?);
-            }
-            Ok(out)
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.run_due"),
+            async {
+                let now = self.db.now();
+                let due: Vec<UserId> = self
+                    .erasures()?
+                    .into_iter()
+                    .filter(|e| e.stage != ErasureStage::Done && e.due <= now)
+                    .map(|e| e.user)
+                    .collect();
+                let mut out = Vec::with_capacity(due.len());
+                for user in due {
+                    out.push(self.run(user).await?);
+                }
+                Ok(out)
+            },
+        )
         .await
     }
 
@@ -214,11 +226,15 @@ impl Privacy<'_> {
     /// between steps, as a crash would).
     #[doc(hidden)]
     pub async fn erase_step(&self, user: UserId) -> Result<ErasureStep, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "privacy.erase_step", async {
-            let _one_at_a_time = self.lock.lock().await;
-            let mut report = ErasureReport::new(user);
-            self.step(user, &mut report).await
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.erase_step"),
+            async {
+                let _one_at_a_time = self.lock.lock().await;
+                let mut report = ErasureReport::new(user);
+                self.step(user, &mut report).await
+            },
+        )
         .await
     }
 
@@ -226,13 +242,17 @@ impl Privacy<'_> {
     /// an erasure off before its first step).
     #[doc(hidden)]
     pub async fn request_erasure(&self, user: UserId) -> Result<(), Error> {
-        crate::telemetry::observe(&self.db.telemetry, "privacy.request_erasure", async {
-            let now = self.db.now();
-            self.db
-                .write(move |txn| crate::db::erasures::request_user(txn, user, now))
-                .await
-                .map(drop)
-        })
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.request_erasure"),
+            async {
+                let now = self.db.now();
+                self.db
+                    .write(move |txn| crate::db::erasures::request_user(txn, user, now))
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 

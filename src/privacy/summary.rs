@@ -206,57 +206,61 @@ impl Privacy<'_> {
     /// ```
     #[instrument(skip(self, user), fields(user = %user))]
     pub async fn summary(&self, user: UserId) -> Result<UserSummary, Error> {
-        crate::telemetry::observe(&self.db.telemetry, "privacy.summary", async {
-            let u = crate::db::users::Users { db: self.db }.get(user)?;
-            let profile = match (crate::db::profiles::Profiles { db: self.db }).get(user) {
-                Ok(p) => Some(p),
-                Err(Error::NotFound { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            let scanned = self.db.scan(move |txn| scan(txn, user)).await?;
-            let view = crate::db::sessions::Sessions { db: self.db };
-            let mut sessions = SessionCounts::default();
-            for id in scanned.sessions {
-                let s = match view.get(id) {
-                    Ok(s) => s,
-                    Err(Error::NotFound { .. }) => continue,
+        crate::telemetry::observe(
+            &self.db.telemetry,
+            crate::telemetry::op_key!("privacy.summary"),
+            async {
+                let u = crate::db::users::Users { db: self.db }.get(user)?;
+                let profile = match (crate::db::profiles::Profiles { db: self.db }).get(user) {
+                    Ok(p) => Some(p),
+                    Err(Error::NotFound { .. }) => None,
                     Err(e) => return Err(e),
                 };
-                sessions.sessions += 1;
-                sessions.turns += s.context.len() as u64;
-                sessions.turn_bytes += s.context_bytes() as u64;
-                sessions.turns_appended += s.turn_count;
-            }
-            let pending_erasure = self
-                .erasure(user)?
-                .filter(|e| e.stage != ErasureStage::Done);
-            let consents = profile
-                .iter()
-                .flat_map(|p| p.consents.iter())
-                .map(|(kind, state)| ConsentSummary {
-                    kind: *kind,
-                    granted: state.granted,
-                    at: state.at,
+                let scanned = self.db.scan(move |txn| scan(txn, user)).await?;
+                let view = crate::db::sessions::Sessions { db: self.db };
+                let mut sessions = SessionCounts::default();
+                for id in scanned.sessions {
+                    let s = match view.get(id) {
+                        Ok(s) => s,
+                        Err(Error::NotFound { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    sessions.sessions += 1;
+                    sessions.turns += s.context.len() as u64;
+                    sessions.turn_bytes += s.context_bytes() as u64;
+                    sessions.turns_appended += s.turn_count;
+                }
+                let pending_erasure = self
+                    .erasure(user)?
+                    .filter(|e| e.stage != ErasureStage::Done);
+                let consents = profile
+                    .iter()
+                    .flat_map(|p| p.consents.iter())
+                    .map(|(kind, state)| ConsentSummary {
+                        kind: *kind,
+                        granted: state.granted,
+                        at: state.at,
+                    })
+                    .collect();
+                Ok(UserSummary {
+                    user,
+                    username: u.username,
+                    email: u.email,
+                    display_name: u.display_name,
+                    status: u.status,
+                    created_at: u.created_at,
+                    updated_at: u.updated_at,
+                    profile: profile.as_ref().map(profile_summary),
+                    consents,
+                    sessions,
+                    files: scanned.files,
+                    grants_given: scanned.given,
+                    grants_received: scanned.received,
+                    pending_erasure,
+                    data_region: self.region.map(str::to_string),
                 })
-                .collect();
-            Ok(UserSummary {
-                user,
-                username: u.username,
-                email: u.email,
-                display_name: u.display_name,
-                status: u.status,
-                created_at: u.created_at,
-                updated_at: u.updated_at,
-                profile: profile.as_ref().map(profile_summary),
-                consents,
-                sessions,
-                files: scanned.files,
-                grants_given: scanned.given,
-                grants_received: scanned.received,
-                pending_erasure,
-                data_region: self.region.map(str::to_string),
-            })
-        })
+            },
+        )
         .await
     }
 }

@@ -49,9 +49,18 @@ pub(crate) fn upper_bound(bucket: usize) -> u64 {
 }
 
 impl Histogram {
+    #[cfg(test)]
     pub(crate) fn record(&self, ns: u64) {
+        self.record_weighted(ns, 1);
+    }
+
+    /// Records one timed duration that stands for `weight` calls in the
+    /// sum (a sampled call of a fast operation stands for the calls not
+    /// timed beside it); the buckets count timed calls only.
+    pub(crate) fn record_weighted(&self, ns: u64, weight: u64) {
         self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(ns.saturating_mul(weight), Ordering::Relaxed);
     }
 
     /// The counts as they are now.

@@ -150,122 +150,128 @@ impl Store {
         dest: impl AsRef<Path>,
         options: BackupOptions,
     ) -> Result<BackupReport, Error> {
-        crate::telemetry::observe(&self.db().telemetry, "store.backup", async {
-            let t0 = std::time::Instant::now();
-            let dest = dest.as_ref().to_path_buf();
-            let db = self.db();
-            let blobs = self.blob_store();
-            let source = blobs
-                .backend
-                .as_local()
-                .map(|l| l.root().to_path_buf())
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "backup",
-                        "only a local blob directory can be backed up today",
-                    )
-                })?;
-            let store_id = db.read(crate::db::snapshot_copy::store_id)?;
-            let region = self.region().map(str::to_string);
-            let dest2 = dest.clone();
-            let (id2, region2, allow) = (
-                store_id.clone(),
-                region.clone(),
-                options.allow_region_change,
-            );
-            let destination = blocking("opening the backup destination", move || {
-                let d = Destination::open_for_backup(&dest2, &id2, region2.as_deref(), allow)?;
-                d.remove_partials()?;
-                Ok(d)
-            })
-            .await?;
-            let destination = Arc::new(destination);
-            let generation = destination.generations()?.last().map_or(1, |g| g + 1);
-            let partial = destination.partial_dir(generation);
-            crate::fsutil::create_private_dir_all(&partial)
-                .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
-
-            // 1. Hold blob deletions off, then take the snapshot under the
-            //    master key it was written with.
-            let _pinned = blobs.pin_all().await;
-            let rotation = blobs.keyring.lock_master_rotation().await;
-            let master = blobs.keyring.master();
-            let created_at = db.now();
-            let snapshot_file = partial.join("store.redb");
-            let file2 = snapshot_file.clone();
-            let info = db
-                .scan(move |txn| crate::db::snapshot_copy::copy_snapshot(txn, &file2))
+        crate::telemetry::observe(
+            &self.db().telemetry,
+            crate::telemetry::op_key!("store.backup"),
+            async {
+                let t0 = std::time::Instant::now();
+                let dest = dest.as_ref().to_path_buf();
+                let db = self.db();
+                let blobs = self.blob_store();
+                let source = blobs
+                    .backend
+                    .as_local()
+                    .map(|l| l.root().to_path_buf())
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "backup",
+                            "only a local blob directory can be backed up today",
+                        )
+                    })?;
+                let store_id = db.read(crate::db::snapshot_copy::store_id)?;
+                let region = self.region().map(str::to_string);
+                let dest2 = dest.clone();
+                let (id2, region2, allow) = (
+                    store_id.clone(),
+                    region.clone(),
+                    options.allow_region_change,
+                );
+                let destination = blocking("opening the backup destination", move || {
+                    let d = Destination::open_for_backup(&dest2, &id2, region2.as_deref(), allow)?;
+                    d.remove_partials()?;
+                    Ok(d)
+                })
                 .await?;
-            drop(rotation);
+                let destination = Arc::new(destination);
+                let generation = destination.generations()?.last().map_or(1, |g| g + 1);
+                let partial = destination.partial_dir(generation);
+                crate::fsutil::create_private_dir_all(&partial)
+                    .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
 
-            // 2. The blob files.
-            let d2 = Arc::clone(&destination);
-            let progress = options.progress.clone();
-            let link = !options.no_links;
-            let addresses = info.blobs.clone();
-            let copied = blocking("copying blob files", move || {
-                copy_blobs(
-                    &d2,
-                    &LocalDir::new(source),
-                    &addresses,
-                    link,
-                    progress.as_ref(),
-                )
-            })
-            .await?;
-            drop(_pinned);
-            let mut buf = Vec::new();
-            let metadata = copy::digest(&snapshot_file, &mut buf)?
-                .ok_or_else(|| Error::corrupt("backup", "the snapshot file vanished"))?;
-            copy::sync_all(&destination.root)?;
+                // 1. Hold blob deletions off, then take the snapshot under the
+                //    master key it was written with.
+                let _pinned = blobs.pin_all().await;
+                let rotation = blobs.keyring.lock_master_rotation().await;
+                let master = blobs.keyring.master();
+                let created_at = db.now();
+                let snapshot_file = partial.join("store.redb");
+                let file2 = snapshot_file.clone();
+                let info = db
+                    .scan(move |txn| crate::db::snapshot_copy::copy_snapshot(txn, &file2))
+                    .await?;
+                drop(rotation);
 
-            // 3. The manifest, then the generation in place.
-            let manifest = Manifest {
-                format: manifest::FORMAT,
-                store_id,
-                schema_version: info.schema_version,
-                region,
-                generation,
-                created_at,
-                metadata: metadata.clone(),
-                blobs: copied.entries,
-                missing: copied.missing.clone(),
-            };
-            manifest::write(&partial, &manifest, &master)?;
-            destination.publish(generation)?;
-            let (generations_removed, blobs_removed) = match options.keep {
-                Some(keep) => destination.prune(keep, &LocalDir::new(destination.blobs_dir()))?,
-                None => (Vec::new(), 0),
-            };
-            let report = BackupReport {
-                destination: dest,
-                generation,
-                created_at,
-                rows: info.rows,
-                metadata_bytes: metadata.bytes,
-                blobs: manifest.blobs.len() as u64,
-                blobs_copied: copied.copied.0,
-                bytes_copied: copied.copied.1,
-                blobs_linked: copied.linked.0,
-                bytes_linked: copied.linked.1,
-                blobs_skipped: copied.skipped.0,
-                bytes_skipped: copied.skipped.1,
-                missing: copied.missing,
-                generations_removed,
-                blobs_removed,
-                took_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-            };
-            record_last(db, &report).await;
-            tracing::info!(
-                generation,
-                blobs = report.blobs,
-                copied = report.blobs_copied,
-                linked = report.blobs_linked,
-                skipped = report.blobs_skipped,
-                "backup complete"
-            );
-            Ok(report)
-        })
+                // 2. The blob files.
+                let d2 = Arc::clone(&destination);
+                let progress = options.progress.clone();
+                let link = !options.no_links;
+                let addresses = info.blobs.clone();
+                let copied = blocking("copying blob files", move || {
+                    copy_blobs(
+                        &d2,
+                        &LocalDir::new(source),
+                        &addresses,
+                        link,
+                        progress.as_ref(),
+                    )
+                })
+                .await?;
+                drop(_pinned);
+                let mut buf = Vec::new();
+                let metadata = copy::digest(&snapshot_file, &mut buf)?
+                    .ok_or_else(|| Error::corrupt("backup", "the snapshot file vanished"))?;
+                copy::sync_all(&destination.root)?;
+
+                // 3. The manifest, then the generation in place.
+                let manifest = Manifest {
+                    format: manifest::FORMAT,
+                    store_id,
+                    schema_version: info.schema_version,
+                    region,
+                    generation,
+                    created_at,
+                    metadata: metadata.clone(),
+                    blobs: copied.entries,
+                    missing: copied.missing.clone(),
+                };
+                manifest::write(&partial, &manifest, &master)?;
+                destination.publish(generation)?;
+                let (generations_removed, blobs_removed) = match options.keep {
+                    Some(keep) => {
+                        destination.prune(keep, &LocalDir::new(destination.blobs_dir()))?
+                    }
+                    None => (Vec::new(), 0),
+                };
+                let report = BackupReport {
+                    destination: dest,
+                    generation,
+                    created_at,
+                    rows: info.rows,
+                    metadata_bytes: metadata.bytes,
+                    blobs: manifest.blobs.len() as u64,
+                    blobs_copied: copied.copied.0,
+                    bytes_copied: copied.copied.1,
+                    blobs_linked: copied.linked.0,
+                    bytes_linked: copied.linked.1,
+                    blobs_skipped: copied.skipped.0,
+                    bytes_skipped: copied.skipped.1,
+                    missing: copied.missing,
+                    generations_removed,
+                    blobs_removed,
+                    took_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                };
+                record_last(db, &report).await;
+                tracing::info!(
+                    generation,
+                    blobs = report.blobs,
+                    copied = report.blobs_copied,
+                    linked = report.blobs_linked,
+                    skipped = report.blobs_skipped,
+                    "backup complete"
+                );
+                Ok(report)
+            },
+        )
         .await
     }
 }
