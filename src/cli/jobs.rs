@@ -5,7 +5,7 @@
 use bharatvoice_store::{AdminRequest, JobStatus};
 use serde_json::Value;
 
-use super::remote::{Opened, open_or_ask};
+use super::remote::{Opened, open_or_ask, scalar};
 use super::{Cli, Out, Outcome, clean, done};
 
 pub(crate) async fn run(cli: &Cli, out: &Out) -> Outcome {
@@ -61,13 +61,6 @@ pub(crate) fn table(jobs: &Value) -> String {
         ));
     }
     lines.join("\n")
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => clean(s).into_owned(),
-        other => other.to_string(),
-    }
 }
 
 /// `[["name", n], ...]` as `name n, ...`.

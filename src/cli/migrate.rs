@@ -26,23 +26,14 @@ async fn status(cli: &Cli, out: &Out) -> Outcome {
     let status = match Store::migration_status(&config).await {
         Err(locked @ Error::Locked { .. }) => {
             // A running store is migrated: ask it which version it runs.
-            let client = bharatvoice_store::AdminClient::new(&config.data_dir);
             let request = bharatvoice_store::AdminRequest::MigrateStatus;
-            return match client.request(&request).await {
-                Ok(answer) => {
-                    out.note(
-                        "the store is in use by another process; asked it through its admin socket",
-                    );
-                    done(out.emit(&answer, || {
-                        format!(
-                            "applied schema version: {}\nlatest schema version:  {}\nup to date (a running store is migrated)",
-                            answer["applied"], answer["current"]
-                        )
-                    }))
-                }
-                Err(Error::Io { .. }) => Err(locked),
-                Err(e) => Err(e),
-            };
+            let answer = super::remote::ask(&config.data_dir, out, &request, locked).await?;
+            return done(out.emit(&answer, || {
+                format!(
+                    "applied schema version: {}\nlatest schema version:  {}\nup to date (a running store is migrated)",
+                    answer["applied"], answer["current"]
+                )
+            }));
         }
         other => other?,
     };

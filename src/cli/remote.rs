@@ -29,23 +29,36 @@ pub(crate) async fn open_or_ask(
         Ok(store) => Ok(Opened::Local(store)),
         Err(locked @ Error::Locked { .. }) => {
             let data_dir = super::config_of(cli)?.data_dir;
-            let client = AdminClient::new(&data_dir);
-            if !client.socket_path().exists() {
-                return Err(locked);
-            }
-            match client.request(&request).await {
-                Err(Error::Io { .. }) => Err(locked),
-                Err(e) => Err(e),
-                Ok(answer) => {
-                    out.note(format!(
-                        "the store is in use by another process; asked it through {}",
-                        super::clean_path(client.socket_path())
-                    ));
-                    Ok(Opened::Remote(print(out, &request, &answer)))
-                }
-            }
+            let answer = ask(&data_dir, out, &request, locked).await?;
+            Ok(Opened::Remote(print(out, &request, &answer)))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Sends `request` to the admin socket of the store in `data_dir`, which
+/// `locked` said another process holds, and notes on stderr where the
+/// answer came from. With no socket answering, the error is the lock's.
+pub(crate) async fn ask(
+    data_dir: &std::path::Path,
+    out: &Out,
+    request: &AdminRequest,
+    locked: Error,
+) -> Result<Value, Error> {
+    let client = AdminClient::new(data_dir);
+    if !client.socket_path().exists() {
+        return Err(locked);
+    }
+    match client.request(request).await {
+        Err(Error::Io { .. }) => Err(locked),
+        Err(e) => Err(e),
+        Ok(answer) => {
+            out.note(format!(
+                "the store is in use by another process; asked it through {}",
+                super::clean_path(client.socket_path())
+            ));
+            Ok(answer)
+        }
     }
 }
 
@@ -127,7 +140,7 @@ fn generic(v: &Value, indent: usize) -> String {
     }
 }
 
-fn scalar(v: &Value) -> String {
+pub(crate) fn scalar(v: &Value) -> String {
     match v {
         Value::String(s) => clean(s).into_owned(),
         Value::Null => "-".to_owned(),
