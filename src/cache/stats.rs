@@ -42,7 +42,7 @@ impl Counter {
 }
 
 /// Why entries left a tier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Evictions {
     /// Pushed out to stay within the tier's capacity.
     pub size: u64,
@@ -86,7 +86,7 @@ pub(crate) struct Counters {
 }
 
 /// The health of tier 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Tier2State {
@@ -112,7 +112,7 @@ impl std::fmt::Display for Tier2State {
 }
 
 /// Tier 1 (memory) figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Tier1Stats {
     /// Lookups answered from memory.
     pub hits: u64,
@@ -129,7 +129,7 @@ pub struct Tier1Stats {
 }
 
 /// Tier 2 (`cache.redb`) figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Tier2Stats {
     /// Off, healthy or degraded.
     pub state: Tier2State,
@@ -156,7 +156,7 @@ pub struct Tier2Stats {
 }
 
 /// A snapshot of the cache's counters ([`Cache::stats`](crate::Cache::stats)).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CacheStats {
     /// Lookups (each key of `get_many` counts).
     pub lookups: u64,

@@ -3,6 +3,8 @@
 use bharatvoice_store::{AuditEvent, AuditFilter, Error, Store, Timestamp, UserId};
 use clap::{Args, Subcommand};
 
+use super::human;
+use super::table::{Align, Table};
 use super::user::resolve;
 use super::{Cli, Out, Outcome, clean, done, open};
 
@@ -101,22 +103,35 @@ async fn tail(store: &Store, args: &TailArgs, out: &Out) -> Outcome {
         filter.since = Some(t.parse::<Timestamp>()?);
     }
     let events = store.audit().tail(filter).await?;
-    done(out.emit(&events, || {
-        if events.is_empty() {
-            return "no audit entries".to_string();
-        }
-        events.iter().map(line).collect::<Vec<_>>().join("\n")
-    }))
+    done(out.emit(&events, || events_text(&events)))
 }
 
-fn line(e: &AuditEvent) -> String {
-    format!(
-        "{:>8}  {}  {:<44} {:<20} {:<44} {}",
-        e.seq,
-        e.at,
-        clean(&e.actor),
-        clean(&e.action),
-        clean(&e.target),
-        clean(&e.outcome)
-    )
+/// Audit entries as a table, oldest first.
+pub(crate) fn events_text(events: &[AuditEvent]) -> String {
+    if events.is_empty() {
+        return "no audit entries".to_string();
+    }
+    let mut table = Table::new(&[
+        ("SEQ", Align::Right),
+        ("TIME", Align::Left),
+        ("ACTOR", Align::Left),
+        ("ACTION", Align::Left),
+        ("TARGET", Align::Left),
+        ("OUTCOME", Align::Left),
+    ]);
+    for e in events {
+        table.row(cells(e));
+    }
+    table.render()
+}
+
+fn cells(e: &AuditEvent) -> Vec<String> {
+    vec![
+        e.seq.to_string(),
+        human::time(e.at),
+        clean(&e.actor).into_owned(),
+        clean(&e.action).into_owned(),
+        clean(&e.target).into_owned(),
+        clean(&e.outcome).into_owned(),
+    ]
 }

@@ -10,8 +10,9 @@ use bharatvoice_store::{
 };
 use clap::Args;
 
-use super::ops::size;
+use super::human::{self, size};
 use super::progress::Bar;
+use super::table::{Align, Table};
 use super::{Cli, Out, Outcome, clean_path, config_of, done};
 
 #[derive(Debug, Args)]
@@ -91,7 +92,7 @@ pub(crate) async fn backup(cli: &Cli, args: &BackupArgs, out: &Out) -> Outcome {
     done(out.emit(&report, || backup_text(&report)))
 }
 
-fn backup_text(r: &BackupReport) -> String {
+pub(crate) fn backup_text(r: &BackupReport) -> String {
     let mut lines = vec![
         format!(
             "generation {} written to {} in {:.1} s",
@@ -142,24 +143,26 @@ pub(crate) async fn list(args: &BackupsArgs, out: &Out) -> Outcome {
 }
 
 fn list_text(gs: &[BackupGeneration]) -> String {
-    let mut lines = vec![format!(
-        "{:>10}  {:<27} {:>6} {:>8} {:>10}",
-        "generation", "taken at", "schema", "blobs", "size"
-    )];
-    for g in gs {
-        lines.push(format!(
-            "{:>10}  {:<27} {:>6} {:>8} {:>10}",
-            g.generation,
-            g.created_at.to_string(),
-            g.schema_version,
-            g.blobs,
-            size(g.bytes)
-        ));
-    }
     if gs.is_empty() {
-        lines.push("(no generations)".into());
+        return "(no generations)".into();
     }
-    lines.join("\n")
+    let mut table = Table::new(&[
+        ("GENERATION", Align::Right),
+        ("TAKEN", Align::Left),
+        ("SCHEMA", Align::Right),
+        ("BLOBS", Align::Right),
+        ("SIZE", Align::Right),
+    ]);
+    for g in gs {
+        table.row([
+            g.generation.to_string(),
+            human::time(g.created_at),
+            g.schema_version.to_string(),
+            g.blobs.to_string(),
+            size(g.bytes),
+        ]);
+    }
+    table.render()
 }
 
 /// `bvstore restore SRC --data-dir NEW`.
@@ -187,7 +190,7 @@ fn restore_text(r: &RestoreReport) -> String {
     let mut text = format!(
         "restored generation {} (taken {}) into {}: {} blobs, {}, every file checked, in {:.1} s",
         r.generation,
-        r.created_at,
+        human::time(r.created_at),
         clean_path(&r.data_dir),
         r.blobs,
         size(r.bytes),

@@ -268,7 +268,7 @@ fn stats(c: &Cache<'_>, out: &Out) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render_stats(s: &CacheStats) -> String {
+pub(crate) fn render_stats(s: &CacheStats) -> String {
     let (t1, t2) = (&s.tier1, &s.tier2);
     let mut text = format!(
         "lookups {} (hit ratio {:.1}%), inserts {}\n\

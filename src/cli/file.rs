@@ -5,8 +5,10 @@ use bharatvoice_store::{Actor, AudioFile, Cursor, Error, ListFilter, ListOptions
 use clap::{Args, Subcommand};
 
 use super::file_transfer::{self, GetArgs, PutArgs};
+use super::human;
+use super::table::Align;
 use super::user::resolve;
-use super::{Cli, Out, Outcome, clean, done, open, page_text};
+use super::{Cli, Out, Outcome, clean, done, open, page_table};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum FileCommand {
@@ -107,19 +109,63 @@ pub(crate) async fn run(cli: &Cli, cmd: &FileCommand, out: &Out) -> Outcome {
     }
 }
 
-pub(super) fn file_line(f: &AudioFile) -> String {
-    format!(
-        "{}  {:>12} B  {:<24} {:<20} key v{}  {}  reads {}{}",
-        f.id,
-        f.plain_bytes,
-        clean(&f.content_type),
-        clean(f.name.as_deref().unwrap_or("-")),
-        f.key_version,
-        f.created_at,
-        f.access_count,
-        f.last_read_at
-            .map_or(String::new(), |t| format!(" (last {t})"))
-    )
+/// The columns of `file ls`.
+const FILE_COLUMNS: &[(&str, Align)] = &[
+    ("ID", Align::Left),
+    ("SIZE", Align::Right),
+    ("TYPE", Align::Left),
+    ("NAME", Align::Left),
+    ("KEY", Align::Right),
+    ("CREATED", Align::Left),
+    ("READS", Align::Right),
+    ("LAST READ", Align::Left),
+];
+
+fn file_cells(f: &AudioFile) -> Vec<String> {
+    vec![
+        f.id.to_string(),
+        human::size(f.plain_bytes),
+        clean(&f.content_type).into_owned(),
+        clean(f.name.as_deref().unwrap_or("-")).into_owned(),
+        format!("v{}", f.key_version),
+        human::time(f.created_at),
+        f.access_count.to_string(),
+        human::time_or_dash(f.last_read_at),
+    ]
+}
+
+/// A stored file's record, one field a line (`file put`).
+pub(super) fn file_text(f: &AudioFile) -> String {
+    let saved = match f.plain_bytes {
+        0 => String::new(),
+        p => format!(
+            " ({:.0} % of its size)",
+            f.stored_bytes as f64 * 100.0 / p as f64
+        ),
+    };
+    let mut lines = vec![
+        format!("file:     {}", f.id),
+        format!("owner:    {}", f.owner),
+        format!("name:     {}", clean(f.name.as_deref().unwrap_or("-"))),
+        format!("type:     {}", clean(&f.content_type)),
+        format!("size:     {}", human::size(f.plain_bytes)),
+        format!(
+            "stored:   {}{saved}, codec {}, key v{}",
+            human::size(f.stored_bytes),
+            f.codec,
+            f.key_version
+        ),
+        format!("blob:     {}", f.blob),
+        format!("created:  {}", human::time(f.created_at)),
+    ];
+    if !f.tags.is_empty() {
+        let tags: Vec<String> = f.tags.iter().map(|t| clean(t).into_owned()).collect();
+        lines.push(format!("tags:     {}", tags.join(", ")));
+    }
+    if let Some(at) = f.expires_at {
+        lines.push(format!("expires:  {}", human::time(at)));
+    }
+    lines.join("\n")
 }
 
 pub(super) async fn actor(store: &Store, who: &str) -> Result<Actor, Error> {
@@ -152,7 +198,9 @@ async fn ls(store: &Store, args: &LsArgs, out: &Out) -> Outcome {
             },
         )
         .await?;
-    done(out.emit(&page, || page_text(&page, file_line, "no files")))
+    done(out.emit(&page, || {
+        page_table(&page, FILE_COLUMNS, file_cells, "no files")
+    }))
 }
 
 /// `bvstore file rm`.

@@ -12,7 +12,7 @@ use bharatvoice_store::{Actor, AtomicFile, Compression, Error, FileId, PutOption
 use clap::Args;
 use tokio::io::AsyncWriteExt;
 
-use super::file::{actor, file_line};
+use super::file::{actor, file_text};
 use super::progress::Bar;
 use super::user::resolve;
 use super::{Out, Outcome, clean, done};
@@ -96,7 +96,7 @@ pub(super) async fn put(store: &Store, args: &PutArgs, out: &Out) -> Outcome {
         bar.finish();
         file
     };
-    done(out.emit(&file, || file_line(&file)))
+    done(out.emit(&file, || file_text(&file)))
 }
 
 /// The options of a put: the name from --name, else PATH's (none from

@@ -5,7 +5,9 @@
 use bharatvoice_store::{AdminRequest, JobStatus};
 use serde_json::Value;
 
-use super::remote::{Opened, open_or_ask, scalar};
+use super::human;
+use super::remote::{Opened, open_or_ask};
+use super::table::{Align, Table};
 use super::{Cli, Out, Outcome, clean, done};
 
 pub(crate) async fn run(cli: &Cli, out: &Out) -> Outcome {
@@ -28,39 +30,54 @@ pub(crate) async fn run(cli: &Cli, out: &Out) -> Outcome {
 /// The jobs as a table, from their JSON (the same for a local list and a
 /// running store's answer).
 pub(crate) fn table(jobs: &Value) -> String {
-    let mut lines = vec![format!(
-        "{:<18} {:>10} {:>6} {:>8}  last",
-        "job", "interval", "runs", "failed"
-    )];
+    let mut table = Table::new(&[
+        ("JOB", Align::Left),
+        ("EVERY", Align::Right),
+        ("RUNS", Align::Right),
+        ("FAILED", Align::Right),
+        ("LAST", Align::Left),
+    ]);
     for j in jobs.as_array().into_iter().flatten() {
-        let last = match (&j["last_error"], &j["last_report"]) {
+        let mut last = match (&j["last_error"], &j["last_report"]) {
             (Value::Array(e), _) if e.len() == 2 => {
                 format!(
                     "error at {}: {}",
-                    scalar(&e[0]),
+                    human::time_value(&e[0]),
                     clean(e[1].as_str().unwrap_or(""))
                 )
             }
             (_, Value::Object(r)) => {
-                format!("{} {}", scalar(&r["started_at"]), counts(&r["counts"]))
+                format!(
+                    "{} {}",
+                    human::time_value(&r["started_at"]),
+                    counts(&r["counts"])
+                )
             }
             _ => "-".to_owned(),
         };
-        lines.push(format!(
-            "{:<18} {:>9}s {:>6} {:>8}  {}{}",
-            clean(j["name"].as_str().unwrap_or("?")),
-            j["interval_ms"].as_u64().unwrap_or(0) / 1000,
-            j["runs"].as_u64().unwrap_or(0),
-            j["failures"].as_u64().unwrap_or(0),
+        if j["poisoned"].as_bool() == Some(true) {
+            last.push_str(" (poisoned: stopped)");
+        }
+        table.row([
+            clean(j["name"].as_str().unwrap_or("?")).into_owned(),
+            every(j["interval_ms"].as_u64().unwrap_or(0)),
+            j["runs"].as_u64().unwrap_or(0).to_string(),
+            j["failures"].as_u64().unwrap_or(0).to_string(),
             last,
-            if j["poisoned"].as_bool() == Some(true) {
-                " (poisoned: stopped)"
-            } else {
-                ""
-            }
-        ));
+        ]);
     }
-    lines.join("\n")
+    table.render()
+}
+
+/// An interval for people: `90 s`, `10 min`, `6 h`, `-` for none.
+fn every(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => "-".into(),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// `[["name", n], ...]` as `name n, ...`.

@@ -93,7 +93,9 @@ async fn rotate_user(store: &Store, args: &RotateUserArgs, out: &Out) -> Outcome
         }));
     }
     let blobs = store.quotas().usage(u.id).await?.blobs;
-    let version = store.keys().rotate_owner(u.id).await?;
+    // Begun without the background task, so this loop alone re-wraps the
+    // blobs and its count is the whole rotation's.
+    let version = store.keys().begin_owner_rotation(u.id).await?;
     let bar = Bar::items(
         out,
         "re-wrapping",

@@ -33,6 +33,7 @@ mod demo_privacy;
 mod file;
 mod file_transfer;
 mod gc;
+mod human;
 mod jobs;
 mod keys;
 mod metrics;
@@ -42,6 +43,7 @@ mod output;
 mod progress;
 mod remote;
 mod session;
+mod table;
 mod trash;
 mod user;
 mod user_export;
@@ -55,7 +57,7 @@ use std::process::ExitCode;
 use bharatvoice_store::{Config, Error, OpenMode, Store};
 use clap::{Args, Parser, Subcommand};
 
-pub(crate) use output::{Out, clean, clean_path, page_text};
+pub(crate) use output::{Out, clean, clean_path, page_table};
 
 /// bvstore: the embedded store of the BharatVoice assistant.
 #[derive(Debug, Parser)]

@@ -4,8 +4,10 @@
 
 use std::process::ExitCode;
 
-use bharatvoice_store::{CompactReport, Health, HealthStatus, Store, StoreStats};
+use bharatvoice_store::{CompactReport, Health, HealthStatus, StoreStats, UserId};
 
+pub(crate) use super::human::size;
+use super::table::{Align, Table};
 use super::{Cli, Out, Outcome, clean, done, open};
 
 /// `bvstore health`: each part's status, what its probe saw and how long
@@ -29,20 +31,40 @@ pub(crate) async fn health(cli: &Cli, out: &Out) -> Outcome {
 }
 
 fn health_table(h: &Health) -> String {
-    let mut lines = vec![
-        format!("store: {}", h.status),
-        format!("{:<10} {:<10} {:>9}  detail", "part", "status", "took"),
-    ];
-    for p in &h.parts {
-        lines.push(format!(
-            "{:<10} {:<10} {:>6.2} ms  {}",
-            p.part,
-            p.status.to_string(),
-            p.took_us as f64 / 1000.0,
-            clean(&p.detail)
-        ));
+    health_text(
+        &h.status.to_string(),
+        h.parts.iter().map(|p| {
+            (
+                p.part.to_string(),
+                p.status.to_string(),
+                p.took_us,
+                clean(&p.detail).into_owned(),
+            )
+        }),
+    )
+}
+
+/// Health as text: the status, then a row a part (name, status, time
+/// taken in µs, detail), for a local check and a running store's answer.
+pub(crate) fn health_text(
+    status: &str,
+    parts: impl Iterator<Item = (String, String, u64, String)>,
+) -> String {
+    let mut table = Table::new(&[
+        ("PART", Align::Left),
+        ("STATUS", Align::Left),
+        ("TOOK", Align::Right),
+        ("DETAIL", Align::Left),
+    ]);
+    for (part, status, took_us, detail) in parts {
+        table.row([
+            part,
+            status,
+            format!("{:.2} ms", took_us as f64 / 1000.0),
+            detail,
+        ]);
     }
-    lines.join("\n")
+    format!("store: {status}\n{}", table.render())
 }
 
 /// `bvstore stats`: counts, sizes, compression by content type, dedup
@@ -55,12 +77,21 @@ pub(crate) async fn stats(cli: &Cli, out: &Out) -> Outcome {
             super::remote::Opened::Remote(outcome) => return outcome,
         };
     let stats = store.stats().await?;
-    let result = out.emit(&stats, || stats_text(&store, &stats));
+    let result = out.emit(&stats, || {
+        stats_text(&stats, |id| {
+            store
+                .users()
+                .get(id)
+                .map_or_else(|_| id.to_string(), |u| clean(&u.username).into_owned())
+        })
+    });
     store.close().await;
     done(result)
 }
 
-fn stats_text(store: &Store, s: &StoreStats) -> String {
+/// `stats` as text; `name` gives a user's name (a running store's answer
+/// has ids only).
+pub(crate) fn stats_text(s: &StoreStats, name: impl Fn(UserId) -> String) -> String {
     let mut lines = vec![
         format!("users      {:>10}  ({} deleted)", s.users, s.users_deleted),
         format!(
@@ -79,39 +110,40 @@ fn stats_text(store: &Store, s: &StoreStats) -> String {
             size(s.blob_stored_bytes),
             size(s.dedup_saved_bytes)
         ),
-        String::new(),
-        format!(
-            "{:<24} {:>8} {:>10} {:>10} {:>6} {:>8}",
-            "content type", "files", "plain", "stored", "ratio", "raw"
-        ),
     ];
+    let mut types = Table::new(&[
+        ("CONTENT TYPE", Align::Left),
+        ("FILES", Align::Right),
+        ("PLAIN", Align::Right),
+        ("STORED", Align::Right),
+        ("RATIO", Align::Right),
+        ("STORED RAW", Align::Right),
+    ]);
     for t in &s.by_content_type {
-        lines.push(format!(
-            "{:<24} {:>8} {:>10} {:>10} {:>6.2} {:>8}",
-            clean(&t.content_type),
-            t.files,
+        types.row([
+            clean(&t.content_type).into_owned(),
+            t.files.to_string(),
             size(t.plain_bytes),
             size(t.stored_bytes),
-            t.ratio,
-            t.uncompressed_files
-        ));
+            format!("{:.2}", t.ratio),
+            t.uncompressed_files.to_string(),
+        ]);
+    }
+    if !types.is_empty() {
+        lines.push(String::new());
+        lines.push(types.render());
     }
     if !s.top_users.is_empty() {
-        lines.push(String::new());
-        lines.push(format!("{:<36} {:>8} {:>10}", "user", "blobs", "stored"));
+        let mut users = Table::new(&[
+            ("USER", Align::Left),
+            ("BLOBS", Align::Right),
+            ("STORED", Align::Right),
+        ]);
         for u in &s.top_users {
-            let name = store
-                .users()
-                .get(u.user)
-                .map(|user| user.username)
-                .unwrap_or_else(|_| u.user.to_string());
-            lines.push(format!(
-                "{:<36} {:>8} {:>10}",
-                clean(&name),
-                u.blobs,
-                size(u.stored_bytes)
-            ));
+            users.row([name(u.user), u.blobs.to_string(), size(u.stored_bytes)]);
         }
+        lines.push(String::new());
+        lines.push(users.render());
     }
     lines.push(String::new());
     lines.push(format!(
@@ -165,31 +197,4 @@ fn compact_table(r: &CompactReport) -> String {
     }
     lines.push(format!("reclaimed {} in all", size(r.reclaimed_bytes)));
     lines.join("\n")
-}
-
-/// Bytes in the largest binary unit that keeps the number at least 1.
-pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_in_binary_units() {
-        assert_eq!(super::size(0), "0 B");
-        assert_eq!(super::size(1023), "1023 B");
-        assert_eq!(super::size(1024), "1.0 KiB");
-        assert_eq!(super::size(5 << 20), "5.0 MiB");
-        assert_eq!(super::size(3 << 30 | 1 << 29), "3.5 GiB");
-    }
 }

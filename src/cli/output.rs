@@ -9,6 +9,8 @@ use std::io::Write;
 use bharatvoice_store::{Error, Page, is_control_or_bidi};
 use serde::Serialize;
 
+use super::table::{Align, Table};
+
 pub(crate) struct Out {
     json: bool,
     quiet: bool,
@@ -102,17 +104,26 @@ pub(crate) fn clean_path(path: &std::path::Path) -> String {
     clean(&path.display().to_string()).into_owned()
 }
 
-/// A page of a listing as text: a line an item, then how to ask for the
-/// next page; `empty` where there is neither.
-pub(crate) fn page_text<T>(page: &Page<T>, line: impl Fn(&T) -> String, empty: &str) -> String {
-    let mut lines: Vec<String> = page.items.iter().map(line).collect();
+/// A page of a listing as a table (a header, a row an item), then how to
+/// ask for the next page; `empty` where there is neither.
+pub(crate) fn page_table<T>(
+    page: &Page<T>,
+    columns: &[(&'static str, Align)],
+    cells: impl Fn(&T) -> Vec<String>,
+    empty: &str,
+) -> String {
+    if page.items.is_empty() && page.next.is_none() {
+        return empty.into();
+    }
+    let mut table = Table::new(columns);
+    for item in &page.items {
+        table.row(cells(item));
+    }
+    let mut text = table.render();
     if let Some(next) = &page.next {
-        lines.push(format!("more: --after {next}"));
+        text.push_str(&format!("\nmore: --after {next}"));
     }
-    if lines.is_empty() {
-        lines.push(empty.into());
-    }
-    lines.join("\n")
+    text
 }
 
 pub(crate) fn is_broken_pipe(e: &Error) -> bool {

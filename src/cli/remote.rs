@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use bharatvoice_store::{AdminClient, AdminRequest, Error, MetricsReport, Store};
+use bharatvoice_store::{AdminClient, AdminRequest, AuditEvent, Error, Store, StoreStats};
 use serde_json::Value;
 
 use super::{Cli, Out, Outcome, clean};
@@ -82,30 +82,43 @@ fn print(out: &Out, request: &AdminRequest, answer: &Value) -> Outcome {
         AdminRequest::Health => health_text(answer),
         AdminRequest::Jobs => super::jobs::table(answer),
         AdminRequest::Gc { .. } => super::jobs::reports_text(answer),
-        AdminRequest::Metrics => match serde_json::from_value::<MetricsReport>(answer.clone()) {
-            Ok(report) => super::metrics::report_text(&report),
-            Err(_) => generic(answer, 0),
-        },
+        AdminRequest::Metrics => typed(answer, super::metrics::report_text),
+        AdminRequest::Stats => typed(answer, |s: &StoreStats| {
+            super::ops::stats_text(s, |id| id.to_string())
+        }),
+        AdminRequest::CacheStats => typed(answer, super::cache::render_stats),
+        AdminRequest::Verify { .. } => typed(answer, super::verify::text),
+        AdminRequest::Backup { .. } => typed(answer, super::backup::backup_text),
+        AdminRequest::AuditTail { .. } => {
+            typed(answer, |e: &Vec<AuditEvent>| super::audit::events_text(e))
+        }
         _ => generic(answer, 0),
     })?;
     Ok(ExitCode::from(code))
 }
 
 fn health_text(h: &Value) -> String {
-    let mut lines = vec![
-        format!("store: {}", h["status"].as_str().unwrap_or("?")),
-        format!("{:<10} {:<10} {:>9}  detail", "part", "status", "took"),
-    ];
-    for p in h["parts"].as_array().into_iter().flatten() {
-        lines.push(format!(
-            "{:<10} {:<10} {:>6.2} ms  {}",
-            clean(p["part"].as_str().unwrap_or("?")),
-            clean(p["status"].as_str().unwrap_or("?")),
-            p["took_us"].as_f64().unwrap_or(0.0) / 1000.0,
-            clean(p["detail"].as_str().unwrap_or(""))
-        ));
+    let parts = h["parts"].as_array().into_iter().flatten().map(|p| {
+        (
+            scalar(&p["part"]),
+            scalar(&p["status"]),
+            p["took_us"].as_u64().unwrap_or(0),
+            scalar(&p["detail"]),
+        )
+    });
+    super::ops::health_text(&scalar(&h["status"]), parts)
+}
+
+/// `answer` read as `T` and printed by `render`; printed as generic lines
+/// if it does not read (a store of another version).
+fn typed<T: serde::de::DeserializeOwned>(
+    answer: &Value,
+    render: impl FnOnce(&T) -> String,
+) -> String {
+    match serde_json::from_value::<T>(answer.clone()) {
+        Ok(value) => render(&value),
+        Err(_) => generic(answer, 0),
     }
-    lines.join("\n")
 }
 
 /// Any answer as indented `key: value` lines (lists as `- ` items).

@@ -4,6 +4,8 @@
 use bharatvoice_store::{ConversationSession, SessionId};
 use clap::{Args, Subcommand};
 
+use super::human;
+use super::table::{Align, Table};
 use super::user::resolve;
 use super::{Cli, Out, Outcome, clean, done, open};
 
@@ -42,12 +44,18 @@ pub(crate) async fn run(cli: &Cli, cmd: &SessionCommand, out: &Out) -> Outcome {
                 if sessions.is_empty() {
                     return format!("{} has no live sessions", clean(&user.username));
                 }
-                let mut lines = vec![format!(
-                    "{:<36}  {:<10}  {:>6}  {:<27}  {:<27}  {}",
-                    "ID", "LANGUAGE", "TURNS", "LAST ACTIVE", "EXPIRES", "STATE"
-                )];
-                lines.extend(sessions.iter().map(line));
-                lines.join("\n")
+                let mut table = Table::new(&[
+                    ("ID", Align::Left),
+                    ("LANGUAGE", Align::Left),
+                    ("TURNS", Align::Right),
+                    ("LAST ACTIVE", Align::Left),
+                    ("EXPIRES", Align::Left),
+                    ("STATE", Align::Left),
+                ]);
+                for s in &sessions {
+                    table.row(cells(s));
+                }
+                table.render()
             }))
         }
         SessionCommand::Show(args) => {
@@ -58,7 +66,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &SessionCommand, out: &Out) -> Outcome {
             let before = store.sessions().get(args.id)?;
             let s = store.sessions().end(args.id).await?;
             done(out.emit(&s, || match before.ended_at {
-                Some(at) => format!("session {} had already ended at {at}", s.id),
+                Some(at) => format!("session {} had already ended at {}", s.id, human::time(at)),
                 None => format!("ended session {}", s.id),
             }))
         }
@@ -67,21 +75,20 @@ pub(crate) async fn run(cli: &Cli, cmd: &SessionCommand, out: &Out) -> Outcome {
 
 fn state(s: &ConversationSession) -> String {
     match s.ended_at {
-        Some(at) => format!("ended {at}"),
+        Some(at) => format!("ended {}", human::time(at)),
         None => "open".to_string(),
     }
 }
 
-fn line(s: &ConversationSession) -> String {
-    format!(
-        "{:<36}  {:<10}  {:>6}  {:<27}  {:<27}  {}",
-        s.id,
-        s.language.as_ref().map_or("-", |l| l.as_str()),
-        s.turn_count,
-        s.last_active_at.to_string(),
-        s.expires_at.to_string(),
-        state(s)
-    )
+fn cells(s: &ConversationSession) -> Vec<String> {
+    vec![
+        s.id.to_string(),
+        s.language.as_ref().map_or("-", |l| l.as_str()).to_string(),
+        s.turn_count.to_string(),
+        human::time(s.last_active_at),
+        human::time(s.expires_at),
+        state(s),
+    ]
 }
 
 fn show(s: &ConversationSession) -> String {
@@ -92,9 +99,9 @@ fn show(s: &ConversationSession) -> String {
             "language:    {}",
             s.language.as_ref().map_or("-", |l| l.as_str())
         ),
-        format!("created:     {}", s.created_at),
-        format!("last active: {}", s.last_active_at),
-        format!("expires:     {}", s.expires_at),
+        format!("created:     {}", human::time(s.created_at)),
+        format!("last active: {}", human::time(s.last_active_at)),
+        format!("expires:     {}", human::time(s.expires_at)),
         format!("state:       {}", state(s)),
         format!(
             "turns:       {} appended, {} kept ({} bytes)",
@@ -103,10 +110,13 @@ fn show(s: &ConversationSession) -> String {
             s.context_bytes()
         ),
     ];
-    out.extend(
-        s.context
-            .iter()
-            .map(|t| format!("  {}  {:<9}  {}", t.at, t.role.to_string(), clean(&t.text))),
-    );
+    out.extend(s.context.iter().map(|t| {
+        format!(
+            "  {}  {:<9}  {}",
+            human::time(t.at),
+            t.role.to_string(),
+            clean(&t.text)
+        )
+    }));
     out.join("\n")
 }

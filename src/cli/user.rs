@@ -8,7 +8,9 @@ use bharatvoice_store::{
 };
 use clap::{Args, Subcommand};
 
-use super::{Cli, Out, Outcome, clean, done, open, page_text};
+use super::human;
+use super::table::Align;
+use super::{Cli, Out, Outcome, clean, done, open, page_table};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
@@ -155,15 +157,48 @@ pub(crate) async fn resolve(store: &Store, who: &str) -> Result<User, Error> {
     }
 }
 
-fn user_line(u: &User) -> String {
-    format!(
-        "{}  {:<20} {:<28} {}  created {}",
-        u.id,
-        clean(&u.username),
-        clean(&u.email),
-        u.status,
-        u.created_at
-    )
+/// The columns of `user list`.
+const USER_COLUMNS: &[(&str, Align)] = &[
+    ("ID", Align::Left),
+    ("USERNAME", Align::Left),
+    ("EMAIL", Align::Left),
+    ("STATUS", Align::Left),
+    ("CREATED", Align::Left),
+];
+
+fn user_cells(u: &User) -> Vec<String> {
+    vec![
+        u.id.to_string(),
+        clean(&u.username).into_owned(),
+        clean(&u.email).into_owned(),
+        u.status.to_string(),
+        human::time(u.created_at),
+    ]
+}
+
+/// `user show`: one field a line.
+fn user_text(u: &User) -> String {
+    let mut lines = vec![
+        format!("user:        {}", u.id),
+        format!("username:    {}", clean(&u.username)),
+        format!("email:       {}", clean(&u.email)),
+        format!(
+            "name:        {}",
+            clean(u.display_name.as_deref().unwrap_or("-"))
+        ),
+        format!("status:      {}", u.status),
+        format!(
+            "password:    {}",
+            if u.has_password { "set" } else { "none" }
+        ),
+        format!("last login:  {}", human::time_or_dash(u.last_login_at)),
+        format!("created:     {}", human::time(u.created_at)),
+        format!("updated:     {}", human::time(u.updated_at)),
+    ];
+    if let Some(at) = u.deleted_at {
+        lines.push(format!("deleted:     {}", human::time(at)));
+    }
+    lines.join("\n")
 }
 
 fn profile_text(p: &UserProfile) -> String {
@@ -183,7 +218,10 @@ fn profile_text(p: &UserProfile) -> String {
     );
     for (kind, state) in &p.consents {
         let verb = if state.granted { "given" } else { "withdrawn" };
-        s.push_str(&format!("\nconsent:    {kind} {verb} at {}", state.at));
+        s.push_str(&format!(
+            "\nconsent:    {kind} {verb} at {}",
+            human::time(state.at)
+        ));
     }
     s
 }
@@ -240,7 +278,7 @@ async fn add(store: &Store, args: &AddArgs, out: &Out) -> Outcome {
 /// `bvstore user show`.
 async fn show(store: &Store, args: &ShowArgs, out: &Out) -> Outcome {
     let u = resolve(store, &args.user).await?;
-    done(out.emit(&u, || user_line(&u)))
+    done(out.emit(&u, || user_text(&u)))
 }
 
 /// `bvstore user list`.
@@ -262,7 +300,7 @@ async fn list(store: &Store, args: &ListArgs, out: &Out) -> Outcome {
     } else {
         (store.users().list(options).await?, "no users")
     };
-    done(out.emit(&page, || page_text(&page, user_line, empty)))
+    done(out.emit(&page, || page_table(&page, USER_COLUMNS, user_cells, empty)))
 }
 
 /// `bvstore user rm`.
@@ -356,7 +394,7 @@ async fn erase(store: &Store, args: &EraseArgs, out: &Out) -> Outcome {
         format!(
             "erased user {}: keys destroyed at {}, {} file(s), {} blob file(s), {} session(s), {} grant(s) received",
             r.user,
-            r.keys_destroyed_at.map_or("-".to_string(), |t| t.to_string()),
+            human::time_or_dash(r.keys_destroyed_at),
             r.files,
             r.blobs_destroyed,
             r.sessions,

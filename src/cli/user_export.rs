@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use bharatvoice_store::{ExportReport, LanguageTag, Store, UserSummary};
 use clap::Args;
 
+use super::human;
 use super::progress::Bar;
 use super::user::resolve;
 use super::{Out, Outcome, clean, clean_path, done};
@@ -70,8 +71,8 @@ fn summary_text(s: &UserSummary) -> String {
         ("email".into(), clean(&s.email).into_owned()),
         ("display name".into(), or_dash(s.display_name.as_deref())),
         ("status".into(), s.status.to_string()),
-        ("created".into(), s.created_at.to_string()),
-        ("updated".into(), s.updated_at.to_string()),
+        ("created".into(), human::time(s.created_at)),
+        ("updated".into(), human::time(s.updated_at)),
         ("data region".into(), or_dash(s.data_region.as_deref())),
     ];
     match &s.profile {
@@ -91,7 +92,10 @@ fn summary_text(s: &UserSummary) -> String {
     }
     for c in &s.consents {
         let verb = if c.granted { "given" } else { "withdrawn" };
-        rows.push(("consent".into(), format!("{} {verb} at {}", c.kind, c.at)));
+        rows.push((
+            "consent".into(),
+            format!("{} {verb} at {}", c.kind, human::time(c.at)),
+        ));
     }
     let t = &s.sessions;
     rows.push((

@@ -63,7 +63,7 @@ pub(crate) async fn run(cli: &Cli, args: &VerifyArgs, out: &Out) -> Outcome {
     })
 }
 
-fn text(r: &StoreVerifyReport) -> String {
+pub(crate) fn text(r: &StoreVerifyReport) -> String {
     let mut lines = vec![format!(
         "checked {} users, {} sessions, {} files, {} blobs, {} index entries{} in {:.1} s",
         r.users,

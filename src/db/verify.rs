@@ -22,7 +22,9 @@ use crate::model::file::AudioFile;
 use crate::types::{BlobAddress, FileId, SessionId, UserId};
 
 /// What kind of damage a verify found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ProblemKind {
@@ -50,7 +52,7 @@ pub enum ProblemKind {
 }
 
 /// One problem: its kind, the id of what it concerns, and what was seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Problem {
     /// The kind of damage.
     pub kind: ProblemKind,

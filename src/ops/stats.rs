@@ -15,7 +15,7 @@ use crate::types::UserId;
 pub const TOP_USERS: usize = 10;
 
 /// What [`Store::stats`] counted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct StoreStats {
     /// Live users, and users deleted but not yet purged or erased.
     pub users: u64,
@@ -64,7 +64,7 @@ pub struct StoreStats {
 }
 
 /// Live files of one content type.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ContentTypeStats {
     /// The content type, as stored.
     pub content_type: String,
@@ -83,7 +83,7 @@ pub struct ContentTypeStats {
 }
 
 /// One user's share of the blob storage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UserStats {
     /// The user.
     pub user: UserId,

@@ -41,7 +41,7 @@ pub struct VerifyOptions {
 }
 
 /// What [`Store::verify`] found (and fixed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StoreVerifyReport {
     /// Whether every blob was read.
     pub deep: bool,

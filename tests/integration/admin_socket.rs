@@ -103,6 +103,34 @@ async fn every_operator_command_reaches_a_store_another_process_holds() {
     assert!(out.status.success());
     assert!(stderr(&out).contains("admin socket") || stderr(&out).contains("admin.sock"));
     assert!(stdout(&out).contains("store: healthy"), "{}", stdout(&out));
+    // ... and prints as the local command would, not as raw fields.
+    let text = |args: &'static [&'static str]| async move {
+        let out = run(d, args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let health = text(&["health"]).await;
+    assert!(
+        health.lines().nth(1).unwrap().starts_with("PART"),
+        "{health}"
+    );
+    let stats = text(&["stats"]).await;
+    assert!(stats.starts_with("users "), "{stats}");
+    assert!(!stats.contains("by_content_type"), "{stats}");
+    let audit = text(&["audit", "tail"]).await;
+    assert!(audit.starts_with("SEQ  TIME"), "{audit}");
+    assert!(audit.contains("user.create"), "{audit}");
+    let cache = text(&["cache", "stats"]).await;
+    assert!(cache.starts_with("lookups "), "{cache}");
+    let verify = text(&["verify"]).await;
+    assert!(verify.starts_with("checked 1 users"), "{verify}");
+    let dest2 = backups.path().join("c");
+    let backup = run(d, &["backup", dest2.to_str().unwrap()]).await;
+    assert!(
+        stdout(&backup).starts_with("generation 1 written to"),
+        "{}",
+        stdout(&backup)
+    );
 
     // Writes are not served: the lock's error, exit 6.
     let add = run(

@@ -23,6 +23,7 @@ mod cache_race;
 mod cache_tiers;
 mod cli;
 mod cli_finish;
+mod cli_human;
 mod cli_safety;
 mod clock;
 mod compact;

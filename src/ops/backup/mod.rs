@@ -85,7 +85,7 @@ pub struct BackupOptions {
 }
 
 /// What [`Store::backup`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BackupReport {
     /// The destination directory.
     pub destination: PathBuf,
