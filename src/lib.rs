@@ -57,6 +57,7 @@
 mod admin;
 mod audit;
 mod blob;
+mod bytesize;
 mod cache;
 mod clock;
 mod config;
@@ -95,6 +96,7 @@ pub use blob::keys_view::{KeyStatus, Keys, MasterRotation};
 pub use blob::reader::FileReader;
 pub use blob::rotation::RotationProgress;
 pub use blob::{Actor, Compression, ListFilter, PutOptions, VerifyReport};
+pub use bytesize::ByteSize;
 pub use cache::Cache;
 pub use cache::config::{CacheConfig, EvictionPolicy, WriteMode};
 pub use cache::item::CacheValue;

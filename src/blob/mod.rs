@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::ByteSize;
 use crate::blob::backend::BlobBackend;
 use crate::blob::backend::local::LocalDir;
 use crate::db::Db;
@@ -299,16 +300,19 @@ impl BlobStore {
                 "blobs",
                 HealthStatus::Degraded,
                 format!(
-                    "{name} backend answers, but {} bytes are free on its disk, under the floor of {} that puts keep free: puts are refused",
-                    space.available, space.floor
+                    "{name} backend answers, but {} is free on its disk, under the floor of {} that puts keep free: puts are refused",
+                    ByteSize(space.available),
+                    ByteSize(space.floor)
                 ),
             ),
             Ok(Ok((name, Some(space)))) => PartHealth::new(
                 "blobs",
                 HealthStatus::Healthy,
                 format!(
-                    "{name} backend answers; {} of {} bytes free on its disk (floor {})",
-                    space.available, space.total, space.floor
+                    "{name} backend answers; {} of {} free on its disk (floor {})",
+                    ByteSize(space.available),
+                    ByteSize(space.total),
+                    ByteSize(space.floor)
                 ),
             ),
             Ok(Ok((name, None))) => PartHealth::new(

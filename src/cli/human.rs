@@ -6,17 +6,7 @@ use bharatvoice_store::Timestamp;
 
 /// Bytes in the largest binary unit that keeps the number at least 1.
 pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    bharatvoice_store::ByteSize(bytes).to_string()
 }
 
 /// An instant in the local time zone (`TZ`, else the system's, else UTC),
@@ -52,15 +42,6 @@ pub(crate) fn time_or_dash(t: Option<Timestamp>) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn sizes_read_in_binary_units() {
-        assert_eq!(super::size(0), "0 B");
-        assert_eq!(super::size(1023), "1023 B");
-        assert_eq!(super::size(1024), "1.0 KiB");
-        assert_eq!(super::size(5 << 20), "5.0 MiB");
-        assert_eq!(super::size(3 << 30 | 1 << 29), "3.5 GiB");
-    }
-
     #[test]
     fn times_are_whole_seconds_with_a_zone() {
         let t: bharatvoice_store::Timestamp = "2026-12-05T13:32:27.9Z".parse().unwrap();

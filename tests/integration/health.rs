@@ -134,7 +134,7 @@ async fn free_space_under_the_floor_degrades_the_blob_storage() {
         h.part("blobs")
             .unwrap()
             .detail
-            .contains("bytes free on its disk (floor 1)"),
+            .contains("free on its disk (floor 1 B)"),
         "{h:?}"
     );
 }
