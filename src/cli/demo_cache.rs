@@ -9,6 +9,8 @@ use bharatvoice_store::{
 };
 use serde::Serialize;
 
+use super::demo_phase::{Phases, templates};
+
 /// Lookup rounds per user (a conversation reads the profile every turn).
 const ROUNDS: usize = 8;
 
@@ -59,14 +61,25 @@ async fn sessions(
     Ok(s)
 }
 
-pub(crate) async fn run(store: &Store, users: &[UserId]) -> Result<CacheFigures, Error> {
+/// Runs the phase over `users`; the bar counts lookups (`ROUNDS` rounds
+/// of two a user).
+pub(crate) async fn run(
+    store: &Store,
+    users: &[UserId],
+    phases: &mut Phases<'_>,
+) -> Result<CacheFigures, Error> {
+    let phase = phases.start("cache", templates::LOOKUPS, ROUNDS * users.len() * 2);
+    let bar = phase.bar();
     let before = store.cache().stats();
     let mut loads = 0;
     let started = Instant::now();
+    let mut done = 0;
     for _ in 0..ROUNDS {
         for id in users {
             profile(store, *id, &mut loads).await?;
             sessions(store, *id, &mut loads).await?;
+            done += 2;
+            bar.set(done);
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -87,6 +100,8 @@ pub(crate) async fn run(store: &Store, users: &[UserId]) -> Result<CacheFigures,
     let after = store.cache().stats();
     let lookups = after.lookups - before.lookups;
     let hits = after.hits - before.hits;
+    let detail = format!("{} lookups", super::demo_summary::grouped(lookups));
+    phases.end(phase, lookups, "lookups", detail);
     Ok(CacheFigures {
         lookups,
         hit_ratio: if lookups == 0 {

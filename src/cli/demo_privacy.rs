@@ -3,13 +3,18 @@
 //! first), another asks to be erased (everything of theirs goes), a third
 //! is exported to a `.tar.zst` in the system's temporary directory (read
 //! back for its size, then removed), the audit chain is verified, and the
-//! events the application would see are shown.
+//! events the application would see are collected (`--json` lists them).
 
 use bharatvoice_store::{
     Actor, AuditReport, ConsentKind, ErasureReport, Error, ExportReport, PrivacyEvent, Store,
     UserId,
 };
 use serde::Serialize;
+
+use super::demo_phase::{Phases, templates};
+
+/// The phase's steps, for its bar: withdrawal, erasure, export, audit.
+const STEPS: usize = 4;
 
 /// What the phase did.
 #[derive(Debug, Serialize)]
@@ -40,8 +45,15 @@ async fn file_count(store: &Store, user: UserId) -> Result<usize, Error> {
     Ok(page.items.len())
 }
 
-/// Runs the phase on `consenting` (this run's users with audio consent).
-pub(crate) async fn run(store: &Store, consenting: &[UserId]) -> Result<PrivacyPhase, Error> {
+/// Runs the phase on `consenting` (this run's users with audio consent);
+/// the bar counts [`STEPS`].
+pub(crate) async fn run(
+    store: &Store,
+    consenting: &[UserId],
+    phases: &mut Phases<'_>,
+) -> Result<PrivacyPhase, Error> {
+    let started = phases.start("privacy", templates::STEPS, STEPS);
+    let bar = started.bar();
     let mut rx = store.privacy().subscribe();
     let mut phase = PrivacyPhase {
         withdrew: None,
@@ -60,16 +72,26 @@ pub(crate) async fn run(store: &Store, consenting: &[UserId]) -> Result<PrivacyP
         store.privacy().run_due().await?;
         phase.withdrew = Some((u, had));
     }
+    bar.set(1);
     if let Some(&u) = consenting.get(1) {
         phase.erased = Some(store.privacy().erase_user(u).await?);
     }
+    bar.set(2);
     if let Some(&u) = consenting.get(2) {
         phase.exported = Some(export(store, u).await?);
     }
+    bar.set(3);
     phase.audit = Some(store.audit().verify().await?);
+    bar.set(4);
     while let Ok(e) = rx.try_recv() {
         phase.events.push(e);
     }
+    phases.end(
+        started,
+        users_acted_on(&phase) as u64,
+        "users",
+        detail(&phase),
+    );
     Ok(phase)
 }
 
@@ -85,27 +107,49 @@ async fn export(store: &Store, user: UserId) -> Result<ExportReport, Error> {
     Ok(report)
 }
 
-/// The phase as text.
-pub(crate) fn text(p: &PrivacyPhase) -> String {
+/// How many users the phase acted on (withdrew, erased, exported).
+fn users_acted_on(p: &PrivacyPhase) -> usize {
+    usize::from(p.withdrew.is_some())
+        + usize::from(p.erased.is_some())
+        + usize::from(p.exported.is_some())
+}
+
+/// What the phase did, for its row in the table.
+fn detail(p: &PrivacyPhase) -> String {
+    let done: Vec<&str> = [
+        (p.withdrew.is_some(), "withdrew"),
+        (p.erased.is_some(), "erased"),
+        (p.exported.is_some(), "exported"),
+    ]
+    .into_iter()
+    .filter_map(|(did, what)| did.then_some(what))
+    .collect();
+    match done.is_empty() {
+        true => "audit chain only".to_string(),
+        false => format!("{} users: {}", done.len(), done.join(", ")),
+    }
+}
+
+/// The phase in a few lines, for under the summary table.
+pub(crate) fn lines(p: &PrivacyPhase) -> Vec<String> {
     let mut lines = Vec::new();
-    if let Some((u, had)) = p.withdrew {
+    if let Some((_, had)) = p.withdrew {
         lines.push(format!(
-            "privacy:           user {u} withdrew audio-storage consent: \
-             their {had} recording(s) erased, keys first"
+            "a user withdrew audio-storage consent: their {had} recording(s) erased, keys first"
         ));
     }
     if let Some(r) = &p.erased {
         lines.push(format!(
-            "                   user {} erased on request: {} file(s), {} blob file(s), \
-             {} session(s); only the erasure record and audit trail keep their id",
-            r.user, r.files, r.blobs_destroyed, r.sessions
+            "a user asked to be erased: {} file(s) and {} session(s) erased",
+            r.files, r.sessions
         ));
     }
     if let Some(x) = &p.exported {
         lines.push(format!(
-            "                   user {} exported: {} file(s), {} session(s), {} entries, \
-             {} bytes in a .tar.zst with a SHA-256 manifest (then removed)",
-            x.user, x.files, x.sessions, x.entries, x.bytes
+            "a user was exported: {} file(s), {} session(s), a {} .tar.zst with a SHA-256 manifest",
+            x.files,
+            x.sessions,
+            super::human::size(x.bytes)
         ));
     }
     if let Some(a) = &p.audit {
@@ -114,24 +158,10 @@ pub(crate) fn text(p: &PrivacyPhase) -> String {
             Some(problem) => format!("PROBLEM at entry {}: {:?}", problem.seq, problem.kind),
         };
         lines.push(format!(
-            "                   audit chain: {} entries verified, {verdict}",
-            a.checked
+            "audit chain: {} entries verified, {verdict}; {} privacy event(s) seen",
+            super::demo_summary::grouped(a.checked),
+            p.events.len()
         ));
     }
-    let kinds: Vec<&str> = p
-        .events
-        .iter()
-        .map(|e| match e {
-            PrivacyEvent::ConsentChanged { .. } => "consent changed",
-            PrivacyEvent::ErasureScheduled { .. } => "erasure scheduled",
-            PrivacyEvent::ErasureCancelled { .. } => "erasure cancelled",
-            PrivacyEvent::Erased { .. } => "erased",
-            _ => "other",
-        })
-        .collect();
-    lines.push(format!(
-        "                   events seen: {}",
-        kinds.join(", ")
-    ));
-    lines.join("\n")
+    lines
 }

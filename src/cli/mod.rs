@@ -29,7 +29,10 @@ mod demo_cache;
 mod demo_files;
 mod demo_lifecycle;
 mod demo_ops;
+mod demo_people;
+mod demo_phase;
 mod demo_privacy;
+mod demo_summary;
 mod file;
 mod file_transfer;
 mod gc;
@@ -154,7 +157,8 @@ pub(crate) enum Command {
     /// Store each file that appears in a folder for a user, then remove it
     /// from the folder; runs until Ctrl-C or SIGTERM.
     Watch(watch::WatchArgs),
-    /// Run a short realistic workload and print a summary.
+    /// Run a day of a voice assistant (users, conversations, clips, cache,
+    /// lifecycle, privacy, backup, verify) and print a summary table.
     Demo(demo::DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(completions::CompletionsArgs),

@@ -145,7 +145,18 @@ fn demo_reports_its_cache_phase() {
     crate::common::init(&data);
     let out = bvstore(
         &data,
-        &["--json", "demo", "--users", "4", "--sessions", "1"],
+        &[
+            "--json",
+            "demo",
+            "--users",
+            "4",
+            "--sessions",
+            "1",
+            "--wav-clips",
+            "8",
+            "--opus-clips",
+            "4",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

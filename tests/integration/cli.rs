@@ -208,53 +208,6 @@ fn errors_go_to_stderr_as_json_with_codes() {
 }
 
 #[test]
-fn demo_runs_twice_on_the_same_directory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let first = json(&bvstore(
-        &data,
-        &["--json", "demo", "--users", "13", "--sessions", "2"],
-    ));
-    assert_eq!(first["users_created"], 13);
-    assert_eq!(first["sessions_created"], 26);
-    assert_eq!(first["languages"].as_array().unwrap().len(), 13);
-    // Its backup went beside the data directory; a deep verify was clean.
-    let ops = &first["operations"];
-    assert_eq!(ops["generation"], 1);
-    assert_eq!(ops["problems"], 0);
-    assert!(ops["verified_blobs"].as_u64().unwrap() > 0, "{ops}");
-    assert!(tmp.path().join("data-backups/backup.json").exists());
-    let second = json(&bvstore(
-        &data,
-        &["--json", "demo", "--users", "13", "--sessions", "2"],
-    ));
-    // The first run's privacy phase erased one of its users.
-    assert_eq!(second["users_in_store"], 25);
-    // The second backup is a new generation that skips what the first holds.
-    assert_eq!(second["operations"]["generation"], 2);
-    assert!(second["operations"]["blob_bytes_skipped"].as_u64().unwrap() > 0);
-    let text = bvstore(
-        &data,
-        &[
-            "demo",
-            "--users",
-            "2",
-            "--sessions",
-            "1",
-            "--wav-clips",
-            "2",
-            "--opus-clips",
-            "1",
-        ],
-    );
-    assert!(
-        stdout(&text).contains("users created:"),
-        "{}",
-        stdout(&text)
-    );
-}
-
-#[test]
 fn data_dir_comes_from_the_environment_too() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bvstore"))

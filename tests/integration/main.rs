@@ -32,6 +32,7 @@ mod context_trim;
 mod corrupt;
 mod crash;
 mod data_dir;
+mod demo_cli;
 mod direct_io;
 mod disk_full;
 mod exit_codes;
