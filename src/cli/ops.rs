@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use bharatvoice_store::{CompactReport, Health, HealthStatus, StoreStats, UserId};
 
-pub(crate) use super::human::size;
+use super::human::size;
 use super::table::{Align, Table};
 use super::{Cli, Out, Outcome, clean, done, open};
 

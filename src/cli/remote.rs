@@ -115,7 +115,7 @@ fn typed<T: serde::de::DeserializeOwned>(
     answer: &Value,
     render: impl FnOnce(&T) -> String,
 ) -> String {
-    match serde_json::from_value::<T>(answer.clone()) {
+    match T::deserialize(answer) {
         Ok(value) => render(&value),
         Err(_) => generic(answer, 0),
     }
