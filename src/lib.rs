@@ -107,6 +107,10 @@ pub use config::Config;
 pub use datadir::OpenMode;
 pub use db::audit::AuditEvent;
 pub use db::audit_verify::{AuditProblem, AuditProblemKind, AuditReport};
+/// The fault plans of `store.redb` for the crate's own tests; not API.
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub use db::fault as store_faults;
 pub use db::files::FileRecords;
 pub use db::metrics::Metrics;
 pub use db::migrate::{MigrationStatus, PendingStep, SCHEMA_VERSION};

@@ -74,3 +74,26 @@ where
     all.sort_unstable_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, t)| t).collect()
 }
+
+/// A multi-threaded tokio runtime for a benchmark.
+#[allow(dead_code)]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A count from the environment variable `name` (`_` allowed as a
+/// separator), else `default`.
+#[allow(dead_code)]
+pub fn env_count(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .replace('_', "")
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}

@@ -140,7 +140,14 @@ impl Keys<'_> {
                     Ok(n) => n,
                     Err(e) => {
                         keyring.set_next_master(None);
-                        if let Some((_, next)) = &embedded {
+                        // A commit that failed in the engine (a write or
+                        // sync error) may be on disk all the same, every
+                        // key wrapped under the new master: its file
+                        // stays, and the next open keeps whichever key
+                        // opens the store. Only a refused request surely
+                        // changed nothing.
+                        if let Some((_, next)) = embedded.as_ref().filter(|_| e.is_request_error())
+                        {
                             let _ = std::fs::remove_file(next);
                         }
                         return Err(e);

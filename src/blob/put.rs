@@ -141,7 +141,12 @@ impl Files<'_> {
                 let (file, dedup) = match committed {
                     Ok(done) => done,
                     Err(e) => {
-                        if placed == Placed::Stored {
+                        // Only a refused request surely wrote nothing. A
+                        // commit that failed in the engine (a write or sync
+                        // error) may be on disk all the same, naming this
+                        // blob: it stays, and the orphan collector takes it
+                        // if the record is not there after all.
+                        if placed == Placed::Stored && e.is_request_error() {
                             self.unplace(sealed.address).await;
                         }
                         return Err(e);

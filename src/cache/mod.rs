@@ -22,7 +22,7 @@
 
 pub(crate) mod config;
 pub(crate) mod item;
-mod keys;
+pub(crate) mod keys;
 pub(crate) mod options;
 mod read;
 pub(crate) mod stats;
@@ -88,6 +88,7 @@ impl CacheCore {
                 },
                 retry_interval: c.retry_interval,
                 clock: config.clock.clone(),
+                quick_repair: true,
             };
             Some(Tier2::open(
                 settings,

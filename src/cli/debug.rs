@@ -18,6 +18,10 @@ pub(crate) enum DebugCommand {
     /// `del KEY ROUND` and `inv TASK ROUND` as each is acknowledged; runs
     /// until killed.
     CacheChurn(CacheChurnArgs),
+    /// One operation at a time from a seeded mix of everything the store
+    /// does, logging `begin` before each and a durable `ack` after; runs
+    /// until killed (the crash test's child).
+    CrashWorkload(super::debug_crash::CrashWorkloadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +48,7 @@ pub(crate) async fn run(cli: &Cli, cmd: &DebugCommand, _out: &Out) -> Outcome {
     match cmd {
         DebugCommand::AckWrites(args) => ack_writes(&store, args).await,
         DebugCommand::CacheChurn(args) => cache_churn(&store, args).await,
+        DebugCommand::CrashWorkload(args) => super::debug_crash::run(&store, args).await,
     }
 }
 

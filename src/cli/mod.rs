@@ -24,6 +24,7 @@ mod cache;
 mod cache_keyspace;
 mod completions;
 mod debug;
+mod debug_crash;
 mod demo;
 mod demo_cache;
 mod demo_files;

@@ -233,7 +233,7 @@ pub(crate) fn migrate(
     let applied = applied_version(db)?;
     match applied {
         None => {
-            let txn = super::begin_write(db).ctx("creating the schema")?;
+            let txn = super::begin_write(db, true).ctx("creating the schema")?;
             schema::create_all(&txn).ctx("creating tables")?;
             set_version(&txn, SCHEMA_VERSION)?;
             let id = uuid::Uuid::now_v7();
@@ -255,7 +255,7 @@ pub(crate) fn migrate(
             for step in STEPS.iter().filter(|s| s.from >= v) {
                 let _span =
                     tracing::info_span!("migrate", from = step.from, to = step.from + 1).entered();
-                let txn = super::begin_write(db).ctx("beginning a migration")?;
+                let txn = super::begin_write(db, true).ctx("beginning a migration")?;
                 (step.run)(&txn)?;
                 set_version(&txn, step.from + 1)?;
                 txn.commit().ctx("committing a migration")?;
@@ -292,7 +292,7 @@ pub(crate) fn compact_after(db: &mut redb::Database, path: &std::path::Path) {
 
 /// The user record of schema 1.
 #[derive(Deserialize)]
-struct UserV1 {
+pub(crate) struct UserV1 {
     id: UserId,
     username: String,
     email: String,
@@ -304,7 +304,7 @@ struct UserV1 {
 
 /// The profile record of schema 1.
 #[derive(Deserialize)]
-struct ProfileV1 {
+pub(crate) struct ProfileV1 {
     id: ProfileId,
     user_id: UserId,
     language: String,

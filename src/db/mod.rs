@@ -47,6 +47,8 @@ pub(crate) mod codec;
 pub(crate) mod erasures;
 #[cfg(test)]
 mod exclusive_tests;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 #[cfg(test)]
 pub(crate) use schema::{forget_file_record, forget_session_record};
 pub(crate) mod files;
@@ -176,10 +178,30 @@ pub(crate) fn shared(db: &RwLock<Database>) -> std::sync::RwLockReadGuard<'_, Da
     db.read().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) fn begin_write(db: &Database) -> Result<WriteTransaction, redb::TransactionError> {
+/// A write transaction of `store.redb`: two-phase, and with `quick_repair`
+/// it also saves redb's allocator state, so that reopening after a crash
+/// reads that state instead of walking the whole file (see
+/// [`Config::quick_repair`](crate::Config#structfield.quick_repair)).
+pub(crate) fn begin_write(
+    db: &Database,
+    quick_repair: bool,
+) -> Result<WriteTransaction, redb::TransactionError> {
     let mut txn = db.begin_write()?;
     txn.set_two_phase_commit(true);
+    txn.set_quick_repair(quick_repair);
     Ok(txn)
+}
+
+/// Opens or creates the file; through a fault plan where a test armed one.
+fn create(
+    builder: &redb::Builder,
+    path: &std::path::Path,
+) -> Result<Database, redb::DatabaseError> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(plan) = fault::plan_for(path) {
+        return builder.create_with_backend(fault::FaultBackend::open(path, plan)?);
+    }
+    builder.create(path)
 }
 
 fn is_read_only(e: &redb::DatabaseError) -> bool {
@@ -205,7 +227,7 @@ impl Db {
             if config.read_only {
                 return Ok(None);
             }
-            let mut database = match builder.create(&path) {
+            let mut database = match create(&builder, &path) {
                 Ok(db) => db,
                 Err(e) if is_read_only(&e) => return Ok(None),
                 Err(e) => return Err(guard::open_error(&path, e)),
@@ -227,6 +249,7 @@ impl Db {
                     path.clone(),
                     config.max_batch,
                     config.write_queue,
+                    config.saves_allocator_state(),
                 )?;
                 (Engine::Writable(database), Some(writer))
             }

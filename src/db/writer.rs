@@ -144,6 +144,7 @@ impl Writer {
         path: PathBuf,
         max_batch: usize,
         queue_len: usize,
+        quick_repair: bool,
     ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::channel(queue_len.max(1));
         let counters = Arc::new(Counters::default());
@@ -156,6 +157,7 @@ impl Writer {
                     counters: &thread_counters,
                     cache: &cache,
                     path: &path,
+                    quick_repair,
                 };
                 run_writer(&ctx, rx, max_batch.max(1))
             })
@@ -273,12 +275,14 @@ struct Ctx<'a> {
     counters: &'a Counters,
     cache: &'a ReadCache,
     path: &'a Path,
+    quick_repair: bool,
 }
 
 impl Ctx<'_> {
     fn begin(&self) -> Result<WriteTransaction, Error> {
         guarded(self.path, || {
-            super::begin_write(&super::shared(self.db)).ctx("beginning a write transaction")
+            super::begin_write(&super::shared(self.db), self.quick_repair)
+                .ctx("beginning a write transaction")
         })
     }
 
@@ -401,7 +405,7 @@ mod tests {
     fn writer(dir: &Path) -> (Arc<RwLock<Database>>, Writer) {
         let path = dir.join("w.redb");
         let db = Arc::new(RwLock::new(Database::create(&path).unwrap()));
-        let writer = Writer::start(Arc::clone(&db), Arc::default(), path, 64, 64).unwrap();
+        let writer = Writer::start(Arc::clone(&db), Arc::default(), path, 64, 64, true).unwrap();
         (db, writer)
     }
 

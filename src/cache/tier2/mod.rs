@@ -95,6 +95,21 @@ pub(crate) struct Settings {
     pub(crate) write_behind: Option<Duration>,
     pub(crate) retry_interval: Duration,
     pub(crate) clock: Clock,
+    /// Save the allocator state with every commit, so that a reopen after
+    /// a crash is quick (always, outside the tests of the slow path).
+    pub(crate) quick_repair: bool,
+}
+
+/// A write transaction of `cache.redb`, saving the allocator state when
+/// `quick_repair`: after a crash the file reopens without a walk of every
+/// page, so a large cache never delays the store's opening.
+pub(crate) fn begin_write(
+    db: &Database,
+    quick_repair: bool,
+) -> Result<redb::WriteTransaction, redb::TransactionError> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(quick_repair);
+    Ok(txn)
 }
 
 /// State shared by callers and the writer thread.
@@ -152,7 +167,11 @@ impl Tier2 {
             generation,
             settings,
         });
-        let db = match open::open(&shared.settings.path, &shared.fault) {
+        let db = match open::open(
+            &shared.settings.path,
+            &shared.fault,
+            shared.settings.quick_repair,
+        ) {
             Ok((db, meta, aside)) => {
                 shared.generation.store(meta.generation, Ordering::Release);
                 shared.seq.store(meta.next_seq, Ordering::Release);

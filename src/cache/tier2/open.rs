@@ -57,19 +57,26 @@ fn classify(e: impl Into<redb::Error>, path: &Path) -> OpenError {
 pub(crate) fn try_open(
     path: &Path,
     fault: &Arc<AtomicBool>,
+    quick_repair: bool,
 ) -> Result<(Database, Meta), OpenError> {
-    guard::guard(path, "opening it", || open_checked(path, fault))
-        .unwrap_or_else(|corrupt| Err(OpenError::Damaged(corrupt.to_string())))
+    guard::guard(path, "opening it", || {
+        open_checked(path, fault, quick_repair)
+    })
+    .unwrap_or_else(|corrupt| Err(OpenError::Damaged(corrupt.to_string())))
 }
 
-fn open_checked(path: &Path, fault: &Arc<AtomicBool>) -> Result<(Database, Meta), OpenError> {
+fn open_checked(
+    path: &Path,
+    fault: &Arc<AtomicBool>,
+    quick_repair: bool,
+) -> Result<(Database, Meta), OpenError> {
     let backend = FaultyBackend::open(path, Arc::clone(fault)).map_err(|e| classify(e, path))?;
     let mut builder = Database::builder();
     builder.set_cache_size(PAGE_CACHE_BYTES);
     let db = builder
         .create_with_backend(backend)
         .map_err(|e| classify(e, path))?;
-    let txn = db.begin_write().map_err(|e| classify(e, path))?;
+    let txn = super::begin_write(&db, quick_repair).map_err(|e| classify(e, path))?;
     let meta = {
         let mut meta = txn.open_table(META).map_err(|e| classify(e, path))?;
         txn.open_table(ENTRIES).map_err(|e| classify(e, path))?;
@@ -118,13 +125,14 @@ pub(crate) fn aside_path(path: &Path) -> PathBuf {
 pub(crate) fn open(
     path: &Path,
     fault: &Arc<AtomicBool>,
+    quick_repair: bool,
 ) -> Result<(Database, Meta, Option<PathBuf>), String> {
-    match try_open(path, fault) {
+    match try_open(path, fault, quick_repair) {
         Ok((db, meta)) => Ok((db, meta, None)),
         Err(OpenError::Transient(reason)) => Err(reason),
         Err(OpenError::Damaged(reason)) => {
             let aside = set_aside(path, &reason)?;
-            let (db, meta) = try_open(path, fault).map_err(|e| e.to_string())?;
+            let (db, meta) = try_open(path, fault, quick_repair).map_err(|e| e.to_string())?;
             Ok((db, meta, Some(aside)))
         }
     }

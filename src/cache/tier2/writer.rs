@@ -335,18 +335,19 @@ impl Writer<'_> {
             }
         }
         self.set_aside = false;
-        let (db, _, aside) = match open::open(path, &self.shared.fault) {
-            Ok(opened) => opened,
-            Err(reason) => {
-                tracing::debug!(%reason, "cache tier 2 still unavailable");
-                self.shared.note_error(reason);
-                return;
-            }
-        };
+        let (db, _, aside) =
+            match open::open(path, &self.shared.fault, self.shared.settings.quick_repair) {
+                Ok(opened) => opened,
+                Err(reason) => {
+                    tracing::debug!(%reason, "cache tier 2 still unavailable");
+                    self.shared.note_error(reason);
+                    return;
+                }
+            };
         let aside = aside.or(set_aside);
         let db = Arc::new(db);
         let reconcile = || -> Result<Meta, redb::Error> {
-            let txn = db.begin_write()?;
+            let txn = super::begin_write(&db, self.shared.settings.quick_repair)?;
             let meta = {
                 let mut t = Tables::open(&txn)?;
                 let mem_gen = self.shared.generation.load(Ordering::Acquire);
@@ -402,7 +403,7 @@ impl Writer<'_> {
         let now = self.shared.settings.clock.now();
         let cursor = self.cursor.take();
         let run = || -> Result<(Meta, Vec<Cause>, Option<String>), redb::Error> {
-            let txn = db.begin_write()?;
+            let txn = super::begin_write(&db, self.shared.settings.quick_repair)?;
             let out = {
                 let mut t = Tables::open(&txn)?;
                 t.sweep_expired(now, SWEEP_LIMIT)?;
@@ -479,7 +480,7 @@ fn commit(shared: &Shared, db: &Database, batch: &Batch) -> Result<Committed, re
     order.sort_unstable();
     let now = shared.settings.clock.now();
     let run = || -> Result<Committed, redb::Error> {
-        let txn = db.begin_write()?;
+        let txn = super::begin_write(db, shared.settings.quick_repair)?;
         let mut replies = vec![Reply::Done; batch.commands.len()];
         let out = {
             let mut t = Tables::open(&txn)?;
