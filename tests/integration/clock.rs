@@ -141,3 +141,56 @@ async fn file_retention_ends_by_the_store_clock() {
     assert_eq!(audit[0].at, clock.now());
     store.close().await;
 }
+
+/// The clock jumps back a year, then forward past the idle timeout but
+/// short of the retention: nothing fresh expires, every job runs without
+/// an error, and the data written before the jumps reads back.
+#[tokio::test]
+async fn clock_jumps_back_and_forth_expire_nothing_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock).await;
+    let u = store
+        .users()
+        .create(
+            NewUser::new("jump", "jump@example.in")
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
+        .await
+        .unwrap();
+    let mut options = PutOptions::content_type("audio/wav");
+    options.retention_days = Some(7);
+    let f = store
+        .files()
+        .put_bytes(Actor::User(u.id), u.id, b"RIFF....WAVE", options)
+        .await
+        .unwrap();
+    let s = store.sessions().create(u.id, None).await.unwrap();
+
+    // Back a year: the jobs run, nothing is "older" than it was.
+    clock.set(T0.minus(365 * DAY));
+    store
+        .lifecycle()
+        .run_all(false)
+        .await
+        .expect("jobs after a jump back");
+    let s2 = store
+        .sessions()
+        .append_turn(s.id, Turn::new(Role::User, "after the jump"))
+        .await
+        .expect("a write after a jump back");
+    assert_eq!(s2.context.len(), 1);
+    // Forward again, by less than the retention: the file stays.
+    clock.set(T0.plus(6 * DAY));
+    store
+        .lifecycle()
+        .run_all(false)
+        .await
+        .expect("jobs after a jump forward");
+    assert_eq!(
+        store.files().read(Actor::System, f.id).await.unwrap(),
+        b"RIFF....WAVE"
+    );
+    assert!(store.users().get(u.id).is_ok());
+    store.close().await;
+}

@@ -61,12 +61,15 @@ impl Model {
             .filter(|(_, (o, _))| *o == u)
             .map(|(f, _)| *f)
             .collect();
-        for f in gone {
-            self.files.remove(&f);
+        for f in &gone {
+            self.files.remove(f);
             if erased {
-                self.deleted_files.insert(f);
+                self.deleted_files.insert(*f);
             }
         }
+        // Nor are the grants of their files, or to them, checked.
+        self.grants.retain(|(f, _)| !gone.contains(f));
+        self.revoked.retain(|(f, _)| !gone.contains(f));
         self.grants.retain(|(_, to)| *to != u);
         self.revoked.retain(|(_, to)| *to != u);
     }

@@ -205,3 +205,42 @@ async fn every_failed_write_sync_or_set_len_loses_nothing_acknowledged() {
     assert!(landed > STEPS as u64, "only {landed} faults landed");
     eprintln!("{landed} injected faults, each at a different call of the workload");
 }
+
+/// `EIO` on every read of `store.redb`: the open (which verifies every
+/// page) fails with a clear error, never a panic, and succeeds once reads
+/// work again, with everything in it.
+#[tokio::test]
+async fn eio_on_read_fails_the_open_cleanly_and_passes() {
+    let dir = crate::common::store_dir();
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let u = store
+        .users()
+        .create(NewUser::new("reader", "reader@example.in"))
+        .await
+        .expect("create");
+    store.close().await;
+    drop(store);
+
+    let plan = StoreFaults::new();
+    plan.fail_reads(true);
+    store_faults::install(dir.path(), Arc::clone(&plan));
+    let refused = Store::open(config(dir.path())).await;
+    let Err(e) = refused else {
+        panic!("opened while every read fails");
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("store.redb") || text.contains("I/O") || text.contains("Input/output"),
+        "an unclear error: {text}"
+    );
+    plan.clear();
+    let store = Store::open(config(dir.path()))
+        .await
+        .expect("opens once reads work");
+    assert_eq!(
+        store.users().get(u.id).expect("still there").username,
+        "reader"
+    );
+    store.close().await;
+    store_faults::remove(dir.path());
+}
