@@ -67,6 +67,7 @@ mod read_only;
 mod region;
 mod session_cli;
 mod sessions;
+mod soak;
 mod stats;
 mod store_damage;
 mod store_faults;
