@@ -71,14 +71,23 @@ impl Log {
         Ok(Log { file })
     }
 
+    /// Appends one whole line in one `write` (a `writeln!` may write it
+    /// in pieces, and a kill between two would tear it).
+    fn line(&mut self, line: String) -> Result<(), Error> {
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io("writing the log", e))
+    }
+
     fn begin(&mut self, seq: u64, kind: &str) -> Result<(), Error> {
-        writeln!(self.file, "begin {seq} {kind}").map_err(|e| Error::io("writing the log", e))
+        self.line(format!("begin {seq} {kind}\n"))
     }
 
     fn ack(&mut self, seq: u64, line: &str) -> Result<(), Error> {
-        writeln!(self.file, "ack {seq} {line}")
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("writing the log", e))?;
+        self.line(format!("ack {seq} {line}\n"))?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("syncing the log", e))?;
         let mut out = std::io::stdout();
         writeln!(out, "ack {seq}")
             .and_then(|()| out.flush())
