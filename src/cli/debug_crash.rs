@@ -155,8 +155,13 @@ pub(crate) async fn run(store: &Store, args: &CrashWorkloadArgs) -> Outcome {
         let id = format!("{tag}x{seq}");
         let mut op = Op { log: &mut log, seq };
         // `None`: nothing to act on yet, so no operation (and no log line).
-        if let Some(line) = step(store, args, &mut rng, &mut world, kind, &id, &mut op).await? {
-            log.ack(seq, &line)?;
+        match step(store, args, &mut rng, &mut world, kind, &id, &mut op).await {
+            Ok(Some(line)) => log.ack(seq, &line)?,
+            Ok(None) => {}
+            // Refused before it wrote anything (a rotation already
+            // running, a rate limit): acknowledged as a no-op.
+            Err(e) if e.is_request_error() => log.ack(seq, &format!("refused {kind}"))?,
+            Err(e) => return Err(e),
         }
     }
     Ok(ExitCode::SUCCESS)

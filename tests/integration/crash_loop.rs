@@ -135,7 +135,7 @@ impl Model {
                 }
             }
             [
-                "read" | "gone" | "gc" | "rotate" | "norotate" | "backup",
+                "read" | "gone" | "gc" | "rotate" | "norotate" | "backup" | "refused",
                 ..,
             ] => {}
             other => panic!("unknown log line {other:?}"),
