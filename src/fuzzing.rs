@@ -1,6 +1,54 @@
 //! Entry points for the fuzz targets and their corpus replay (not API).
 
+mod admin;
+mod audit;
+mod backup;
+mod cache_pattern;
+mod config;
+mod keys;
+mod rows;
+
+pub use admin::{AdminHarness, admin_request, sample_admin_lines};
+pub use audit::{audit_event, sample_audit_events};
+pub use backup::{backup_manifest, sample_backup_files};
+pub use cache_pattern::{cache_pattern, sample_patterns};
+pub use config::{config_file, sample_configs};
+pub use keys::{key_record, sample_key_records};
+pub use rows::{decode_rows, sample_rows};
+
 use crate::db::codec::{self, Record};
+
+/// A directory of its own, for an entry point that reads files; removed
+/// when dropped. In `/dev/shm` where there is one: rewriting a file on a
+/// disk filesystem (ext4 flushes a truncated file on close) would make the
+/// file targets a hundred times slower.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_owned()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("bv-fuzz-{}-{n}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        Scratch(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The decoded value, `None` for a `Corrupt` refusal; any other error is a
 /// decoder bug.

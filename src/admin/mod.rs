@@ -138,12 +138,14 @@ impl AdminClient {
             .write_all(&line)
             .await
             .map_err(|e| Error::io(context(), e))?;
-        let mut answer = String::new();
+        // Bytes, not a String: an answer that is not UTF-8 is a corrupt
+        // answer, not a failure to talk to the socket.
+        let mut answer = Vec::new();
         BufReader::new(stream)
-            .read_line(&mut answer)
+            .read_until(b'\n', &mut answer)
             .await
             .map_err(|e| Error::io(context(), e))?;
-        match serde_json::from_str::<Answer>(&answer) {
+        match serde_json::from_slice::<Answer>(&answer) {
             Ok(Answer::Ok(v)) => Ok(v),
             Ok(Answer::Error { kind, message }) => Err(Error::Remote { kind, message }),
             Err(e) => Err(Error::corrupt(

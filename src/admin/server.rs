@@ -118,17 +118,19 @@ async fn serve(stream: UnixStream, store: WeakStore, me: u32) -> std::io::Result
         return write_answer(stream, &answer).await;
     }
     let mut reader = BufReader::new(stream).take(MAX_REQUEST as u64);
-    let mut line = String::new();
-    let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
+    // Bytes, not a String: a line that is not UTF-8 is a bad request to
+    // answer, not a read error that drops the connection unanswered.
+    let mut line = Vec::new();
+    let read = tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
     let stream = reader.into_inner().into_inner();
     let answer = match read {
         Err(_) => error_answer(&Error::invalid("admin request", "none arrived in 10 s")),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(_)) if !line.ends_with('\n') => error_answer(&Error::invalid(
+        Ok(Ok(_)) if !line.ends_with(b"\n") => error_answer(&Error::invalid(
             "admin request",
             format!("must be one line of at most {MAX_REQUEST} bytes"),
         )),
-        Ok(Ok(_)) => match serde_json::from_str::<AdminRequest>(&line) {
+        Ok(Ok(_)) => match serde_json::from_slice::<AdminRequest>(&line) {
             Err(e) => error_answer(&Error::invalid("admin request", e.to_string())),
             Ok(request) => match store.upgrade() {
                 None => error_answer(&Error::Closed),

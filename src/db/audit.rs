@@ -75,7 +75,7 @@ const HEAD_KEY: &str = "audit_head";
 const ANCHOR_KEY: &str = "audit_anchor";
 /// `meta` key set by the schema 9 migration: entries `1..=n` came from the
 /// old unauthenticated table and are MACed when the key is first loaded.
-pub(super) const UNSEALED_KEY: &str = "audit_unsealed";
+pub(crate) const UNSEALED_KEY: &str = "audit_unsealed";
 
 /// One audited event, as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,21 +141,21 @@ impl Entry {
 
 /// An entry as stored (format 1): its content and its MAC.
 #[derive(Serialize, Deserialize)]
-pub(super) struct Stored {
-    pub(super) entry: Entry,
-    pub(super) mac: [u8; 32],
+pub(crate) struct Stored {
+    pub(crate) entry: Entry,
+    pub(crate) mac: [u8; 32],
 }
 
 /// A point of the chain: a seq and the MAC of the entry there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Link {
-    pub(super) seq: u64,
-    pub(super) mac: [u8; 32],
+pub(crate) struct Link {
+    pub(crate) seq: u64,
+    pub(crate) mac: [u8; 32],
 }
 
 impl Link {
     /// Where a chain with nothing before it starts.
-    pub(super) const START: Link = Link {
+    pub(crate) const START: Link = Link {
         seq: 0,
         mac: [0; 32],
     };
@@ -181,7 +181,7 @@ impl AuditKey {
     }
 
     /// The MAC of `entry` at `seq` after `prev`.
-    pub(super) fn entry_mac(&self, prev: &[u8; 32], seq: u64, entry: &Entry) -> [u8; 32] {
+    pub(crate) fn entry_mac(&self, prev: &[u8; 32], seq: u64, entry: &Entry) -> [u8; 32] {
         // postcard cannot fail on these field types.
         let content = postcard::to_allocvec(entry).unwrap_or_default();
         self.mac(&[prev, &seq.to_le_bytes(), &content])
@@ -295,35 +295,46 @@ pub(crate) fn record(txn: &WriteTransaction, auditor: &Auditor, entry: Entry) ->
 }
 
 /// Appends `entry` after the head, moves the head; returns its seq.
-pub(super) fn append(txn: &WriteTransaction, key: &AuditKey, entry: Entry) -> Result<u64, Error> {
+pub(crate) fn append(txn: &WriteTransaction, key: &AuditKey, entry: Entry) -> Result<u64, Error> {
     let head = head(txn)?.unwrap_or(Link::START);
-    let seq = head.seq + 1;
+    // The head is not MACed: a changed one may be at the last seq.
+    let seq = head.seq.checked_add(1).ok_or_else(|| {
+        Error::corrupt(
+            "audit head",
+            "it is at the last sequence number, so no entry can follow it",
+        )
+    })?;
     let mac = key.entry_mac(&head.mac, seq, &entry);
     put_entry(txn, seq, &Stored { entry, mac })?;
     set_link(txn, HEAD_KEY, &Link { seq, mac })?;
     Ok(seq)
 }
 
-pub(super) fn put_entry(txn: &WriteTransaction, seq: u64, stored: &Stored) -> Result<(), Error> {
-    let bytes = codec::encode_versioned(1, stored)?;
+pub(crate) fn put_entry(txn: &WriteTransaction, seq: u64, stored: &Stored) -> Result<(), Error> {
+    put_entry_bytes(txn, seq, &codec::encode_versioned(1, stored)?)
+}
+
+/// Writes `bytes` as the entry at `seq`, as they are (the fuzz target
+/// writes damaged chains through it).
+pub(crate) fn put_entry_bytes(txn: &WriteTransaction, seq: u64, bytes: &[u8]) -> Result<(), Error> {
     txn.open_table(AUDIT_LOG)
         .ctx("opening audit_log")?
-        .insert(seq, bytes.as_slice())
+        .insert(seq, bytes)
         .ctx("writing audit_log")?;
     Ok(())
 }
 
-pub(super) fn decode_stored(seq: u64, bytes: &[u8]) -> Result<Stored, Error> {
+pub(crate) fn decode_stored(seq: u64, bytes: &[u8]) -> Result<Stored, Error> {
     codec::decode_versioned(1, bytes, || format!("audit entry {seq}"))
 }
 
 /// The chain head, if anything was ever appended.
-pub(super) fn head(txn: &impl ReadTxn) -> Result<Option<Link>, Error> {
+pub(crate) fn head(txn: &impl ReadTxn) -> Result<Option<Link>, Error> {
     get_meta(txn, HEAD_KEY, "audit head")
 }
 
 /// Moves the head to `link`.
-pub(super) fn set_head(txn: &WriteTransaction, link: &Link) -> Result<(), Error> {
+pub(crate) fn set_head(txn: &WriteTransaction, link: &Link) -> Result<(), Error> {
     set_link(txn, HEAD_KEY, link)
 }
 
@@ -333,17 +344,17 @@ fn set_link(txn: &WriteTransaction, name: &str, link: &Link) -> Result<(), Error
 
 /// The anchor left by retention, as stored (see `audit_retention`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(super) struct Anchor {
-    pub(super) link: Link,
+pub(crate) struct Anchor {
+    pub(crate) link: Link,
     /// Time of the last dropped entry.
-    pub(super) at: i64,
+    pub(crate) at: i64,
     /// HMAC over the fields above: an anchor cannot be made up without
     /// the key.
-    pub(super) tag: [u8; 32],
+    pub(crate) tag: [u8; 32],
 }
 
 impl Anchor {
-    pub(super) fn tag_of(key: &AuditKey, link: &Link, at: i64) -> [u8; 32] {
+    pub(crate) fn tag_of(key: &AuditKey, link: &Link, at: i64) -> [u8; 32] {
         key.mac(&[
             b"bv/audit-anchor/v1",
             &link.seq.to_le_bytes(),
@@ -353,11 +364,11 @@ impl Anchor {
     }
 }
 
-pub(super) fn anchor(txn: &impl ReadTxn) -> Result<Option<Anchor>, Error> {
+pub(crate) fn anchor(txn: &impl ReadTxn) -> Result<Option<Anchor>, Error> {
     get_meta(txn, ANCHOR_KEY, "audit anchor")
 }
 
-pub(super) fn set_anchor(txn: &WriteTransaction, anchor: &Anchor) -> Result<(), Error> {
+pub(crate) fn set_anchor(txn: &WriteTransaction, anchor: &Anchor) -> Result<(), Error> {
     set_meta(txn, ANCHOR_KEY, anchor)
 }
 

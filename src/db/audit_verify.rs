@@ -120,13 +120,14 @@ pub(crate) fn verify(txn: &impl ReadTxn, key: &AuditKey) -> Result<AuditReport, 
         let seq = k.value();
         report.first_seq.get_or_insert(seq);
         report.last_seq = Some(seq);
-        if seq != prev.seq + 1 {
+        // Checked: an anchor (or entry) at the last seq has no successor.
+        if prev.seq.checked_add(1) != Some(seq) {
             let kind = if anchor.is_none() && prev.seq == 0 {
                 AuditProblemKind::AnchorMissing
             } else {
                 AuditProblemKind::Missing
             };
-            fail(&mut report, prev.seq + 1, kind);
+            fail(&mut report, prev.seq.saturating_add(1), kind);
             return Ok(report);
         }
         if head.is_some_and(|h| seq > h.seq) {
@@ -148,7 +149,11 @@ pub(crate) fn verify(txn: &impl ReadTxn, key: &AuditKey) -> Result<AuditReport, 
     match head {
         None if prev.seq != 0 => fail(&mut report, prev.seq, AuditProblemKind::HeadMissing),
         Some(h) if h.seq != prev.seq || !same(&h.mac, &prev.mac) => {
-            fail(&mut report, prev.seq + 1, AuditProblemKind::HeadMismatch);
+            fail(
+                &mut report,
+                prev.seq.saturating_add(1),
+                AuditProblemKind::HeadMismatch,
+            );
         }
         _ => {}
     }

@@ -31,7 +31,7 @@ use crate::error::{Error, StorageContext};
 
 /// An audit event of schemas 3 to 8, format 1 (frozen).
 #[derive(Deserialize)]
-struct AuditV1 {
+pub(crate) struct AuditV1 {
     #[allow(dead_code)]
     id: uuid::Uuid,
     at: i64,

@@ -39,6 +39,7 @@ mod disk_full;
 mod exit_codes;
 mod files;
 mod fuzz_corpus;
+mod fuzz_corpus_more;
 mod grants_cli;
 mod health;
 mod ingest;

@@ -68,7 +68,7 @@ fn mac_key(master: &SecretKey) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-fn mac_of(master: &SecretKey, body: &[u8]) -> hmac::Hmac<Sha256> {
+pub(crate) fn mac_of(master: &SecretKey, body: &[u8]) -> hmac::Hmac<Sha256> {
     let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&mac_key(master))
         .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
     m.update(body);

@@ -278,7 +278,7 @@ impl Store {
 
 /// The newest backup, as `meta` keeps it for health checks.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct LastBackup {
+pub(crate) struct LastBackup {
     generation: u64,
     at: Timestamp,
     destination: String,
