@@ -502,6 +502,14 @@ impl Keyring {
     /// Announces the key a master rotation moves to, before its re-wrap is
     /// queued, so that [`master_in`](Self::master_in) finds it in any
     /// transaction that sees the re-wrap.
+    /// The key a rotation is moving to, if one is announced.
+    pub(crate) fn next_master(&self) -> Option<SecretKey> {
+        match self.masters.read() {
+            Ok(m) => m.next.clone(),
+            Err(poisoned) => poisoned.into_inner().next.clone(),
+        }
+    }
+
     pub(crate) fn set_next_master(&self, next: Option<SecretKey>) {
         match self.masters.write() {
             Ok(mut m) => m.next = next,

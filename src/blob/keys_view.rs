@@ -103,6 +103,7 @@ impl Keys<'_> {
             async {
                 let keyring = self.keyring;
                 let _one_at_a_time = keyring.lock_master_rotation().await;
+                settle_failed_rotation(self.db, keyring, self.data_dir).await?;
                 let old = keyring.master();
                 if old == new {
                     return Err(Error::invalid(
@@ -138,20 +139,21 @@ impl Keys<'_> {
                     .await;
                 let owners = match result {
                     Ok(n) => n,
-                    Err(e) => {
+                    // A refused request surely changed nothing.
+                    Err(e) if e.is_request_error() => {
                         keyring.set_next_master(None);
-                        // A commit that failed in the engine (a write or
-                        // sync error) may be on disk all the same, every
-                        // key wrapped under the new master: its file
-                        // stays, and the next open keeps whichever key
-                        // opens the store. Only a refused request surely
-                        // changed nothing.
-                        if let Some((_, next)) = embedded.as_ref().filter(|_| e.is_request_error())
-                        {
+                        if let Some((_, next)) = &embedded {
                             let _ = std::fs::remove_file(next);
                         }
                         return Err(e);
                     }
+                    // A commit that failed in the engine (a write or sync
+                    // error) may be on disk all the same, every key
+                    // wrapped under the new master: the new key stays
+                    // known (in memory and in its file), so whichever
+                    // key opens the store is used, until the next open or
+                    // rotation settles it.
+                    Err(e) => return Err(e),
                 };
                 keyring.set_master(new);
                 let key_file = match embedded {
@@ -225,4 +227,33 @@ impl Keys<'_> {
         )
         .await
     }
+}
+
+/// Settles a master rotation whose commit failed in the engine (see
+/// [`Keys::rotate_master`]): the key that opens the store as committed
+/// becomes the current one, and `master.key.next` is renamed into place or
+/// removed to match, as the next open would.
+async fn settle_failed_rotation(db: &Db, keyring: &Keyring, data_dir: &Path) -> Result<(), Error> {
+    let Some(next) = keyring.next_master() else {
+        return Ok(());
+    };
+    let k = keyring.clone();
+    // A write transaction: it sees the last commit on disk (the writer
+    // reopens the file first after an I/O error).
+    let effective = db.write(move |txn| k.master_in(txn)).await?;
+    let embedded =
+        matches!(keyring.source(), MasterKeySource::Embedded(_)).then(|| embedded_paths(data_dir));
+    if effective == next {
+        keyring.set_master(next);
+        if let Some((path, next)) = embedded {
+            crate::fsutil::persist(&next, &path)?;
+        }
+        tracing::warn!("finished a master key rotation whose commit failed but landed");
+    } else {
+        keyring.set_next_master(None);
+        if let Some((_, next)) = embedded {
+            let _ = std::fs::remove_file(next);
+        }
+    }
+    Ok(())
 }

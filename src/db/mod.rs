@@ -67,6 +67,7 @@ mod ops;
 pub(crate) mod profile_row;
 pub(crate) mod profiles;
 pub(crate) mod records;
+mod reopen;
 mod schema;
 pub(crate) mod sealing;
 pub(crate) mod session_row;
@@ -134,14 +135,19 @@ pub(crate) struct Db {
 /// redb opened for writing, or read-only (a data directory the process may
 /// not write: reads work, writes are [`Error::ReadOnly`]).
 enum Engine {
-    Writable(Arc<RwLock<Database>>),
+    /// The database, and whether it is being reopened after an I/O error
+    /// (see [`reopen`]): reads fail then.
+    Writable(Arc<RwLock<Database>>, Arc<std::sync::atomic::AtomicBool>),
     ReadOnly(redb::ReadOnlyDatabase),
 }
 
 impl Engine {
     fn begin_read(&self) -> Result<ReadTransaction, Error> {
         match self {
-            Engine::Writable(db) => shared(db).begin_read(),
+            Engine::Writable(_, broken) if broken.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Err(reopen::reopening());
+            }
+            Engine::Writable(db, _) => shared(db).begin_read(),
             Engine::ReadOnly(db) => db.begin_read(),
         }
         .ctx("beginning a read transaction")
@@ -243,6 +249,13 @@ impl Db {
         let (engine, writer) = match opened {
             Some(database) => {
                 let database = Arc::new(RwLock::new(database));
+                let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let reopener = reopen::Reopener {
+                    path: path.clone(),
+                    cache_bytes: config.db_cache_bytes,
+                    verify: config.verify_on_open,
+                    broken: Arc::clone(&broken),
+                };
                 let writer = writer::Writer::start(
                     Arc::clone(&database),
                     Arc::clone(&cache),
@@ -250,8 +263,9 @@ impl Db {
                     config.max_batch,
                     config.write_queue,
                     config.saves_allocator_state(),
+                    Some(reopener),
                 )?;
-                (Engine::Writable(database), Some(writer))
+                (Engine::Writable(database, broken), Some(writer))
             }
             None => {
                 let database = guard::guarded(&path, || {

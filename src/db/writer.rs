@@ -34,11 +34,14 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::guard::guarded;
+use crate::db::reopen::Reopener;
 use crate::db::snapshot::ReadCache;
 use crate::error::{Error, StorageContext};
 
 /// Exclusive work, given the database and its path.
-type ExclusiveWork = Box<dyn FnOnce(&mut Database, &Path) + Send>;
+/// An `Err` instead of the database when it could not be reopened after an
+/// I/O error.
+type ExclusiveWork = Box<dyn FnOnce(Result<&mut Database, Error>, &Path) + Send>;
 
 /// What the writer thread is asked to do, in queue order.
 enum Request {
@@ -145,6 +148,7 @@ impl Writer {
         max_batch: usize,
         queue_len: usize,
         quick_repair: bool,
+        reopener: Option<Reopener>,
     ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::channel(queue_len.max(1));
         let counters = Arc::new(Counters::default());
@@ -158,6 +162,7 @@ impl Writer {
                     cache: &cache,
                     path: &path,
                     quick_repair,
+                    reopener: reopener.as_ref(),
                 };
                 run_writer(&ctx, rx, max_batch.max(1))
             })
@@ -232,8 +237,11 @@ impl Writer {
         F: FnOnce(&mut Database) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let work: ExclusiveWork = Box::new(move |db: &mut Database, path: &Path| {
-            let _ = reply.send(guarded(path, || f(db)));
+        let work: ExclusiveWork = Box::new(move |db: Result<&mut Database, Error>, path: &Path| {
+            let _ = reply.send(match db {
+                Ok(db) => guarded(path, || f(db)),
+                Err(e) => Err(e),
+            });
         });
         self.send(Request::Exclusive(work)).await?;
         answer.await.map_err(|_| Error::Closed)?
@@ -276,14 +284,32 @@ struct Ctx<'a> {
     cache: &'a ReadCache,
     path: &'a Path,
     quick_repair: bool,
+    /// Reopens the file after an I/O error (see [`super::reopen`]).
+    reopener: Option<&'a Reopener>,
 }
 
 impl Ctx<'_> {
+    /// Begins a write transaction; after an I/O error (redb's
+    /// `PreviousIo`, or a reopen that failed) it reopens the file first.
     fn begin(&self) -> Result<WriteTransaction, Error> {
-        guarded(self.path, || {
-            super::begin_write(&super::shared(self.db), self.quick_repair)
-                .ctx("beginning a write transaction")
-        })
+        if let Some(r) = self.reopener.filter(|r| r.is_broken()) {
+            r.reopen(self.db, self.cache)?;
+        }
+        let try_begin = || {
+            guarded(self.path, || {
+                Ok(super::begin_write(
+                    &super::shared(self.db),
+                    self.quick_repair,
+                ))
+            })
+        };
+        match (try_begin()?, self.reopener) {
+            (Err(e), Some(r)) if super::reopen::is_previous_io(&e) => {
+                r.reopen(self.db, self.cache)?;
+                try_begin()?.ctx("beginning a write transaction")
+            }
+            (txn, _) => txn.ctx("beginning a write transaction"),
+        }
     }
 
     /// Runs one request; a panic in it is a fatal error of that request.
@@ -338,8 +364,14 @@ fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) 
 fn run_exclusive(ctx: &Ctx<'_>, work: ExclusiveWork) {
     let _span = tracing::info_span!("exclusive").entered();
     ctx.cache.invalidate();
+    if let Some(r) = ctx.reopener.filter(|r| r.is_broken())
+        && let Err(e) = r.reopen(ctx.db, ctx.cache)
+    {
+        // Never on the placeholder.
+        return work(Err(e), ctx.path);
+    }
     let mut db = ctx.db.write().unwrap_or_else(|e| e.into_inner());
-    work(&mut db, ctx.path);
+    work(Ok(&mut db), ctx.path);
     drop(db);
     // What it did (a compaction moves pages) is seen by readers from now.
     ctx.cache.invalidate();
@@ -405,7 +437,8 @@ mod tests {
     fn writer(dir: &Path) -> (Arc<RwLock<Database>>, Writer) {
         let path = dir.join("w.redb");
         let db = Arc::new(RwLock::new(Database::create(&path).unwrap()));
-        let writer = Writer::start(Arc::clone(&db), Arc::default(), path, 64, 64, true).unwrap();
+        let writer =
+            Writer::start(Arc::clone(&db), Arc::default(), path, 64, 64, true, None).unwrap();
         (db, writer)
     }
 
