@@ -54,7 +54,12 @@ pub(crate) fn prepare(config: &Config) -> Result<(), Error> {
     };
     let present: Vec<String> = PARTS
         .iter()
-        .filter(|p| fs::symlink_metadata(dir.join(p)).is_ok())
+        .filter(|p| match **p {
+            // A `blobs/` with no blob directory in it holds no blob: a card
+            // mounted there before the first open (`lost+found` and all).
+            "blobs" => fs::symlink_metadata(dir.join(p)).is_ok() && !holds_no_blob(&dir.join(p)),
+            _ => fs::symlink_metadata(dir.join(p)).is_ok(),
+        })
         .map(|p| (*p).to_string())
         .collect();
     match config.open_mode {
@@ -100,6 +105,37 @@ pub(crate) fn is_own_temporary(name: &str) -> bool {
         stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
+
+/// Whether `blobs` is a directory without one of the layout's
+/// two-hex-digit directories in it.
+fn holds_no_blob(blobs: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(blobs) else {
+        return false;
+    };
+    !entries.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
+/// Where new blobs are written when `blobs/` is on another file system
+/// than `tmp/` (an operator mounted a larger card there): `blobs/staging/`,
+/// since a rename cannot cross file systems (`EXDEV`) and a copy would
+/// write every blob twice. `None` when both share one, as they do by
+/// default. The layout's scans skip the name: it is not two hex digits.
+pub(crate) fn staging_dir(tmp: &Path, blobs: &Path) -> Result<Option<PathBuf>, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let device = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| Error::io(format!("reading {}", p.display()), e))
+    };
+    Ok((device(tmp)? != device(blobs)?).then(|| blobs.join(STAGING)))
+}
+
+/// The staging directory's name under `blobs/`.
+pub(crate) const STAGING: &str = "staging";
 
 /// The store's `tmp/` directory, created if missing and cleaned of the
 /// store's own left-over temporaries. A `tmp` that is a symlink or not a

@@ -23,7 +23,18 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
 /// there, and makes the rename durable (creating `dest`'s parents).
 pub(crate) fn persist(tmp: &Path, dest: &Path) -> Result<(), Error> {
     let parent = ensure_parent(dest)?;
-    fs::rename(tmp, dest).map_err(|e| Error::io(format!("renaming into {}", dest.display()), e))?;
+    fs::rename(tmp, dest).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::CrossesDevices {
+            format!(
+                "renaming {} into {}: they are on different file systems",
+                tmp.display(),
+                dest.display()
+            )
+        } else {
+            format!("renaming into {}", dest.display())
+        };
+        Error::io(what, e)
+    })?;
     sync_dir(parent)
 }
 

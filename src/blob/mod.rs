@@ -214,7 +214,8 @@ pub(crate) type PutPause = (
 /// per-address locks.
 pub(crate) struct BlobStore {
     pub(crate) backend: Arc<dyn BlobBackend>,
-    /// Where puts seal their temporary blobs (always local).
+    /// Where puts seal their temporary blobs (always local, on the file
+    /// system of `blobs/`: `tmp/`, or `blobs/staging/`).
     pub(crate) tmp_dir: PathBuf,
     pub(crate) keyring: keys::Keyring,
     locks: Vec<tokio::sync::Mutex<()>>,
@@ -240,14 +241,21 @@ pub(crate) struct BlobStore {
 }
 
 impl BlobStore {
-    /// Prepares `blobs/` and an empty `tmp/`, and opens the keyring.
+    /// Prepares `blobs/` and an empty `tmp/` (and an empty staging
+    /// directory when `blobs/` is another file system, see
+    /// [`staging_dir`](crate::datadir::staging_dir)), and opens the keyring.
     pub(crate) async fn open(db: &Db, config: &crate::Config) -> Result<BlobStore, Error> {
         let blobs_dir = config.data_dir.join("blobs");
-        let tmp_dir = config.data_dir.join("tmp");
+        let mut tmp_dir = config.data_dir.join("tmp");
         if !db.is_read_only() {
             crate::fsutil::create_private_dir_all(&blobs_dir)
                 .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
-            let removed = crate::datadir::clean_tmp(&tmp_dir)?;
+            let mut removed = crate::datadir::clean_tmp(&tmp_dir)?;
+            if let Some(staging) = crate::datadir::staging_dir(&tmp_dir, &blobs_dir)? {
+                tracing::info!(dir = %staging.display(), "blobs/ is on another file system than tmp/: new blobs are written beside them");
+                removed += crate::datadir::clean_tmp(&staging)?;
+                tmp_dir = staging;
+            }
             if removed > 0 {
                 tracing::info!(removed, "removed left-over temporary blob files");
             }

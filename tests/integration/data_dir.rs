@@ -175,3 +175,21 @@ async fn a_failed_open_stops_what_it_started() {
         Some("v")
     );
 }
+
+/// A `blobs/` that holds no blob directory (a card mounted there before
+/// the first open, with its `lost+found`) is no part of a store: the open
+/// creates one. One two-hex-digit directory in it is enough to refuse.
+#[tokio::test]
+async fn an_empty_blobs_mount_point_is_not_an_incomplete_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/lost+found")).unwrap();
+    let store = Store::open(config(dir.path())).await.expect("a new store");
+    store.close().await;
+    drop(store);
+
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join("blobs/ab")).unwrap();
+    let e = Store::open(config(other.path())).await.unwrap_err();
+    assert!(matches!(e, Error::StoreIncomplete { .. }), "{e:?}");
+    assert!(!other.path().join("store.redb").exists());
+}

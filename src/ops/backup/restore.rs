@@ -211,9 +211,23 @@ fn restore_files(
     crate::fsutil::create_private_dir_all(&tmp)
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
     let target = LocalDir::new(data.join("blobs"));
+    // A `blobs/` mounted from another file system is staged on its own.
+    let blob_tmp = match std::fs::metadata(target.root()) {
+        Ok(_) => crate::datadir::staging_dir(&tmp, target.root())?,
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| tmp.clone());
+    crate::fsutil::create_private_dir_all(&blob_tmp)
+        .map_err(|e| Error::io(format!("creating {}", blob_tmp.display()), e))?;
     for b in &m.blobs {
         let to = target.path_of(b.address);
-        copy_checked(&layout.path_of(b.address), &to, &tmp, &b.digest, &mut buf)?;
+        copy_checked(
+            &layout.path_of(b.address),
+            &to,
+            &blob_tmp,
+            &b.digest,
+            &mut buf,
+        )?;
         tell(b.digest.bytes);
     }
     if options.install_key && (config.master_key.is_some() || config.master_key_file.is_some()) {
