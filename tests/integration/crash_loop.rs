@@ -106,6 +106,7 @@ impl Model {
                 self.files.remove(&f);
                 self.deleted_files.insert(f);
                 self.grants.retain(|(x, _)| *x != f);
+                self.revoked.retain(|(x, _)| *x != f);
             }
             ["grant", f, to] => {
                 self.grants.insert((id(f), id(to)));
@@ -158,7 +159,11 @@ impl Model {
                 }
             }
             ["fdelete", f] => {
-                self.files.remove(&id(f));
+                // It may have landed: nor are the file's grants checked.
+                let f: FileId = id(f);
+                self.files.remove(&f);
+                self.grants.retain(|(x, _)| *x != f);
+                self.revoked.retain(|(x, _)| *x != f);
             }
             ["grant" | "revoke", f, to] => {
                 self.grants.remove(&(id(f), id(to)));
