@@ -6,6 +6,7 @@ mod backup;
 mod cache_pattern;
 mod config;
 mod keys;
+mod op_sequence;
 mod rows;
 
 pub use admin::{AdminHarness, admin_request, sample_admin_lines};
@@ -14,6 +15,7 @@ pub use backup::{backup_manifest, sample_backup_files};
 pub use cache_pattern::{cache_pattern, sample_patterns};
 pub use config::{config_file, sample_configs};
 pub use keys::{key_record, sample_key_records};
+pub use op_sequence::{MAX_OPS, op_sequence, op_sequence_counted, sample_op_sequences};
 pub use rows::{decode_rows, sample_rows};
 
 use crate::db::codec::{self, Record};

@@ -56,6 +56,8 @@ mod migrate;
 mod migrate_v5;
 mod migrate_v6;
 mod model;
+mod model_files;
+mod op_sequence_replay;
 mod page_cache;
 mod password_cli;
 mod personal_at_rest;
