@@ -76,7 +76,16 @@ impl ReadOnlyBind {
 
 impl Drop for ReadOnlyBind {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        // Writable first (always allowed), then detached lazily: a plain
+        // umount is refused while any file is open through the bind.
+        let _ = std::process::Command::new("mount")
+            .args(["-o", "remount,rw,bind"])
+            .arg(&self.0)
+            .status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
