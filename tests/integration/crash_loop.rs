@@ -312,6 +312,11 @@ async fn check(store: &Store, m: &Model, seen: &HashSet<FileId>, deep: bool, con
     }
 }
 
+/// How long a session may idle before the expiry job ends it: longer than
+/// any run (by default 30 minutes, and a 1000-cycle run takes longer, so
+/// its first sessions expired, as they should, and the model lost them).
+const SESSION_IDLE: Duration = Duration::from_secs(3650 * 86_400);
+
 /// Runs the child until `acks` more acknowledgements and a short random
 /// pause, then kills it.
 fn run_and_kill(dir: &Path, log: &Path, backups: &Path, seed: u64, acks: usize, pause_us: u64) {
@@ -325,6 +330,7 @@ fn run_and_kill(dir: &Path, log: &Path, backups: &Path, seed: u64, acks: usize, 
         .arg(backups)
         .env("BV_PASSWORD_MEMORY_KIB", "8")
         .env("BV_PASSWORD_ITERATIONS", "1")
+        .env("BV_SESSION_IDLE_SECS", SESSION_IDLE.as_secs().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -375,7 +381,7 @@ async fn acknowledged_work_survives_sigkill_at_random_moments() {
         run_and_kill(dir.path(), &log, &backups, seed, acks, pause);
         let (model, in_flight, total) = read_log(&log);
         let context = format!("attempt {attempt} (seed {base}), {total} acks so far");
-        let store = Store::open(config(dir.path()))
+        let store = Store::open(config(dir.path()).session_idle_timeout(SESSION_IDLE))
             .await
             .unwrap_or_else(|e| panic!("{context}: reopen after kill: {e}"));
         // Every tenth cycle and the last: every file's bytes, and verify
