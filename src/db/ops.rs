@@ -25,29 +25,28 @@ impl Db {
     /// Compacts `store.redb` (exclusive): returns whether it shrank, or
     /// [`Error::Busy`] if reads kept it busy for a second.
     pub(crate) async fn compact(&self) -> Result<bool, Error> {
+        const WHAT: &str = "compacting the store";
         self.exclusive(|db| {
-            for _ in 0..100 {
-                match db.compact() {
-                    Err(redb::CompactionError::TransactionInProgress) => {
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
-                    other => return other.ctx("compacting the store"),
-                }
-            }
-            Err(Error::Busy {
-                what: "compacting the store",
-                detail: "reads stayed in progress for a second".into(),
-            })
+            after_reads(WHAT, db, Database::compact, |e| {
+                matches!(e, redb::CompactionError::TransactionInProgress)
+            })?
+            .ctx(WHAT)
         })
         .await
     }
 
     /// redb's integrity check of `store.redb` (exclusive): `true` when
-    /// every page verified.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// every page verified, or [`Error::Busy`] if reads kept it busy for a
+    /// second.
     pub(crate) async fn check_integrity(&self) -> Result<bool, Error> {
-        self.exclusive(|db| db.check_integrity().ctx("checking the store's integrity"))
-            .await
+        const WHAT: &str = "checking the store's integrity";
+        self.exclusive(|db| {
+            after_reads(WHAT, db, Database::check_integrity, |e| {
+                matches!(e, redb::DatabaseError::TransactionInProgress)
+            })?
+            .ctx(WHAT)
+        })
+        .await
     }
 
     /// The database's health: a read probe on a fresh snapshot, and
@@ -87,4 +86,26 @@ impl Db {
             Some(_) => PartHealth::new("database", HealthStatus::Healthy, figures),
         }
     }
+}
+
+/// Runs `op`, which redb refuses while a read transaction is open
+/// (`in_progress`). During exclusive work no read begins, so the reads in
+/// flight end soon: `op` is tried again every 10 ms, for a second at
+/// most, then [`Error::Busy`].
+fn after_reads<T, E>(
+    what: &'static str,
+    db: &mut Database,
+    op: impl Fn(&mut Database) -> Result<T, E>,
+    in_progress: impl Fn(&E) -> bool,
+) -> Result<Result<T, E>, Error> {
+    for _ in 0..100 {
+        match op(db) {
+            Err(e) if in_progress(&e) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return Ok(other),
+        }
+    }
+    Err(Error::Busy {
+        what,
+        detail: "reads stayed in progress for a second".into(),
+    })
 }

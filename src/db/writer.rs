@@ -371,6 +371,9 @@ fn run_exclusive(ctx: &Ctx<'_>, work: ExclusiveWork) {
         return work(Err(e), ctx.path);
     }
     let mut db = ctx.db.write().unwrap_or_else(|e| e.into_inner());
+    // A reader may have cached a fresh snapshot between the first drop and
+    // the lock; none can begin now.
+    ctx.cache.invalidate();
     work(Ok(&mut db), ctx.path);
     drop(db);
     // What it did (a compaction moves pages) is seen by readers from now.

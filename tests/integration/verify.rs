@@ -266,3 +266,73 @@ async fn undecodable_rows_and_session_index_damage_are_reported_and_left() {
     assert_eq!(of(&r, ProblemKind::MissingIndexEntry).len(), 1, "{r:?}");
     assert!(!r.is_clean());
 }
+
+/// redb checks integrity only with no read transaction open. Readers that
+/// keep reading while verify runs (the application in use, the store's
+/// own jobs) must not make it fail: it waits for the reads in flight, and
+/// no new one begins meanwhile. A 10-minute soak met
+/// `TransactionInProgress` here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_succeeds_while_readers_keep_reading() {
+    let dir = crate::common::store_dir();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let mut users = Vec::new();
+    for i in 0..8 {
+        users.push(
+            store
+                .users()
+                .create(NewUser::new(
+                    format!("reader{i}"),
+                    format!("r{i}@example.in"),
+                ))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    /// Stops the readers however the test ends (a failed round too).
+    struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let guard = Stop(std::sync::Arc::clone(&stop));
+    let mut readers = Vec::new();
+    for u in users.clone() {
+        let (store, stop) = (store.clone(), std::sync::Arc::clone(&stop));
+        readers.push(tokio::task::spawn_blocking(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.users().get(u).expect("a read beside verify");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    for round in 0..20 {
+        let report = store
+            .verify(VerifyOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("verify {round} beside readers: {e}"));
+        assert!(report.is_clean(), "{:?}", report.problems);
+        // A write between rounds, so the readers' snapshot changes.
+        store
+            .users()
+            .update(
+                users[round % users.len()],
+                bharatvoice_store::UserUpdate {
+                    display_name: Some(Some(format!("round {round}"))),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    drop(guard);
+    for r in readers {
+        assert!(r.await.unwrap() > 0, "a reader read nothing");
+    }
+    store.close().await;
+}
