@@ -57,7 +57,7 @@ pub(crate) fn count(txn: &ReadTransaction) -> Result<Counts, Error> {
             c.sessions_deleted += 1;
         } else {
             c.sessions += 1;
-            c.turns += s.turn_count;
+            c.turns = c.turns.saturating_add(s.turn_count);
         }
     }
     for entry in txn.table(FILES)?.iter().ctx("scanning files")? {
@@ -68,19 +68,19 @@ pub(crate) fn count(txn: &ReadTransaction) -> Result<Counts, Error> {
             continue;
         }
         c.files += 1;
-        c.referenced_stored_bytes += f.stored_bytes;
+        c.referenced_stored_bytes = c.referenced_stored_bytes.saturating_add(f.stored_bytes);
         let t = c.by_type.entry(f.content_type).or_default();
         t.0 += 1;
-        t.1 += f.plain_bytes;
-        t.2 += f.stored_bytes;
+        t.1 = t.1.saturating_add(f.plain_bytes);
+        t.2 = t.2.saturating_add(f.stored_bytes);
         t.3 += u64::from(f.codec == Codec::None);
     }
     for entry in txn.table(BLOBS)?.iter().ctx("scanning blobs")? {
         let (k, v) = entry.ctx("scanning blobs")?;
         let row: BlobRow = codec::decode(v.value(), BlobAddress(k.value()))?;
         c.blobs += 1;
-        c.blob_stored_bytes += row.stored_bytes;
-        c.blob_plain_bytes += row.plain_bytes;
+        c.blob_stored_bytes = c.blob_stored_bytes.saturating_add(row.stored_bytes);
+        c.blob_plain_bytes = c.blob_plain_bytes.saturating_add(row.plain_bytes);
     }
     for entry in txn.table(USAGE)?.iter().ctx("scanning usage")? {
         let (k, v) = entry.ctx("scanning usage")?;

@@ -137,7 +137,9 @@ impl Store {
                 by_content_type.sort_by(|a, b| {
                     (b.stored_bytes, &a.content_type).cmp(&(a.stored_bytes, &b.content_type))
                 });
-                let plain_bytes = by_content_type.iter().map(|t| t.plain_bytes).sum();
+                let plain_bytes = by_content_type
+                    .iter()
+                    .fold(0u64, |sum, t| sum.saturating_add(t.plain_bytes));
                 Ok(StoreStats {
                     users: c.users,
                     users_deleted: c.users_deleted,

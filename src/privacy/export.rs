@@ -328,7 +328,9 @@ impl Privacy<'_> {
             db: self.db,
             blobs: self.blobs,
         };
-        let total: u64 = records.iter().map(|f| f.plain_bytes).sum();
+        let total = records
+            .iter()
+            .fold(0u64, |sum, f| sum.saturating_add(f.plain_bytes));
         let mut done = 0;
         let mut n = 0;
         for f in records {

@@ -150,10 +150,10 @@ fn scan(txn: &redb::ReadTransaction, user: UserId) -> Result<Scanned, Error> {
             continue;
         }
         files.files += 1;
-        files.bytes += f.plain_bytes;
+        files.bytes = files.bytes.saturating_add(f.plain_bytes);
         let t = files.by_content_type.entry(f.content_type).or_default();
         t.files += 1;
-        t.bytes += f.plain_bytes;
+        t.bytes = t.bytes.saturating_add(f.plain_bytes);
         for g in grantees(txn, id)? {
             given += 1;
             to.insert(g);
@@ -228,7 +228,7 @@ impl Privacy<'_> {
                     sessions.sessions += 1;
                     sessions.turns += s.context.len() as u64;
                     sessions.turn_bytes += s.context_bytes() as u64;
-                    sessions.turns_appended += s.turn_count;
+                    sessions.turns_appended = sessions.turns_appended.saturating_add(s.turn_count);
                 }
                 let pending_erasure = self
                     .erasure(user)?

@@ -429,6 +429,39 @@ async fn an_altered_manifest_or_another_key_is_refused() {
     assert_refused(r, "manifest.json", &target.data_dir);
 }
 
+/// `backups` reads manifests without the key (nothing is checked): sizes
+/// that add past `u64::MAX` give a saturated total, not a panic, and a
+/// restore still refuses the manifest.
+#[tokio::test]
+async fn a_manifest_whose_sizes_overflow_is_listed_and_refused_without_a_panic() {
+    let (w, _) = one_backup().await;
+    let manifest = w.backups().join("generations/000001/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let huge = with_numbers_after(&text, "\"bytes\": ", u64::MAX);
+    assert_ne!(huge, text);
+    std::fs::write(&manifest, huge).unwrap();
+    let listed = Store::backups(w.backups()).expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].bytes, u64::MAX);
+    let target = w.target("t1");
+    let r = Store::restore(w.backups(), &target, RestoreOptions::default()).await;
+    assert_refused(r, "manifest.json", &target.data_dir);
+}
+
+/// `text` with the number after each `key` replaced by `n`.
+fn with_numbers_after(text: &str, key: &str, n: u64) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(key) {
+        let (head, tail) = rest.split_at(at + key.len());
+        out.push_str(head);
+        out.push_str(&n.to_string());
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
 #[tokio::test]
 async fn a_restore_into_a_directory_that_holds_something_is_refused_unless_forced() {
     let (w, f) = one_backup().await;

@@ -58,6 +58,16 @@ pub(crate) struct Manifest {
     pub(crate) missing: Vec<BlobAddress>,
 }
 
+impl Manifest {
+    /// Bytes of the metadata snapshot and every blob, saturated at
+    /// `u64::MAX` (an unchecked manifest's sizes are anyone's).
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.blobs.iter().fold(self.metadata.bytes, |sum, b| {
+            sum.saturating_add(b.digest.bytes)
+        })
+    }
+}
+
 /// The MAC key of manifests: HMAC-SHA256 of a fixed label under the
 /// master key, so that it changes with the master key and is never the
 /// master key itself.

@@ -94,13 +94,14 @@ impl Store {
         let mut out = Vec::new();
         for g in d.generations()? {
             let m = d.manifest_unchecked(g)?;
+            let bytes = m.total_bytes();
             out.push(BackupGeneration {
                 generation: g,
                 created_at: m.created_at,
                 schema_version: m.schema_version,
                 region: m.region,
                 blobs: m.blobs.len() as u64,
-                bytes: m.metadata.bytes + m.blobs.iter().map(|b| b.digest.bytes).sum::<u64>(),
+                bytes,
             });
         }
         Ok(out)
@@ -188,12 +189,12 @@ fn restore_files(
 
     // Check everything before writing anything.
     let layout = LocalDir::new(dest.blobs_dir());
-    let total = m.metadata.bytes + m.blobs.iter().map(|b| b.digest.bytes).sum::<u64>();
+    let total = m.total_bytes();
     let mut done = 0u64;
     let mut tell = |n: u64| {
-        done += n;
+        done = done.saturating_add(n);
         if let Some(p) = &options.progress {
-            p.tell(done, 2 * total);
+            p.tell(done, total.saturating_mul(2));
         }
     };
     let mut buf = Vec::new();
