@@ -92,8 +92,8 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<MetaScan, Error> {
     let mut s = MetaScan::default();
     users(txn, &mut s)?;
     sessions(txn, &mut s)?;
-    let files = files(txn, &mut s)?;
-    blobs(txn, &mut s, &files)?;
+    let refs = files(txn, &mut s)?;
+    blobs(txn, &mut s, &refs)?;
     Ok(s)
 }
 
@@ -213,9 +213,15 @@ fn file_entries(f: &AudioFile) -> Vec<Entry> {
     out
 }
 
-fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BTreeMap<FileId, AudioFile>, Error> {
+/// How many file records name each blob, and one of them.
+type BlobRefs = BTreeMap<BlobAddress, (u64, FileId)>;
+
+/// Checks the file records and their four indexes; returns who names
+/// which blob (only that is kept of each record, so the scan's memory is
+/// a few tens of bytes per file, not the record).
+fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
     let table = txn.open_table(FILES).ctx("opening files")?;
-    let mut records = BTreeMap::new();
+    let mut refs = BlobRefs::new();
     let mut expected: BTreeSet<Entry> = BTreeSet::new();
     for row in table.iter().ctx("scanning files")? {
         let (k, v) = row.ctx("scanning files")?;
@@ -224,7 +230,7 @@ fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BTreeMap<FileId, Aud
         match codec::decode::<AudioFile>(v.value(), id) {
             Ok(f) if f.id == id => {
                 expected.extend(file_entries(&f));
-                records.insert(id, f);
+                refs.entry(f.blob).or_insert((0, f.id)).0 += 1;
             }
             Ok(f) => s.problems.push(Problem::new(
                 ProblemKind::Undecodable,
@@ -287,19 +293,10 @@ fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BTreeMap<FileId, Aud
             "no record says what this entry says",
         ));
     }
-    Ok(records)
+    Ok(refs)
 }
 
-fn blobs(
-    txn: &ReadTransaction,
-    s: &mut MetaScan,
-    files: &BTreeMap<FileId, AudioFile>,
-) -> Result<(), Error> {
-    let mut refs: BTreeMap<BlobAddress, (u64, FileId)> = BTreeMap::new();
-    for f in files.values() {
-        let r = refs.entry(f.blob).or_insert((0, f.id));
-        r.0 += 1;
-    }
+fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(), Error> {
     let table = txn.open_table(BLOBS).ctx("opening blobs")?;
     let mut usage: BTreeMap<u128, (u64, u64)> = BTreeMap::new();
     let mut owned: BTreeSet<(u128, [u8; 32])> = BTreeSet::new();
@@ -332,7 +329,7 @@ fn blobs(
         u.1 += 1;
         owned.insert((b.owner.to_key(), address.0));
     }
-    for (address, (_, file)) in &refs {
+    for (address, (_, file)) in refs {
         if !s.blobs.contains_key(address) {
             s.problems.push(Problem::new(
                 ProblemKind::MissingBlobRow,
