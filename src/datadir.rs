@@ -99,11 +99,16 @@ pub(crate) fn make_private(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `s` is `len` lower-case hex digits: the names the store gives
+/// its blob directories, blob files and temporaries.
+pub(crate) fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Whether `name` is one of the store's own temporary blob files.
 pub(crate) fn is_own_temporary(name: &str) -> bool {
-    name.strip_suffix(".part").is_some_and(|stem| {
-        stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
+    name.strip_suffix(".part")
+        .is_some_and(|stem| is_hex(stem, 32))
 }
 
 /// Whether `blobs` is a directory without one of the layout's
@@ -112,11 +117,9 @@ fn holds_no_blob(blobs: &Path) -> bool {
     let Ok(entries) = fs::read_dir(blobs) else {
         return false;
     };
-    !entries.flatten().any(|e| {
-        e.file_name()
-            .to_str()
-            .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-    })
+    !entries
+        .flatten()
+        .any(|e| e.file_name().to_str().is_some_and(|n| is_hex(n, 2)))
 }
 
 /// Where new blobs are written when `blobs/` is on another file system
@@ -132,6 +135,22 @@ pub(crate) fn staging_dir(tmp: &Path, blobs: &Path) -> Result<Option<PathBuf>, E
             .map_err(|e| Error::io(format!("reading {}", p.display()), e))
     };
     Ok((device(tmp)? != device(blobs)?).then(|| blobs.join(STAGING)))
+}
+
+/// Where new blob files are written before their rename into `blobs`:
+/// the staging directory, created, when `blobs` is on another file system
+/// than `tmp` (see [`staging_dir`]); `None` for `tmp` itself (also when
+/// `blobs` does not exist yet).
+pub(crate) fn blob_staging(tmp: &Path, blobs: &Path) -> Result<Option<PathBuf>, Error> {
+    if fs::metadata(blobs).is_err() {
+        return Ok(None);
+    }
+    let staging = staging_dir(tmp, blobs)?;
+    if let Some(dir) = &staging {
+        crate::fsutil::create_private_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    Ok(staging)
 }
 
 /// The staging directory's name under `blobs/`.

@@ -472,6 +472,17 @@ impl Error {
         )
     }
 
+    /// Whether a write request that failed with this error surely changed
+    /// nothing: only a refused request (see [`is_request_error`]). A commit
+    /// that failed in the engine (a write or sync error) may be on disk all
+    /// the same, so whatever it would name (a blob, a new key) must stay
+    /// until a later open, rotation or the orphan collector settles it.
+    ///
+    /// [`is_request_error`]: Error::is_request_error
+    pub(crate) fn surely_wrote_nothing(&self) -> bool {
+        self.is_request_error()
+    }
+
     /// A copy of this error for another waiter of the same failed batch.
     pub(crate) fn share(&self) -> Error {
         match self {

@@ -140,7 +140,7 @@ impl Keys<'_> {
                 let owners = match result {
                     Ok(n) => n,
                     // A refused request surely changed nothing.
-                    Err(e) if e.is_request_error() => {
+                    Err(e) if e.surely_wrote_nothing() => {
                         keyring.set_next_master(None);
                         if let Some((_, next)) = &embedded {
                             let _ = std::fs::remove_file(next);

@@ -243,7 +243,7 @@ pub(crate) struct BlobStore {
 impl BlobStore {
     /// Prepares `blobs/` and an empty `tmp/` (and an empty staging
     /// directory when `blobs/` is another file system, see
-    /// [`staging_dir`](crate::datadir::staging_dir)), and opens the keyring.
+    /// [`blob_staging`](crate::datadir::blob_staging)), and opens the keyring.
     pub(crate) async fn open(db: &Db, config: &crate::Config) -> Result<BlobStore, Error> {
         let blobs_dir = config.data_dir.join("blobs");
         let mut tmp_dir = config.data_dir.join("tmp");
@@ -251,7 +251,7 @@ impl BlobStore {
             crate::fsutil::create_private_dir_all(&blobs_dir)
                 .map_err(|e| Error::io(format!("creating {}", blobs_dir.display()), e))?;
             let mut removed = crate::datadir::clean_tmp(&tmp_dir)?;
-            if let Some(staging) = crate::datadir::staging_dir(&tmp_dir, &blobs_dir)? {
+            if let Some(staging) = crate::datadir::blob_staging(&tmp_dir, &blobs_dir)? {
                 tracing::info!(dir = %staging.display(), "blobs/ is on another file system than tmp/: new blobs are written beside them");
                 removed += crate::datadir::clean_tmp(&staging)?;
                 tmp_dir = staging;

@@ -146,7 +146,7 @@ impl Files<'_> {
                         // error) may be on disk all the same, naming this
                         // blob: it stays, and the orphan collector takes it
                         // if the record is not there after all.
-                        if placed == Placed::Stored && e.is_request_error() {
+                        if placed == Placed::Stored && e.surely_wrote_nothing() {
                             self.unplace(sealed.address).await;
                         }
                         return Err(e);

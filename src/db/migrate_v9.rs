@@ -29,16 +29,18 @@ use crate::db::codec;
 use crate::db::schema::{self, LEGACY_AUDIT};
 use crate::error::{Error, StorageContext};
 
-/// An audit event of schemas 3 to 8, format 1 (frozen).
+/// An audit event of schemas 3 to 8, format 1 (frozen). The fuzz
+/// targets write it to seed their corpus.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "fuzzing", derive(serde::Serialize))]
 pub(crate) struct AuditV1 {
     #[allow(dead_code)]
-    id: uuid::Uuid,
-    at: i64,
-    actor: String,
-    action: String,
-    target: String,
-    outcome: String,
+    pub(crate) id: uuid::Uuid,
+    pub(crate) at: i64,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) outcome: String,
 }
 
 pub(super) fn to_v9(txn: &WriteTransaction) -> Result<(), Error> {

@@ -224,11 +224,8 @@ impl Db {
     /// it read-only. Blocking: call from a blocking context.
     pub(crate) fn open(config: &Config) -> Result<Db, Error> {
         let path = config.db_path();
-        let mut builder = Database::builder();
-        builder
-            .set_cache_size(config.db_cache_bytes)
-            .set_check_integrity_on_open(config.verify_on_open)
-            .set_repair_callback(report_repair);
+        let reopener = reopen::Reopener::new(config);
+        let builder = reopener.builder();
         let opened = guard::guarded(&path, || {
             if config.read_only {
                 return Ok(None);
@@ -249,13 +246,7 @@ impl Db {
         let (engine, writer) = match opened {
             Some(database) => {
                 let database = Arc::new(RwLock::new(database));
-                let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let reopener = reopen::Reopener {
-                    path: path.clone(),
-                    cache_bytes: config.db_cache_bytes,
-                    verify: config.verify_on_open,
-                    broken: Arc::clone(&broken),
-                };
+                let broken = Arc::clone(&reopener.broken);
                 let writer = writer::Writer::start(
                     Arc::clone(&database),
                     Arc::clone(&cache),

@@ -48,12 +48,28 @@ impl Reopener {
         self.broken.load(Ordering::SeqCst)
     }
 
-    fn open(&self) -> Result<Database, Error> {
+    /// The settings of every open of `store.redb` (the first one too).
+    pub(crate) fn new(config: &crate::config::Config) -> Reopener {
+        Reopener {
+            path: config.db_path(),
+            cache_bytes: config.db_cache_bytes,
+            verify: config.verify_on_open,
+            broken: std::sync::Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A builder with those settings.
+    pub(crate) fn builder(&self) -> redb::Builder {
         let mut builder = Database::builder();
         builder
             .set_cache_size(self.cache_bytes)
             .set_check_integrity_on_open(self.verify)
             .set_repair_callback(report_repair);
+        builder
+    }
+
+    fn open(&self) -> Result<Database, Error> {
+        let builder = self.builder();
         guard::guarded(&self.path, || {
             create(&builder, &self.path).map_err(|e| guard::open_error(&self.path, e))
         })

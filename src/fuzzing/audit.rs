@@ -278,18 +278,6 @@ pub fn audit_event(data: &[u8]) -> usize {
         .count()
 }
 
-/// The shape of the old audit event (`migrate_v9::AuditV1`, which only
-/// reads), for the seed.
-#[derive(serde::Serialize)]
-struct AuditV1Seed {
-    id: uuid::Uuid,
-    at: i64,
-    actor: String,
-    action: String,
-    target: String,
-    outcome: String,
-}
-
 /// A chain script (see [`build`]): `entries` are (step, mode) pairs.
 fn script(flags: u8, anchor_seq: u64, entries: &[(u8, u8)]) -> Vec<u8> {
     let mut out = vec![flags];
@@ -330,7 +318,7 @@ pub fn sample_audit_events() -> Vec<(&'static str, Vec<u8>)> {
         at: 1_700_000_000_000_000,
         tag: Anchor::tag_of(&key, &link, 1_700_000_000_000_000),
     };
-    let legacy = AuditV1Seed {
+    let legacy = crate::db::migrate_v9::AuditV1 {
         id: uuid::Uuid::from_u128(super::FUZZ_ID),
         at: 1_600_000_000_000_000,
         actor: "system".into(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use bharatvoice_store::{
     Actor, Config, ConsentKind, Error, ListFilter, ListOptions, NewUser, PutOptions, QuotaConfig,
-    QuotaLimit, Store, VerifyOptions,
+    QuotaLimit, Store,
 };
 
 use crate::blobs::random_bytes;
@@ -198,14 +198,7 @@ async fn blobs_on_another_file_system_are_staged_there_and_a_full_one_fails_clea
     assert_eq!(listed.items.len(), 3, "no record for the failed put");
     assert_eq!(files_under(&staging), Vec::<PathBuf>::new());
     assert_eq!(files_under(&tmp), Vec::<PathBuf>::new());
-    let report = store
-        .verify(VerifyOptions {
-            deep: true,
-            ..VerifyOptions::default()
-        })
-        .await
-        .unwrap();
-    assert!(report.is_clean(), "{:?}", report.problems);
+    crate::common::assert_verifies_deep(&store, "after the full disk").await;
     let small = random_bytes(50_000, 10);
     let f = put(small.clone()).await.unwrap();
     assert_eq!(

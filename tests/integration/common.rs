@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bharatvoice_store::{Config, NewUser, Store, User};
+use bharatvoice_store::{Config, NewUser, Store, StoreVerifyReport, User, VerifyOptions};
 
 /// A store in a temporary directory, with cheap password hashing.
 pub struct TestStore {
@@ -132,4 +132,18 @@ pub fn store_dir() -> tempfile::TempDir {
 pub fn init(dir: &Path) {
     let out = bvstore(dir, &["init"]);
     assert!(out.status.success(), "init: {}", stderr(&out));
+}
+
+/// Runs `verify --deep` (every blob read and authenticated) and fails the
+/// test, naming `context`, unless it finds nothing.
+pub async fn assert_verifies_deep(store: &Store, context: &str) -> StoreVerifyReport {
+    let report = store
+        .verify(VerifyOptions {
+            deep: true,
+            ..VerifyOptions::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{context}: verify: {e}"));
+    assert!(report.is_clean(), "{context}: {:?}", report.problems);
+    report
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use bharatvoice_store::{
     Actor, ConsentKind, ListFilter, ListOptions, NewUser, PutOptions, QuotaConfig, Role, Store,
-    Turn, VerifyOptions,
+    Turn,
 };
 
 use crate::blobs::random_bytes;
@@ -164,14 +164,7 @@ async fn a_data_directory_turning_read_only_mid_run_refuses_puts_and_recovers_wi
         .put_bytes(Actor::User(bala.id), bala.id, &clip2, PutOptions::default())
         .await
         .expect("a put once writable again");
-    let report = store
-        .verify(VerifyOptions {
-            deep: true,
-            ..VerifyOptions::default()
-        })
-        .await
-        .unwrap();
-    assert!(report.is_clean(), "{:?}", report.problems);
+    crate::common::assert_verifies_deep(&store, "writable again").await;
     store.close().await;
     drop(store);
 

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use bharatvoice_store::store_faults::{self, FaultKind, StoreFaults};
 use bharatvoice_store::{
     Actor, ConsentKind, Error, NewUser, PutOptions, Role, Store, Turn, UserId, UserUpdate,
-    VerifyOptions,
 };
 
 use crate::common::config;
@@ -129,14 +128,7 @@ async fn check(store: &Store, acked: &[Acked], context: &str) {
             Acked::Nothing => {}
         }
     }
-    let report = store
-        .verify(VerifyOptions {
-            deep: true,
-            ..VerifyOptions::default()
-        })
-        .await
-        .expect("verify");
-    assert!(report.is_clean(), "{context}: {:?}", report.problems);
+    crate::common::assert_verifies_deep(store, context).await;
 }
 
 /// Runs the workload with the `n`-th mutating call failing as `kind`;

@@ -39,7 +39,9 @@ const RETIRED: &str = "retired";
 fn is_retired_name(name: &str) -> bool {
     match name.split_once('.') {
         Some((hex, seq)) => {
-            is_hex(hex, 64) && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
+            crate::datadir::is_hex(hex, 64)
+                && !seq.is_empty()
+                && seq.bytes().all(|b| b.is_ascii_digit())
         }
         None => false,
     }
@@ -113,7 +115,7 @@ impl LocalDir {
     /// (`root/ab/cd/<abcd...>`, lower-case hex); `None` for anything else.
     pub(crate) fn address_at(&self, path: &Path) -> Option<BlobAddress> {
         let [d1, d2, name] = self.names_under_root(path)?.try_into().ok()?;
-        if !is_hex(name, 64) || name[0..2] != *d1 || name[2..4] != *d2 {
+        if !crate::datadir::is_hex(name, 64) || name[0..2] != *d1 || name[2..4] != *d2 {
             return None;
         }
         let mut address = [0u8; 32];
@@ -124,8 +126,9 @@ impl LocalDir {
     /// Whether a path is the root or one of the layout's directories
     /// (`root/ab`, `root/ab/cd`).
     pub(crate) fn is_layout_dir(&self, path: &Path) -> bool {
-        self.names_under_root(path)
-            .is_some_and(|names| names.len() <= 2 && names.iter().all(|n| is_hex(n, 2)))
+        self.names_under_root(path).is_some_and(|names| {
+            names.len() <= 2 && names.iter().all(|n| crate::datadir::is_hex(n, 2))
+        })
     }
 
     /// The names of a path's components below the root (`None` if it is
@@ -156,16 +159,12 @@ fn hex_dirs(dir: &Path, from: &str) -> Result<Vec<(String, PathBuf)>, Error> {
             continue;
         };
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && is_hex(&name, 2) && name.as_str() >= from {
+        if is_dir && crate::datadir::is_hex(&name, 2) && name.as_str() >= from {
             out.push((name, entry.path()));
         }
     }
     out.sort();
     Ok(out)
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Writes zeros once over a blob file and syncs it (not through a link).
@@ -351,7 +350,7 @@ impl BlobBackend for LocalDir {
                     let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                         continue;
                     };
-                    if !is_hex(&name, 64) || name[0..2] != n1 || name[2..4] != n2 {
+                    if !crate::datadir::is_hex(&name, 64) || name[0..2] != n1 || name[2..4] != n2 {
                         continue;
                     }
                     // Not followed: a link's own type is not a file.

@@ -213,13 +213,8 @@ fn restore_files(
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
     let target = LocalDir::new(data.join("blobs"));
     // A `blobs/` mounted from another file system is staged on its own.
-    let blob_tmp = match std::fs::metadata(target.root()) {
-        Ok(_) => crate::datadir::staging_dir(&tmp, target.root())?,
-        Err(_) => None,
-    }
-    .unwrap_or_else(|| tmp.clone());
-    crate::fsutil::create_private_dir_all(&blob_tmp)
-        .map_err(|e| Error::io(format!("creating {}", blob_tmp.display()), e))?;
+    let blob_tmp =
+        crate::datadir::blob_staging(&tmp, target.root())?.unwrap_or_else(|| tmp.clone());
     for b in &m.blobs {
         let to = target.path_of(b.address);
         copy_checked(
