@@ -4,19 +4,23 @@
 //! no operation fails; the process's peak RSS stays within the cache's
 //! memory bound, redb's page cache and a fixed overhead; every
 //! acknowledged turn and file is there at the end and `verify --deep` is
-//! clean. Prints p50/p99 per operation and the peak RSS.
+//! clean. Prints p50/p99 per operation, the peak RSS, and every 15 s the
+//! RSS beside the operations done and tier 1's weighed bytes (so growth
+//! shows while it happens). Latencies go into fixed-size histograms, so
+//! the test's own memory does not grow with the run.
 //!
 //! Ignored in `cargo test` (it runs for its whole duration); `.ci/run`
 //! runs it alone, so the RSS is this test's:
 //! `BV_SOAK_SECS=600 cargo test --release --test integration soak -- --ignored --nocapture`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bharatvoice_store::{
     Actor, CacheConfig, ConsentKind, FileId, NewUser, PutOptions, Role, SessionId, Store, Turn,
-    UserId, UserUpdate, VerifyOptions,
+    UserId, UserUpdate,
 };
 
 use crate::common::config;
@@ -30,14 +34,104 @@ const DB_CACHE_BYTES: usize = 16 << 20;
 /// build).
 const OVERHEAD_BYTES: u64 = 128 << 20;
 
-/// The peak resident set of this process (`VmHWM`), in bytes.
-fn peak_rss() -> u64 {
+/// A field of `/proc/self/status` in bytes: `VmHWM` (peak resident set)
+/// or `VmRSS` (now).
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+/// Latencies in log-linear buckets: 8 per power of two of nanoseconds,
+/// so a quantile is within 12.5 % of the true value and the memory is
+/// fixed (512 counters) however long the run.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; 64 * 8],
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(ns: u64) -> usize {
+        if ns < 8 {
+            return ns as usize;
+        }
+        let e = 63 - ns.leading_zeros() as usize;
+        (e - 2) * 8 + ((ns >> (e - 3)) & 7) as usize
+    }
+
+    /// The smallest value of bucket `b`.
+    fn floor(b: usize) -> u64 {
+        if b < 8 {
+            return b as u64;
+        }
+        let e = b / 8 + 2;
+        (8 + (b % 8) as u64) << (e - 3)
+    }
+
+    fn record(&mut self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.counts[Self::bucket(ns)] += 1;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The floor of the bucket holding quantile `q`.
+    fn quantile(&self, q: f64) -> Duration {
+        let rank = ((self.len().saturating_sub(1)) as f64 * q) as u64;
+        let mut seen = 0;
+        for (b, n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen > rank {
+                return Duration::from_nanos(Self::floor(b));
+            }
+        }
+        Duration::ZERO
+    }
+}
+
+#[test]
+fn the_histogram_finds_quantiles_within_its_bucket_width() {
+    let mut h = Histogram::default();
+    for us in 1..=1000u64 {
+        h.record(Duration::from_micros(us));
+    }
+    assert_eq!(h.len(), 1000);
+    for (q, want) in [(0.5, 500.0), (0.99, 990.0)] {
+        let got = h.quantile(q).as_nanos() as f64 / 1000.0;
+        assert!(got <= want && got >= want * 0.875, "q {q}: {got} µs");
+    }
+    for ns in [0, 7, 8, 9, 15, 16, 1 << 20, 1 << 62] {
+        let b = Histogram::bucket(ns);
+        assert!(Histogram::floor(b) <= ns, "{ns}");
+        assert!(b + 1 == 512 || Histogram::floor(b + 1) > ns, "{ns}");
+    }
 }
 
 struct Rng(u64);
@@ -57,7 +151,7 @@ impl Rng {
 
 #[derive(Default)]
 struct Seen {
-    latencies: HashMap<&'static str, Vec<Duration>>,
+    latencies: HashMap<&'static str, Histogram>,
     /// The last acknowledged turn of each session.
     turns: HashMap<SessionId, String>,
     files: Vec<(FileId, [u8; 32])>,
@@ -211,19 +305,23 @@ async fn soak_mixed_load_with_lifecycle_jobs() {
         files,
     });
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let done_ops = Arc::new(AtomicU64::new(0));
     let mut set = tokio::task::JoinSet::new();
     for task in 0..TASKS {
         let (store, world, seen) = (store.clone(), Arc::clone(&world), Arc::clone(&seen));
+        let done_ops = Arc::clone(&done_ops);
         set.spawn(async move {
             let mut rng = Rng(task as u64 + 1);
-            let mut local: HashMap<&'static str, Vec<Duration>> = HashMap::new();
+            let mut local: HashMap<&'static str, Histogram> = HashMap::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
                 i += 1;
                 let t0 = Instant::now();
                 let (op, turn, file) = one_op(&store, &world, &mut rng, task, i).await;
-                local.entry(op).or_default().push(t0.elapsed());
+                local.entry(op).or_default().record(t0.elapsed());
+                done_ops.fetch_add(1, Ordering::Relaxed);
                 if turn.is_some() || file.is_some() {
                     let mut s = seen.lock().unwrap();
                     if let Some((sid, text)) = turn {
@@ -235,8 +333,8 @@ async fn soak_mixed_load_with_lifecycle_jobs() {
                 }
             }
             let mut s = seen.lock().unwrap();
-            for (op, mut v) in local {
-                s.latencies.entry(op).or_default().append(&mut v);
+            for (op, h) in local {
+                s.latencies.entry(op).or_default().merge(&h);
             }
         });
     }
@@ -257,29 +355,58 @@ async fn soak_mixed_load_with_lifecycle_jobs() {
             passes
         })
     };
+    // The RSS over time, beside the work done and tier 1's weighed bytes.
+    let timeline = {
+        let (store, done_ops) = (store.clone(), Arc::clone(&done_ops));
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                tokio::time::sleep(
+                    Duration::from_secs(15).min(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
+                let t1 = store.cache().stats().tier1;
+                eprintln!(
+                    "{:>5.0} s  {:>9} ops  RSS {:>7.1} MiB (peak {:.1})  tier 1 {:.1} MiB in {} entries",
+                    started.elapsed().as_secs_f64(),
+                    done_ops.load(Ordering::Relaxed),
+                    mib(status_bytes("VmRSS:")),
+                    mib(peak_rss()),
+                    mib(t1.bytes),
+                    t1.entries
+                );
+            }
+        })
+    };
     while let Some(done) = set.join_next().await {
         done.expect("a load task failed");
     }
     let passes = jobs.await.expect("jobs task");
+    timeline.await.expect("timeline task");
 
     let seen = Arc::try_unwrap(seen)
         .ok()
         .expect("tasks done")
         .into_inner()
         .unwrap();
+    let phase = |what: &str| {
+        eprintln!(
+            "{:>5.0} s  {what}: RSS {:.1} MiB (peak {:.1})",
+            started.elapsed().as_secs_f64(),
+            mib(status_bytes("VmRSS:")),
+            mib(peak_rss())
+        )
+    };
+    phase("load done");
     let mut total = 0;
     let mut ops: Vec<_> = seen.latencies.iter().collect();
     ops.sort_by_key(|(op, _)| *op);
-    for (op, v) in ops {
-        let mut v = v.clone();
-        v.sort();
-        total += v.len();
-        let p = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    for (op, h) in ops {
+        total += h.len();
         eprintln!(
             "{op:<22} {:>8} ops  p50 {:>10.2?}  p99 {:>10.2?}",
-            v.len(),
-            p(0.5),
-            p(0.99)
+            h.len(),
+            h.quantile(0.5),
+            h.quantile(0.99)
         );
     }
     for (s, text) in &seen.turns {
@@ -298,21 +425,16 @@ async fn soak_mixed_load_with_lifecycle_jobs() {
             .expect("an acknowledged file");
         assert_eq!(&record.sha256, sha);
     }
-    let report = store
-        .verify(VerifyOptions {
-            deep: true,
-            ..VerifyOptions::default()
-        })
-        .await
-        .expect("verify");
-    assert!(report.is_clean(), "{:?}", report.problems);
+    phase("acknowledged turns and files checked");
+    crate::common::assert_verifies_deep(&store, "after the soak").await;
+    phase("verify --deep done");
     let rss = peak_rss();
     let bound = MEMORY_BYTES + DB_CACHE_BYTES as u64 + OVERHEAD_BYTES;
     eprintln!(
         "{secs} s, {TASKS} tasks: {total} operations, {passes} lifecycle passes, {} files put, peak RSS {:.1} MiB (bound {:.0} MiB = cache {} MiB + redb cache {} MiB + {} MiB overhead)",
         seen.files.len(),
-        rss as f64 / 1048576.0,
-        bound as f64 / 1048576.0,
+        mib(rss),
+        mib(bound),
         MEMORY_BYTES >> 20,
         DB_CACHE_BYTES >> 20,
         OVERHEAD_BYTES >> 20
