@@ -82,6 +82,7 @@ pub(crate) mod users;
 pub(crate) mod users_index;
 pub(crate) mod users_password;
 pub(crate) mod verify;
+mod verify_repair;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable};
 use serde::Serialize;
 
 use crate::db::blobs::BlobRow;
@@ -20,6 +20,8 @@ use crate::db::schema::*;
 use crate::error::{Error, StorageContext};
 use crate::model::file::AudioFile;
 use crate::types::{BlobAddress, FileId, SessionId, UserId};
+
+pub(crate) use super::verify_repair::rebuild_derived;
 
 /// What kind of damage a verify found.
 #[derive(
@@ -128,19 +130,33 @@ fn users(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
 
 fn sessions(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
     let table = txn.open_table(SESSIONS).ctx("opening sessions")?;
-    let mut by_user_expected = BTreeSet::new();
+    let by_user = txn
+        .open_table(SESSIONS_BY_USER)
+        .ctx("opening sessions_by_user")?;
+    // The (user, last active) a session row says, if it decodes.
+    let head_of = |id: u128, bytes: &[u8]| {
+        crate::db::session_row::SessionRow::decode(bytes, SessionId::from_key(id)).map(|r| {
+            let h = r.head();
+            (h.user_id.to_key(), h.last_active_at.as_micros())
+        })
+    };
     for row in table.iter().ctx("scanning sessions")? {
         let (k, v) = row.ctx("scanning sessions")?;
         let id = SessionId::from_key(k.value());
         s.sessions += 1;
-        match crate::db::session_row::SessionRow::decode(v.value(), id) {
-            Ok(r) => {
-                let h = r.head();
-                by_user_expected.insert((
-                    h.user_id.to_key(),
-                    h.last_active_at.as_micros(),
-                    k.value(),
-                ));
+        match head_of(k.value(), v.value()) {
+            Ok((user, at)) => {
+                if by_user
+                    .get((user, at, k.value()))
+                    .ctx("reading sessions_by_user")?
+                    .is_none()
+                {
+                    s.problems.push(Problem::new(
+                        ProblemKind::MissingIndexEntry,
+                        format!("sessions_by_user session {id}"),
+                        "the session is not in its user's index",
+                    ));
+                }
             }
             Err(e) => s.problems.push(Problem::new(
                 ProblemKind::Undecodable,
@@ -149,28 +165,20 @@ fn sessions(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
             )),
         }
     }
-    let by_user = txn
-        .open_table(SESSIONS_BY_USER)
-        .ctx("opening sessions_by_user")?;
-    let mut seen = BTreeSet::new();
     for e in by_user.iter().ctx("scanning sessions_by_user")? {
-        let key = e.ctx("scanning sessions_by_user")?.0.value();
+        let (user, at, id) = e.ctx("scanning sessions_by_user")?.0.value();
         s.index_entries += 1;
-        if !by_user_expected.contains(&key) {
+        let says = table
+            .get(id)
+            .ctx("reading sessions")?
+            .and_then(|row| head_of(id, row.value()).ok());
+        if says != Some((user, at)) {
             s.problems.push(Problem::new(
                 ProblemKind::DanglingIndexEntry,
-                format!("sessions_by_user session {}", SessionId::from_key(key.2)),
+                format!("sessions_by_user session {}", SessionId::from_key(id)),
                 "no session row with this user and last-active time",
             ));
         }
-        seen.insert(key);
-    }
-    for key in by_user_expected.difference(&seen) {
-        s.problems.push(Problem::new(
-            ProblemKind::MissingIndexEntry,
-            format!("sessions_by_user session {}", SessionId::from_key(key.2)),
-            "the session is not in its user's index",
-        ));
     }
     for def in [SESSIONS_BY_EXPIRY, SESSIONS_BY_DELETED] {
         let index = txn.open_table(def).ctx("opening a session index")?;
@@ -213,93 +221,137 @@ fn file_entries(f: &AudioFile) -> Vec<Entry> {
     out
 }
 
+/// The four file indexes of one snapshot.
+struct FileIndexes {
+    by_owner: redb::ReadOnlyTable<(u128, u128), ()>,
+    by_blob: redb::ReadOnlyTable<([u8; 32], u128), ()>,
+    by_expiry: redb::ReadOnlyTable<(i64, u128), ()>,
+    by_deleted: redb::ReadOnlyTable<(i64, u128), ()>,
+}
+
+impl FileIndexes {
+    fn open(txn: &ReadTransaction) -> Result<FileIndexes, Error> {
+        Ok(FileIndexes {
+            by_owner: txn
+                .open_table(FILES_BY_OWNER)
+                .ctx("opening files_by_owner")?,
+            by_blob: txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?,
+            by_expiry: txn
+                .open_table(FILES_BY_EXPIRY)
+                .ctx("opening files_by_expiry")?,
+            by_deleted: txn
+                .open_table(FILES_BY_DELETED)
+                .ctx("opening files_by_deleted")?,
+        })
+    }
+
+    /// Whether the index holds `e`.
+    fn has(&self, e: &Entry) -> Result<bool, Error> {
+        let [owner, file] = e.1;
+        let found = match (e.0, e.2, e.3) {
+            ("files_by_owner", _, _) => self.by_owner.get((owner, file)),
+            ("files_by_blob", Some(b), _) => self.by_blob.get((b, file)),
+            ("files_by_expiry", _, Some(t)) => self.by_expiry.get((t, file)),
+            ("files_by_deleted", _, Some(t)) => self.by_deleted.get((t, file)),
+            _ => return Ok(false),
+        };
+        Ok(found.ctx("reading a file index")?.is_some())
+    }
+
+    /// Every entry of the four indexes, one at a time.
+    fn each(&self, mut f: impl FnMut(Entry) -> Result<(), Error>) -> Result<(), Error> {
+        let scanning = "scanning a file index";
+        for e in self.by_owner.iter().ctx(scanning)? {
+            let (o, file) = e.ctx(scanning)?.0.value();
+            f(("files_by_owner", [o, file], None, None))?;
+        }
+        for e in self.by_blob.iter().ctx(scanning)? {
+            let (b, file) = e.ctx(scanning)?.0.value();
+            f(("files_by_blob", [0, file], Some(b), None))?;
+        }
+        for (name, table) in [
+            ("files_by_expiry", &self.by_expiry),
+            ("files_by_deleted", &self.by_deleted),
+        ] {
+            for e in table.iter().ctx(scanning)? {
+                let (t, file) = e.ctx(scanning)?.0.value();
+                f((name, [0, file], None, Some(t)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How many file records name each blob, and one of them.
 type BlobRefs = BTreeMap<BlobAddress, (u64, FileId)>;
 
-/// Checks the file records and their four indexes; returns who names
-/// which blob (only that is kept of each record, so the scan's memory is
-/// a few tens of bytes per file, not the record).
+/// Checks the file records and their four indexes both ways, by point
+/// lookups (so the scan keeps nothing per file); returns who names which
+/// blob.
 fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
     let table = txn.open_table(FILES).ctx("opening files")?;
+    let indexes = FileIndexes::open(txn)?;
+    let name = |e: &Entry| format!("{} file {}", e.0, FileId::from_key(e.1[1]));
+    let record = |id: u128, bytes: &[u8]| {
+        codec::decode::<AudioFile>(bytes, FileId::from_key(id)).and_then(|f| {
+            if f.id.to_key() == id {
+                Ok(f)
+            } else {
+                Err(Error::corrupt(
+                    format!("file {}", FileId::from_key(id)),
+                    format!("the record says it is file {}", f.id),
+                ))
+            }
+        })
+    };
     let mut refs = BlobRefs::new();
-    let mut expected: BTreeSet<Entry> = BTreeSet::new();
     for row in table.iter().ctx("scanning files")? {
         let (k, v) = row.ctx("scanning files")?;
-        let id = FileId::from_key(k.value());
         s.files += 1;
-        match codec::decode::<AudioFile>(v.value(), id) {
-            Ok(f) if f.id == id => {
-                expected.extend(file_entries(&f));
+        match record(k.value(), v.value()) {
+            Ok(f) => {
+                for e in file_entries(&f) {
+                    if !indexes.has(&e)? {
+                        s.problems.push(Problem::new(
+                            ProblemKind::MissingIndexEntry,
+                            name(&e),
+                            "the record has no entry here",
+                        ));
+                    }
+                }
                 refs.entry(f.blob).or_insert((0, f.id)).0 += 1;
             }
-            Ok(f) => s.problems.push(Problem::new(
-                ProblemKind::Undecodable,
-                format!("file {id}"),
-                format!("the record says it is file {}", f.id),
-            )),
             Err(e) => s.problems.push(Problem::new(
                 ProblemKind::Undecodable,
-                format!("file {id}"),
+                format!("file {}", FileId::from_key(k.value())),
                 e.to_string(),
             )),
         }
     }
-    let mut found: BTreeSet<Entry> = BTreeSet::new();
-    for e in txn
-        .open_table(FILES_BY_OWNER)
-        .ctx("opening files_by_owner")?
-        .iter()
-        .ctx("scanning")?
-    {
-        let (o, f) = e.ctx("scanning files_by_owner")?.0.value();
-        found.insert(("files_by_owner", [o, f], None, None));
-    }
-    for e in txn
-        .open_table(FILES_BY_BLOB)
-        .ctx("opening files_by_blob")?
-        .iter()
-        .ctx("scanning")?
-    {
-        let (b, f) = e.ctx("scanning files_by_blob")?.0.value();
-        found.insert(("files_by_blob", [0, f], Some(b), None));
-    }
-    for (name, def) in [
-        ("files_by_expiry", FILES_BY_EXPIRY),
-        ("files_by_deleted", FILES_BY_DELETED),
-    ] {
-        for e in txn
-            .open_table(def)
-            .ctx("opening a file index")?
-            .iter()
-            .ctx("scanning")?
-        {
-            let (t, f) = e.ctx("scanning a file index")?.0.value();
-            found.insert((name, [0, f], None, Some(t)));
+    indexes.each(|e| {
+        s.index_entries += 1;
+        let backed = match table.get(e.1[1]).ctx("reading files")? {
+            Some(row) => record(e.1[1], row.value()).is_ok_and(|f| file_entries(&f).contains(&e)),
+            None => false,
+        };
+        if !backed {
+            s.problems.push(Problem::new(
+                ProblemKind::DanglingIndexEntry,
+                name(&e),
+                "no record says what this entry says",
+            ));
         }
-    }
-    s.index_entries += found.len() as u64;
-    let name = |e: &Entry| format!("{} file {}", e.0, FileId::from_key(e.1[1]));
-    for e in expected.difference(&found) {
-        s.problems.push(Problem::new(
-            ProblemKind::MissingIndexEntry,
-            name(e),
-            "the record has no entry here",
-        ));
-    }
-    for e in found.difference(&expected) {
-        s.problems.push(Problem::new(
-            ProblemKind::DanglingIndexEntry,
-            name(e),
-            "no record says what this entry says",
-        ));
-    }
+        Ok(())
+    })?;
     Ok(refs)
 }
 
 fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(), Error> {
     let table = txn.open_table(BLOBS).ctx("opening blobs")?;
+    let by_owner = txn
+        .open_table(BLOBS_BY_OWNER)
+        .ctx("opening blobs_by_owner")?;
     let mut usage: BTreeMap<u128, (u64, u64)> = BTreeMap::new();
-    let mut owned: BTreeSet<(u128, [u8; 32])> = BTreeSet::new();
     for row in table.iter().ctx("scanning blobs")? {
         let (k, v) = row.ctx("scanning blobs")?;
         let address = BlobAddress(k.value());
@@ -327,7 +379,17 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
         let u = usage.entry(b.owner.to_key()).or_default();
         u.0 = u.0.saturating_add(b.stored_bytes);
         u.1 += 1;
-        owned.insert((b.owner.to_key(), address.0));
+        if by_owner
+            .get((b.owner.to_key(), address.0))
+            .ctx("reading blobs_by_owner")?
+            .is_none()
+        {
+            s.problems.push(Problem::new(
+                ProblemKind::MissingIndexEntry,
+                format!("blobs_by_owner blob {address}"),
+                format!("owner {} has no entry for it", b.owner),
+            ));
+        }
     }
     for (address, (_, file)) in refs {
         if !s.blobs.contains_key(address) {
@@ -338,29 +400,23 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
             ));
         }
     }
-    let mut found = BTreeSet::new();
-    for e in txn
-        .open_table(BLOBS_BY_OWNER)
-        .ctx("opening blobs_by_owner")?
-        .iter()
-        .ctx("scanning")?
-    {
-        found.insert(e.ctx("scanning blobs_by_owner")?.0.value());
-    }
-    s.index_entries += found.len() as u64;
-    for (o, a) in owned.difference(&found) {
-        s.problems.push(Problem::new(
-            ProblemKind::MissingIndexEntry,
-            format!("blobs_by_owner blob {}", BlobAddress(*a)),
-            format!("owner {} has no entry for it", UserId::from_key(*o)),
-        ));
-    }
-    for (o, a) in found.difference(&owned) {
-        s.problems.push(Problem::new(
-            ProblemKind::DanglingIndexEntry,
-            format!("blobs_by_owner blob {}", BlobAddress(*a)),
-            format!("no blob row of owner {}", UserId::from_key(*o)),
-        ));
+    for e in by_owner.iter().ctx("scanning blobs_by_owner")? {
+        let (o, a) = e.ctx("scanning blobs_by_owner")?.0.value();
+        s.index_entries += 1;
+        let address = BlobAddress(a);
+        let backed = match table.get(a).ctx("reading blobs")? {
+            Some(row) => {
+                codec::decode::<BlobRow>(row.value(), address).is_ok_and(|b| b.owner.to_key() == o)
+            }
+            None => false,
+        };
+        if !backed {
+            s.problems.push(Problem::new(
+                ProblemKind::DanglingIndexEntry,
+                format!("blobs_by_owner blob {address}"),
+                format!("no blob row of owner {}", UserId::from_key(o)),
+            ));
+        }
     }
     let kept = txn.open_table(USAGE).ctx("opening usage")?;
     let mut owners: BTreeSet<u128> = usage.keys().copied().collect();
@@ -383,101 +439,4 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// Rebuilds what is derived from the rows: the four file indexes and
-/// `blobs_by_owner` from their rows, each blob's reference count from the
-/// file records (a blob no record names keeps its count: that is left
-/// for the operator), and usage from the blob rows.
-pub(crate) fn rebuild_derived(txn: &WriteTransaction) -> Result<(), Error> {
-    let mut records = Vec::new();
-    {
-        let files = txn.open_table(FILES).ctx("opening files")?;
-        for row in files.iter().ctx("scanning files")? {
-            let (k, v) = row.ctx("scanning files")?;
-            let id = FileId::from_key(k.value());
-            if let Ok(f) = codec::decode::<AudioFile>(v.value(), id) {
-                records.push(f);
-            }
-        }
-    }
-    for def in [FILES_BY_EXPIRY, FILES_BY_DELETED] {
-        txn.open_table(def)
-            .ctx("opening a file index")?
-            .retain(|_, _| false)
-            .ctx("clearing a file index")?;
-    }
-    txn.open_table(FILES_BY_OWNER)
-        .ctx("opening files_by_owner")?
-        .retain(|_, _| false)
-        .ctx("clearing")?;
-    txn.open_table(FILES_BY_BLOB)
-        .ctx("opening files_by_blob")?
-        .retain(|_, _| false)
-        .ctx("clearing")?;
-    let mut counts: BTreeMap<[u8; 32], u64> = BTreeMap::new();
-    {
-        let mut by_owner = txn
-            .open_table(FILES_BY_OWNER)
-            .ctx("opening files_by_owner")?;
-        let mut by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
-        let mut by_expiry = txn
-            .open_table(FILES_BY_EXPIRY)
-            .ctx("opening files_by_expiry")?;
-        let mut by_deleted = txn
-            .open_table(FILES_BY_DELETED)
-            .ctx("opening files_by_deleted")?;
-        for f in &records {
-            let id = f.id.to_key();
-            by_owner
-                .insert((f.owner.to_key(), id), ())
-                .ctx("writing files_by_owner")?;
-            by_blob
-                .insert((f.blob.0, id), ())
-                .ctx("writing files_by_blob")?;
-            match (f.deleted_at, f.expires_at) {
-                (Some(d), _) => {
-                    by_deleted
-                        .insert((d.as_micros(), id), ())
-                        .ctx("writing files_by_deleted")?;
-                }
-                (None, Some(e)) => {
-                    by_expiry
-                        .insert((e.as_micros(), id), ())
-                        .ctx("writing files_by_expiry")?;
-                }
-                (None, None) => {}
-            }
-            *counts.entry(f.blob.0).or_default() += 1;
-        }
-    }
-    let mut rows = Vec::new();
-    {
-        let blobs = txn.open_table(BLOBS).ctx("opening blobs")?;
-        for row in blobs.iter().ctx("scanning blobs")? {
-            let (k, v) = row.ctx("scanning blobs")?;
-            if let Ok(b) = codec::decode::<BlobRow>(v.value(), BlobAddress(k.value())) {
-                rows.push((k.value(), b));
-            }
-        }
-    }
-    let mut by_owner = txn
-        .open_table(BLOBS_BY_OWNER)
-        .ctx("opening blobs_by_owner")?;
-    by_owner
-        .retain(|_, _| false)
-        .ctx("clearing blobs_by_owner")?;
-    for (address, mut b) in rows {
-        by_owner
-            .insert((b.owner.to_key(), address), ())
-            .ctx("writing blobs_by_owner")?;
-        let counted = counts.get(&address).copied().unwrap_or(0);
-        // A blob no record names keeps its count: the purge frees it.
-        if counted > 0 && b.refcount != counted {
-            b.refcount = counted;
-            crate::db::blobs::put_row(txn, BlobAddress(address), &b)?;
-        }
-    }
-    drop(by_owner);
-    crate::db::usage::rebuild(txn)
 }
