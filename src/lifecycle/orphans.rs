@@ -23,18 +23,44 @@ use crate::types::{BlobAddress, Timestamp};
 
 pub(crate) const JOB: &str = "orphans";
 
-/// Where the next pass resumes: in the backend's listing, and in the
-/// blob rows.
+/// Where one of a pass's two walks (the backend's listing, the blob rows)
+/// stands. A walk that ended waits for the other: were it started over,
+/// a run to the end would last until both ended on the same pass (the
+/// least common multiple of their lengths in batches).
+#[derive(Clone, Copy, Default)]
+enum Walk {
+    #[default]
+    Start,
+    After(BlobAddress),
+    Ended,
+}
+
+impl Walk {
+    /// Where the walk's next batch begins after (`None`: the start).
+    fn after(self) -> Option<BlobAddress> {
+        match self {
+            Walk::After(a) => Some(a),
+            Walk::Start | Walk::Ended => None,
+        }
+    }
+
+    /// Where a batch that returned `next` leaves the walk.
+    fn from_next(next: Option<BlobAddress>) -> Walk {
+        next.map_or(Walk::Ended, Walk::After)
+    }
+}
+
+/// Where the next pass resumes, for both walks.
 #[derive(Default)]
 pub(crate) struct OrphanCursor {
-    at: Mutex<(Option<BlobAddress>, Option<BlobAddress>)>,
+    at: Mutex<(Walk, Walk)>,
 }
 
 impl OrphanCursor {
-    fn get(&self) -> (Option<BlobAddress>, Option<BlobAddress>) {
+    fn get(&self) -> (Walk, Walk) {
         *self.at.lock().unwrap_or_else(|e| e.into_inner())
     }
-    fn set(&self, files: Option<BlobAddress>, rows: Option<BlobAddress>) {
+    fn set(&self, files: Walk, rows: Walk) {
         *self.at.lock().unwrap_or_else(|e| e.into_inner()) = (files, rows);
     }
 }
@@ -43,17 +69,27 @@ impl OrphanCursor {
 pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome, Error> {
     let now = parts.db.now();
     let cutoff = now.minus(parts.config.orphan_grace);
-    let (limit, (files_after, rows_after)) = if dry_run {
-        (usize::MAX, (None, None))
+    let (limit, (files_at, rows_at)) = if dry_run {
+        (usize::MAX, (Walk::Start, Walk::Start))
     } else {
         (parts.config.batch, parts.cursors.orphans.get())
     };
     let mut out = JobOutcome::default();
-    let files_next = orphan_files(parts, files_after, limit, cutoff, dry_run, &mut out).await?;
+    let files_next = match files_at {
+        Walk::Ended => Walk::Ended,
+        at => Walk::from_next(
+            orphan_files(parts, at.after(), limit, cutoff, dry_run, &mut out).await?,
+        ),
+    };
     if !dry_run {
         crate::lifecycle::purge::destroy_retired(parts).await?;
     }
-    let rows_next = missing_blobs(parts, rows_after, limit, now, dry_run, &mut out).await?;
+    let rows_next = match rows_at {
+        Walk::Ended => Walk::Ended,
+        at => {
+            Walk::from_next(missing_blobs(parts, at.after(), limit, now, dry_run, &mut out).await?)
+        }
+    };
     let tmp = parts.blobs.tmp_dir.clone();
     let (n, bytes) = tokio::task::spawn_blocking(move || {
         crate::datadir::remove_old_temporaries(&tmp, cutoff, dry_run)
@@ -62,9 +98,14 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     .map_err(|e| Error::join("collecting temporaries", e))??;
     out.count("temporaries_removed", n);
     out.count("bytes_freed", bytes);
-    out.more = files_next.is_some() || rows_next.is_some();
+    let ended = matches!((files_next, rows_next), (Walk::Ended, Walk::Ended));
+    out.more = !ended;
     if !dry_run {
-        parts.cursors.orphans.set(files_next, rows_next);
+        if ended {
+            parts.cursors.orphans.set(Walk::Start, Walk::Start);
+        } else {
+            parts.cursors.orphans.set(files_next, rows_next);
+        }
     }
     Ok(out)
 }
