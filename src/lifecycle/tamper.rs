@@ -47,8 +47,14 @@ use events::{Shared, State, lock};
 /// The job that checks what the watch heard.
 pub(crate) const JOB: &str = "tamper-watch";
 
-/// Blobs one pass checks at most (a close waits for at most one pass).
-const PASS_LIMIT: usize = 64;
+/// Addresses one pass takes from the queue at most. The store's own
+/// untouched placements among them cost a `stat` each and are set aside at
+/// once, so the watch keeps pace with thousands of puts a second (it took
+/// 64 a pass once, and fell further behind every second of steady puts).
+const TAKE_LIMIT: usize = 4096;
+
+/// Blobs one pass reads back at most (a close waits for at most one pass).
+const CHECK_LIMIT: usize = 64;
 
 /// A watch that could not be set up is tried again at most this often
 /// (the job's interval).
@@ -224,6 +230,19 @@ impl TamperWatch {
         !lock(&self.shared.queue).heard.is_empty() || lock(&self.rescan_at).is_some()
     }
 
+    /// What one pass works on (blocking): up to [`TAKE_LIMIT`] addresses
+    /// from the queue; the store's own untouched placements among them are
+    /// set aside (counted), and of the others at most [`CHECK_LIMIT`] are
+    /// returned to be read back, the rest going back to the queue.
+    fn take(&self) -> (u64, Vec<(BlobAddress, Heard)>) {
+        let mut batch = self.drain(TAKE_LIMIT);
+        let own = self.skip_own(&mut batch);
+        if batch.len() > CHECK_LIMIT {
+            self.requeue(batch.split_off(CHECK_LIMIT));
+        }
+        (own, batch)
+    }
+
     /// Drops the blobs heard of only as placed whose file is, untouched,
     /// the one the store placed (blocking: a `stat` each).
     fn skip_own(&self, batch: &mut Vec<(BlobAddress, Heard)>) -> u64 {
@@ -265,14 +284,10 @@ pub(crate) fn spec<P: Send + Sync + 'static>(
                 }
                 watch.settle(debounce).await;
                 let mut out = JobOutcome::default();
-                let mut batch = watch.drain(PASS_LIMIT);
                 let w = Arc::clone(&watch);
-                let (own, batch) = tokio::task::spawn_blocking(move || {
-                    let own = w.skip_own(&mut batch);
-                    (own, batch)
-                })
-                .await
-                .map_err(|e| Error::join("checking blob files", e))?;
+                let (own, batch) = tokio::task::spawn_blocking(move || w.take())
+                    .await
+                    .map_err(|e| Error::join("checking blob files", e))?;
                 out.skip("placed_by_the_store", own);
                 if batch.is_empty() && lock(&watch.rescan_at).is_none() {
                     out.more = watch.more();
@@ -341,6 +356,46 @@ mod tests {
                 body,
             }],
         )
+    }
+
+    fn address(i: u64) -> BlobAddress {
+        let mut a = [0x5a; 32];
+        a[..8].copy_from_slice(&i.to_le_bytes());
+        BlobAddress(a)
+    }
+
+    #[test]
+    fn one_pass_sets_aside_thousands_of_the_stores_own_placements() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Arc::new(crate::blob::backend::local::LocalDir::new(
+            dir.path().join("blobs"),
+        ));
+        local.placed.enable();
+        let watch = TamperWatch::default();
+        let own = 3000;
+        for i in 0..own {
+            let (a, path) = (address(i), local.path_of(address(i)));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"sealed").unwrap();
+            local.placed.note(a, &path);
+            lock(&watch.shared.queue).add(a, Heard::Placed);
+        }
+        for i in own..own + 100 {
+            lock(&watch.shared.queue).add(address(i), Heard::Changed);
+        }
+        let waker = runtime().waker(JOB).unwrap();
+        *lock(&watch.started) = Some((local, waker));
+
+        let (skipped, batch) = watch.take();
+        assert_eq!(skipped, own, "every own placement, in one pass");
+        assert_eq!(
+            batch.len(),
+            CHECK_LIMIT,
+            "read back: at most a pass's worth"
+        );
+        assert!(batch.iter().all(|(_, h)| *h == Heard::Changed));
+        let left = lock(&watch.shared.queue).heard.len();
+        assert_eq!(left, 100 - CHECK_LIMIT, "the other changes wait their turn");
     }
 
     #[tokio::test]

@@ -39,6 +39,11 @@ pub(super) enum State {
     Broken(String),
 }
 
+/// Addresses the queue holds at most (about 35 bytes each). A watch this
+/// far behind has, in effect, lost events: the queue is dropped and a
+/// rescan is due, as when the kernel's own queue overflows.
+pub(super) const QUEUE_LIMIT: usize = 16_384;
+
 /// What the event thread hands to the job.
 #[derive(Default)]
 pub(super) struct Queue {
@@ -48,12 +53,19 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    /// Notes `heard` of `address`; a change outweighs a placement.
-    pub(super) fn add(&mut self, address: BlobAddress, heard: Heard) {
+    /// Notes `heard` of `address`; a change outweighs a placement. A full
+    /// queue is dropped for a rescan ([`QUEUE_LIMIT`]): `false` then.
+    pub(super) fn add(&mut self, address: BlobAddress, heard: Heard) -> bool {
+        if self.heard.len() >= QUEUE_LIMIT && !self.heard.contains_key(&address) {
+            self.heard = HashMap::new();
+            self.rescan = true;
+            return false;
+        }
         let e = self.heard.entry(address).or_insert(heard);
         if heard == Heard::Changed {
             *e = heard;
         }
+        true
     }
 }
 
@@ -166,7 +178,12 @@ impl Shared {
         let mut q = lock(&self.queue);
         for path in &event.paths {
             if let Some(address) = local.address_at(path) {
-                q.add(address, heard);
+                if !q.add(address, heard) {
+                    tracing::warn!(
+                        limit = QUEUE_LIMIT,
+                        "the tamper watch fell behind the blob directory's events; rescanning"
+                    );
+                }
                 wake = true;
             } else if gone && local.is_layout_dir(path) {
                 if path == local.root() {
@@ -226,6 +243,23 @@ mod tests {
         for k in nothing {
             assert_eq!(heard_of(&k), None, "{k:?}");
         }
+    }
+
+    #[test]
+    fn a_queue_too_far_behind_is_dropped_for_a_rescan() {
+        let address = |i: usize| {
+            let mut a = [0; 32];
+            a[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            BlobAddress(a)
+        };
+        let mut q = Queue::default();
+        for i in 0..QUEUE_LIMIT {
+            assert!(q.add(address(i), Heard::Placed));
+        }
+        assert!(q.add(address(0), Heard::Changed), "one queued already");
+        assert!(!q.rescan);
+        assert!(!q.add(address(QUEUE_LIMIT), Heard::Placed));
+        assert!(q.heard.is_empty() && q.rescan);
     }
 
     #[test]
