@@ -163,6 +163,16 @@ impl Store {
         crate::db::migrate_v10::seal_plain_rows(&store.inner.db).await?;
         store.inner.jobs.start();
         let inner = &store.inner;
+        if !inner.db.is_read_only() {
+            // Reads noted in memory are written early after a burst.
+            let early = |job| inner.jobs.waker(job);
+            if let Some(w) = early(crate::audit::READS_JOB) {
+                inner.db.auditor().reads_flush.set(w);
+            }
+            if let Some(w) = early(crate::lifecycle::access::JOB) {
+                inner.blobs.reads.flush.set(w);
+            }
+        }
         (inner.tamper)
             .start(
                 &inner.blobs,

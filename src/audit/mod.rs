@@ -28,8 +28,9 @@
 //!
 //! `file.stat`, `file.read` and range reads do not commit: they are noted
 //! in memory ([`Auditor::note_read`]) and the `audit-reads` job appends
-//! them every `AuditConfig::read_flush_interval` (10 s by default), as
-//! does [`Store::close`](crate::Store::close). A crash loses the reads
+//! them every `AuditConfig::read_flush_interval` (10 s by default), and
+//! at once when 4096 reads wait, as does
+//! [`Store::close`](crate::Store::close). A crash loses the reads
 //! noted since the last flush; past 65 536 pending reads, further reads
 //! are only counted, and the flush appends one `audit.reads_dropped`
 //! entry saying how many.
@@ -185,14 +186,16 @@ pub(crate) async fn flush_reads(db: &Db) -> Result<JobOutcome, Error> {
         out.count("reads_appended", 0);
         return Ok(out);
     }
-    let entries = taken.entries.clone();
+    // Shared with the write, not copied: given back whole if it fails.
+    let entries = std::sync::Arc::new(taken.entries);
     let overflow = taken.overflow;
     let now = db.now();
     let a = auditor.clone();
+    let shared = std::sync::Arc::clone(&entries);
     let written = db
         .write(move |txn| {
-            for e in &entries {
-                record(txn, &a, e.clone())?;
+            for r in shared.iter() {
+                record(txn, &a, r.entry())?;
             }
             if overflow > 0 {
                 let e = Entry::new(now, SYSTEM, "audit.reads_dropped", "audit:reads")
@@ -210,7 +213,7 @@ pub(crate) async fn flush_reads(db: &Db) -> Result<JobOutcome, Error> {
         }
         Err(e) => {
             auditor.give_back(PendingReads {
-                entries: taken.entries,
+                entries: std::sync::Arc::try_unwrap(entries).unwrap_or_else(|a| a.to_vec()),
                 overflow,
             });
             Err(e)

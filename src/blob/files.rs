@@ -159,13 +159,12 @@ impl Files<'_> {
 
     /// Notes a read for the audit log without a commit (see `crate::audit`).
     fn note_read(&self, actor: Actor, file: &AudioFile, action: &'static str) {
-        let entry = crate::audit::Entry::new(
-            self.db.now(),
-            actor.to_string(),
+        self.db.auditor().note_read(crate::db::audit::NotedRead {
+            at: self.db.now(),
+            actor,
             action,
-            format!("file:{}", file.id),
-        );
-        self.db.auditor().note_read(entry);
+            file: file.id,
+        });
     }
 
     /// A stream of `len` bytes from `offset` (fewer at the end of the

@@ -10,6 +10,8 @@ use crate::types::{FileId, Timestamp};
 #[derive(Default)]
 pub(crate) struct AccessLog {
     pending: Mutex<HashMap<FileId, (u64, Timestamp)>>,
+    /// Wakes the `access-counts` job when many files wait.
+    pub(crate) flush: crate::jobs::runtime::WakeAt,
 }
 
 impl AccessLog {
@@ -19,6 +21,7 @@ impl AccessLog {
         let entry = pending.entry(file).or_insert((0, at));
         entry.0 += 1;
         entry.1 = entry.1.max(at);
+        self.flush.noted(pending.len());
     }
 
     /// Takes up to `limit` files' counts.

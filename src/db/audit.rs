@@ -204,11 +204,35 @@ pub(crate) struct Auditor {
     enabled: bool,
     key: RwLock<Option<AuditKey>>,
     reads: Mutex<PendingReads>,
+    /// Wakes the `audit-reads` job when many reads wait.
+    pub(crate) reads_flush: crate::jobs::runtime::WakeAt,
+}
+
+/// A read noted for the audit log, in a quarter of an [`Entry`]'s memory
+/// (the strings are made when the flush appends it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NotedRead {
+    pub(crate) at: crate::types::Timestamp,
+    pub(crate) actor: crate::Actor,
+    pub(crate) action: &'static str,
+    pub(crate) file: crate::types::FileId,
+}
+
+impl NotedRead {
+    /// The entry the flush appends.
+    pub(crate) fn entry(&self) -> Entry {
+        Entry::new(
+            self.at,
+            self.actor.to_string(),
+            self.action,
+            format!("file:{}", self.file),
+        )
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct PendingReads {
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Vec<NotedRead>,
     /// Reads not kept because `entries` was full.
     pub(crate) overflow: u64,
 }
@@ -219,6 +243,7 @@ impl Auditor {
             enabled,
             key: RwLock::new(None),
             reads: Mutex::new(PendingReads::default()),
+            reads_flush: Default::default(),
         }
     }
 
@@ -239,13 +264,14 @@ impl Auditor {
     }
 
     /// Notes a read to be appended by the next flush (no commit now).
-    pub(crate) fn note_read(&self, entry: Entry) {
+    pub(crate) fn note_read(&self, entry: NotedRead) {
         if !self.enabled {
             return;
         }
         let mut reads = self.reads.lock().unwrap_or_else(|e| e.into_inner());
         if reads.entries.len() < MAX_PENDING_READS {
             reads.entries.push(entry);
+            self.reads_flush.noted(reads.entries.len());
         } else {
             reads.overflow += 1;
         }

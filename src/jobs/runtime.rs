@@ -78,6 +78,35 @@ impl JobWaker {
     }
 }
 
+/// Entries a buffer that a job drains may hold before the job is woken
+/// early (see [`WakeAt`]).
+pub(crate) const WAKE_AT: usize = 4096;
+
+/// Wakes a job early when a buffer it drains fills: reads to audit and
+/// access counts are noted in memory between the job's passes, and a
+/// burst of reads (a scan of every file) would otherwise grow them until
+/// the job's interval. The waker is set once the job runtime exists.
+#[derive(Default)]
+pub(crate) struct WakeAt(std::sync::OnceLock<JobWaker>);
+
+impl WakeAt {
+    /// Wakes `waker`'s job from now on.
+    pub(crate) fn set(&self, waker: JobWaker) {
+        let _ = self.0.set(waker);
+    }
+
+    /// Notes that the buffer now holds `len` entries: every [`WAKE_AT`]
+    /// the job is woken (again, if a flush failed and the buffer grew).
+    pub(crate) fn noted(&self, len: usize) {
+        if len > 0
+            && len.is_multiple_of(WAKE_AT)
+            && let Some(waker) = self.0.get()
+        {
+            waker.wake();
+        }
+    }
+}
+
 /// The jobs of one store and the tasks that schedule them.
 pub(crate) struct JobRuntime {
     clock: Clock,
@@ -406,6 +435,40 @@ mod tests {
         rt.stop().await;
         assert!(matches!(rt.run("drain").await, Err(Error::Closed)));
         assert_eq!(rt.status("drain").unwrap().runs, 6);
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_wakes_its_job_before_the_interval() {
+        let passes = Arc::new(AtomicU64::new(0));
+        let rt = JobRuntime::new(
+            Clock::System,
+            vec![spec(
+                "flush",
+                Duration::from_secs(3600),
+                counting(&passes, 0),
+            )],
+        );
+        rt.start();
+        let wake = WakeAt::default();
+        wake.noted(WAKE_AT);
+        wake.set(rt.waker("flush").unwrap());
+        for len in 1..WAKE_AT {
+            wake.noted(len);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 0, "not full yet");
+        for len in [WAKE_AT, 2 * WAKE_AT] {
+            let before = passes.load(Ordering::SeqCst);
+            wake.noted(len);
+            for _ in 0..2000 {
+                if passes.load(Ordering::SeqCst) > before {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(passes.load(Ordering::SeqCst), before + 1, "woken at {len}");
+        }
+        rt.stop().await;
     }
 
     #[tokio::test]

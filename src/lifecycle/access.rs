@@ -1,7 +1,9 @@
 //! Access counts without a commit per read: every read of a file is
 //! counted in memory, and the `access-counts` job writes the counts and
-//! the last read time into the file records in batches. A crash loses at
-//! most the reads since the last pass (its interval, 60 s by default);
+//! the last read time into the file records in batches. It runs at its
+//! interval (60 s by default), and at once when 4096 files have reads
+//! waiting, so a scan of every file does not grow the counts in memory. A
+//! crash loses at most the reads since the last pass;
 //! [`Store::close`](crate::Store::close) writes them first.
 
 use crate::db::lifecycle::add_reads;
