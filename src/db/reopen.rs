@@ -31,9 +31,9 @@ use crate::error::{Error, StorageContext};
 
 /// Opens `store.redb` again with the settings of the first open.
 pub(crate) struct Reopener {
-    pub(crate) path: PathBuf,
-    pub(crate) cache_bytes: usize,
-    pub(crate) verify: bool,
+    path: PathBuf,
+    cache_bytes: usize,
+    verify: bool,
     /// Set while the shared database is the placeholder.
     pub(crate) broken: std::sync::Arc<AtomicBool>,
 }

@@ -1,8 +1,17 @@
 //! The metadata half of `verify` (fsck): from one snapshot, every record
 //! decodes, every index entry names a row that says the same, every row
-//! has its entries, and every blob's reference count and every owner's
-//! usage equal a recount from the records. Problems are collected, not
-//! returned at the first.
+//! has its entries, every file's blob has its row, and every blob's
+//! reference count and every owner's usage equal a recount from the
+//! records. Problems are collected, not returned at the first.
+//!
+//! Everything is checked by walking one table and looking each entry up
+//! in the others, so the scan keeps nothing per file or per blob (a
+//! store of millions of recordings verifies in the memory of a few). A
+//! blob's count is recounted through the `files_by_blob` entries under
+//! its address, each followed to its record, plus the records found
+//! without their entry (kept only for a damaged index). The checks of
+//! blob files that follow the scan walk the blob rows again in batches
+//! ([`blob_batch`]).
 //!
 //! What is derived can be rebuilt ([`rebuild_derived`]): the file indexes
 //! and `blobs_by_owner` from their rows, reference counts from the file
@@ -84,8 +93,8 @@ pub(crate) struct MetaScan {
     pub(crate) users: u64,
     pub(crate) sessions: u64,
     pub(crate) files: u64,
-    /// Every blob row, with one file record that names it (if any).
-    pub(crate) blobs: BTreeMap<BlobAddress, Option<FileId>>,
+    /// Blob rows.
+    pub(crate) blobs: u64,
     pub(crate) index_entries: u64,
 }
 
@@ -94,8 +103,8 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<MetaScan, Error> {
     let mut s = MetaScan::default();
     users(txn, &mut s)?;
     sessions(txn, &mut s)?;
-    let refs = files(txn, &mut s)?;
-    blobs(txn, &mut s, &refs)?;
+    let unindexed = files(txn, &mut s)?;
+    blobs(txn, &mut s, &unindexed)?;
     Ok(s)
 }
 
@@ -201,21 +210,48 @@ fn sessions(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
     Ok(())
 }
 
-/// A file index entry in one comparable shape: the table, (owner or 0,
-/// file), the blob address of `files_by_blob`, the time of the two
-/// time-keyed indexes.
-type Entry = (&'static str, [u128; 2], Option<[u8; 32]>, Option<i64>);
+/// A file index entry: which index, and its key (the file id last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// `files_by_owner`: (owner, file).
+    Owner(u128, u128),
+    /// `files_by_blob`: (blob address, file).
+    Blob([u8; 32], u128),
+    /// `files_by_expiry`: (expiry in µs, file).
+    Expiry(i64, u128),
+    /// `files_by_deleted`: (deletion time in µs, file).
+    Deleted(i64, u128),
+}
+
+impl Entry {
+    fn table(&self) -> &'static str {
+        match self {
+            Entry::Owner(..) => "files_by_owner",
+            Entry::Blob(..) => "files_by_blob",
+            Entry::Expiry(..) => "files_by_expiry",
+            Entry::Deleted(..) => "files_by_deleted",
+        }
+    }
+
+    fn file(&self) -> u128 {
+        match *self {
+            Entry::Owner(_, f) | Entry::Blob(_, f) | Entry::Expiry(_, f) | Entry::Deleted(_, f) => {
+                f
+            }
+        }
+    }
+}
 
 /// The file index entries a record should have.
 fn file_entries(f: &AudioFile) -> Vec<Entry> {
     let id = f.id.to_key();
     let mut out = vec![
-        ("files_by_owner", [f.owner.to_key(), id], None, None),
-        ("files_by_blob", [0, id], Some(f.blob.0), None),
+        Entry::Owner(f.owner.to_key(), id),
+        Entry::Blob(f.blob.0, id),
     ];
     match (f.deleted_at, f.expires_at) {
-        (Some(d), _) => out.push(("files_by_deleted", [0, id], None, Some(d.as_micros()))),
-        (None, Some(e)) => out.push(("files_by_expiry", [0, id], None, Some(e.as_micros()))),
+        (Some(d), _) => out.push(Entry::Deleted(d.as_micros(), id)),
+        (None, Some(e)) => out.push(Entry::Expiry(e.as_micros(), id)),
         (None, None) => {}
     }
     out
@@ -247,13 +283,11 @@ impl FileIndexes {
 
     /// Whether the index holds `e`.
     fn has(&self, e: &Entry) -> Result<bool, Error> {
-        let [owner, file] = e.1;
-        let found = match (e.0, e.2, e.3) {
-            ("files_by_owner", _, _) => self.by_owner.get((owner, file)),
-            ("files_by_blob", Some(b), _) => self.by_blob.get((b, file)),
-            ("files_by_expiry", _, Some(t)) => self.by_expiry.get((t, file)),
-            ("files_by_deleted", _, Some(t)) => self.by_deleted.get((t, file)),
-            _ => return Ok(false),
+        let found = match *e {
+            Entry::Owner(owner, file) => self.by_owner.get((owner, file)),
+            Entry::Blob(blob, file) => self.by_blob.get((blob, file)),
+            Entry::Expiry(t, file) => self.by_expiry.get((t, file)),
+            Entry::Deleted(t, file) => self.by_deleted.get((t, file)),
         };
         Ok(found.ctx("reading a file index")?.is_some())
     }
@@ -263,48 +297,51 @@ impl FileIndexes {
         let scanning = "scanning a file index";
         for e in self.by_owner.iter().ctx(scanning)? {
             let (o, file) = e.ctx(scanning)?.0.value();
-            f(("files_by_owner", [o, file], None, None))?;
+            f(Entry::Owner(o, file))?;
         }
         for e in self.by_blob.iter().ctx(scanning)? {
             let (b, file) = e.ctx(scanning)?.0.value();
-            f(("files_by_blob", [0, file], Some(b), None))?;
+            f(Entry::Blob(b, file))?;
         }
-        for (name, table) in [
-            ("files_by_expiry", &self.by_expiry),
-            ("files_by_deleted", &self.by_deleted),
-        ] {
+        for (deleted, table) in [(false, &self.by_expiry), (true, &self.by_deleted)] {
             for e in table.iter().ctx(scanning)? {
                 let (t, file) = e.ctx(scanning)?.0.value();
-                f((name, [0, file], None, Some(t)))?;
+                f(match deleted {
+                    false => Entry::Expiry(t, file),
+                    true => Entry::Deleted(t, file),
+                })?;
             }
         }
         Ok(())
     }
 }
 
-/// How many file records name each blob, and one of them.
-type BlobRefs = BTreeMap<BlobAddress, (u64, FileId)>;
+/// The file record in a row of `files` keyed `id`.
+fn record(id: u128, bytes: &[u8]) -> Result<AudioFile, Error> {
+    codec::decode::<AudioFile>(bytes, FileId::from_key(id)).and_then(|f| {
+        if f.id.to_key() == id {
+            Ok(f)
+        } else {
+            Err(Error::corrupt(
+                format!("file {}", FileId::from_key(id)),
+                format!("the record says it is file {}", f.id),
+            ))
+        }
+    })
+}
 
-/// Checks the file records and their four indexes both ways, by point
-/// lookups (so the scan keeps nothing per file); returns who names which
-/// blob.
-fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
+/// Per blob, the records naming it that lack their `files_by_blob` entry
+/// (found damaged; empty in a sound store).
+type Unindexed = BTreeMap<BlobAddress, u64>;
+
+/// Checks the file records and their four indexes both ways, and that
+/// each record's blob has its row, by point lookups.
+fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<Unindexed, Error> {
     let table = txn.open_table(FILES).ctx("opening files")?;
+    let blob_rows = txn.open_table(BLOBS).ctx("opening blobs")?;
     let indexes = FileIndexes::open(txn)?;
-    let name = |e: &Entry| format!("{} file {}", e.0, FileId::from_key(e.1[1]));
-    let record = |id: u128, bytes: &[u8]| {
-        codec::decode::<AudioFile>(bytes, FileId::from_key(id)).and_then(|f| {
-            if f.id.to_key() == id {
-                Ok(f)
-            } else {
-                Err(Error::corrupt(
-                    format!("file {}", FileId::from_key(id)),
-                    format!("the record says it is file {}", f.id),
-                ))
-            }
-        })
-    };
-    let mut refs = BlobRefs::new();
+    let name = |e: &Entry| format!("{} file {}", e.table(), FileId::from_key(e.file()));
+    let mut unindexed = Unindexed::new();
     for row in table.iter().ctx("scanning files")? {
         let (k, v) = row.ctx("scanning files")?;
         s.files += 1;
@@ -312,6 +349,9 @@ fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
             Ok(f) => {
                 for e in file_entries(&f) {
                     if !indexes.has(&e)? {
+                        if let Entry::Blob(..) = e {
+                            *unindexed.entry(f.blob).or_default() += 1;
+                        }
                         s.problems.push(Problem::new(
                             ProblemKind::MissingIndexEntry,
                             name(&e),
@@ -319,7 +359,13 @@ fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
                         ));
                     }
                 }
-                refs.entry(f.blob).or_insert((0, f.id)).0 += 1;
+                if blob_rows.get(f.blob.0).ctx("reading blobs")?.is_none() {
+                    s.problems.push(Problem::new(
+                        ProblemKind::MissingBlobRow,
+                        format!("file {}", f.id),
+                        format!("its blob {} has no row", f.blob),
+                    ));
+                }
             }
             Err(e) => s.problems.push(Problem::new(
                 ProblemKind::Undecodable,
@@ -330,8 +376,8 @@ fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
     }
     indexes.each(|e| {
         s.index_entries += 1;
-        let backed = match table.get(e.1[1]).ctx("reading files")? {
-            Some(row) => record(e.1[1], row.value()).is_ok_and(|f| file_entries(&f).contains(&e)),
+        let backed = match table.get(e.file()).ctx("reading files")? {
+            Some(row) => record(e.file(), row.value()).is_ok_and(|f| file_entries(&f).contains(&e)),
             None => false,
         };
         if !backed {
@@ -343,11 +389,37 @@ fn files(txn: &ReadTransaction, s: &mut MetaScan) -> Result<BlobRefs, Error> {
         }
         Ok(())
     })?;
-    Ok(refs)
+    Ok(unindexed)
 }
 
-fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(), Error> {
+/// How many file records name `address`: those its `files_by_blob`
+/// entries lead to (an entry whose record is gone or names another blob
+/// does not count), and those that lack their entry.
+fn named_by(
+    by_blob: &redb::ReadOnlyTable<([u8; 32], u128), ()>,
+    files: &redb::ReadOnlyTable<u128, &[u8]>,
+    address: BlobAddress,
+    unindexed: &Unindexed,
+) -> Result<u64, Error> {
+    let mut n = unindexed.get(&address).copied().unwrap_or(0);
+    for e in by_blob
+        .range((address.0, 0)..=(address.0, u128::MAX))
+        .ctx("scanning files_by_blob")?
+    {
+        let file = e.ctx("scanning files_by_blob")?.0.value().1;
+        if let Some(row) = files.get(file).ctx("reading files")?
+            && record(file, row.value()).is_ok_and(|f| f.blob == address)
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn blobs(txn: &ReadTransaction, s: &mut MetaScan, unindexed: &Unindexed) -> Result<(), Error> {
     let table = txn.open_table(BLOBS).ctx("opening blobs")?;
+    let files = txn.open_table(FILES).ctx("opening files")?;
+    let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
     let by_owner = txn
         .open_table(BLOBS_BY_OWNER)
         .ctx("opening blobs_by_owner")?;
@@ -355,8 +427,7 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
     for row in table.iter().ctx("scanning blobs")? {
         let (k, v) = row.ctx("scanning blobs")?;
         let address = BlobAddress(k.value());
-        let named = refs.get(&address).map(|r| r.1);
-        s.blobs.insert(address, named);
+        s.blobs += 1;
         let b: BlobRow = match codec::decode(v.value(), address) {
             Ok(b) => b,
             Err(e) => {
@@ -368,7 +439,7 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
                 continue;
             }
         };
-        let counted = refs.get(&address).map_or(0, |r| r.0);
+        let counted = named_by(&by_blob, &files, address, unindexed)?;
         if b.refcount != counted {
             s.problems.push(Problem::new(
                 ProblemKind::WrongRefcount,
@@ -388,15 +459,6 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
                 ProblemKind::MissingIndexEntry,
                 format!("blobs_by_owner blob {address}"),
                 format!("owner {} has no entry for it", b.owner),
-            ));
-        }
-    }
-    for (address, (_, file)) in refs {
-        if !s.blobs.contains_key(address) {
-            s.problems.push(Problem::new(
-                ProblemKind::MissingBlobRow,
-                format!("file {file}"),
-                format!("its blob {address} has no row"),
             ));
         }
     }
@@ -439,4 +501,46 @@ fn blobs(txn: &ReadTransaction, s: &mut MetaScan, refs: &BlobRefs) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Up to `limit` blob addresses after `after`, in order, each with one
+/// file record naming it (if any): the walk of the checks that follow the
+/// scan, one batch per snapshot.
+pub(crate) fn blob_batch(
+    txn: &ReadTransaction,
+    after: Option<BlobAddress>,
+    limit: usize,
+) -> Result<Vec<(BlobAddress, Option<FileId>)>, Error> {
+    let table = txn.open_table(BLOBS).ctx("opening blobs")?;
+    let by_blob = txn.open_table(FILES_BY_BLOB).ctx("opening files_by_blob")?;
+    let rows = match after {
+        Some(a) => table.range((std::ops::Bound::Excluded(a.0), std::ops::Bound::Unbounded)),
+        None => table.range::<[u8; 32]>(..),
+    }
+    .ctx("scanning blobs")?;
+    let mut out = Vec::new();
+    for row in rows.take(limit) {
+        let address = BlobAddress(row.ctx("scanning blobs")?.0.value());
+        let first = by_blob
+            .range((address.0, 0)..=(address.0, u128::MAX))
+            .ctx("scanning files_by_blob")?
+            .next()
+            .transpose()
+            .ctx("scanning files_by_blob")?
+            .map(|e| FileId::from_key(e.0.value().1));
+        out.push((address, first));
+    }
+    Ok(out)
+}
+
+/// Whether each of `addresses` has a blob row.
+pub(crate) fn have_rows(
+    txn: &ReadTransaction,
+    addresses: &[BlobAddress],
+) -> Result<Vec<bool>, Error> {
+    let table = txn.open_table(BLOBS).ctx("opening blobs")?;
+    addresses
+        .iter()
+        .map(|a| Ok(table.get(a.0).ctx("reading blobs")?.is_some()))
+        .collect()
 }

@@ -7,8 +7,10 @@
 //! every blob row's file exists, and every blob file older than the
 //! orphan grace period is named by a row; with `deep`, every blob is read
 //! through the normal read path (each chunk authenticated, the plaintext's
-//! SHA-256 checked against its record), one at a time, so memory stays
-//! bounded by one read's buffers.
+//! SHA-256 checked against its record), one at a time. The file checks
+//! and the deep read walk the blob rows 1000 at a time, each batch from a
+//! fresh snapshot, and the metadata scan keeps nothing per record, so
+//! memory does not grow with the store.
 //!
 //! What `repair` fixes: everything derived from rows (file indexes,
 //! `blobs_by_owner`, reference counts, usage: rebuilt in one
@@ -20,13 +22,16 @@
 
 use std::collections::BTreeSet;
 
+/// Blob rows (and blob files) one step of the walks takes.
+const BATCH: usize = 1000;
+
 use serde::Serialize;
 
-use crate::db::verify::{MetaScan, Problem, ProblemKind};
+use crate::db::verify::{MetaScan, Problem, ProblemKind, blob_batch, have_rows};
 use crate::error::Error;
 use crate::ops::backup::Progress;
 use crate::store::Store;
-use crate::types::{BlobAddress, Timestamp};
+use crate::types::{BlobAddress, FileId, Timestamp};
 
 /// How [`Store::verify`] runs. Default: metadata and blob files only, no
 /// repair.
@@ -127,7 +132,7 @@ impl Store {
                     users: scan.users,
                     sessions: scan.sessions,
                     files: scan.files,
-                    blobs: scan.blobs.len() as u64,
+                    blobs: scan.blobs,
                     index_entries: scan.index_entries,
                     blobs_read,
                     problems,
@@ -161,78 +166,123 @@ impl Store {
         }
         let mut scan = self.db().scan(crate::db::verify::scan).await?;
         problems.append(&mut scan.problems);
-        problems.extend(self.check_blob_files(&scan).await?);
+        problems.extend(self.check_blob_files().await?);
         let mut read = 0;
         if options.deep {
-            let total = scan.blobs.len() as u64;
-            for (i, (address, file)) in scan.blobs.iter().enumerate() {
-                let Some(file) = file else { continue };
-                // The record as it is now (live or in the trash).
-                let Some(record) = self.db().read(|txn| crate::db::files::get(txn, *file))? else {
-                    continue;
-                };
-                match self.files().verify_record(&record).await {
-                    Ok(_) => read += 1,
-                    Err(e @ (Error::Integrity { .. } | Error::Corrupt { .. })) => {
-                        read += 1;
-                        problems.push(Problem::new(
-                            ProblemKind::DamagedBlob,
-                            format!("blob {address}"),
-                            format!("read through file {file}: {e}"),
-                        ))
+            let total = scan.blobs;
+            let mut done = 0;
+            let mut after = None;
+            loop {
+                let batch = self.db().read(|t| blob_batch(t, after, BATCH))?;
+                after = batch.last().map(|b| b.0);
+                for (address, file) in &batch {
+                    done += 1;
+                    if let Some(file) = file {
+                        read += self.read_back(*address, *file, &mut problems).await?;
                     }
-                    // A file purged or erased since the snapshot.
-                    Err(Error::NotFound { .. } | Error::MissingKey { .. }) => {}
-                    // Already reported as a missing file.
-                    Err(Error::Io { .. }) => {}
-                    Err(e) => return Err(e),
+                    if let Some(p) = &options.progress {
+                        p.tell(done.min(total), total);
+                    }
                 }
-                if let Some(p) = &options.progress {
-                    p.tell(i as u64 + 1, total);
+                if batch.len() < BATCH {
+                    break;
                 }
             }
         }
         Ok((scan, problems, read))
     }
 
-    /// Blob rows without files, and files without rows.
-    async fn check_blob_files(&self, scan: &MetaScan) -> Result<Vec<Problem>, Error> {
+    /// Reads `address` back through `file`: 1 if it was read (whole or
+    /// found damaged), 0 if the file went since.
+    async fn read_back(
+        &self,
+        address: BlobAddress,
+        file: FileId,
+        problems: &mut Vec<Problem>,
+    ) -> Result<u64, Error> {
+        // The record as it is now (live or in the trash).
+        let Some(record) = self.db().read(|txn| crate::db::files::get(txn, file))? else {
+            return Ok(0);
+        };
+        match self.files().verify_record(&record).await {
+            Ok(_) => Ok(1),
+            Err(e @ (Error::Integrity { .. } | Error::Corrupt { .. })) => {
+                problems.push(Problem::new(
+                    ProblemKind::DamagedBlob,
+                    format!("blob {address}"),
+                    format!("read through file {file}: {e}"),
+                ));
+                Ok(1)
+            }
+            // A file purged or erased since the snapshot.
+            Err(Error::NotFound { .. } | Error::MissingKey { .. }) => Ok(0),
+            // Already reported as a missing file.
+            Err(Error::Io { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Blob rows without files, and files without rows, a batch at a time
+    /// (nothing is kept per blob). A row found without its file is looked
+    /// up again before it is reported: the purge removes a row, then its
+    /// file, and may have done both since the batch was read.
+    async fn check_blob_files(&self) -> Result<Vec<Problem>, Error> {
         let backend = std::sync::Arc::clone(&self.blob_store().backend);
-        let named: Vec<BlobAddress> = scan.blobs.keys().copied().collect();
+        let mut problems = Vec::new();
+        let mut after = None;
+        loop {
+            let batch = self.db().read(|t| blob_batch(t, after, BATCH))?;
+            after = batch.last().map(|b| b.0);
+            let addresses: Vec<BlobAddress> = batch.iter().map(|b| b.0).collect();
+            let (b, list) = (std::sync::Arc::clone(&backend), addresses.clone());
+            let present: Vec<bool> = tokio::task::spawn_blocking(move || {
+                list.iter()
+                    .map(|a| b.exists(*a))
+                    .collect::<Result<_, Error>>()
+            })
+            .await
+            .map_err(|e| Error::join("checking blob files", e))??;
+            let missing: Vec<BlobAddress> = addresses
+                .iter()
+                .zip(&present)
+                .filter(|(_, here)| !**here)
+                .map(|(a, _)| *a)
+                .collect();
+            let rows = self.db().read(|t| have_rows(t, &missing))?;
+            for (address, _) in missing.iter().zip(rows).filter(|(_, row)| *row) {
+                problems.push(Problem::new(
+                    ProblemKind::MissingBlobFile,
+                    format!("blob {address}"),
+                    "its row is there, its file is not",
+                ));
+            }
+            if batch.len() < BATCH {
+                break;
+            }
+        }
         let cutoff = Timestamp::now().minus(self.config().lifecycle.orphan_grace);
-        tokio::task::spawn_blocking(move || {
-            let mut problems = Vec::new();
-            for address in &named {
-                if !backend.exists(*address)? {
-                    problems.push(Problem::new(
-                        ProblemKind::MissingBlobFile,
-                        format!("blob {address}"),
-                        "its row is there, its file is not",
-                    ));
-                }
+        let mut after = None;
+        loop {
+            let b = std::sync::Arc::clone(&backend);
+            let page = tokio::task::spawn_blocking(move || b.list(after, BATCH))
+                .await
+                .map_err(|e| Error::join("listing blob files", e))??;
+            let old: Vec<_> = page.iter().filter(|b| b.modified < cutoff).collect();
+            let addresses: Vec<BlobAddress> = old.iter().map(|b| b.address).collect();
+            let rows = self.db().read(|t| have_rows(t, &addresses))?;
+            for (b, _) in old.iter().zip(rows).filter(|(_, row)| !*row) {
+                problems.push(Problem::new(
+                    ProblemKind::OrphanBlobFile,
+                    format!("blob {}", b.address),
+                    format!("{} bytes that no row names", b.bytes),
+                ));
             }
-            let named: BTreeSet<BlobAddress> = named.into_iter().collect();
-            let mut after = None;
-            loop {
-                let page = backend.list(after, 1000)?;
-                for b in &page {
-                    if !named.contains(&b.address) && b.modified < cutoff {
-                        problems.push(Problem::new(
-                            ProblemKind::OrphanBlobFile,
-                            format!("blob {}", b.address),
-                            format!("{} bytes that no row names", b.bytes),
-                        ));
-                    }
-                }
-                if page.len() < 1000 {
-                    break;
-                }
-                after = page.last().map(|b| b.address);
+            if page.len() < BATCH {
+                break;
             }
-            Ok(problems)
-        })
-        .await
-        .map_err(|e| Error::join("checking blob files", e))?
+            after = page.last().map(|b| b.address);
+        }
+        Ok(problems)
     }
 
     /// Fixes what is safe (see the module doc).
