@@ -24,6 +24,11 @@ pub const SOCKET_NAME: &str = "admin.sock";
 /// The longest request line the server reads.
 pub(crate) const MAX_REQUEST: usize = 64 << 10;
 
+/// The longest answer line a client reads (the largest real answer, a
+/// metrics report, is tens of kilobytes): whatever listens on the socket,
+/// a client's memory stays bounded.
+pub(crate) const MAX_ANSWER: usize = 16 << 20;
+
 /// What an operator may ask a live store through its admin socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -121,7 +126,7 @@ impl AdminClient {
     /// listening on it, is [`Error::Io`].
     #[cfg(unix)]
     pub async fn request(&self, request: &AdminRequest) -> Result<serde_json::Value, Error> {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let context = || {
             format!(
                 "talking to the store's admin socket {}",
@@ -142,9 +147,16 @@ impl AdminClient {
         // answer, not a failure to talk to the socket.
         let mut answer = Vec::new();
         BufReader::new(stream)
+            .take(MAX_ANSWER as u64 + 1)
             .read_until(b'\n', &mut answer)
             .await
             .map_err(|e| Error::io(context(), e))?;
+        if answer.len() > MAX_ANSWER {
+            return Err(Error::corrupt(
+                "the admin socket's answer",
+                format!("longer than {MAX_ANSWER} bytes"),
+            ));
+        }
         match serde_json::from_slice::<Answer>(&answer) {
             Ok(Answer::Ok(v)) => Ok(v),
             Ok(Answer::Error { kind, message }) => Err(Error::Remote { kind, message }),

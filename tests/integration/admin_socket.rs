@@ -228,3 +228,38 @@ async fn a_file_where_the_socket_goes_is_left_alone_and_the_store_opens() {
     assert!(!other.path().join("admin.sock").exists());
     off.close().await;
 }
+
+/// Whatever listens on the socket, a client reads a bounded answer: an
+/// endless line is refused as corrupt, a closed connection is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reads_a_bounded_answer_from_whatever_listens() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::UnixListener::bind(dir.path().join("admin.sock")).unwrap();
+    let server = tokio::spawn(async move {
+        // First an answer that never ends, then none at all.
+        for endless in [true, false] {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 64];
+            let _ = s.read(&mut request).await.unwrap();
+            if endless {
+                let chunk = vec![b'7'; 1 << 20];
+                while s.write_all(&chunk).await.is_ok() {}
+            }
+        }
+    });
+    let client = AdminClient::new(dir.path());
+    match client.request(&AdminRequest::Health).await {
+        Err(Error::Corrupt { detail, .. }) => {
+            assert!(detail.contains("longer than 16777216 bytes"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.request(&AdminRequest::Health).await {
+        Err(Error::Corrupt { detail, .. }) => {
+            assert!(detail.contains("without an answer"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    server.await.unwrap();
+}
