@@ -216,6 +216,29 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     (written < data.len()).then(|| cursor.into_inner())
 }
 
+/// zstd back into at most `expected` bytes. Each thread keeps its
+/// decompression context: creating one per chunk allocated (and freed)
+/// about 160 KiB per read, churn that left a long-running process's
+/// allocator holding ever more free memory.
+fn decompress(payload: &[u8], expected: usize) -> Result<Vec<u8>, String> {
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| "the context is in use".to_string())?;
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(payload, expected).map_err(|e| e.to_string()),
+            None => Err("no context".into()),
+        }
+    })
+}
+
 /// Decodes kind ‖ payload to exactly `expected` bytes of plaintext.
 pub(crate) fn decode_chunk(body: Vec<u8>, expected: usize, index: u64) -> Result<Vec<u8>, Error> {
     let bad = |why: &str| Error::corrupt("blob", format!("chunk {index}: {why}"));
@@ -228,9 +251,7 @@ pub(crate) fn decode_chunk(body: Vec<u8>, expected: usize, index: u64) -> Result
             body.remove(0);
             body
         }
-        KIND_ZSTD => {
-            zstd::bulk::decompress(payload, expected).map_err(|e| bad(&format!("zstd: {e}")))?
-        }
+        KIND_ZSTD => decompress(payload, expected).map_err(|e| bad(&format!("zstd: {e}")))?,
         _ => return Err(bad("unknown chunk kind")),
     };
     if plain.len() != expected {
