@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod backup;
+mod blob_path;
 mod cache_pattern;
 mod config;
 mod keys;
@@ -12,6 +13,7 @@ mod rows;
 pub use admin::{AdminHarness, admin_request, sample_admin_lines};
 pub use audit::{audit_event, sample_audit_events};
 pub use backup::{backup_manifest, sample_backup_files};
+pub use blob_path::{blob_path, sample_blob_paths};
 pub use cache_pattern::{cache_pattern, sample_patterns};
 pub use config::{config_file, sample_configs};
 pub use keys::{key_record, sample_key_records};
@@ -36,6 +38,8 @@ impl Scratch {
         } else {
             std::env::temp_dir()
         };
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep_stale(&base));
         let dir = base.join(format!("bv-fuzz-{}-{n}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         Scratch(dir)
@@ -43,6 +47,32 @@ impl Scratch {
 
     fn path(&self) -> &std::path::Path {
         &self.0
+    }
+}
+
+/// Removes the scratch directories of fuzzing processes that are gone: a
+/// fuzzer exits without dropping a harness it keeps for its whole run
+/// (the `admin_request` store), so its directory would stay behind.
+fn sweep_stale(base: &std::path::Path) {
+    let proc = std::path::Path::new("/proc");
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    if !proc.join("self").exists() {
+        return;
+    }
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("bv-fuzz-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if dir && pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -429,4 +459,23 @@ pub fn sample_cache_rows() -> Vec<(&'static str, Vec<u8>)> {
         value: "{\"name\":\"प्रिया\"}".as_bytes().into(),
     };
     vec![("plain", plain.encode()), ("tagged", tagged.encode())]
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    #[test]
+    fn scratch_directories_of_gone_processes_are_swept() {
+        let base = tempfile::tempdir().unwrap();
+        let gone = base.path().join("bv-fuzz-4294967-0-admin");
+        let mine = base
+            .path()
+            .join(format!("bv-fuzz-{}-0-admin", std::process::id()));
+        let other = base.path().join("bv-fuzz-notapid-0-admin");
+        for d in [&gone, &mine, &other] {
+            std::fs::create_dir_all(d.join("store")).unwrap();
+        }
+        super::sweep_stale(base.path());
+        assert!(!gone.exists(), "a gone process's directory");
+        assert!(mine.exists() && other.exists(), "kept");
+    }
 }

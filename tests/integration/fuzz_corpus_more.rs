@@ -111,6 +111,15 @@ fn cache_pattern_corpus_and_mutations_replay() {
     });
 }
 
+#[test]
+fn blob_path_corpus_and_mutations_replay() {
+    replay(
+        "blob_path",
+        fuzzing::sample_blob_paths(),
+        fuzzing::blob_path,
+    );
+}
+
 /// Regenerates the seed corpora of these targets:
 /// `cargo test --test integration -- --ignored write_more_seed_corpora`.
 #[test]
@@ -125,6 +134,7 @@ fn write_more_seed_corpora() {
         ("config_file", fuzzing::sample_configs()),
         ("admin_request", fuzzing::sample_admin_lines()),
         ("cache_pattern", fuzzing::sample_patterns()),
+        ("blob_path", fuzzing::sample_blob_paths()),
     ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
