@@ -22,6 +22,36 @@ pub use rows::{decode_rows, sample_rows};
 
 use crate::db::codec::{self, Record};
 
+/// End-to-end latencies for the soak test, kept in the store's own
+/// log-linear histogram (four buckets per power of two, so a quantile is
+/// within 19 %): fixed memory however long the run.
+#[derive(Default)]
+pub struct Latencies(crate::telemetry::histogram::Histogram);
+
+impl Latencies {
+    /// Records one operation's duration.
+    pub fn record(&self, elapsed: std::time::Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.record_weighted(ns, 1);
+    }
+
+    /// Adds what `other` recorded.
+    pub fn merge(&self, other: &Latencies) {
+        self.0.add(&other.0.counts());
+    }
+
+    /// How many durations were recorded.
+    pub fn count(&self) -> u64 {
+        self.0.counts().total()
+    }
+
+    /// The duration under which a fraction `q` of those recorded fall (the
+    /// upper bound of its bucket).
+    pub fn quantile(&self, q: f64) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.0.counts().quantile(q))
+    }
+}
+
 /// A directory of its own, for an entry point that reads files; removed
 /// when dropped. In `/dev/shm` where there is one: rewriting a file on a
 /// disk filesystem (ext4 flushes a truncated file on close) would make the

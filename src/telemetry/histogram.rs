@@ -63,6 +63,15 @@ impl Histogram {
             .fetch_add(ns.saturating_mul(weight), Ordering::Relaxed);
     }
 
+    /// Adds counts taken from another histogram (merging two).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn add(&self, counts: &Counts) {
+        for (bucket, n) in self.buckets.iter().zip(&counts.buckets) {
+            bucket.fetch_add(*n, Ordering::Relaxed);
+        }
+        self.sum_ns.fetch_add(counts.sum_ns, Ordering::Relaxed);
+    }
+
     /// The counts as they are now.
     pub(crate) fn counts(&self) -> Counts {
         Counts {
