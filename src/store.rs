@@ -472,6 +472,7 @@ impl Store {
         );
         self.inner.tamper.stop();
         self.inner.jobs.stop().await;
+        self.inner.blobs.shredder.settle().await;
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || {
             inner.db.shutdown();

@@ -30,6 +30,7 @@ mod put;
 pub(crate) mod reader;
 pub(crate) mod reads;
 pub(crate) mod rotation;
+pub(crate) mod shred;
 pub(crate) mod sink;
 pub(crate) mod writer;
 
@@ -238,6 +239,8 @@ pub(crate) struct BlobStore {
     /// whatever takes a blob file away (purge, erasure, orphan
     /// collection): a blob a backup's snapshot names stays until copied.
     pins: tokio::sync::RwLock<()>,
+    /// Retired blob files being destroyed behind the purge.
+    pub(crate) shredder: shred::Shredder,
 }
 
 impl BlobStore {
@@ -261,7 +264,14 @@ impl BlobStore {
             }
         }
         let keyring = keys::Keyring::open(db, config).await?;
-        let backend: Arc<dyn BlobBackend> = Arc::new(LocalDir::new(blobs_dir));
+        let local = LocalDir::new(blobs_dir);
+        if !db.is_read_only() {
+            // Before any watch is set up on `blobs/`, which leaves it out.
+            local.retired_dir().map_err(|e| {
+                Error::io(format!("creating {}", local.retired_path().display()), e)
+            })?;
+        }
+        let backend: Arc<dyn BlobBackend> = Arc::new(local);
         tracing::debug!(backend = backend.name(), "blob backend");
         Ok(BlobStore {
             backend,
@@ -277,6 +287,7 @@ impl BlobStore {
             require_consent: config.privacy.require_consent,
             limits: crate::ratelimit::RateLimits::new(&config.rate_limits, config.clock.clone()),
             pins: tokio::sync::RwLock::new(()),
+            shredder: Default::default(),
             #[cfg(test)]
             pause_after_place: Default::default(),
         })

@@ -15,7 +15,8 @@
 //!
 //! A batch is written in several requests, so a foreground write waits
 //! for one such request rather than the whole batch. On an idle store a
-//! request carries 128 files and 128 sessions. While other writes commit
+//! request carries 512 files and 512 sessions (128 took three times as
+//! many commits for a batch: 9 instead of 3, about 60 ms more a pass). While other writes commit
 //! beside a request of the purge (and for a pass's first request), the
 //! requests shrink to 16 and 16 and the purge pauses after each as long
 //! as it took, so it takes about half of the writer (and of the disk's
@@ -36,10 +37,21 @@
 //! for the destruction. A file that cannot be retired is left for the
 //! orphan collector; retired files a crash left are destroyed by the next
 //! pass.
+//!
+//! On an idle store with more to do, a batch's destruction runs behind
+//! the next pass's transaction (`blob::shred`): in `benches/lifecycle.rs`
+//! at 20 000 files and sessions this took the purge from 7 152 to 10 781
+//! records/s, with 512-record requests and the tamper watch no longer
+//! hearing `blobs/retired/`. While others write, the destruction is done
+//! in the pass, each overwrite synced by itself rather than by one
+//! `syncfs` (which makes every writer's next `fsync` wait for the whole
+//! file system): a small put's p99 during a purge went from 16.7–17.8 ms
+//! to 9.3 ms.
 
 use std::collections::HashMap;
 
 use crate::blob::BlobStore;
+use crate::blob::backend::OverwriteSync;
 use crate::db::Db;
 use crate::db::blobs::get_row;
 use crate::db::lifecycle::{
@@ -54,7 +66,7 @@ pub(crate) const JOB: &str = "purge";
 
 /// Records of each kind one write request of the purge removes while no
 /// other write commits beside it.
-const WRITE_CHUNK_IDLE: usize = 128;
+const WRITE_CHUNK_IDLE: usize = 512;
 
 /// Records of each kind per request while other writes commit beside the
 /// purge (each such request is followed by a pause as long as it took).
@@ -190,7 +202,21 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     let (stored_again, failed) = retire_freed(parts.db, parts.blobs, &doomed).await?;
     out.skip("blob_stored_again", stored_again);
     out.skip("blob_file_delete_failed", failed);
-    destroy_retired(parts).await?;
+    if pace.busy {
+        // Others write: each overwrite synced by itself (a `syncfs` would
+        // hold up their next commits), and the destruction is part of the
+        // purge's pause.
+        parts
+            .blobs
+            .shredder
+            .now(&parts.blobs.backend, OverwriteSync::EachFile)
+            .await?;
+    } else if out.more {
+        // The next pass's transaction runs while these files are destroyed.
+        parts.blobs.shredder.behind(&parts.blobs.backend).await;
+    } else {
+        destroy_retired(parts).await?;
+    }
     let purged = out.counts.iter().map(|(_, n)| *n).sum::<u64>();
     if purged > 0 {
         tracing::info!(counts = ?out.counts, "purged");
@@ -286,17 +312,17 @@ pub(crate) async fn retire_freed(
 }
 
 /// Destroys the blobs retired by this pass (and any a crash left), with no
-/// lock held.
+/// lock held, once the destruction running behind an earlier pass is done.
 pub(crate) async fn destroy_retired(parts: &Parts<'_>) -> Result<u64, Error> {
     destroy_retired_of(parts.blobs).await
 }
 
 /// [`destroy_retired`] for any holder of the blob store.
 pub(crate) async fn destroy_retired_of(blobs: &BlobStore) -> Result<u64, Error> {
-    let backend = std::sync::Arc::clone(&blobs.backend);
-    tokio::task::spawn_blocking(move || backend.destroy_retired())
+    blobs
+        .shredder
+        .now(&blobs.backend, OverwriteSync::Together)
         .await
-        .map_err(|e| Error::join("destroying retired blobs", e))?
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::placed::Placements;
-use super::{BlobBackend, BlobSource, StoredBlob};
+use super::{BlobBackend, BlobSource, OverwriteSync, StoredBlob};
 use crate::error::Error;
 use crate::types::BlobAddress;
 
@@ -109,6 +109,37 @@ impl LocalDir {
     pub(crate) fn path_of(&self, address: BlobAddress) -> PathBuf {
         let hex = hex::encode(address.0);
         self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+
+    /// Where retired blobs wait: `root/retired/` (made by the store's
+    /// open and by the first retirement).
+    pub(crate) fn retired_path(&self) -> PathBuf {
+        self.root.join(RETIRED)
+    }
+
+    /// `root/retired/`, made if it is missing.
+    pub(crate) fn retired_dir(&self) -> std::io::Result<PathBuf> {
+        let dir = self.retired_path();
+        crate::fsutil::create_private_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Moves the blob at `address` into `retired` (made by the caller);
+    /// `false` if there was none.
+    fn retire_into(&self, retired: &Path, address: BlobAddress) -> Result<bool, Error> {
+        if !self.exists(address)? {
+            return Ok(false);
+        }
+        let from = self.path_of(address);
+        let seq = self
+            .retired_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let to = retired.join(format!("{}.{seq}", hex::encode(address.0)));
+        match fs::rename(&from, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("retiring {}", from.display()), e)),
+        }
     }
 
     /// The blob a path names, if it is where this layout keeps one
@@ -267,29 +298,28 @@ impl BlobBackend for LocalDir {
     }
 
     fn retire_many(&self, addresses: &[BlobAddress]) -> Vec<Result<bool, Error>> {
-        in_parallel(addresses, |a| self.retire(*a))
+        match self.retired_dir() {
+            Ok(dir) => in_parallel(addresses, |a| self.retire_into(&dir, *a)),
+            Err(e) => addresses
+                .iter()
+                .map(|_| {
+                    Err(Error::io(
+                        format!("creating {}", self.root.join(RETIRED).display()),
+                        std::io::Error::new(e.kind(), e.to_string()),
+                    ))
+                })
+                .collect(),
+        }
     }
 
     fn retire(&self, address: BlobAddress) -> Result<bool, Error> {
-        if !self.exists(address)? {
-            return Ok(false);
-        }
-        let from = self.path_of(address);
-        let dir = self.root.join(RETIRED);
-        crate::fsutil::create_private_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let seq = self
-            .retired_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let to = dir.join(format!("{}.{seq}", hex::encode(address.0)));
-        match fs::rename(&from, &to) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(format!("retiring {}", from.display()), e)),
-        }
+        let dir = self
+            .retired_dir()
+            .map_err(|e| Error::io(format!("creating {}", self.root.join(RETIRED).display()), e))?;
+        self.retire_into(&dir, address)
     }
 
-    fn destroy_retired(&self) -> Result<u64, Error> {
+    fn destroy_retired(&self, sync: OverwriteSync) -> Result<u64, Error> {
         let dir = self.root.join(RETIRED);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -309,13 +339,19 @@ impl BlobBackend for LocalDir {
         }
         // Best effort (the key deletion is what makes the bytes
         // unreadable; see `docs/LIFECYCLE.md`): each file overwritten
-        // once, and one sync for all of them.
+        // once, and synced as `sync` says.
         in_parallel(&doomed, |path| {
-            if let Err(e) = overwrite_unsynced(path) {
+            let done = match sync {
+                OverwriteSync::Together => overwrite_unsynced(path).map(drop),
+                OverwriteSync::EachFile => overwrite(path),
+            };
+            if let Err(e) = done {
                 tracing::warn!(path = %path.display(), error = %e, "could not overwrite a retired blob");
             }
         });
-        if let Err(e) = sync_file_system(&dir) {
+        if sync == OverwriteSync::Together
+            && let Err(e) = sync_file_system(&dir)
+        {
             tracing::warn!(error = %e, "could not sync the overwrites of retired blobs");
         }
         let removed = in_parallel(&doomed, |path| match fs::remove_file(path) {
@@ -494,8 +530,8 @@ mod tests {
         fs::write(&outside, b"not the store's").unwrap();
         let link = retired.join(format!("{}.7", hex::encode([3u8; 32])));
         std::os::unix::fs::symlink(&outside, &link).unwrap();
-        assert_eq!(dir.destroy_retired().unwrap(), 2);
-        assert_eq!(dir.destroy_retired().unwrap(), 0);
+        assert_eq!(dir.destroy_retired(OverwriteSync::Together).unwrap(), 2);
+        assert_eq!(dir.destroy_retired(OverwriteSync::Together).unwrap(), 0);
         assert!(retired.join("notes.txt").exists());
         assert_eq!(fs::read(&outside).unwrap(), b"not the store's");
         assert!(fs::symlink_metadata(&link).is_ok(), "the link stays");
@@ -532,7 +568,7 @@ mod tests {
         assert!(retired[..300].iter().all(|r| matches!(r, Ok(true))));
         assert!(matches!(retired[300], Ok(false)), "nothing to retire");
         assert!(dir.list(None, 1000).unwrap().is_empty());
-        assert_eq!(dir.destroy_retired().unwrap(), 300);
+        assert_eq!(dir.destroy_retired(OverwriteSync::Together).unwrap(), 300);
         let left = fs::read_dir(root.path().join("blobs").join(RETIRED)).unwrap();
         assert_eq!(left.count(), 0);
     }

@@ -36,6 +36,18 @@ pub(crate) struct StoredBlob {
     pub(crate) modified: Timestamp,
 }
 
+/// How the overwrites of retired blobs are made durable before the files
+/// are unlinked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OverwriteSync {
+    /// One `syncfs` for the whole batch: the fewest syncs, but every
+    /// writer's next `fsync` on the file system waits for it.
+    Together,
+    /// An `fdatasync` per file: more syncs, none of them anyone else's.
+    /// The purge's choice while other writes commit.
+    EachFile,
+}
+
 /// Where sealed blobs live.
 pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// A short name for logs and health checks.
@@ -76,9 +88,10 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
         addresses.iter().map(|a| self.retire(*a)).collect()
     }
 
-    /// Destroys every retired blob (also those a crash left); returns how
-    /// many.
-    fn destroy_retired(&self) -> Result<u64, Error> {
+    /// Destroys every retired blob (also those a crash left), making the
+    /// overwrites durable as `sync` says; returns how many.
+    fn destroy_retired(&self, sync: OverwriteSync) -> Result<u64, Error> {
+        let _ = sync;
         Ok(0)
     }
 

@@ -91,6 +91,7 @@ pub(super) fn watch(
         return Err("the blob backend is not a local directory".into());
     };
     let root = local.root().to_path_buf();
+    let retired = local.retired_path();
     local.placed.enable();
     let events = Arc::clone(&shared);
     let handler = move |event: notify::Result<notify::Event>| {
@@ -104,6 +105,15 @@ pub(super) fn watch(
     let mut w = RecommendedWatcher::new(handler, config).map_err(|e| describe(&e))?;
     w.watch(&root, RecursiveMode::Recursive)
         .map_err(|e| format!("watching {}: {}", root.display(), describe(&e)))?;
+    // Retired blobs are the store's own, out of every address: what
+    // happens to them (the purge overwrites and unlinks thousands a
+    // second) is nothing the watch needs to hear of. The store's open
+    // makes the directory, so it is there to leave out.
+    if retired.is_dir()
+        && let Err(e) = w.unwatch(&retired)
+    {
+        tracing::debug!(error = %describe(&e), "the retired blobs stay watched");
+    }
     tracing::debug!(dir = %root.display(), "watching the blob directory");
     Ok(w)
 }
