@@ -457,17 +457,59 @@ pub fn sample_blob(plain: &[u8], chunk_size: u32, encrypt: bool, compress: bool)
 }
 
 /// Feeds `data` to the cache's tier-2 row parser; returns whether it
-/// parsed. A row that parses must encode back to the same bytes.
+/// parsed. A row that parses must encode back to the same bytes. The
+/// bytes, and a parsed row's value, also go through the value parsers
+/// (see `cache_value`).
 pub fn cache_row(data: &[u8]) -> bool {
     use crate::cache::tier2::row;
+    // The bytes as a value too: a value reaches these parsers from a row
+    // (below) or from the application.
+    cache_value(data);
     match row::parse(data, "fuzz") {
         Ok(view) => {
             let again = row::Row::from_view(&view).encode();
             assert_eq!(again, data, "a parsed cache row re-encodes to itself");
+            cache_value(view.value);
             true
         }
         Err(crate::Error::Corrupt { .. }) => false,
         Err(other) => panic!("parsing returned a non-Corrupt error: {other}"),
+    }
+}
+
+/// The parsers a cache read applies to a stored value: JSON into the
+/// caller's type (`Cache::get` and friends) and a decimal integer
+/// (`incr`, `decr`). Each gives a value or `WrongType`, never a panic;
+/// an integer that parses prints back to the same digits.
+fn cache_value(value: &[u8]) {
+    use crate::cache::{view::decode, write::parse_int};
+    fn wrong_type_or_ok<T>(what: &str, r: Result<T, crate::Error>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(crate::Error::WrongType { .. }) => None,
+            Err(other) => panic!("{what} returned a non-WrongType error: {other}"),
+        }
+    }
+    if let Some(json) = wrong_type_or_ok("decode::<Value>", decode::<serde_json::Value>("k", value))
+    {
+        // What parsed as JSON encodes again and parses again (not to the
+        // same value: without serde_json's `float_roundtrip` a float may
+        // come back one unit in the last place off).
+        let again = serde_json::to_vec(&json).expect("a parsed JSON value encodes");
+        assert!(decode::<serde_json::Value>("k", &again).is_ok());
+    }
+    wrong_type_or_ok("decode::<String>", decode::<String>("k", value));
+    wrong_type_or_ok("decode::<Vec<u32>>", decode::<Vec<u32>>("k", value));
+    wrong_type_or_ok(
+        "decode::<HashMap>",
+        decode::<std::collections::HashMap<String, Option<f64>>>("k", value),
+    );
+    if let Some(n) = wrong_type_or_ok("parse_int", parse_int("k", value)) {
+        assert_eq!(
+            parse_int("k", n.to_string().as_bytes()).ok(),
+            Some(n),
+            "an integer prints back to itself"
+        );
     }
 }
 

@@ -29,8 +29,8 @@ pub(crate) mod stats;
 pub(crate) mod tags;
 pub(crate) mod tier1;
 pub(crate) mod tier2;
-mod view;
-mod write;
+pub(crate) mod view;
+pub(crate) mod write;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

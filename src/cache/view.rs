@@ -57,7 +57,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Box<[u8]>, Error> {
         .map_err(|e| Error::invalid("value", format!("cannot be encoded as JSON: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::wrong_type(key, std::any::type_name::<T>(), e.to_string()))
 }

@@ -46,7 +46,7 @@ fn not_integer(key: &str) -> Error {
     )
 }
 
-fn parse_int(key: &str, bytes: &[u8]) -> Result<i64, Error> {
+pub(crate) fn parse_int(key: &str, bytes: &[u8]) -> Result<i64, Error> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
