@@ -34,7 +34,15 @@ impl Record for BlobRow {
 
 /// Reads a blob row.
 pub(crate) fn get_row(txn: &impl ReadTxn, address: BlobAddress) -> Result<Option<BlobRow>, Error> {
-    match txn.table(BLOBS)?.get(address.0).ctx("reading blobs")? {
+    row_in(&txn.table(BLOBS)?, address)
+}
+
+/// [`get_row`] from the open `blobs` table.
+pub(crate) fn row_in(
+    blobs: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    address: BlobAddress,
+) -> Result<Option<BlobRow>, Error> {
+    match blobs.get(address.0).ctx("reading blobs")? {
         Some(v) => codec::decode::<BlobRow>(v.value(), address).map(Some),
         None => Ok(None),
     }
@@ -46,9 +54,21 @@ pub(crate) fn put_row(
     address: BlobAddress,
     row: &BlobRow,
 ) -> Result<(), Error> {
+    put_row_in(
+        &mut txn.open_table(BLOBS).ctx("opening blobs")?,
+        address,
+        row,
+    )
+}
+
+/// [`put_row`] into the open `blobs` table.
+pub(crate) fn put_row_in(
+    blobs: &mut redb::Table<[u8; 32], &'static [u8]>,
+    address: BlobAddress,
+    row: &BlobRow,
+) -> Result<(), Error> {
     let bytes = codec::encode(row)?;
-    txn.open_table(BLOBS)
-        .ctx("opening blobs")?
+    blobs
         .insert(address.0, bytes.as_slice())
         .ctx("writing blobs")?;
     Ok(())

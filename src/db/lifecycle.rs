@@ -12,12 +12,12 @@
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::db::blobs::{BlobRow, get_row};
+use crate::db::blobs::BlobRow;
 use crate::db::codec::{self, Record};
+use crate::db::removal::Removal;
 use crate::db::schema::{
-    BLOBS, BLOBS_BY_OWNER, DAMAGED_BLOBS, FILES, FILES_BY_BLOB, FILES_BY_DELETED, FILES_BY_EXPIRY,
-    FILES_BY_OWNER, GRANTS, METRICS, SESSIONS, SESSIONS_BY_DELETED, SESSIONS_BY_EXPIRY,
-    SESSIONS_BY_USER,
+    BLOBS, DAMAGED_BLOBS, FILES, FILES_BY_BLOB, FILES_BY_DELETED, FILES_BY_EXPIRY, METRICS,
+    SESSIONS, SESSIONS_BY_DELETED, SESSIONS_BY_EXPIRY,
 };
 use crate::db::txn::ReadTxn;
 use crate::error::{Error, StorageContext};
@@ -186,140 +186,58 @@ pub(crate) enum FilePurge {
 /// index entry and grant, and releases its blob reference; the blob's
 /// row goes with its last reference.
 pub(crate) fn purge_file(
-    txn: &WriteTransaction,
+    removal: &mut Removal<'_>,
     id: FileId,
     cutoff: Timestamp,
 ) -> Result<FilePurge, Error> {
-    let Some(f) = crate::db::files::get(txn, id)? else {
+    let Some(f) = removal.file(id)? else {
         return Ok(FilePurge::NotDue);
     };
     if f.deleted_at.is_none_or(|d| d > cutoff) {
         return Ok(FilePurge::NotDue);
     }
-    remove_file(txn, &f)
+    removal.remove_file(&f)
 }
 
 /// Removes a file record (live or soft-deleted) with every index entry
 /// and grant, and releases its blob reference; the blob's row goes with
-/// its last reference. The purge and erasure share it.
+/// its last reference (see [`Removal::remove_file`]).
 pub(crate) fn remove_file(txn: &WriteTransaction, f: &AudioFile) -> Result<FilePurge, Error> {
-    let key = f.id.to_key();
-    txn.open_table(FILES)
-        .ctx("opening files")?
-        .remove(key)
-        .ctx("writing files")?;
-    txn.open_table(FILES_BY_OWNER)
-        .ctx("opening files_by_owner")?
-        .remove((f.owner.to_key(), key))
-        .ctx("writing files_by_owner")?;
-    txn.open_table(FILES_BY_BLOB)
-        .ctx("opening files_by_blob")?
-        .remove((f.blob.0, key))
-        .ctx("writing files_by_blob")?;
-    if let Some(deleted_at) = f.deleted_at {
-        txn.open_table(FILES_BY_DELETED)
-            .ctx("opening files_by_deleted")?
-            .remove((deleted_at.as_micros(), key))
-            .ctx("writing files_by_deleted")?;
-    }
-    if let Some(e) = f.expires_at {
-        txn.open_table(FILES_BY_EXPIRY)
-            .ctx("opening files_by_expiry")?
-            .remove((e.as_micros(), key))
-            .ctx("writing files_by_expiry")?;
-    }
-    remove_grants(txn, f.id)?;
-    release_blob(txn, f)
-}
-
-fn remove_grants(txn: &WriteTransaction, id: FileId) -> Result<(), Error> {
-    let mut grants = txn.open_table(GRANTS).ctx("opening grants")?;
-    let k = id.to_key();
-    grants
-        .extract_from_if((k, 0)..=(k, u128::MAX), |_, _| true)
-        .ctx("writing grants")?
-        .for_each(drop);
-    Ok(())
-}
-
-/// One reference fewer to the file's blob; at none, its row and owner
-/// index entry go.
-fn release_blob(txn: &WriteTransaction, f: &AudioFile) -> Result<FilePurge, Error> {
-    let Some(mut row) = get_row(txn, f.blob)? else {
-        return Err(Error::corrupt(
-            format!("file {}", f.id),
-            format!("its blob {} has no row", f.blob),
-        ));
-    };
-    row.refcount = row.refcount.saturating_sub(1);
-    if row.refcount > 0 {
-        crate::db::blobs::put_row(txn, f.blob, &row)?;
-        return Ok(FilePurge::Removed);
-    }
-    drop_blob_row(txn, f.blob, &row)?;
-    Ok(FilePurge::RemovedWithBlob(f.blob, row))
+    Removal::new(txn).remove_file(f)
 }
 
 /// Removes the blob row at `address` with its owner index entry and its
-/// damage mark, and refunds its stored bytes to the owner's usage: every
-/// blob row that goes, goes through here.
+/// damage mark, and refunds its stored bytes to the owner's usage (see
+/// [`Removal::drop_blob_row`]).
 pub(crate) fn drop_blob_row(
     txn: &WriteTransaction,
     address: BlobAddress,
     row: &BlobRow,
 ) -> Result<(), Error> {
-    txn.open_table(BLOBS)
-        .ctx("opening blobs")?
-        .remove(address.0)
-        .ctx("writing blobs")?;
-    txn.open_table(BLOBS_BY_OWNER)
-        .ctx("opening blobs_by_owner")?
-        .remove((row.owner.to_key(), address.0))
-        .ctx("writing blobs_by_owner")?;
-    clear_damaged(txn, address)?;
-    crate::db::usage::refund(txn, row.owner, row.stored_bytes)
+    Removal::new(txn).drop_blob_row(address, row)
 }
 
 /// Removes a soft-deleted session deleted at or before `cutoff` with its
 /// index entries; `false` if it is not (or no longer) due.
 pub(crate) fn purge_session(
-    txn: &WriteTransaction,
+    removal: &mut Removal<'_>,
     id: SessionId,
     cutoff: Timestamp,
 ) -> Result<bool, Error> {
-    let Some(s) = session(txn, id)? else {
+    let Some(s) = removal.session(id)? else {
         return Ok(false);
     };
     if s.deleted_at.is_none_or(|d| d > cutoff) {
         return Ok(false);
     }
-    remove_session(txn, &s)?;
+    removal.remove_session(&s)?;
     Ok(true)
 }
 
-/// Removes a session (live or soft-deleted) with its index entries. The
-/// purge and erasure share it.
+/// Removes a session (live or soft-deleted) with its index entries (see
+/// [`Removal::remove_session`]).
 pub(crate) fn remove_session(txn: &WriteTransaction, s: &ConversationSession) -> Result<(), Error> {
-    let key = s.id.to_key();
-    txn.open_table(SESSIONS)
-        .ctx("opening sessions")?
-        .remove(key)
-        .ctx("writing sessions")?;
-    txn.open_table(SESSIONS_BY_USER)
-        .ctx("opening sessions_by_user")?
-        .remove((s.user_id.to_key(), s.last_active_at.as_micros(), key))
-        .ctx("writing sessions_by_user")?;
-    if let Some(deleted_at) = s.deleted_at {
-        txn.open_table(SESSIONS_BY_DELETED)
-            .ctx("opening sessions_by_deleted")?
-            .remove((deleted_at.as_micros(), key))
-            .ctx("writing sessions_by_deleted")?;
-    }
-    txn.open_table(SESSIONS_BY_EXPIRY)
-        .ctx("opening sessions_by_expiry")?
-        .remove((s.expires_at.as_micros(), key))
-        .ctx("writing sessions_by_expiry")?;
-    Ok(())
+    Removal::new(txn).remove_session(s)
 }
 
 /// Up to `limit` blob rows with addresses after `after`, in address order.

@@ -67,6 +67,7 @@ mod ops;
 pub(crate) mod profile_row;
 pub(crate) mod profiles;
 pub(crate) mod records;
+pub(crate) mod removal;
 mod reopen;
 mod schema;
 pub(crate) mod sealing;

@@ -5,7 +5,7 @@
 //! the purge refunds a blob in the transaction that removes its row. A
 //! deduplicated put adds no blob and is not charged.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::db::blobs::get_row;
@@ -38,19 +38,35 @@ pub(crate) fn of_live_user(txn: &impl ReadTxn, owner: UserId) -> Result<UsageRow
 
 /// An owner's usage (zero if nothing is recorded).
 pub(crate) fn get(txn: &impl ReadTxn, owner: UserId) -> Result<UsageRow, Error> {
-    match txn.table(USAGE)?.get(owner.to_key()).ctx("reading usage")? {
+    get_in(&txn.table(USAGE)?, owner)
+}
+
+/// [`get`] from the open `usage` table.
+fn get_in(
+    usage: &impl ReadableTable<u128, &'static [u8]>,
+    owner: UserId,
+) -> Result<UsageRow, Error> {
+    match usage.get(owner.to_key()).ctx("reading usage")? {
         Some(v) => codec::decode::<UsageRow>(v.value(), owner),
         None => Ok(UsageRow::default()),
     }
 }
 
 fn put(txn: &WriteTransaction, owner: UserId, row: &UsageRow) -> Result<(), Error> {
-    let mut table = txn.open_table(USAGE).ctx("opening usage")?;
+    put_in(&mut txn.open_table(USAGE).ctx("opening usage")?, owner, row)
+}
+
+/// [`put`] into the open `usage` table (a row of zeros is removed).
+fn put_in(
+    usage: &mut Table<u128, &'static [u8]>,
+    owner: UserId,
+    row: &UsageRow,
+) -> Result<(), Error> {
     if *row == UsageRow::default() {
-        table.remove(owner.to_key()).ctx("writing usage")?;
+        usage.remove(owner.to_key()).ctx("writing usage")?;
     } else {
         let bytes = codec::encode(row)?;
-        table
+        usage
             .insert(owner.to_key(), bytes.as_slice())
             .ctx("writing usage")?;
     }
@@ -88,12 +104,17 @@ pub(crate) fn charge(
     put(txn, owner, &row)
 }
 
-/// Takes a removed blob of `bytes` off the owner's usage.
-pub(crate) fn refund(txn: &WriteTransaction, owner: UserId, bytes: u64) -> Result<(), Error> {
-    let mut row = get(txn, owner)?;
+/// Takes a removed blob of `bytes` off the owner's usage, in the open
+/// `usage` table.
+pub(crate) fn refund_in(
+    usage: &mut Table<u128, &'static [u8]>,
+    owner: UserId,
+    bytes: u64,
+) -> Result<(), Error> {
+    let mut row = get_in(usage, owner)?;
     row.stored_bytes = row.stored_bytes.saturating_sub(bytes);
     row.blobs = row.blobs.saturating_sub(1);
-    put(txn, owner, &row)
+    put_in(usage, owner, &row)
 }
 
 /// Sets or clears the owner's own quota; returns the row as written.

@@ -57,6 +57,7 @@ use crate::db::blobs::get_row;
 use crate::db::lifecycle::{
     FilePurge, purge_file, purge_session, purgeable_files, purgeable_sessions,
 };
+use crate::db::removal::Removal;
 use crate::error::Error;
 use crate::jobs::JobOutcome;
 use crate::lifecycle::Parts;
@@ -162,13 +163,14 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
         let (r, n) = parts
             .db
             .write(move |txn| {
+                let mut removal = Removal::new(txn);
                 let mut results = Vec::with_capacity(f.len());
                 for (id, _) in &f {
-                    results.push(purge_file(txn, *id, cutoff)?);
+                    results.push(purge_file(&mut removal, *id, cutoff)?);
                 }
                 let mut n = 0u64;
                 for id in &s {
-                    n += u64::from(purge_session(txn, *id, cutoff)?);
+                    n += u64::from(purge_session(&mut removal, *id, cutoff)?);
                 }
                 Ok((results, n))
             })
@@ -203,14 +205,19 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     out.skip("blob_stored_again", stored_again);
     out.skip("blob_file_delete_failed", failed);
     if pace.busy {
-        // Others write: each overwrite synced by itself (a `syncfs` would
-        // hold up their next commits), and the destruction is part of the
-        // purge's pause.
+        // Others write: one file at a time, each overwrite synced by itself
+        // (a `syncfs` would hold up their next commits), then a pause as
+        // long as the destruction took before the next pass, as after
+        // each of this pass's requests.
+        let started = std::time::Instant::now();
         parts
             .blobs
             .shredder
             .now(&parts.blobs.backend, OverwriteSync::EachFile)
             .await?;
+        if out.more {
+            tokio::time::sleep(started.elapsed()).await;
+        }
     } else if out.more {
         // The next pass's transaction runs while these files are destroyed.
         parts.blobs.shredder.behind(&parts.blobs.backend).await;

@@ -55,7 +55,16 @@ const FILE_THREADS: usize = 4;
 /// `f` over `items`, on up to [`FILE_THREADS`] threads for large batches;
 /// the results in order (an item whose thread panicked is left out).
 fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = FILE_THREADS.min(items.len().div_ceil(64)).max(1);
+    in_parallel_on(FILE_THREADS, items, f)
+}
+
+/// [`in_parallel`] on up to `threads` threads.
+fn in_parallel_on<T: Sync, R: Send>(
+    threads: usize,
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len().div_ceil(64)).max(1);
     if threads == 1 {
         return items.iter().map(&f).collect();
     }
@@ -339,8 +348,13 @@ impl BlobBackend for LocalDir {
         }
         // Best effort (the key deletion is what makes the bytes
         // unreadable; see `docs/LIFECYCLE.md`): each file overwritten
-        // once, and synced as `sync` says.
-        in_parallel(&doomed, |path| {
+        // once, and synced as `sync` says; one file at a time for a busy
+        // store, whose disk the destruction shares.
+        let threads = match sync {
+            OverwriteSync::Together => FILE_THREADS,
+            OverwriteSync::EachFile => 1,
+        };
+        in_parallel_on(threads, &doomed, |path| {
             let done = match sync {
                 OverwriteSync::Together => overwrite_unsynced(path).map(drop),
                 OverwriteSync::EachFile => overwrite(path),
@@ -354,7 +368,7 @@ impl BlobBackend for LocalDir {
         {
             tracing::warn!(error = %e, "could not sync the overwrites of retired blobs");
         }
-        let removed = in_parallel(&doomed, |path| match fs::remove_file(path) {
+        let removed = in_parallel_on(threads, &doomed, |path| match fs::remove_file(path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),

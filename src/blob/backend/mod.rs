@@ -43,8 +43,10 @@ pub(crate) enum OverwriteSync {
     /// One `syncfs` for the whole batch: the fewest syncs, but every
     /// writer's next `fsync` on the file system waits for it.
     Together,
-    /// An `fdatasync` per file: more syncs, none of them anyone else's.
-    /// The purge's choice while other writes commit.
+    /// One file at a time, each with its own `fdatasync`: more syncs and
+    /// slower, but none of them anyone else's, and at most one of the
+    /// disk's queue slots taken. The purge's choice while other writes
+    /// commit.
     EachFile,
 }
 
