@@ -160,16 +160,9 @@ pub(crate) const STAGING: &str = "staging";
 /// store's own left-over temporaries. A `tmp` that is a symlink or not a
 /// directory is refused. Returns how many files were removed.
 pub(crate) fn clean_tmp(tmp: &Path) -> Result<usize, Error> {
-    match fs::symlink_metadata(tmp) {
-        Ok(m) if m.file_type().is_symlink() => return Err(refuse(tmp, "a symbolic link")),
-        Ok(m) if !m.is_dir() => return Err(refuse(tmp, "not a directory")),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::fsutil::create_private_dir_all(tmp)
-                .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-            return Ok(0);
-        }
-        Err(e) => return Err(Error::io(format!("reading {}", tmp.display()), e)),
+    if !own_dir(tmp, "its temporary files")? {
+        make_own_dir(tmp)?;
+        return Ok(0);
     }
     let listing = |e| Error::io(format!("listing {}", tmp.display()), e);
     let (mut removed, mut foreign) = (0usize, 0usize);
@@ -228,11 +221,30 @@ pub(crate) fn remove_old_temporaries(
     Ok((removed, bytes))
 }
 
-fn refuse(tmp: &Path, what: &str) -> Error {
+/// Whether the store's own directory `dir` (where it keeps `role`)
+/// exists; refused if a symbolic link or anything but a directory has
+/// taken its name, which the store must neither follow nor remove.
+pub(crate) fn own_dir(dir: &Path, role: &str) -> Result<bool, Error> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(refuse(dir, "a symbolic link", role)),
+        Ok(m) if !m.is_dir() => Err(refuse(dir, "not a directory", role)),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("reading {}", dir.display()), e)),
+    }
+}
+
+/// Makes the store's own directory `dir` (private, with its parents).
+pub(crate) fn make_own_dir(dir: &Path) -> Result<(), Error> {
+    crate::fsutil::create_private_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+fn refuse(dir: &Path, what: &str, role: &str) -> Error {
     Error::io(
-        format!("refusing to use {}", tmp.display()),
+        format!("refusing to use {}", dir.display()),
         std::io::Error::other(format!(
-            "it is {what}, not the directory the store keeps its temporary files in; move it away"
+            "it is {what}, not the directory the store keeps {role} in; move it away"
         )),
     )
 }

@@ -267,9 +267,7 @@ impl BlobStore {
         let local = LocalDir::new(blobs_dir);
         if !db.is_read_only() {
             // Before any watch is set up on `blobs/`, which leaves it out.
-            local.retired_dir().map_err(|e| {
-                Error::io(format!("creating {}", local.retired_path().display()), e)
-            })?;
+            local.retired_dir()?;
         }
         let backend: Arc<dyn BlobBackend> = Arc::new(local);
         tracing::debug!(backend = backend.name(), "blob backend");

@@ -21,17 +21,38 @@ use crate::error::Error;
 /// The destruction running behind the purge, if any.
 #[derive(Default)]
 pub(crate) struct Shredder {
-    behind: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    behind: tokio::sync::Mutex<Option<Destruction>>,
+}
+
+/// One destruction on a blocking task: how many files it destroyed.
+type Destruction = tokio::task::JoinHandle<Result<u64, Error>>;
+
+/// Starts destroying every retired blob of `backend`.
+fn start(backend: &Arc<dyn BlobBackend>, sync: OverwriteSync) -> Destruction {
+    let backend = Arc::clone(backend);
+    tokio::task::spawn_blocking(move || backend.destroy_retired(sync))
 }
 
 impl Shredder {
-    /// Waits for the destruction running behind (its failure was logged).
-    async fn wait(slot: &mut Option<tokio::task::JoinHandle<()>>) {
-        if let Some(handle) = slot.take()
-            && let Err(e) = handle.await
-        {
-            tracing::error!(error = %e, "destroying retired blobs behind the purge failed");
+    /// The slot, once the destruction running behind (if any) has
+    /// finished; its failure is logged, and what it left stays retired
+    /// for the next call.
+    async fn free(&self) -> tokio::sync::MutexGuard<'_, Option<Destruction>> {
+        let mut slot = self.behind.lock().await;
+        if let Some(handle) = slot.take() {
+            match handle.await {
+                Ok(Ok(n)) => {
+                    tracing::debug!(destroyed = n, "retired blobs destroyed behind the purge")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not destroy retired blobs; the next pass will")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "destroying retired blobs behind the purge failed")
+                }
+            }
         }
+        slot
     }
 
     /// Destroys every retired blob now, after the destruction running
@@ -41,34 +62,22 @@ impl Shredder {
         backend: &Arc<dyn BlobBackend>,
         sync: OverwriteSync,
     ) -> Result<u64, Error> {
-        let mut slot = self.behind.lock().await;
-        Self::wait(&mut slot).await;
-        let backend = Arc::clone(backend);
-        tokio::task::spawn_blocking(move || backend.destroy_retired(sync))
+        let _slot = self.free().await;
+        start(backend, sync)
             .await
             .map_err(|e| Error::join("destroying retired blobs", e))?
     }
 
     /// Starts destroying every retired blob in the background, once the
     /// previous such start has finished (so at most one batch waits).
-    /// A failure is logged; what it left stays retired for the next call.
     pub(crate) async fn behind(&self, backend: &Arc<dyn BlobBackend>) {
-        let mut slot = self.behind.lock().await;
-        Self::wait(&mut slot).await;
-        let backend = Arc::clone(backend);
-        *slot = Some(tokio::task::spawn_blocking(move || {
-            match backend.destroy_retired(OverwriteSync::Together) {
-                Ok(n) => tracing::debug!(destroyed = n, "retired blobs destroyed behind the purge"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not destroy retired blobs; the next pass will")
-                }
-            }
-        }));
+        let mut slot = self.free().await;
+        *slot = Some(start(backend, OverwriteSync::Together));
     }
 
     /// Waits for the destruction running behind, if any.
     pub(crate) async fn settle(&self) {
-        Self::wait(&mut *self.behind.lock().await).await;
+        drop(self.free().await);
     }
 }
 

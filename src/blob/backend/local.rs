@@ -35,6 +35,9 @@ pub(crate) struct LocalDir {
 /// Where retired blobs wait for destruction, under the root.
 const RETIRED: &str = "retired";
 
+/// What `retired/` holds, for errors about it.
+const RETIRED_ROLE: &str = "freed blob files until they are destroyed";
+
 /// Whether `name` is one [`LocalDir::retire`] gives: `<64 hex>.<digits>`.
 fn is_retired_name(name: &str) -> bool {
     match name.split_once('.') {
@@ -126,10 +129,14 @@ impl LocalDir {
         self.root.join(RETIRED)
     }
 
-    /// `root/retired/`, made if it is missing.
-    pub(crate) fn retired_dir(&self) -> std::io::Result<PathBuf> {
+    /// `root/retired/`, made if it is missing; refused if a link or
+    /// anything but a directory has taken its name (see
+    /// [`own_dir`](crate::datadir::own_dir)).
+    pub(crate) fn retired_dir(&self) -> Result<PathBuf, Error> {
         let dir = self.retired_path();
-        crate::fsutil::create_private_dir_all(&dir)?;
+        if !crate::datadir::own_dir(&dir, RETIRED_ROLE)? {
+            crate::datadir::make_own_dir(&dir)?;
+        }
         Ok(dir)
     }
 
@@ -309,32 +316,21 @@ impl BlobBackend for LocalDir {
     fn retire_many(&self, addresses: &[BlobAddress]) -> Vec<Result<bool, Error>> {
         match self.retired_dir() {
             Ok(dir) => in_parallel(addresses, |a| self.retire_into(&dir, *a)),
-            Err(e) => addresses
-                .iter()
-                .map(|_| {
-                    Err(Error::io(
-                        format!("creating {}", self.root.join(RETIRED).display()),
-                        std::io::Error::new(e.kind(), e.to_string()),
-                    ))
-                })
-                .collect(),
+            Err(e) => addresses.iter().map(|_| Err(e.share())).collect(),
         }
     }
 
     fn retire(&self, address: BlobAddress) -> Result<bool, Error> {
-        let dir = self
-            .retired_dir()
-            .map_err(|e| Error::io(format!("creating {}", self.root.join(RETIRED).display()), e))?;
-        self.retire_into(&dir, address)
+        self.retire_into(&self.retired_dir()?, address)
     }
 
     fn destroy_retired(&self, sync: OverwriteSync) -> Result<u64, Error> {
-        let dir = self.root.join(RETIRED);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-        };
+        let dir = self.retired_path();
+        if !crate::datadir::own_dir(&dir, RETIRED_ROLE)? {
+            return Ok(0);
+        }
+        let entries =
+            fs::read_dir(&dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         let mut doomed = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
@@ -558,6 +554,58 @@ mod tests {
             [b],
             "the retired directory is not listed as blobs"
         );
+    }
+
+    #[test]
+    fn a_link_in_place_of_retired_is_neither_followed_nor_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LocalDir::new(root.path().join("blobs"));
+        let a = BlobAddress([0x05; 32]);
+        put(&dir, tmp.path(), a, b"kept");
+        // Someone else's directory, holding a file with a retired name.
+        let elsewhere = root.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let theirs = elsewhere.join(format!("{}.1", hex::encode([6u8; 32])));
+        fs::write(&theirs, b"not the store's").unwrap();
+        let retired = root.path().join("blobs").join(RETIRED);
+        std::os::unix::fs::symlink(&elsewhere, &retired).unwrap();
+
+        for sync in [OverwriteSync::Together, OverwriteSync::EachFile] {
+            let e = dir.destroy_retired(sync).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+        }
+        assert!(
+            dir.retire(a)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
+        assert!(dir.retire_many(&[a])[0].is_err());
+        assert_eq!(fs::read(&theirs).unwrap(), b"not the store's");
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            1,
+            "nothing moved in"
+        );
+        assert!(dir.exists(a).unwrap(), "the blob stays at its address");
+        assert!(
+            fs::symlink_metadata(&retired)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        // A plain file in its place is refused too.
+        fs::remove_file(&retired).unwrap();
+        fs::write(&retired, b"x").unwrap();
+        assert!(
+            dir.retire(a)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+        assert_eq!(fs::read(&retired).unwrap(), b"x");
     }
 
     #[test]
