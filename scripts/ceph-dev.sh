@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# A one-node Ceph cluster for the object-storage tests: one monitor, one
+# memstore OSD (no disk) and radosgw on 127.0.0.1, all state under DIR,
+# no cephx authentication (the monitor then needs ms_mon_client_mode = crc).
+# Needs the Debian packages ceph-mon, ceph-osd, radosgw and ceph-common.
+#
+#   scripts/ceph-dev.sh start DIR   # prints the S3 endpoint and the test user's keys
+#   scripts/ceph-dev.sh stop DIR    # stops every daemon started under DIR
+#
+# BV_CEPH_RGW_PORT (default 7480) and BV_CEPH_MON_PORT (default 6789)
+# choose the ports. No manager daemon is started: the tests need none.
+set -euo pipefail
+cmd=${1:?start|stop}
+dir=${2:?state directory}
+port=${BV_CEPH_RGW_PORT:-7480}
+mon_port=${BV_CEPH_MON_PORT:-6789}
+conf="$dir/ceph.conf"
+
+stop() {
+  local pids=()
+  for pidfile in "$dir"/run/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pids+=("$(cat "$pidfile")")
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "${pids[@]}" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -9 "${pids[@]}" 2>/dev/null || true
+}
+
+start() {
+  mkdir -p "$dir"/{run,log,mon,osd,rgw}
+  local fsid
+  fsid=$(cat /proc/sys/kernel/random/uuid)
+  cat > "$conf" <<CONF
+[global]
+fsid = $fsid
+mon_host = v1:127.0.0.1:$mon_port
+public_network = 127.0.0.0/8
+auth_cluster_required = none
+auth_service_required = none
+auth_client_required = none
+ms_mon_client_mode = crc
+osd_objectstore = memstore
+memstore_device_bytes = 4294967296
+osd_pool_default_size = 1
+osd_pool_default_min_size = 1
+mon_allow_pool_size_one = true
+mon_allow_pool_delete = true
+osd_pool_default_pg_autoscale_mode = off
+osd_pool_default_pg_num = 8
+osd_pool_default_pgp_num = 8
+mon_max_pg_per_osd = 1000
+run_dir = $dir/run
+pid_file = $dir/run/\$name.pid
+admin_socket = $dir/run/\$name.asok
+log_file = $dir/log/\$name.log
+mon_data = $dir/mon/\$cluster-\$id
+osd_data = $dir/osd/\$cluster-\$id
+osd_crush_chooseleaf_type = 0
+[client.rgw.a]
+rgw_frontends = beast endpoint=127.0.0.1:$port
+rgw_data = $dir/rgw
+CONF
+  monmaptool --create --add a "127.0.0.1:$mon_port" --fsid "$fsid" "$dir/monmap" >/dev/null
+  ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap"
+  ceph-mon -c "$conf" -i a
+  local id
+  id=$(ceph -c "$conf" osd create)
+  mkdir -p "$dir/osd/ceph-$id"
+  ceph-osd -c "$conf" -i "$id" --mkfs
+  ceph-osd -c "$conf" -i "$id"
+  radosgw -c "$conf" -n client.rgw.a
+  for _ in $(seq 1 60); do
+    curl -sf "http://127.0.0.1:$port" >/dev/null && break
+    sleep 1
+  done
+  radosgw-admin -c "$conf" user create --uid=bvstore --display-name=bvstore \
+    --access-key=bvstore-access --secret=bvstore-secret >/dev/null
+  echo "endpoint=http://127.0.0.1:$port access_key=bvstore-access secret_key=bvstore-secret"
+}
+
+case $cmd in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+esac
