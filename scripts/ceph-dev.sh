@@ -4,7 +4,9 @@
 # no cephx authentication (the monitor then needs ms_mon_client_mode = crc).
 # Needs the Debian packages ceph-mon, ceph-osd, radosgw and ceph-common.
 #
-#   scripts/ceph-dev.sh start DIR   # prints the S3 endpoint and the test user's keys
+#   scripts/ceph-dev.sh start DIR   # prints the S3 endpoint and the test user's keys,
+#                                   # and makes the test bucket (BV_CEPH_BUCKET,
+#                                   # default bvstore-test)
 #   scripts/ceph-dev.sh stop DIR    # stops every daemon started under DIR
 #
 # BV_CEPH_RGW_PORT (default 7480) and BV_CEPH_MON_PORT (default 6789)
@@ -74,12 +76,19 @@ CONF
   ceph-osd -c "$conf" -i "$id" --mkfs
   ceph-osd -c "$conf" -i "$id"
   radosgw -c "$conf" -n client.rgw.a
+  local up=
   for _ in $(seq 1 60); do
-    curl -sf "http://127.0.0.1:$port" >/dev/null && break
+    if curl -sf "http://127.0.0.1:$port" >/dev/null; then up=1; break; fi
     sleep 1
   done
+  if [ -z "$up" ]; then
+    echo "radosgw did not answer on 127.0.0.1:$port within 60 s; logs in $dir" >&2
+    exit 1
+  fi
   radosgw-admin -c "$conf" user create --uid=bvstore --display-name=bvstore \
     --access-key=bvstore-access --secret=bvstore-secret >/dev/null
+  python3 "$(dirname "$0")/s3-mkbucket.py" "http://127.0.0.1:$port" "${BV_CEPH_BUCKET:-bvstore-test}" \
+    bvstore-access bvstore-secret >&2
   echo "endpoint=http://127.0.0.1:$port access_key=bvstore-access secret_key=bvstore-secret"
 }
 

@@ -161,6 +161,9 @@ pub struct Config {
     /// first opened with one); opening a store recorded in another region
     /// is [`Error::RegionMismatch`](crate::Error::RegionMismatch).
     pub region: Option<String>,
+    /// Where sealed blobs live: `blobs/` under the data directory (the
+    /// default), or an S3-compatible bucket (feature `s3`).
+    pub blob_backend: crate::BlobBackendConfig,
     /// Where every time the store records is read (see
     /// [`Clock`](crate::Clock)). Not read from TOML or the environment.
     pub clock: crate::Clock,
@@ -196,6 +199,7 @@ impl Default for Config {
             verify_on_open: true,
             quick_repair: None,
             region: None,
+            blob_backend: crate::BlobBackendConfig::Local,
             clock: crate::Clock::System,
         }
     }
@@ -221,6 +225,7 @@ struct FileConfig {
     verify_on_open: Option<bool>,
     quick_repair: Option<bool>,
     region: Option<String>,
+    blob_backend: Option<crate::blob::backend::choice::FileBlobBackend>,
     cache: Option<FileCacheConfig>,
     lifecycle: Option<crate::lifecycle::config::FileLifecycleConfig>,
     privacy: Option<crate::privacy::config::FilePrivacyConfig>,
@@ -357,6 +362,10 @@ impl Config {
             verify_on_open: f.verify_on_open.unwrap_or(d.verify_on_open),
             quick_repair: f.quick_repair.or(d.quick_repair),
             region: f.region,
+            blob_backend: match f.blob_backend {
+                Some(b) => crate::BlobBackendConfig::from_file(b)?,
+                None => d.blob_backend,
+            },
             clock: d.clock,
         };
         config.validate()?;
@@ -444,6 +453,7 @@ impl Config {
                 reason: "data_dir must not be empty".into(),
             });
         }
+        self.blob_backend.validate()?;
         check_range("max_batch", self.max_batch, 1..=1 << 16)?;
         check_range("write_queue", self.write_queue, 1..=1 << 20)?;
         check_range("db_cache_bytes", self.db_cache_bytes, 64 << 10..=1 << 40)?;
@@ -602,6 +612,12 @@ impl Config {
     /// Sets the data region (see [`Config::region`](Config#structfield.region)).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
+        self
+    }
+
+    /// Sets where sealed blobs live (see [`BlobBackendConfig`](crate::BlobBackendConfig)).
+    pub fn blob_backend(mut self, backend: crate::BlobBackendConfig) -> Self {
+        self.blob_backend = backend;
         self
     }
 

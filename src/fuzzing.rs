@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod backend_probe;
 mod backup;
 mod blob_path;
 mod cache_pattern;
@@ -12,6 +13,7 @@ mod rows;
 
 pub use admin::{AdminHarness, admin_request, sample_admin_lines};
 pub use audit::{audit_event, sample_audit_events};
+pub use backend_probe::{backend_blobs, backend_gets, place_orphan, remove_blob};
 pub use backup::{backup_manifest, sample_backup_files};
 pub use blob_path::{blob_path, sample_blob_paths};
 pub use cache_pattern::{cache_pattern, sample_patterns};

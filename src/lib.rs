@@ -88,6 +88,7 @@ pub const DEFAULT_DATA_DIR: &str = "./bharatvoice-data";
 pub use admin::{AdminClient, AdminRequest};
 pub use audit::config::AuditConfig;
 pub use audit::{Audit, AuditFilter};
+pub use blob::backend::choice::{BlobBackendConfig, S3Config};
 pub use blob::crypto::SecretKey as MasterKey;
 pub use blob::files::Files;
 pub use blob::format::FORMAT_VERSION as BLOB_FORMAT_VERSION;

@@ -243,6 +243,42 @@ pub(crate) struct BlobStore {
     pub(crate) shredder: shred::Shredder,
 }
 
+/// The configured blob backend, ready (an object store has answered a
+/// listing).
+async fn open_backend(
+    db: &Db,
+    config: &crate::Config,
+    blobs_dir: PathBuf,
+) -> Result<Arc<dyn BlobBackend>, Error> {
+    match &config.blob_backend {
+        crate::BlobBackendConfig::Local => {
+            let local = LocalDir::new(blobs_dir);
+            if !db.is_read_only() {
+                // Before any watch is set up on `blobs/`, which leaves it out.
+                local.retired_dir()?;
+            }
+            Ok(Arc::new(local))
+        }
+        #[cfg(feature = "s3")]
+        crate::BlobBackendConfig::S3(s3) => {
+            let backend: Arc<dyn BlobBackend> = Arc::new(backend::s3::S3Dir::new(s3)?);
+            let probe = Arc::clone(&backend);
+            tokio::task::spawn_blocking(move || probe.list(None, 1))
+                .await
+                .map_err(|e| Error::join("reaching the object store", e))??;
+            Ok(backend)
+        }
+        #[cfg(not(feature = "s3"))]
+        crate::BlobBackendConfig::S3(_) => {
+            let _ = (db, blobs_dir);
+            // `Config::validate` refuses it before anything is made.
+            Err(Error::Config {
+                reason: "blob_backend s3 needs a build with the `s3` feature".into(),
+            })
+        }
+    }
+}
+
 impl BlobStore {
     /// Prepares `blobs/` and an empty `tmp/` (and an empty staging
     /// directory when `blobs/` is another file system, see
@@ -264,12 +300,7 @@ impl BlobStore {
             }
         }
         let keyring = keys::Keyring::open(db, config).await?;
-        let local = LocalDir::new(blobs_dir);
-        if !db.is_read_only() {
-            // Before any watch is set up on `blobs/`, which leaves it out.
-            local.retired_dir()?;
-        }
-        let backend: Arc<dyn BlobBackend> = Arc::new(local);
+        let backend = open_backend(db, config, blobs_dir).await?;
         tracing::debug!(backend = backend.name(), "blob backend");
         Ok(BlobStore {
             backend,

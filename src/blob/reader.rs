@@ -115,6 +115,19 @@ impl OpenBlob {
         self.header.chunk_count()
     }
 
+    /// Tells the source that chunks `first..last` are about to be read.
+    pub(crate) fn will_read(&self, first: u64, last: u64) {
+        let (Some(start), Some(end)) = (
+            self.offsets.get(first as usize),
+            self.offsets.get(last as usize),
+        ) else {
+            return;
+        };
+        if start < end {
+            self.file.will_read(*start..*end);
+        }
+    }
+
     /// Reads, authenticates and decodes chunk `i`. Blocking.
     pub(crate) fn chunk(&self, i: u64) -> Result<Vec<u8>, Error> {
         let n = self.chunk_count();
@@ -158,6 +171,7 @@ impl OpenBlob {
         }
         let cs = u64::from(self.header.chunk_size);
         let mut out = Vec::with_capacity((end - offset) as usize);
+        self.will_read(offset / cs, (end - 1) / cs + 1);
         for i in offset / cs..=(end - 1) / cs {
             let chunk = self.chunk(i)?;
             let base = i * cs;
@@ -204,6 +218,7 @@ pub(crate) async fn pump_range(
     } else {
         (0, 0)
     };
+    blob.will_read(first, last);
     let mut hasher = Sha256::new();
     let mut inflight = VecDeque::new();
     let mut next = first;

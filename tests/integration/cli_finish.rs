@@ -249,26 +249,13 @@ fn cache_exists_keys_expire_persist_and_mget() {
     );
 }
 
-/// Bytes that do not compress and are not text.
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn file_put_reads_stdin_and_get_returns_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     crate::common::init(&d);
     add_user(&d, "mira");
-    let data = noise(300_000);
+    let data = crate::common::noise(300_000, 0x9e37_79b9_7f4a_7c15);
     let put = piped(
         &d,
         &[

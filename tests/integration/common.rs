@@ -147,3 +147,16 @@ pub async fn assert_verifies_deep(store: &Store, context: &str) -> StoreVerifyRe
     assert!(report.is_clean(), "{context}: {:?}", report.problems);
     report
 }
+
+/// `len` bytes of xorshift noise from `seed`: nothing compresses them.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -6,6 +6,7 @@ mod access;
 mod admin_socket;
 mod audit;
 mod audit_tamper;
+mod backends;
 mod backup;
 mod backup_cli;
 mod blob_cli;

@@ -16,19 +16,6 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{bvstore, config, stderr, stdout};
 
-/// Bytes that do not compress (xorshift), different for each seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 async fn user(store: &Store, name: &str) -> User {
     store
         .users()
@@ -97,10 +84,10 @@ async fn fixture(store: &Store, name: &str) -> Put {
         (777, 3, "audio/ogg"),
         (10, 4, "application/x-unknown"),
     ] {
-        let bytes = noise(len, seed);
+        let bytes = crate::common::noise(len, seed);
         files.push((put(store, &u, &bytes, ct).await, bytes));
     }
-    let gone = put(store, &u, &noise(50, 9), "audio/wav").await;
+    let gone = put(store, &u, &crate::common::noise(50, 9), "audio/wav").await;
     store
         .files()
         .delete(Actor::User(u.id), gone.id)
@@ -272,7 +259,7 @@ async fn an_export_never_overwrites_and_needs_a_live_user() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(&dir.path().join("data"))).await.unwrap();
     let u = user(&store, "arul").await;
-    put(&store, &u, &noise(5000, 7), "audio/wav").await;
+    put(&store, &u, &crate::common::noise(5000, 7), "audio/wav").await;
     let p = store.privacy();
 
     // An existing archive, a non-empty directory, a plain file: refused,
@@ -339,7 +326,7 @@ async fn the_summary_counts_exactly() {
     store.files().grant(me, f[0].0.id, b.id).await.unwrap();
     store.files().grant(me, f[0].0.id, c.id).await.unwrap();
     store.files().grant(me, f[2].0.id, b.id).await.unwrap();
-    let theirs = put(&store, &b, &noise(64, 11), "audio/wav").await;
+    let theirs = put(&store, &b, &crate::common::noise(64, 11), "audio/wav").await;
     store
         .files()
         .grant(Actor::User(b.id), theirs.id, fx.user.id)
@@ -463,8 +450,8 @@ async fn a_failed_export_leaves_nothing_behind() {
     let data = dir.path().join("data");
     let store = Store::open(config(&data)).await.unwrap();
     let u = user(&store, "damaged").await;
-    put(&store, &u, &noise(2000, 5), "audio/wav").await;
-    let bad = put(&store, &u, &noise(300_000, 6), "audio/wav").await;
+    put(&store, &u, &crate::common::noise(2000, 5), "audio/wav").await;
+    let bad = put(&store, &u, &crate::common::noise(300_000, 6), "audio/wav").await;
     // A flipped byte in the sealed chunks: the read fails its check.
     let blob = crate::common::blob_file(&data, &bad);
     let mut bytes = std::fs::read(&blob).unwrap();
@@ -517,7 +504,8 @@ fn the_cli_export_streams_in_bounded_memory() {
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
         for i in 0..mib {
-            f.write_all(&noise(1 << 20, i as u64 + 100)).unwrap();
+            f.write_all(&crate::common::noise(1 << 20, i as u64 + 100))
+                .unwrap();
         }
         f.flush().unwrap();
     }

@@ -15,10 +15,13 @@
 //! already must for file I/O. A backend whose client is async enters its
 //! runtime there.
 
+pub mod choice;
 pub(crate) mod local;
 #[cfg(test)]
 pub(crate) mod memory;
 pub(crate) mod placed;
+#[cfg(feature = "s3")]
+pub(crate) mod s3;
 
 use std::path::Path;
 
@@ -101,6 +104,13 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// address order (a listing resumes from its last address).
     fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error>;
 
+    /// How many GET requests a remote backend has sent (for the tests of
+    /// its read pattern); `None` for a local one.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    fn gets_sent(&self) -> Option<u64> {
+        None
+    }
+
     /// The local directory, when this backend is one (only there can a
     /// watch see blob files changed behind the store's back).
     fn as_local(&self) -> Option<&local::LocalDir> {
@@ -114,6 +124,12 @@ pub(crate) trait BlobSource: Send + Sync {
     fn len(&self) -> Result<u64, Error>;
     /// Fills `buf` from `offset`; an error if the blob is shorter.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    /// Says that the bytes of `range` are about to be read, in order (a
+    /// remote source then fetches them in as few requests as it can
+    /// rather than one per read).
+    fn will_read(&self, range: std::ops::Range<u64>) {
+        let _ = range;
+    }
 }
 
 impl BlobSource for std::fs::File {

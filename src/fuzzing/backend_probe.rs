@@ -1,0 +1,53 @@
+//! What the tests of the blob backends need that the API does not give:
+//! the objects a backend holds, and an object placed behind the store's
+//! back (an orphan, as a put that died before its commit leaves one).
+
+use crate::Store;
+use crate::error::Error;
+use crate::types::BlobAddress;
+
+/// Every blob the store's backend holds: address (hex) and stored bytes.
+pub async fn backend_blobs(store: &Store) -> Result<Vec<(String, u64)>, Error> {
+    let backend = std::sync::Arc::clone(&store.blob_store().backend);
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = backend.list(after, 1000)?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            after = Some(last.address);
+            out.extend(page.iter().map(|b| (b.address.to_string(), b.bytes)));
+        }
+    })
+    .await
+    .map_err(|e| Error::join("listing blobs", e))?
+}
+
+/// Places `bytes` at `address` through the backend, with no record.
+pub async fn place_orphan(store: &Store, address: [u8; 32], bytes: &[u8]) -> Result<(), Error> {
+    let blobs = store.blob_store();
+    let backend = std::sync::Arc::clone(&blobs.backend);
+    let tmp = blobs
+        .tmp_dir
+        .join(format!("orphan-{}.part", hex::encode(&address[..8])));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io("writing an orphan", e))?;
+    tokio::task::spawn_blocking(move || backend.commit(&tmp, BlobAddress(address)))
+        .await
+        .map_err(|e| Error::join("placing an orphan", e))?
+}
+
+/// Deletes the blob at `address` through the backend, leaving its rows:
+/// `false` if there was none.
+pub async fn remove_blob(store: &Store, address: [u8; 32]) -> Result<bool, Error> {
+    let backend = std::sync::Arc::clone(&store.blob_store().backend);
+    tokio::task::spawn_blocking(move || backend.delete(BlobAddress(address)))
+        .await
+        .map_err(|e| Error::join("deleting a blob", e))?
+}
+
+/// GET requests the store's backend has sent, if it is a remote one.
+pub fn backend_gets(store: &Store) -> Option<u64> {
+    store.blob_store().backend.gets_sent()
+}
