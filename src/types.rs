@@ -240,6 +240,19 @@ impl Serialize for BlobAddress {
     }
 }
 
+impl BlobAddress {
+    /// The address a blob's stored name says (64 lower-case hex digits,
+    /// as both backends name blobs); `None` for any other name.
+    pub(crate) fn from_name(name: &str) -> Option<BlobAddress> {
+        if !crate::datadir::is_hex(name, 64) {
+            return None;
+        }
+        let mut address = [0u8; 32];
+        hex::decode_to_slice(name, &mut address).ok()?;
+        Some(BlobAddress(address))
+    }
+}
+
 impl<'de> Deserialize<'de> for BlobAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         hex32::deserialize(d).map(BlobAddress)

@@ -162,12 +162,8 @@ impl LocalDir {
     /// (`root/ab/cd/<abcd...>`, lower-case hex); `None` for anything else.
     pub(crate) fn address_at(&self, path: &Path) -> Option<BlobAddress> {
         let [d1, d2, name] = self.names_under_root(path)?.try_into().ok()?;
-        if !crate::datadir::is_hex(name, 64) || name[0..2] != *d1 || name[2..4] != *d2 {
-            return None;
-        }
-        let mut address = [0u8; 32];
-        hex::decode_to_slice(name, &mut address).ok()?;
-        Some(BlobAddress(address))
+        let address = BlobAddress::from_name(name)?;
+        (name[0..2] == *d1 && name[2..4] == *d2).then_some(address)
     }
 
     /// Whether a path is the root or one of the layout's directories
@@ -396,7 +392,10 @@ impl BlobBackend for LocalDir {
                     let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                         continue;
                     };
-                    if !crate::datadir::is_hex(&name, 64) || name[0..2] != n1 || name[2..4] != n2 {
+                    let Some(address) = BlobAddress::from_name(&name) else {
+                        continue;
+                    };
+                    if name[0..2] != n1 || name[2..4] != n2 {
                         continue;
                     }
                     // Not followed: a link's own type is not a file.
@@ -404,13 +403,9 @@ impl BlobBackend for LocalDir {
                     if !meta.is_file() || name <= after_hex {
                         continue;
                     }
-                    let mut address = [0u8; 32];
-                    if hex::decode_to_slice(&name, &mut address).is_err() {
-                        continue;
-                    }
                     let modified = crate::fsutil::modified(&meta);
                     found.push(StoredBlob {
-                        address: BlobAddress(address),
+                        address,
                         bytes: meta.len(),
                         modified,
                     });

@@ -141,11 +141,7 @@ impl S3Dir {
         let Some(rt) = &self.runtime.0 else {
             return Err(Error::Closed);
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv().unwrap_or_else(|_| {
+        wait_on(rt.handle(), work).unwrap_or_else(|| {
             Err(Error::io(
                 what,
                 std::io::Error::other("the object store client stopped (panicked?)"),
@@ -158,14 +154,18 @@ impl S3Dir {
     }
 }
 
-/// The address an object's name says (64 lower-case hex digits).
-fn parse_address(name: &str) -> Option<BlobAddress> {
-    if !crate::datadir::is_hex(name, 64) {
-        return None;
-    }
-    let mut address = [0u8; 32];
-    hex::decode_to_slice(name, &mut address).ok()?;
-    Some(BlobAddress(address))
+/// Runs `work` on the client's runtime and waits for its output from
+/// this (blocking) thread; `None` if the task panicked or the runtime is
+/// gone.
+fn wait_on<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    rx.recv().ok()
 }
 
 /// The store's error for an object store's.
@@ -247,7 +247,7 @@ impl BlobBackend for S3Dir {
                     .location
                     .prefix_match(&root)
                     .and_then(|mut parts| match (parts.next(), parts.next()) {
-                        (Some(name), None) => parse_address(name.as_ref()),
+                        (Some(name), None) => BlobAddress::from_name(name.as_ref()),
                         _ => None,
                     })
                 else {
@@ -422,13 +422,8 @@ impl Object {
         self.dir
             .gets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(store.get_range(&key, range).await);
-        });
-        let got = rx
-            .recv()
-            .map_err(|_| std::io::Error::other("the object store client stopped"))?
+        let got = wait_on(rt, async move { store.get_range(&key, range).await })
+            .ok_or_else(|| std::io::Error::other("the object store client stopped"))?
             .map_err(|e| {
                 std::io::Error::other(format!(
                     "reading blob {} at {}: {e}",
