@@ -8,6 +8,8 @@
 #                                   # and makes the test bucket (BV_CEPH_BUCKET,
 #                                   # default bvstore-test)
 #   scripts/ceph-dev.sh stop DIR    # stops every daemon started under DIR
+#   scripts/ceph-dev.sh stop-rgw DIR   # kills radosgw only (the cluster keeps its data)
+#   scripts/ceph-dev.sh start-rgw DIR  # starts it again and waits until it answers
 #
 # BV_CEPH_RGW_PORT (default 7480) and BV_CEPH_MON_PORT (default 6789)
 # choose the ports. No manager daemon is started: the tests need none.
@@ -31,6 +33,33 @@ stop() {
     sleep 0.2
   done
   kill -9 "${pids[@]}" 2>/dev/null || true
+}
+
+start_rgw() {
+  radosgw -c "$conf" -n client.rgw.a
+  local up=
+  for _ in $(seq 1 60); do
+    if curl -sf "http://127.0.0.1:$port" >/dev/null; then up=1; break; fi
+    sleep 1
+  done
+  if [ -z "$up" ]; then
+    echo "radosgw did not answer on 127.0.0.1:$port within 60 s; logs in $dir" >&2
+    exit 1
+  fi
+}
+
+stop_rgw() {
+  local pidfile="$dir/run/client.rgw.a.pid"
+  [ -e "$pidfile" ] || { echo "no radosgw pid file under $dir" >&2; exit 1; }
+  local pid
+  pid=$(cat "$pidfile")
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
+    sleep 0.1
+  done
+  echo "radosgw ($pid) did not die" >&2
+  exit 1
 }
 
 start() {
@@ -75,16 +104,7 @@ CONF
   mkdir -p "$dir/osd/ceph-$id"
   ceph-osd -c "$conf" -i "$id" --mkfs
   ceph-osd -c "$conf" -i "$id"
-  radosgw -c "$conf" -n client.rgw.a
-  local up=
-  for _ in $(seq 1 60); do
-    if curl -sf "http://127.0.0.1:$port" >/dev/null; then up=1; break; fi
-    sleep 1
-  done
-  if [ -z "$up" ]; then
-    echo "radosgw did not answer on 127.0.0.1:$port within 60 s; logs in $dir" >&2
-    exit 1
-  fi
+  start_rgw
   radosgw-admin -c "$conf" user create --uid=bvstore --display-name=bvstore \
     --access-key=bvstore-access --secret=bvstore-secret >/dev/null
   python3 "$(dirname "$0")/s3-mkbucket.py" "http://127.0.0.1:$port" "${BV_CEPH_BUCKET:-bvstore-test}" \
@@ -95,5 +115,7 @@ CONF
 case $cmd in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  start-rgw) start_rgw ;;
+  stop-rgw) stop_rgw ;;
+  *) echo "usage: $0 start|stop|start-rgw|stop-rgw DIR" >&2; exit 2 ;;
 esac

@@ -51,3 +51,17 @@ pub async fn remove_blob(store: &Store, address: [u8; 32]) -> Result<bool, Error
 pub fn backend_gets(store: &Store) -> Option<u64> {
     store.blob_store().backend.gets_sent()
 }
+
+/// The multipart uploads left open under `config`'s prefix, as their
+/// markers name them: (object key, upload id).
+#[cfg(feature = "s3")]
+pub fn s3_open_uploads(config: &crate::S3Config) -> Result<Vec<(String, String)>, Error> {
+    crate::blob::backend::s3::S3Dir::new(config)?.open_uploads()
+}
+
+/// Whether the upload `id` of `key` under `config`'s bucket still takes
+/// parts (an aborted one does not).
+#[cfg(feature = "s3")]
+pub fn s3_upload_takes_parts(config: &crate::S3Config, key: &str, id: &str) -> Result<bool, Error> {
+    crate::blob::backend::s3::S3Dir::new(config)?.upload_takes_parts(key, id)
+}

@@ -1,6 +1,7 @@
 //! The orphan collector. A crash between a put's placing of its blob and
 //! the commit of its record leaves a blob file no row names; a crash in a
-//! put leaves a temporary in `tmp/`; a file deleted or lost behind the
+//! put leaves a temporary in `tmp/` (and, on object storage, a multipart
+//! upload left open, which the backend aborts); a file deleted or lost behind the
 //! store's back leaves a row without its blob. Each pass takes a batch of
 //! the backend's listing (resuming where the last pass stopped), deletes
 //! the files no row names that are older than the grace period, removes
@@ -98,6 +99,13 @@ pub(crate) async fn pass(parts: &Parts<'_>, dry_run: bool) -> Result<JobOutcome,
     .map_err(|e| Error::join("collecting temporaries", e))??;
     out.count("temporaries_removed", n);
     out.count("bytes_freed", bytes);
+    let backend = std::sync::Arc::clone(&parts.blobs.backend);
+    let aborted = tokio::task::spawn_blocking(move || backend.collect_uploads(cutoff, dry_run))
+        .await
+        .map_err(|e| Error::join("collecting interrupted uploads", e))??;
+    if aborted > 0 {
+        out.count("uploads_aborted", aborted);
+    }
     let ended = matches!((files_next, rows_next), (Walk::Ended, Walk::Ended));
     out.more = !ended;
     if !dry_run {

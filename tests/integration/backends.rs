@@ -43,17 +43,27 @@ fn kinds() -> Vec<Kind> {
     kinds
 }
 
+/// Held shared by every test that uses the engine, and exclusively by
+/// the one that stops its gateway.
+pub(crate) static ENGINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[cfg(feature = "s3")]
-fn s3_endpoint() -> Option<String> {
+pub(crate) fn s3_endpoint() -> Option<String> {
     std::env::var("BV_TEST_S3_ENDPOINT")
         .ok()
         .filter(|e| !e.is_empty())
 }
 
 /// The S3 settings of a test: its own prefix in the test bucket.
+/// A test setting from the environment, or its default.
 #[cfg(feature = "s3")]
-fn s3_config(endpoint: &str) -> bharatvoice_store::S3Config {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+pub(crate) fn s3_var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+#[cfg(feature = "s3")]
+pub(crate) fn s3_config(endpoint: &str) -> bharatvoice_store::S3Config {
+    let var = s3_var;
     bharatvoice_store::S3Config::new(var("BV_TEST_S3_BUCKET", "bvstore-test"))
         .endpoint(endpoint)
         .region("us-east-1")
@@ -73,7 +83,7 @@ fn backend(kind: Kind) -> BlobBackendConfig {
     }
 }
 
-fn config(dir: &std::path::Path, backend: BlobBackendConfig) -> Config {
+pub(crate) fn config(dir: &std::path::Path, backend: BlobBackendConfig) -> Config {
     crate::common::config(dir)
         .blob_chunk_bytes(CHUNK as u32)
         .lifecycle(
@@ -113,6 +123,7 @@ async fn put(t: &TestStore, user: &bharatvoice_store::User, data: &[u8]) -> Audi
 
 #[tokio::test]
 async fn round_trips_of_every_size_class_read_back_whole_and_in_ranges() {
+    let _engine = ENGINE.read().await;
     for kind in kinds() {
         let t = open(kind).await;
         let u = t.user("asha").await;
@@ -152,6 +163,7 @@ async fn round_trips_of_every_size_class_read_back_whole_and_in_ranges() {
 
 #[tokio::test]
 async fn equal_bytes_are_stored_once_and_the_purge_deletes_the_object_with_the_last_reference() {
+    let _engine = ENGINE.read().await;
     for kind in kinds() {
         let t = open(kind).await;
         let u = t.user("ravi").await;
@@ -193,6 +205,7 @@ async fn equal_bytes_are_stored_once_and_the_purge_deletes_the_object_with_the_l
 
 #[tokio::test]
 async fn an_object_no_record_names_is_collected_and_a_missing_one_is_reported() {
+    let _engine = ENGINE.read().await;
     for kind in kinds() {
         let t = open(kind).await;
         let u = t.user("meera").await;
@@ -249,6 +262,7 @@ async fn object_reads_take_one_ranged_get_per_run_of_chunks() {
     if s3_endpoint().is_none() {
         return eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
     }
+    let _engine = ENGINE.read().await;
     let t = open(Kind::S3).await;
     let u = t.user("kiran").await;
     let me = Actor::User(u.id);
@@ -285,6 +299,7 @@ async fn a_200_mib_file_goes_up_in_parts_and_reads_back() {
     if s3_endpoint().is_none() {
         return eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
     }
+    let _engine = ENGINE.read().await;
     let t = open(Kind::S3).await;
     let u = t.user("big").await;
     // 1 MiB of noise, 200 times: no 64 KiB chunk compresses.

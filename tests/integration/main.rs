@@ -7,6 +7,8 @@ mod admin_socket;
 mod audit;
 mod audit_tamper;
 mod backends;
+#[cfg(feature = "s3")]
+mod backends_faults;
 mod backup;
 mod backup_cli;
 mod blob_cli;

@@ -104,6 +104,21 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// address order (a listing resumes from its last address).
     fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error>;
 
+    /// Checks that the backend answers (health checks): one short
+    /// request, no retries, for a remote backend.
+    fn probe(&self) -> Result<(), Error> {
+        self.list(None, 1).map(drop)
+    }
+
+    /// Aborts the uploads in flight that a process left when it died
+    /// (their parts take space on the server), those begun before
+    /// `cutoff`; returns how many (a dry run only counts). A local
+    /// directory has none: its temporaries are files in `tmp/`.
+    fn collect_uploads(&self, cutoff: Timestamp, dry_run: bool) -> Result<u64, Error> {
+        let _ = (cutoff, dry_run);
+        Ok(0)
+    }
+
     /// How many GET requests a remote backend has sent (for the tests of
     /// its read pattern); `None` for a local one.
     #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]

@@ -22,36 +22,41 @@
 //! HTTP client runs on a small runtime of its own, so a call works from
 //! any thread, and its connections outlive no caller's runtime.
 
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
-use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, WriteMultipart,
-};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+
+mod object;
+mod upload;
 
 use super::{BlobBackend, BlobSource, StoredBlob};
 use crate::blob::backend::choice::S3Config;
 use crate::error::Error;
 use crate::types::{BlobAddress, Timestamp};
+use object::{Handle, Object};
 
 /// Threads of the backend's own runtime (HTTP requests are I/O bound).
 const CLIENT_THREADS: usize = 2;
 
-/// Parts of a multipart upload in flight at once.
-const PARTS_IN_FLIGHT: usize = 2;
+/// The longest a health check waits for the bucket to answer.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A bucket (and prefix) holding blobs.
 pub(crate) struct S3Dir {
     store: Arc<AmazonS3>,
+    /// The same bucket without retries and with a short timeout, for
+    /// health checks.
+    probe: Arc<AmazonS3>,
     /// GET requests sent (ranged reads of objects).
     gets: Arc<std::sync::atomic::AtomicU64>,
     /// `<prefix>/blobs`.
     root: Key,
+    /// `<prefix>/uploads`: a marker per multipart upload in flight.
+    uploads: Key,
     part_bytes: usize,
     runtime: Runtime,
     /// `s3://bucket/prefix`, for messages.
@@ -97,14 +102,34 @@ impl S3Dir {
             max_retries: config.max_retries,
             retry_timeout: config.retry_timeout,
         };
-        let store = builder
-            .with_client_options(options)
-            .with_retry(retry)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .map_err(|e| Error::Config {
+        let builder = builder.with_virtual_hosted_style_request(false);
+        let build = |builder: AmazonS3Builder| {
+            builder.build().map_err(|e| Error::Config {
                 reason: format!("blob_backend s3://{}: {e}", config.bucket),
-            })?;
+            })
+        };
+        let store = build(
+            builder
+                .clone()
+                .with_client_options(options.clone())
+                .with_retry(retry),
+        )?;
+        // Health checks ask once, briefly: a dead endpoint is reported in
+        // seconds, not after the puts' whole retry budget.
+        let probe_timeout = config.request_timeout.min(PROBE_TIMEOUT);
+        let probe = build(
+            builder
+                .with_client_options(
+                    options
+                        .with_timeout(probe_timeout)
+                        .with_connect_timeout(config.connect_timeout.min(probe_timeout)),
+                )
+                .with_retry(RetryConfig {
+                    backoff: BackoffConfig::default(),
+                    max_retries: 0,
+                    retry_timeout: probe_timeout,
+                }),
+        )?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(CLIENT_THREADS)
             .thread_name("bv-s3")
@@ -112,16 +137,21 @@ impl S3Dir {
             .build()
             .map_err(|e| Error::io("starting the object store client", e))?;
         let prefix = config.prefix.trim_matches('/');
-        let root = if prefix.is_empty() {
-            Key::from("blobs")
-        } else {
-            Key::from(prefix).join("blobs")
+        let under = |name: &str| {
+            if prefix.is_empty() {
+                Key::from(name)
+            } else {
+                Key::from(prefix).join(name)
+            }
         };
+        let (root, uploads) = (under("blobs"), under("uploads"));
         Ok(S3Dir {
             store: Arc::new(store),
+            probe: Arc::new(probe),
             gets: Default::default(),
             url: format!("s3://{}/{root}", config.bucket),
             root,
+            uploads,
             part_bytes: config.part_bytes,
             runtime: Runtime(Some(runtime)),
         })
@@ -223,6 +253,21 @@ impl BlobBackend for S3Dir {
         })
     }
 
+    fn probe(&self) -> Result<(), Error> {
+        let (store, root) = (Arc::clone(&self.probe), self.root.clone());
+        let context = format!("listing blobs at {}", self.url);
+        self.run(&context.clone(), async move {
+            match store.list(Some(&root)).next().await {
+                None | Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(failed(context, e)),
+            }
+        })
+    }
+
+    fn collect_uploads(&self, cutoff: Timestamp, dry_run: bool) -> Result<u64, Error> {
+        self.collect_open_uploads(cutoff, dry_run)
+    }
+
     fn gets_sent(&self) -> Option<u64> {
         Some(self.gets.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -273,209 +318,5 @@ impl S3Dir {
             runtime: self.runtime.0.as_ref().map(|rt| rt.handle().clone()),
             url: self.url.clone(),
         }
-    }
-
-    /// Sends the sealed file at `tmp` as the object of `address`.
-    fn upload(&self, tmp: &Path, address: BlobAddress) -> Result<(), Error> {
-        let mut file = std::fs::File::open(tmp)
-            .map_err(|e| Error::io(format!("opening {}", tmp.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", tmp.display()), e))?
-            .len();
-        let (store, key) = (Arc::clone(&self.store), self.key(address));
-        let context = self.context("storing", address);
-        if len <= self.part_bytes as u64 {
-            let mut bytes = Vec::with_capacity(len as usize);
-            std::io::Read::read_to_end(&mut file, &mut bytes)
-                .map_err(|e| Error::io(format!("reading {}", tmp.display()), e))?;
-            return self.run(&context.clone(), async move {
-                let payload = PutPayload::from(bytes);
-                let create = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                match store.put_opts(&key, payload.clone(), create).await {
-                    Ok(_) => Ok(()),
-                    Err(object_store::Error::AlreadyExists { .. }) => {
-                        // No record names it (the caller checked under the
-                        // address lock): a put that died before its commit.
-                        tracing::info!(%key, "replacing an object no record names");
-                        store
-                            .put(&key, payload)
-                            .await
-                            .map(drop)
-                            .map_err(|e| failed(context, e))
-                    }
-                    Err(e) => Err(failed(context, e)),
-                }
-            });
-        }
-        // Multipart: the file read a part at a time as the upload takes
-        // them; at most PARTS_IN_FLIGHT parts in flight, one being filled.
-        let part = self.part_bytes;
-        let name = tmp.display().to_string();
-        let file = tokio::fs::File::from_std(file);
-        self.run(&context.clone(), async move {
-            let upload = store
-                .put_multipart(&key)
-                .await
-                .map_err(|e| failed(context.clone(), e))?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
-            let sent = send_parts(file, &mut writer, part, &name, &context).await;
-            match sent {
-                Ok(()) => writer
-                    .finish()
-                    .await
-                    .map(drop)
-                    .map_err(|e| failed(context, e)),
-                Err(e) => {
-                    if let Err(a) = writer.abort().await {
-                        tracing::warn!(%key, error = %a, "could not abort a failed multipart upload");
-                    }
-                    Err(e)
-                }
-            }
-        })
-    }
-}
-
-/// Feeds `file` to a multipart upload a part at a time.
-async fn send_parts(
-    mut file: tokio::fs::File,
-    writer: &mut WriteMultipart,
-    part: usize,
-    name: &str,
-    context: &str,
-) -> Result<(), Error> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; part];
-    loop {
-        let mut n = 0;
-        while n < part {
-            let k = file
-                .read(&mut buf[n..])
-                .await
-                .map_err(|e| Error::io(format!("reading {name}"), e))?;
-            if k == 0 {
-                break;
-            }
-            n += k;
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        writer
-            .wait_for_capacity(PARTS_IN_FLIGHT)
-            .await
-            .map_err(|e| failed(context.to_string(), e))?;
-        writer.write(&buf[..n]);
-        if n < part {
-            return Ok(());
-        }
-    }
-}
-
-/// The client, shared by the objects opened through it.
-#[derive(Clone)]
-struct Handle {
-    store: Arc<AmazonS3>,
-    /// GET requests sent through this client.
-    gets: Arc<std::sync::atomic::AtomicU64>,
-    runtime: Option<tokio::runtime::Handle>,
-    url: String,
-}
-
-/// Bytes fetched ahead at most, within a run announced by
-/// [`BlobSource::will_read`]: one ranged GET serves the chunks of up to
-/// this many bytes, and no open object holds more.
-const WINDOW: u64 = 8 << 20;
-
-/// An object open for ranged reads. Reads within a run announced by
-/// `will_read` are served from a window fetched with one ranged GET (of
-/// the run, or of [`WINDOW`] bytes of it); any other read is one ranged
-/// GET of exactly its bytes.
-struct Object {
-    dir: Handle,
-    key: Key,
-    address: BlobAddress,
-    len: u64,
-    ahead: std::sync::Mutex<Ahead>,
-}
-
-/// The announced run and the window fetched from it.
-#[derive(Default)]
-struct Ahead {
-    run: Range<u64>,
-    /// Where the window starts, and its bytes.
-    window: Option<(u64, bytes::Bytes)>,
-}
-
-impl Object {
-    /// One ranged GET.
-    fn fetch(&self, range: Range<u64>) -> std::io::Result<bytes::Bytes> {
-        let Some(rt) = &self.dir.runtime else {
-            return Err(std::io::Error::other("the object store client is closed"));
-        };
-        let (store, key) = (Arc::clone(&self.dir.store), self.key.clone());
-        let want = range.end - range.start;
-        self.dir
-            .gets
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let got = wait_on(rt, async move { store.get_range(&key, range).await })
-            .ok_or_else(|| std::io::Error::other("the object store client stopped"))?
-            .map_err(|e| {
-                std::io::Error::other(format!(
-                    "reading blob {} at {}: {e}",
-                    self.address, self.dir.url
-                ))
-            })?;
-        if got.len() as u64 != want {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        Ok(got)
-    }
-}
-
-impl BlobSource for Object {
-    fn len(&self) -> Result<u64, Error> {
-        Ok(self.len)
-    }
-
-    fn will_read(&self, range: Range<u64>) {
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        ahead.run = range.start.min(self.len)..range.end.min(self.len);
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|end| *end <= self.len)
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        // Held while fetching: reads ahead in parallel wait for the window
-        // rather than each fetching it.
-        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((start, bytes)) = &ahead.window
-            && offset >= *start
-            && end <= start + bytes.len() as u64
-        {
-            let from = (offset - start) as usize;
-            buf.copy_from_slice(&bytes[from..from + buf.len()]);
-            return Ok(());
-        }
-        if ahead.run.start <= offset && end <= ahead.run.end {
-            let to = ahead.run.end.min(offset.saturating_add(WINDOW)).max(end);
-            let bytes = self.fetch(offset..to)?;
-            buf.copy_from_slice(&bytes[..buf.len()]);
-            ahead.window = Some((offset, bytes));
-            return Ok(());
-        }
-        drop(ahead);
-        let bytes = self.fetch(offset..end)?;
-        buf.copy_from_slice(&bytes);
-        Ok(())
     }
 }
