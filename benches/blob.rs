@@ -43,9 +43,16 @@
 //! Then `range_64KiB_of_64MiB/*`: `read_range` of 64 KiB at a pseudo-random
 //! byte offset of a 64 MiB file.
 //!
+//! With the feature `s3` and an engine, the `s3_*` groups put the same
+//! store on object storage beside the local one and the raw
+//! `object_store` calls: see `benches/blob/s3.rs`.
+//!
 //! Results and their reading: `docs/BENCHMARKS-blob.md`.
 
 mod common;
+#[cfg(feature = "s3")]
+#[path = "blob/s3.rs"]
+mod s3;
 
 use common::temp_dir;
 use std::hint::black_box;
@@ -308,9 +315,16 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Fixture::with(|dir: &Path| Config::new(dir))
+    }
+
+    /// A store opened with `config` (given its directory), with one user.
+    fn with(config: impl FnOnce(&Path) -> Config) -> Self {
         let rt = runtime();
         let dir = temp_dir("bv-bench-blob");
-        let store = rt.block_on(open_store(dir.path()));
+        let store = rt
+            .block_on(Store::open(config(dir.path())))
+            .expect("opening the store");
         let owner = rt
             .block_on(
                 store.users().create(
@@ -338,12 +352,6 @@ impl Fixture {
             ))
             .expect("put")
     }
-}
-
-async fn open_store(dir: &Path) -> Store {
-    Store::open(Config::new(dir))
-        .await
-        .expect("opening the store")
 }
 
 /// Put counter, written into the first 8 bytes before each put.
@@ -563,6 +571,8 @@ fn bench_blobs(c: &mut Criterion) {
     }
     group.finish();
 
+    #[cfg(feature = "s3")]
+    s3::bench(c, &fx);
     fx.rt.block_on(fx.store.close());
 }
 

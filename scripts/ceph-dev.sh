@@ -76,7 +76,7 @@ auth_service_required = none
 auth_client_required = none
 ms_mon_client_mode = crc
 osd_objectstore = memstore
-memstore_device_bytes = 4294967296
+memstore_device_bytes = 8589934592
 osd_pool_default_size = 1
 osd_pool_default_min_size = 1
 mon_allow_pool_size_one = true
@@ -95,6 +95,11 @@ osd_crush_chooseleaf_type = 0
 [client.rgw.a]
 rgw_frontends = beast endpoint=127.0.0.1:$port
 rgw_data = $dir/rgw
+# Deleted and overwritten objects' data is freed by radosgw's garbage
+# collector, after two hours by default: in memory, benchmarks and the
+# 200 MiB test would fill the OSD first.
+rgw_gc_obj_min_wait = 10
+rgw_gc_processor_period = 10
 CONF
   monmaptool --create --add a "127.0.0.1:$mon_port" --fsid "$fsid" "$dir/monmap" >/dev/null
   ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap"

@@ -70,6 +70,10 @@ pub struct S3Config {
     /// Blobs larger than this go up as multipart uploads of parts of this
     /// size (5 MiB to 512 MiB); at most two parts are held in memory.
     pub part_bytes: usize,
+    /// Bytes of recently read objects kept in memory (still sealed), so
+    /// that hot audio is not downloaded again; 0 turns it off. 64 MiB by
+    /// default.
+    pub read_cache_bytes: u64,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -90,6 +94,7 @@ impl std::fmt::Debug for S3Config {
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("part_bytes", &self.part_bytes)
+            .field("read_cache_bytes", &self.read_cache_bytes)
             .finish()
     }
 }
@@ -117,6 +122,7 @@ impl S3Config {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             part_bytes: 8 << 20,
+            read_cache_bytes: 64 << 20,
         }
     }
 
@@ -173,6 +179,12 @@ impl S3Config {
         self
     }
 
+    /// Bytes of recently read objects kept in memory (0: none).
+    pub fn read_cache_bytes(mut self, n: u64) -> S3Config {
+        self.read_cache_bytes = n;
+        self
+    }
+
     /// Fails with [`Error::Config`] on a setting that cannot work.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let bad = |reason: String| Err(Error::Config { reason });
@@ -221,6 +233,7 @@ pub(crate) struct FileBlobBackend {
     request_timeout_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
     part_bytes: Option<usize>,
+    read_cache_bytes: Option<u64>,
 }
 
 impl BlobBackendConfig {
@@ -248,6 +261,7 @@ impl BlobBackendConfig {
                 s.request_timeout = secs(f.request_timeout_secs, s.request_timeout);
                 s.connect_timeout = secs(f.connect_timeout_secs, s.connect_timeout);
                 s.part_bytes = f.part_bytes.unwrap_or(s.part_bytes);
+                s.read_cache_bytes = f.read_cache_bytes.unwrap_or(s.read_cache_bytes);
                 Ok(BlobBackendConfig::S3(s))
             }
             other => Err(Error::Config {
@@ -305,7 +319,7 @@ mod tests {
                 .contains("bucket")
         );
         let s3 = parse(
-            "kind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:7480\"\nprefix = \"p\"\npart_bytes = 16777216",
+            "kind = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:7480\"\nprefix = \"p\"\npart_bytes = 16777216\nread_cache_bytes = 0",
         );
         if cfg!(feature = "s3") {
             let BlobBackendConfig::S3(s) = s3.unwrap().blob_backend else {
@@ -314,6 +328,7 @@ mod tests {
             assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("b", "p"));
             assert!(s.allow_http, "an http:// endpoint is allowed");
             assert_eq!(s.part_bytes, 16 << 20);
+            assert_eq!(s.read_cache_bytes, 0);
         } else {
             let e = s3.unwrap_err().to_string();
             assert!(e.contains("`s3` feature"), "{e}");

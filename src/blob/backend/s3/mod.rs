@@ -37,7 +37,7 @@ use super::{BlobBackend, BlobSource, StoredBlob};
 use crate::blob::backend::choice::S3Config;
 use crate::error::Error;
 use crate::types::{BlobAddress, Timestamp};
-use object::{Handle, Object};
+use object::{Handle, Object, ReadCache};
 
 /// Threads of the backend's own runtime (HTTP requests are I/O bound).
 const CLIENT_THREADS: usize = 2;
@@ -61,6 +61,8 @@ pub(crate) struct S3Dir {
     runtime: Runtime,
     /// `s3://bucket/prefix`, for messages.
     url: String,
+    /// Recently read bytes (see [`object`]), if on.
+    cache: Option<ReadCache>,
 }
 
 /// The client's runtime, shut down without blocking when the backend goes
@@ -154,6 +156,7 @@ impl S3Dir {
             uploads,
             part_bytes: config.part_bytes,
             runtime: Runtime(Some(runtime)),
+            cache: object::read_cache(config.read_cache_bytes),
         })
     }
 
@@ -177,6 +180,14 @@ impl S3Dir {
                 std::io::Error::other("the object store client stopped (panicked?)"),
             ))
         })
+    }
+
+    /// Drops what the read cache holds of `address` (its object is being
+    /// replaced or deleted).
+    fn forget(&self, address: BlobAddress) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&address);
+        }
     }
 
     fn context(&self, what: &str, address: BlobAddress) -> String {
@@ -209,6 +220,7 @@ impl BlobBackend for S3Dir {
     }
 
     fn commit(&self, tmp: &Path, address: BlobAddress) -> Result<(), Error> {
+        self.forget(address);
         let result = self.upload(tmp, address);
         let _ = std::fs::remove_file(tmp);
         result
@@ -224,6 +236,9 @@ impl BlobBackend for S3Dir {
                 Err(e) => Err(failed(context, e)),
             }
         })?;
+        if head.is_none() {
+            self.forget(address);
+        }
         Ok(head.map(|len| {
             Box::new(Object {
                 dir: self.handle(),
@@ -240,6 +255,7 @@ impl BlobBackend for S3Dir {
     }
 
     fn delete(&self, address: BlobAddress) -> Result<bool, Error> {
+        self.forget(address);
         if !self.exists(address)? {
             return Ok(false);
         }
@@ -317,6 +333,7 @@ impl S3Dir {
             gets: Arc::clone(&self.gets),
             runtime: self.runtime.0.as_ref().map(|rt| rt.handle().clone()),
             url: self.url.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
