@@ -209,6 +209,15 @@ fn wait_on<T: Send + 'static>(
     rx.recv().ok()
 }
 
+/// The address of the blob `key` names, if it is `<root>/<address>`.
+fn address_under(root: &Key, key: &Key) -> Option<BlobAddress> {
+    let mut parts = key.prefix_match(root)?;
+    match (parts.next(), parts.next()) {
+        (Some(name), None) => BlobAddress::from_name(name.as_ref()),
+        _ => None,
+    }
+}
+
 /// The store's error for an object store's.
 fn failed(context: String, e: object_store::Error) -> Error {
     Error::storage_from(context, e)
@@ -304,14 +313,7 @@ impl BlobBackend for S3Dir {
                 };
                 let meta = meta.map_err(|e| failed(context.clone(), e))?;
                 // Anything that is not `<root>/<address>` is not ours.
-                let Some(address) = meta
-                    .location
-                    .prefix_match(&root)
-                    .and_then(|mut parts| match (parts.next(), parts.next()) {
-                        (Some(name), None) => BlobAddress::from_name(name.as_ref()),
-                        _ => None,
-                    })
-                else {
+                let Some(address) = address_under(&root, &meta.location) else {
                     continue;
                 };
                 out.push(StoredBlob {

@@ -125,16 +125,12 @@ impl S3Dir {
                 if modified >= cutoff {
                     continue;
                 }
-                let body = match store.get(&meta.location).await {
-                    Ok(got) => got.bytes().await,
-                    Err(e) => Err(e),
-                };
-                let body = match body {
-                    Ok(b) => b,
-                    Err(object_store::Error::NotFound { .. }) => continue,
+                let named = match read_marker(&store, &meta.location, &root).await {
+                    Ok(Some(named)) => named,
+                    Ok(None) => continue,
                     Err(e) => return Err(failed(context.clone(), e)),
                 };
-                let Some((key, id)) = upload_named(&body, &root) else {
+                let Some((key, id)) = named else {
                     tracing::warn!(marker = %meta.location, "an upload marker that names no blob of this store; left alone");
                     continue;
                 };
@@ -172,9 +168,8 @@ impl S3Dir {
             while let Some(meta) = listing.next().await {
                 let failed = |e| failed("listing upload markers".into(), e);
                 let meta = meta.map_err(failed)?;
-                let body = store.get(&meta.location).await.map_err(failed)?;
-                let body = body.bytes().await.map_err(failed)?;
-                if let Some((key, id)) = upload_named(&body, &root) {
+                let named = read_marker(&store, &meta.location, &root).await;
+                if let Some(Some((key, id))) = named.map_err(failed)? {
                     out.push((key.to_string(), id));
                 }
             }
@@ -192,17 +187,32 @@ impl S3Dir {
     }
 }
 
-/// The object and upload id a marker names, if the object is one of the
-/// blobs under `root` (nothing else is ever aborted).
+/// The marker at `location`: `None` if it is gone, else the object and
+/// upload id it names if the object is one of the blobs under `root`
+/// (nothing else is ever aborted).
+async fn read_marker(
+    store: &AmazonS3,
+    location: &Key,
+    root: &Key,
+) -> object_store::Result<Option<Option<(Key, String)>>> {
+    let body = match store.get(location).await {
+        Ok(got) => got.bytes().await,
+        Err(e) => Err(e),
+    };
+    match body {
+        Ok(body) => Ok(Some(upload_named(&body, root))),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The object and upload id a marker's body names, if the object is one
+/// of the blobs under `root`.
 fn upload_named(body: &[u8], root: &Key) -> Option<(Key, String)> {
     let text = std::str::from_utf8(body).ok()?;
     let (key, id) = text.split_once('\n')?;
     let key = Key::parse(key).ok()?;
-    let ours = {
-        let mut parts = key.prefix_match(root)?;
-        let name = parts.next()?;
-        BlobAddress::from_name(name.as_ref()).is_some() && parts.next().is_none()
-    };
+    let ours = super::address_under(root, &key).is_some();
     (ours && !id.is_empty() && !id.contains('\n')).then(|| (key, id.to_string()))
 }
 
