@@ -134,7 +134,7 @@ pub use model::session::{ConversationSession, Role, Turn};
 pub use model::user::{NewUser, User, UserStatus, UserUpdate};
 pub use model::validate::{LanguageTag, is_control_or_bidi, normalize_email, normalize_username};
 pub use ops::backup::restore::{BackupGeneration, RestoreOptions, RestoreReport};
-pub use ops::backup::{BackupOptions, BackupReport, Progress};
+pub use ops::backup::{BackupOptions, BackupReport, BackupTarget, Progress};
 pub use ops::compact::{CompactReport, CompactedFile};
 pub use ops::stats::{ContentTypeStats, StoreStats, TOP_USERS, UserStats};
 pub use ops::verify::{StoreVerifyReport, VerifyOptions};

@@ -45,19 +45,27 @@ pub(crate) async fn handle(
             no_links,
             allow_region_change,
         } => {
-            if !dest.is_absolute() {
-                return Err(Error::invalid(
-                    "backup destination",
-                    "must be an absolute path over the admin socket",
-                ));
-            }
+            let like = match &store.config().blob_backend {
+                crate::BlobBackendConfig::S3(c) => Some(c),
+                crate::BlobBackendConfig::Local => None,
+            };
+            let target = match dest.to_str() {
+                Some(url) if url.starts_with("s3://") => crate::BackupTarget::parse(url, like),
+                _ if dest.is_absolute() => crate::BackupTarget::Dir(dest),
+                _ => {
+                    return Err(Error::invalid(
+                        "backup destination",
+                        "must be an absolute path or an s3:// URL over the admin socket",
+                    ));
+                }
+            };
             let options = crate::BackupOptions {
                 keep,
                 no_links,
                 allow_region_change,
                 ..Default::default()
             };
-            json(&store.backup(&dest, options).await?)
+            json(&store.backup(target, options).await?)
         }
         AdminRequest::Gc { job, dry_run } => {
             let lifecycle = store.lifecycle();

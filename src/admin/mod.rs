@@ -57,9 +57,11 @@ pub enum AdminRequest {
         /// Read and authenticate every blob.
         deep: bool,
     },
-    /// [`Store::backup`](crate::Store::backup) into an absolute path.
+    /// [`Store::backup`](crate::Store::backup) into an absolute path or an
+    /// `s3://` URL.
     Backup {
-        /// The destination directory (absolute).
+        /// The destination directory (absolute), or `s3://bucket/prefix`
+        /// (the serving store's endpoint and credentials).
         dest: PathBuf,
         /// Generations to keep.
         keep: Option<usize>,

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bharatvoice_store::{
-    BackupGeneration, BackupOptions, BackupReport, RestoreOptions, RestoreReport, Store,
+    BackupGeneration, BackupOptions, BackupReport, BackupTarget, BlobBackendConfig, RestoreOptions,
+    RestoreReport, S3Config, Store,
 };
 use clap::Args;
 
@@ -17,9 +18,11 @@ use super::{Cli, Out, Outcome, clean_path, config_of, done};
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
-    /// The destination directory (created if missing; one store's
-    /// backups per destination).
-    dest: PathBuf,
+    /// The destination: a directory (created if missing), or
+    /// s3://bucket/prefix (the store's own endpoint and credentials when
+    /// its blobs are in object storage, else the AWS_* variables); one
+    /// store's backups per destination.
+    dest: String,
     /// Keep only the newest N generations once this one is complete.
     #[arg(long, short = 'k', value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     keep: Option<usize>,
@@ -33,15 +36,15 @@ pub(crate) struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupsArgs {
-    /// The destination directory.
-    dest: PathBuf,
+    /// The destination: a directory or s3://bucket/prefix.
+    dest: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct RestoreArgs {
-    /// The backup destination to restore from; the store is restored into
-    /// --data-dir.
-    src: PathBuf,
+    /// The backup destination to restore from (a directory or
+    /// s3://bucket/prefix); the store is restored into --data-dir.
+    src: String,
     /// The generation to restore (default: the newest).
     #[arg(long, short = 'g', value_name = "G")]
     generation: Option<u64>,
@@ -58,11 +61,33 @@ pub(crate) struct RestoreArgs {
     allow_region_change: bool,
 }
 
+/// The backup target `text` names: an `s3://` one on the store's own
+/// engine when its blobs are in object storage.
+fn target_of(cli: &Cli, text: &str) -> Result<BackupTarget, bharatvoice_store::Error> {
+    if !text.starts_with("s3://") {
+        return Ok(BackupTarget::Dir(PathBuf::from(text)));
+    }
+    let config = config_of(cli)?;
+    Ok(BackupTarget::parse(text, s3_of(&config)))
+}
+
+fn s3_of(config: &bharatvoice_store::Config) -> Option<&S3Config> {
+    match &config.blob_backend {
+        BlobBackendConfig::S3(c) => Some(c),
+        BlobBackendConfig::Local => None,
+    }
+}
+
 /// `bvstore backup DEST`.
 pub(crate) async fn backup(cli: &Cli, args: &BackupArgs, out: &Out) -> Outcome {
-    // The running store's process resolves no relative path of ours.
-    let dest = std::path::absolute(&args.dest)
-        .map_err(|e| bharatvoice_store::Error::io("resolving the backup destination", e))?;
+    let target = target_of(cli, &args.dest)?;
+    // The running store's process resolves no relative path of ours (and
+    // an s3:// destination with its own endpoint and credentials).
+    let dest = match &target {
+        BackupTarget::Dir(d) => std::path::absolute(d)
+            .map_err(|e| bharatvoice_store::Error::io("resolving the backup destination", e))?,
+        BackupTarget::S3(_) => PathBuf::from(&args.dest),
+    };
     let store = match super::remote::open_or_ask(
         cli,
         out,
@@ -85,7 +110,7 @@ pub(crate) async fn backup(cli: &Cli, args: &BackupArgs, out: &Out) -> Outcome {
         allow_region_change: args.allow_region_change,
         progress: bar.progress(),
     };
-    let report = store.backup(&args.dest, options).await;
+    let report = store.backup(target, options).await;
     bar.finish();
     store.close().await;
     let report = report?;
@@ -137,8 +162,8 @@ pub(crate) fn backup_text(r: &BackupReport) -> String {
 }
 
 /// `bvstore backups DEST`: the generations there, oldest first.
-pub(crate) async fn list(args: &BackupsArgs, out: &Out) -> Outcome {
-    let generations = Store::backups(&args.dest)?;
+pub(crate) async fn list(cli: &Cli, args: &BackupsArgs, out: &Out) -> Outcome {
+    let generations = Store::backups(target_of(cli, &args.dest)?)?;
     done(out.emit(&generations, || list_text(&generations)))
 }
 
@@ -179,7 +204,8 @@ pub(crate) async fn restore(cli: &Cli, args: &RestoreArgs, out: &Out) -> Outcome
         install_key: args.key_file.is_some(),
         progress: bar.progress(),
     };
-    let report = Store::restore(&args.src, &config, options).await;
+    let target = BackupTarget::parse(&args.src, s3_of(&config));
+    let report = Store::restore(target, &config, options).await;
     bar.finish();
     let report = report?;
     out.emit(&report, || restore_text(&report))?;

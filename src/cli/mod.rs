@@ -306,7 +306,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Compact => ops::compact(&cli, &out).await,
         Command::Metrics(args) => metrics::run(&cli, args, &out).await,
         Command::Backup(args) => backup::backup(&cli, args, &out).await,
-        Command::Backups(args) => backup::list(args, &out).await,
+        Command::Backups(args) => backup::list(&cli, args, &out).await,
         Command::Restore(args) => backup::restore(&cli, args, &out).await,
         Command::Verify(args) => verify::run(&cli, args, &out).await,
         Command::Migrate(cmd) => migrate::run(&cli, cmd, &out).await,

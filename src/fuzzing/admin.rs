@@ -84,7 +84,11 @@ impl AdminHarness {
             let again = serde_json::to_vec(request).expect("a request serialises");
             let back: AdminRequest = serde_json::from_slice(&again).expect("a request reads back");
             assert_eq!(&back, request, "a request serialises back to itself");
-            if matches!(request, AdminRequest::Backup { dest, .. } if dest.is_absolute()) {
+            // A real backup (a directory, or a bucket on the network) is
+            // not this harness's business.
+            if matches!(request, AdminRequest::Backup { dest, .. }
+                if dest.is_absolute() || dest.to_string_lossy().starts_with("s3://"))
+            {
                 return true;
             }
         }

@@ -65,3 +65,25 @@ pub fn s3_open_uploads(config: &crate::S3Config) -> Result<Vec<(String, String)>
 pub fn s3_upload_takes_parts(config: &crate::S3Config, key: &str, id: &str) -> Result<bool, Error> {
     crate::blob::backend::s3::S3Dir::new(config)?.upload_takes_parts(key, id)
 }
+
+/// The names of the objects under an `s3://` backup target's prefix.
+#[cfg(feature = "s3")]
+pub fn s3_objects(config: &crate::S3Config) -> Result<Vec<String>, Error> {
+    crate::ops::backup::remote::probe::objects(config)
+}
+
+/// The bytes of the object `name` under `config`'s prefix; `None` if none.
+#[cfg(feature = "s3")]
+pub fn s3_object(config: &crate::S3Config, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    crate::ops::backup::remote::probe::get(config, name)
+}
+
+/// Writes the object `name` under `config`'s prefix, or deletes it.
+#[cfg(feature = "s3")]
+pub fn s3_set_object(
+    config: &crate::S3Config,
+    name: &str,
+    bytes: Option<Vec<u8>>,
+) -> Result<(), Error> {
+    crate::ops::backup::remote::probe::set(config, name, bytes)
+}

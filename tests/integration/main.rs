@@ -8,6 +8,8 @@ mod audit;
 mod audit_tamper;
 mod backends;
 #[cfg(feature = "s3")]
+mod backends_backup;
+#[cfg(feature = "s3")]
 mod backends_faults;
 mod backup;
 mod backup_cli;

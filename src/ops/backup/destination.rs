@@ -38,6 +38,40 @@ pub(crate) struct Record {
     pub(crate) region: Option<String>,
 }
 
+impl Record {
+    /// Refuses a backup of the store `store_id` into the destination this
+    /// record is of (named `place`) when it is another store's, or of
+    /// another data region (unless allowed).
+    pub(crate) fn admits(
+        &self,
+        store_id: &str,
+        region: Option<&str>,
+        allow_region: bool,
+        place: &str,
+    ) -> Result<(), Error> {
+        if self.store_id != store_id {
+            return Err(Error::invalid(
+                "backup destination",
+                format!(
+                    "{place} holds the backups of another store ({}); this store is {store_id}",
+                    self.store_id
+                ),
+            ));
+        }
+        if let (Some(found), Some(expected)) = (self.region.as_deref(), region)
+            && found != expected
+            && !allow_region
+        {
+            return Err(Error::RegionMismatch {
+                what: format!("backup destination {place}"),
+                expected: expected.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A destination, open for a backup (its lock held) or for reading.
 pub(crate) struct Destination {
     pub(crate) root: PathBuf,
@@ -99,26 +133,7 @@ impl Destination {
                 record
             }
         };
-        if record.store_id != store_id {
-            return Err(Error::invalid(
-                "backup destination",
-                format!(
-                    "{} holds the backups of another store ({}); this store is {store_id}",
-                    root.display(),
-                    record.store_id
-                ),
-            ));
-        }
-        if let (Some(found), Some(expected)) = (record.region.as_deref(), region)
-            && found != expected
-            && !allow_region
-        {
-            return Err(Error::RegionMismatch {
-                what: format!("backup destination {}", root.display()),
-                expected: expected.to_string(),
-                found: found.to_string(),
-            });
-        }
+        record.admits(store_id, region, allow_region, &root.display().to_string())?;
         let lock = lock(&root.join("lock"))?;
         Ok(Destination {
             root: root.to_path_buf(),
@@ -249,7 +264,7 @@ impl Destination {
     }
 }
 
-fn parse_generation(name: &str) -> Option<u64> {
+pub(crate) fn parse_generation(name: &str) -> Option<u64> {
     (name.len() == 6 || (name.len() > 6 && !name.starts_with('0')))
         .then_some(())
         .filter(|()| name.bytes().all(|b| b.is_ascii_digit()))

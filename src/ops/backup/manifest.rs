@@ -85,11 +85,17 @@ pub(crate) fn mac_of(master: &SecretKey, body: &[u8]) -> hmac::Hmac<Sha256> {
     m
 }
 
-/// Writes the manifest and its MAC into `dir`, durably.
-pub(crate) fn write(dir: &Path, manifest: &Manifest, master: &SecretKey) -> Result<(), Error> {
+/// The manifest's bytes and its MAC (64 hex digits) under `master`.
+pub(crate) fn encode(manifest: &Manifest, master: &SecretKey) -> Result<(Vec<u8>, String), Error> {
     let body = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::corrupt("backup manifest", e.to_string()))?;
     let mac = hex::encode(mac_of(master, &body).finalize().into_bytes());
+    Ok((body, mac))
+}
+
+/// Writes the manifest and its MAC into `dir`, durably.
+pub(crate) fn write(dir: &Path, manifest: &Manifest, master: &SecretKey) -> Result<(), Error> {
+    let (body, mac) = encode(manifest, master)?;
     crate::fsutil::write_file_durably(&dir.join(MANIFEST), &body, 0o600)?;
     crate::fsutil::write_file_durably(&dir.join(MAC), mac.as_bytes(), 0o600)
 }
@@ -99,22 +105,32 @@ pub(crate) fn write(dir: &Path, manifest: &Manifest, master: &SecretKey) -> Resu
 pub(crate) fn read(dir: &Path, master: &SecretKey) -> Result<Manifest, Error> {
     let body = read_limited(&dir.join(MANIFEST))?;
     let mac_text = read_limited(&dir.join(MAC))?;
+    decode(&body, &mac_text, master, &dir.display().to_string())
+}
+
+/// Parses a manifest's bytes after checking its MAC under `master`;
+/// `place` names the generation in errors.
+pub(crate) fn decode(
+    body: &[u8],
+    mac_text: &[u8],
+    master: &SecretKey,
+    place: &str,
+) -> Result<Manifest, Error> {
     let mut mac = [0u8; 32];
     hex::decode_to_slice(mac_text.trim_ascii(), &mut mac).map_err(|_| Error::Integrity {
-        what: format!("{}", dir.join(MAC).display()),
+        what: format!("{place}/{MAC}"),
         detail: "it does not hold 64 hex digits".into(),
     })?;
-    mac_of(master, &body)
+    mac_of(master, body)
         .verify_slice(&mac)
         .map_err(|_| Error::Integrity {
-            what: format!("{}", dir.join(MANIFEST).display()),
+            what: format!("{place}/{MANIFEST}"),
             detail: "its MAC does not match: the manifest was altered, or the master key is not the one the backup was made under".into(),
         })?;
-    let manifest: Manifest = serde_json::from_slice(&body)
-        .map_err(|e| Error::corrupt(format!("{}", dir.join(MANIFEST).display()), e.to_string()))?;
+    let manifest = decode_unchecked(body, place)?;
     if manifest.format != FORMAT {
         return Err(Error::corrupt(
-            format!("{}", dir.join(MANIFEST).display()),
+            format!("{place}/{MANIFEST}"),
             format!(
                 "manifest format {} (this build reads {FORMAT})",
                 manifest.format
@@ -128,8 +144,13 @@ pub(crate) fn read(dir: &Path, master: &SecretKey) -> Result<Manifest, Error> {
 /// (for listing generations and reusing digests; never for a restore).
 pub(crate) fn read_unchecked(dir: &Path) -> Result<Manifest, Error> {
     let body = read_limited(&dir.join(MANIFEST))?;
-    serde_json::from_slice(&body)
-        .map_err(|e| Error::corrupt(format!("{}", dir.join(MANIFEST).display()), e.to_string()))
+    decode_unchecked(&body, &dir.display().to_string())
+}
+
+/// Parses a manifest's bytes without checking its MAC.
+pub(crate) fn decode_unchecked(body: &[u8], place: &str) -> Result<Manifest, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::corrupt(format!("{place}/{MANIFEST}"), e.to_string()))
 }
 
 /// Reads a file of at most 1 GiB (a manifest of a few million blobs).

@@ -28,9 +28,14 @@
 mod copy;
 pub(crate) mod destination;
 pub(crate) mod manifest;
+#[cfg(feature = "s3")]
+pub(crate) mod remote;
 pub(crate) mod restore;
+mod target;
 
-use std::path::{Path, PathBuf};
+pub use target::BackupTarget;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -129,8 +134,12 @@ impl Store {
     /// it was when the backup began. A second backup into the same
     /// destination copies only the blobs the destination lacks.
     ///
-    /// `dest` must be missing, empty, or a destination of this store's
-    /// backups; one of another data region is
+    /// `dest` is a directory or an `s3://bucket/prefix` (see
+    /// [`BackupTarget`]; feature `s3`): there the metadata snapshot is
+    /// compressed and sealed under a key derived from the master key
+    /// before it is uploaded, and blobs go up as they are (sealed
+    /// already). It must be missing, empty, or a destination of this
+    /// store's backups; one of another data region is
     /// [`Error::RegionMismatch`] unless allowed. Restore with
     /// [`Store::restore`].
     ///
@@ -144,18 +153,31 @@ impl Store {
     /// assert_eq!((first.generation, second.generation), (1, 2));
     /// # Ok(()) }
     /// ```
-    #[tracing::instrument(skip_all, name = "backup", fields(dest = %dest.as_ref().display()))]
+    #[tracing::instrument(skip_all, name = "backup", fields(dest = tracing::field::Empty))]
     pub async fn backup(
         &self,
-        dest: impl AsRef<Path>,
+        dest: impl Into<BackupTarget>,
         options: BackupOptions,
     ) -> Result<BackupReport, Error> {
+        let target = dest.into();
+        tracing::Span::current().record("dest", tracing::field::display(&target));
+        target.check()?;
         crate::telemetry::observe(
             &self.db().telemetry,
             crate::telemetry::op_key!("store.backup"),
             async {
+                let dest = match target {
+                    BackupTarget::Dir(d) => d,
+                    #[cfg(feature = "s3")]
+                    BackupTarget::S3(c) => return remote::backup::backup(self, &c, options).await,
+                    #[cfg(not(feature = "s3"))]
+                    BackupTarget::S3(_) => {
+                        return Err(Error::Config {
+                            reason: "this build has no object storage (cargo feature `s3`)".into(),
+                        });
+                    }
+                };
                 let t0 = std::time::Instant::now();
-                let dest = dest.as_ref().to_path_buf();
                 let db = self.db();
                 let blobs = self.blob_store();
                 let source = blobs

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::blob::backend::local::LocalDir;
 use crate::config::Config;
 use crate::error::Error;
+use crate::ops::backup::BackupTarget;
 use crate::ops::backup::copy;
 use crate::ops::backup::destination::Destination;
 use crate::ops::backup::manifest::{self, FileDigest};
@@ -87,24 +88,37 @@ pub struct BackupGeneration {
 }
 
 impl Store {
-    /// The generations in a backup destination, oldest first (read
-    /// without the master key: nothing here is checked).
-    pub fn backups(dest: impl AsRef<Path>) -> Result<Vec<BackupGeneration>, Error> {
-        let (d, _) = Destination::open_existing(dest.as_ref())?;
-        let mut out = Vec::new();
-        for g in d.generations()? {
-            let m = d.manifest_unchecked(g)?;
-            let bytes = m.total_bytes();
-            out.push(BackupGeneration {
+    /// The generations in a backup destination (a directory or an
+    /// `s3://` prefix), oldest first (read without the master key: nothing
+    /// here is checked).
+    pub fn backups(dest: impl Into<BackupTarget>) -> Result<Vec<BackupGeneration>, Error> {
+        let target = dest.into();
+        target.check()?;
+        let manifests = match &target {
+            BackupTarget::Dir(dir) => {
+                let (d, _) = Destination::open_existing(dir)?;
+                let mut out = Vec::new();
+                for g in d.generations()? {
+                    out.push((g, d.manifest_unchecked(g)?));
+                }
+                out
+            }
+            #[cfg(feature = "s3")]
+            BackupTarget::S3(c) => super::remote::listing(c)?,
+            #[cfg(not(feature = "s3"))]
+            BackupTarget::S3(_) => Vec::new(),
+        };
+        Ok(manifests
+            .into_iter()
+            .map(|(g, m)| BackupGeneration {
                 generation: g,
                 created_at: m.created_at,
                 schema_version: m.schema_version,
+                bytes: m.total_bytes(),
                 region: m.region,
                 blobs: m.blobs.len() as u64,
-                bytes,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Restores a backup generation from `src` into `config`'s data
@@ -129,20 +143,37 @@ impl Store {
     /// assert_eq!(restored.users().get(alice.id)?.username, "alice");
     /// # Ok(()) }
     /// ```
-    #[tracing::instrument(skip_all, name = "restore", fields(src = %src.as_ref().display()))]
+    #[tracing::instrument(skip_all, name = "restore", fields(src = tracing::field::Empty))]
     pub async fn restore(
-        src: impl AsRef<Path>,
+        src: impl Into<BackupTarget>,
         config: &Config,
         options: RestoreOptions,
     ) -> Result<RestoreReport, Error> {
         let t0 = std::time::Instant::now();
+        let target = src.into();
+        tracing::Span::current().record("src", tracing::field::display(&target));
+        target.check()?;
         let master = crate::blob::keys::configured_master(config)?;
-        let (src, config2, options2) =
-            (src.as_ref().to_path_buf(), config.clone(), options.clone());
-        let report =
-            tokio::task::spawn_blocking(move || restore_files(&src, &config2, &options2, &master))
+        let report = match target {
+            BackupTarget::Dir(src) => {
+                let (config2, options2) = (config.clone(), options.clone());
+                tokio::task::spawn_blocking(move || {
+                    restore_files(&src, &config2, &options2, &master)
+                })
                 .await
-                .map_err(|e| Error::join("restoring", e))??;
+                .map_err(|e| Error::join("restoring", e))??
+            }
+            #[cfg(feature = "s3")]
+            BackupTarget::S3(c) => {
+                super::remote::restore::restore(&c, config, &options, &master).await?
+            }
+            #[cfg(not(feature = "s3"))]
+            BackupTarget::S3(_) => {
+                return Err(Error::Config {
+                    reason: "this build has no object storage (cargo feature `s3`)".into(),
+                });
+            }
+        };
         // The key opens it, and a first open settles it.
         let store = Store::open(config.clone().open_mode(crate::OpenMode::MustExist)).await?;
         store.close().await;
@@ -246,20 +277,27 @@ fn restore_files(
     )?;
     copy::sync_all(data)?;
     tell(m.metadata.bytes);
-    Ok(RestoreReport {
-        data_dir: data.clone(),
-        generation,
-        created_at: m.created_at,
-        store_id: m.store_id,
-        blobs: m.blobs.len() as u64,
-        bytes: total,
-        missing: m.missing.len() as u64,
-        took_ms: 0,
-    })
+    Ok(RestoreReport::of(data.clone(), generation, m))
+}
+
+impl RestoreReport {
+    /// The report of a restore of `m` (its time is filled in at the end).
+    pub(crate) fn of(data_dir: PathBuf, generation: u64, m: manifest::Manifest) -> RestoreReport {
+        RestoreReport {
+            data_dir,
+            generation,
+            created_at: m.created_at,
+            bytes: m.total_bytes(),
+            blobs: m.blobs.len() as u64,
+            missing: m.missing.len() as u64,
+            store_id: m.store_id,
+            took_ms: 0,
+        }
+    }
 }
 
 /// Refuses a target that holds anything, unless forced.
-fn check_target(data_dir: &Path, force: bool) -> Result<(), Error> {
+pub(crate) fn check_target(data_dir: &Path, force: bool) -> Result<(), Error> {
     let empty = match std::fs::read_dir(data_dir) {
         Ok(mut d) => d.next().is_none(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -302,7 +340,7 @@ fn check(path: &Path, expected: &FileDigest, buf: &mut Vec<u8>) -> Result<(), Er
     }
 }
 
-fn same(path: &Path, expected: &FileDigest, found: &FileDigest) -> Result<(), Error> {
+pub(crate) fn same(path: &Path, expected: &FileDigest, found: &FileDigest) -> Result<(), Error> {
     if found.bytes != expected.bytes {
         return Err(mismatch(
             path,

@@ -82,44 +82,13 @@ impl S3Dir {
     /// request (the store's open lists one object) finds out whether the
     /// bucket answers.
     pub(crate) fn new(config: &S3Config) -> Result<S3Dir, Error> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &config.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(id) = &config.access_key_id {
-            builder = builder.with_access_key_id(id);
-        }
-        if let Some(secret) = &config.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        let options = ClientOptions::new()
-            .with_allow_http(config.allow_http)
-            .with_timeout(config.request_timeout)
-            .with_connect_timeout(config.connect_timeout);
-        let retry = RetryConfig {
-            backoff: BackoffConfig::default(),
-            max_retries: config.max_retries,
-            retry_timeout: config.retry_timeout,
-        };
-        let builder = builder.with_virtual_hosted_style_request(false);
-        let build = |builder: AmazonS3Builder| {
-            builder.build().map_err(|e| Error::Config {
-                reason: format!("blob_backend s3://{}: {e}", config.bucket),
-            })
-        };
-        let store = build(
-            builder
-                .clone()
-                .with_client_options(options.clone())
-                .with_retry(retry),
-        )?;
+        let store = client(config)?;
         // Health checks ask once, briefly: a dead endpoint is reported in
         // seconds, not after the puts' whole retry budget.
         let probe_timeout = config.request_timeout.min(PROBE_TIMEOUT);
+        let (builder, options) = builder(config);
         let probe = build(
+            config,
             builder
                 .with_client_options(
                     options
@@ -193,6 +162,52 @@ impl S3Dir {
     fn context(&self, what: &str, address: BlobAddress) -> String {
         format!("{what} blob {address} at {}", self.url)
     }
+}
+
+/// The configured bucket's builder and client options (credentials and
+/// anything unset from the `AWS_*` variables).
+fn builder(config: &S3Config) -> (AmazonS3Builder, ClientOptions) {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&config.bucket)
+        .with_virtual_hosted_style_request(false);
+    if let Some(endpoint) = &config.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &config.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(id) = &config.access_key_id {
+        builder = builder.with_access_key_id(id);
+    }
+    if let Some(secret) = &config.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    let options = ClientOptions::new()
+        .with_allow_http(config.allow_http)
+        .with_timeout(config.request_timeout)
+        .with_connect_timeout(config.connect_timeout);
+    (builder, options)
+}
+
+fn build(config: &S3Config, builder: AmazonS3Builder) -> Result<AmazonS3, Error> {
+    builder.build().map_err(|e| Error::Config {
+        reason: format!("s3://{}: {e}", config.bucket),
+    })
+}
+
+/// A client of the configured bucket with its retries and timeouts
+/// (nothing is sent yet).
+pub(crate) fn client(config: &S3Config) -> Result<AmazonS3, Error> {
+    let (builder, options) = builder(config);
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: config.max_retries,
+        retry_timeout: config.retry_timeout,
+    };
+    build(
+        config,
+        builder.with_client_options(options).with_retry(retry),
+    )
 }
 
 /// Runs `work` on the client's runtime and waits for its output from
