@@ -53,6 +53,9 @@ mod common;
 #[cfg(feature = "s3")]
 #[path = "blob/s3.rs"]
 mod s3;
+#[cfg(feature = "s3")]
+#[path = "blob/s3_backup.rs"]
+mod s3_backup;
 
 use common::temp_dir;
 use std::hint::black_box;

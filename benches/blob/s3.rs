@@ -24,6 +24,8 @@
 //!   offset (`local`, `s3`), and one ranged `get_range` of the same length
 //!   (`raw`).
 //!
+//! * `s3_backup_1GiB`: see `benches/blob/s3_backup.rs`.
+//!
 //! The objects of the measured store puts are deleted after each sample,
 //! through the raw client (behind the store: those records are never read
 //! again), so that an in-memory engine does not fill up.
@@ -45,9 +47,9 @@ fn var(name: &str, default: &str) -> String {
 }
 
 /// The bucket's raw client and the store's prefix in it.
-struct Raw {
-    client: Arc<AmazonS3>,
-    prefix: String,
+pub(super) struct Raw {
+    pub(super) client: Arc<AmazonS3>,
+    pub(super) prefix: String,
 }
 
 impl Raw {
@@ -56,7 +58,7 @@ impl Raw {
         Key::from(format!("{}/blobs/{}", self.prefix, file.blob))
     }
 
-    async fn put(&self, key: &Key, data: &[u8]) {
+    pub(super) async fn put(&self, key: &Key, data: &[u8]) {
         if data.len() <= PART {
             let payload = PutPayload::from(data.to_vec());
             self.client.put(key, payload).await.expect("raw put");
@@ -241,4 +243,5 @@ pub(super) fn bench(c: &mut Criterion, local: &Fixture) {
     group.bench_function("raw", |b| bench_range_raw(b, &remote, &raw, &key, MAX_SIZE));
     group.finish();
     remote.rt.block_on(remote.store.close());
+    super::s3_backup::bench(c, &raw, &settings);
 }

@@ -187,7 +187,7 @@ impl Store {
                     .ok_or_else(|| {
                         Error::invalid(
                             "backup",
-                            "only a local blob directory can be backed up today",
+                            "a store whose blobs are in object storage backs up to an s3:// destination, not a directory",
                         )
                     })?;
                 let store_id = db.read(crate::db::snapshot_copy::store_id)?;

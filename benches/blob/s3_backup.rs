@@ -1,0 +1,115 @@
+//! `s3_backup_1GiB`: a full backup of a store holding 1 GiB of blobs (16
+//! files of 64 MiB, random bytes, so the sealed blob is the file's size)
+//! to a new `s3://` prefix, against the raw `object_store` upload of the
+//! same 16 blob files (read from disk, 8 MiB parts, two in flight per
+//! file, four files at once: what `aws s3 sync` or `rclone copy` does with
+//! their default concurrency), in one run. Each sample is one whole
+//! backup; its objects are deleted afterwards, untimed, so that an
+//! in-memory engine does not fill up.
+
+use std::path::PathBuf;
+
+use bharatvoice_store::{BackupOptions, BackupTarget, S3Config};
+use criterion::SamplingMode;
+use futures_util::StreamExt;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::s3::Raw;
+use super::*;
+
+const FILES: usize = 16;
+
+/// Every regular file under `dir`.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files_under(&path, out),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// Deletes every object under `prefix`.
+async fn clear(raw: &Raw, prefix: &str) {
+    let under = Key::from(prefix);
+    let keys: Vec<_> = raw
+        .client
+        .list(Some(&under))
+        .map(|m| m.expect("listing").location)
+        .collect()
+        .await;
+    for key in keys {
+        raw.client.delete(&key).await.expect("delete");
+    }
+}
+
+pub(super) fn bench(c: &mut Criterion, raw: &Raw, settings: &S3Config) {
+    let fx = Fixture::new();
+    let mut data = random()[..MAX_SIZE].to_vec();
+    for _ in 0..FILES {
+        stamp(&mut data);
+        fx.put(&data, (RANDOM_AUTO.options)());
+    }
+    let mut blob_files = Vec::new();
+    files_under(&fx.store.config().data_dir.join("blobs"), &mut blob_files);
+    assert_eq!(blob_files.len(), FILES, "one blob file per put");
+    let total: u64 = blob_files
+        .iter()
+        .map(|p| std::fs::metadata(p).expect("blob size").len())
+        .sum();
+
+    let mut group = c.benchmark_group("s3_backup_1GiB");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Bytes(total))
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(60));
+    group.bench_function("store", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let prefix = format!("{}-backup-{}", raw.prefix, uuid::Uuid::now_v7());
+                let target = BackupTarget::S3(settings.clone().prefix(&prefix));
+                let start = Instant::now();
+                let report = fx
+                    .rt
+                    .block_on(fx.store.backup(target, BackupOptions::default()))
+                    .expect("backup");
+                elapsed += start.elapsed();
+                assert_eq!(report.blobs_copied as usize, FILES);
+                fx.rt.block_on(clear(raw, &prefix));
+            }
+            elapsed
+        })
+    });
+    group.bench_function("raw", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let prefix = format!("{}-copy-{}", raw.prefix, uuid::Uuid::now_v7());
+                let start = Instant::now();
+                fx.rt.block_on(
+                    futures_util::stream::iter(blob_files.iter().enumerate()).for_each_concurrent(
+                        4,
+                        |(i, path)| {
+                            let key = Key::from(format!("{prefix}/blobs/{i}"));
+                            async move {
+                                let bytes = tokio::fs::read(path).await.expect("read blob");
+                                raw.put(&key, black_box(&bytes)).await;
+                            }
+                        },
+                    ),
+                );
+                elapsed += start.elapsed();
+                fx.rt.block_on(clear(raw, &prefix));
+            }
+            elapsed
+        })
+    });
+    group.finish();
+    fx.rt.block_on(fx.store.close());
+}
