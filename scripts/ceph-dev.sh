@@ -85,6 +85,11 @@ osd_pool_default_pg_autoscale_mode = off
 osd_pool_default_pg_num = 8
 osd_pool_default_pgp_num = 8
 mon_max_pg_per_osd = 1000
+# The monitor refuses to start (and later stops) when the file system
+# holding its data has less than 5% free: a shared CI disk often has.
+# Its data is a few MiB; the OSD keeps its objects in memory.
+mon_data_avail_crit = 0
+mon_data_avail_warn = 0
 run_dir = $dir/run
 pid_file = $dir/run/\$name.pid
 admin_socket = $dir/run/\$name.asok
@@ -92,6 +97,12 @@ log_file = $dir/log/\$name.log
 mon_data = $dir/mon/\$cluster-\$id
 osd_data = $dir/osd/\$cluster-\$id
 osd_crush_chooseleaf_type = 0
+# An OSD places itself in the CRUSH map when it starts, by a command to
+# the monitor; now and then, just after the monitor came up, that command
+# goes out with a zero fsid and is refused ('wrong fsid'), and the OSD
+# exits. The script places it instead (ceph osd crush add, below).
+osd_crush_update_on_start = false
+osd_class_update_on_start = false
 [client.rgw.a]
 rgw_frontends = beast endpoint=127.0.0.1:$port
 rgw_data = $dir/rgw
@@ -108,6 +119,7 @@ CONF
   id=$(ceph -c "$conf" osd create)
   mkdir -p "$dir/osd/ceph-$id"
   ceph-osd -c "$conf" -i "$id" --mkfs
+  ceph -c "$conf" osd crush add "osd.$id" 1.0 root=default >/dev/null 2>&1
   ceph-osd -c "$conf" -i "$id"
   start_rgw
   radosgw-admin -c "$conf" user create --uid=bvstore --display-name=bvstore \
