@@ -449,6 +449,7 @@ pub fn sample_blob(plain: &[u8], chunk_size: u32, encrypt: bool, compress: bool)
         data_key: encrypt.then(|| SecretKey::from_bytes(FUZZ_BLOB_KEY)),
         depth: 2,
         cache_limit: u64::MAX,
+        for_upload: false,
         allowance: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -193,6 +193,7 @@ impl Files<'_> {
             data_key: data_key.clone(),
             depth: self.blobs.depth,
             cache_limit: self.blobs.cache_limit,
+            for_upload: self.blobs.backend.as_local().is_none(),
             allowance,
         };
         let pending = write_blob(&self.blobs.tmp_dir, reader, spec, progress).await?;

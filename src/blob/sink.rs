@@ -86,10 +86,18 @@ impl Sink {
     /// for `depth` queued chunks.
     /// `cache_limit` is the stored size from which the blob's pages are
     /// dropped from the page cache.
-    pub(crate) fn start(path: PathBuf, depth: usize, cache_limit: u64) -> Sink {
+    /// With `for_upload` the file is only a staging copy that an upload
+    /// reads back at once and then deletes (a remote backend): it stays in
+    /// the page cache, no writeback is started and it is not synced; the
+    /// object the upload makes is what is durable.
+    pub(crate) fn start(path: PathBuf, depth: usize, cache_limit: u64, for_upload: bool) -> Sink {
         let (tx, rx) = mpsc::channel(depth.max(1));
         let thread = tokio::task::spawn_blocking(move || {
-            let result = run(&path, rx, cache_limit);
+            let result = if for_upload {
+                run_staging(&path, rx)
+            } else {
+                run(&path, rx, cache_limit)
+            };
             if result.is_err() {
                 // Also covers a put cancelled before the file existed, when
                 // the caller's clean-up found nothing to remove.
@@ -147,13 +155,7 @@ impl Sink {
 
 fn run(path: &std::path::Path, mut rx: mpsc::Receiver<Msg>, cache_limit: u64) -> Result<(), Error> {
     let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| io("creating", e))?;
-    file.write_all(&[0u8; format::HEADER_LEN])
-        .map_err(|e| io("writing", e))?;
+    let mut file = create(path).map_err(|e| io("creating", e))?;
     let mut written = format::HEADER_LEN as u64;
     // Window boundaries: `[settled, behind)` is the oldest window not yet
     // waited for, `[behind, head)` the next; the current one starts at
@@ -204,12 +206,60 @@ fn run(path: &std::path::Path, mut rx: mpsc::Receiver<Msg>, cache_limit: u64) ->
             }
         }
     }
-    // The producer went away (an error or a cancelled put); the file is
-    // removed (see `Sink::start`).
-    Err(Error::io(
+    Err(cancelled())
+}
+
+/// [`run`] for a staging copy: buffered writes, no hints, no `fsync`.
+fn run_staging(path: &std::path::Path, mut rx: mpsc::Receiver<Msg>) -> Result<(), Error> {
+    let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
+    let mut file = create(path).map_err(|e| io("creating", e))?;
+    let mut written = format::HEADER_LEN as u64;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Chunk(sealed) => {
+                file.write_all(&sealed).map_err(|e| io("writing", e))?;
+                written += sealed.len() as u64;
+            }
+            Msg::Finish {
+                table,
+                header,
+                done,
+            } => {
+                let result = file
+                    .write_all(&table)
+                    .and_then(|()| write_header(&file, &header))
+                    .map(|()| Stored {
+                        len: written + table.len() as u64,
+                        direct: 0,
+                    })
+                    .map_err(|e| io("writing", e));
+                let _ = done.send(result);
+                return Ok(());
+            }
+        }
+    }
+    Err(cancelled())
+}
+
+/// Creates the file at `path`, readable by its owner only, and writes a
+/// header placeholder.
+fn create(path: &std::path::Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(&[0u8; format::HEADER_LEN])?;
+    Ok(file)
+}
+
+/// The producer went away (an error or a cancelled put); the file is
+/// removed (see `Sink::start`).
+fn cancelled() -> Error {
+    Error::io(
         "writing a blob",
         std::io::Error::other("cancelled before the end"),
-    ))
+    )
 }
 
 /// Whether the sink goes on with direct writes.

@@ -40,6 +40,9 @@ pub(crate) struct WriteSpec {
     pub(crate) depth: usize,
     /// Stored size from which the blob leaves the page cache once written.
     pub(crate) cache_limit: u64,
+    /// The temporary is only uploaded and deleted (a remote backend), not
+    /// kept as the blob: see [`Sink::start`].
+    pub(crate) for_upload: bool,
     /// Stored bytes the blob may take before the put is stopped (a quota).
     pub(crate) allowance: Option<crate::quota::Allowance>,
 }
@@ -251,7 +254,12 @@ pub(crate) async fn write_blob<R: AsyncRead + Unpin>(
         key_version: spec.key_version,
         nonce_prefix: random_bytes::<{ format::PREFIX_LEN }>()?,
     };
-    let mut sink = Sink::start(tmp_path.clone(), spec.depth, spec.cache_limit);
+    let mut sink = Sink::start(
+        tmp_path.clone(),
+        spec.depth,
+        spec.cache_limit,
+        spec.for_upload,
+    );
     let mut line = SealLine::start(spec.level, spec.depth, sink.chunk_sender(), spec.allowance);
     let sealer = Arc::new(ChunkSealer::new(header, spec.data_key.as_ref())?);
     let chunk = spec.chunk_size as usize;
