@@ -1,18 +1,20 @@
-//! A blob object open for ranged reads: the chunks a read announces are
-//! fetched in windows of at most [`WINDOW`] bytes, one ranged GET each;
-//! other reads (the open's header, trailer and chunk table) fetch at least
-//! [`MIN_FETCH`] bytes around them. Every window fetched is kept in the
-//! backend's read cache (bounded in bytes, in memory, still sealed), so
-//! that hot audio is not downloaded again.
+//! A blob object open for ranged reads: the chunks a read announces (a
+//! run) come from one ranged GET of the whole run, its body taken in
+//! pieces of [`PIECE`] bytes by a task on the client's runtime, at most
+//! [`AHEAD`] pieces ahead of the reads, so that the transfer goes on while
+//! the chunks are opened and memory stays bounded whatever the run's
+//! length. Other reads (the open's header, trailer and chunk table) fetch
+//! at least [`MIN_FETCH`] bytes around them. Everything fetched is kept in
+//! the backend's read cache (bounded in bytes, in memory, still sealed),
+//! so that hot audio is not downloaded again.
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::wait_on;
 use crate::blob::backend::BlobSource;
 use crate::error::Error;
 use crate::types::BlobAddress;
@@ -54,16 +56,6 @@ impl Cached {
         u32::try_from(bytes.saturating_add(64)).unwrap_or(u32::MAX)
     }
 
-    /// The cached bytes of `offset..end`, if one window holds them.
-    fn find(&self, offset: u64, end: u64) -> Option<&[u8]> {
-        self.windows.iter().find_map(|(start, bytes)| {
-            (offset >= *start && end <= start + bytes.len() as u64).then(|| {
-                let from = (offset - start) as usize;
-                &bytes[from..from + (end - offset) as usize]
-            })
-        })
-    }
-
     /// These windows and `(start, bytes)`, without those it covers.
     fn with(&self, start: u64, bytes: bytes::Bytes) -> Cached {
         let end = start + bytes.len() as u64;
@@ -78,22 +70,54 @@ impl Cached {
     }
 }
 
+/// Fills `buf` with the bytes from `offset` out of `windows` (each a
+/// start and its bytes), piecing it together from several when it
+/// straddles them; `false` if they do not hold all of it.
+fn fill<'a>(
+    windows: impl Iterator<Item = &'a (u64, bytes::Bytes)> + Clone,
+    buf: &mut [u8],
+    offset: u64,
+) -> bool {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = offset + done as u64;
+        let Some((start, bytes)) = windows
+            .clone()
+            .find(|(start, bytes)| at >= *start && at < start + bytes.len() as u64)
+        else {
+            return false;
+        };
+        let from = (at - start) as usize;
+        let n = (bytes.len() - from).min(buf.len() - done);
+        buf[done..done + n].copy_from_slice(&bytes[from..from + n]);
+        done += n;
+    }
+    true
+}
+
 /// The fewest bytes a read outside an announced run fetches (around it):
 /// one request then serves the trailer and the chunk table together, and
 /// no tiny response is asked for (RADOS Gateway sends one only after the
 /// client's delayed ACK, ~40 ms).
 const MIN_FETCH: u64 = 64 << 10;
 
-/// Bytes fetched ahead at most, within a run announced by
-/// [`BlobSource::will_read`]: one ranged GET serves the chunks of up to
-/// this many bytes, and no open object holds more.
-const WINDOW: u64 = 8 << 20;
+/// Bytes of one piece of a run's body, as the reads take them.
+const PIECE: usize = 1 << 20;
+
+/// Pieces received and not yet taken by a read, at most (then the task
+/// stops reading the body, and TCP tells the server to wait).
+const AHEAD: usize = 8;
+
+/// Bytes of the pieces an open object keeps after the reads took them:
+/// chunks are read several at once, so a read can come late. Also the
+/// granularity of where a run's GET starts, so that chunks read out of
+/// order at the start of a run land in the same GET.
+const KEPT: u64 = 8 << 20;
 
 /// An object open for ranged reads. Reads within a run announced by
-/// `will_read` are served from a window fetched with one ranged GET (of
-/// the run, or of [`WINDOW`] bytes of it); any other read fetches at
-/// least [`MIN_FETCH`] bytes around it. A read the cache holds sends
-/// nothing.
+/// `will_read` are served from the run's GET, streamed (see the module
+/// docs); any other read fetches at least [`MIN_FETCH`] bytes around it.
+/// A read the cache holds sends nothing.
 pub(super) struct Object {
     pub(super) dir: Handle,
     pub(super) key: Key,
@@ -102,56 +126,193 @@ pub(super) struct Object {
     pub(super) ahead: std::sync::Mutex<Ahead>,
 }
 
-/// The announced run and the window fetched from it.
+/// A piece of an object's bytes (or why it did not come).
+type Piece = std::io::Result<(u64, bytes::Bytes)>;
+
+/// The announced run, the pieces taken from its GET, and the GET.
 #[derive(Default)]
 pub(super) struct Ahead {
     run: Range<u64>,
-    /// Where the window starts, and its bytes.
-    window: Option<(u64, bytes::Bytes)>,
+    /// Pieces taken, adjacent, oldest first: where each starts, and its
+    /// bytes (at most [`KEPT`] bytes, besides the newest).
+    pieces: std::collections::VecDeque<(u64, bytes::Bytes)>,
+    /// The GET streaming the rest of the run: the range still to come,
+    /// and where its pieces arrive.
+    body: Option<(Range<u64>, std::sync::mpsc::Receiver<Piece>)>,
+}
+
+impl Ahead {
+    /// Whether `offset` is in the pieces taken or still to come.
+    fn covers(&self, offset: u64) -> bool {
+        let first = match self.pieces.front() {
+            Some((start, _)) => *start,
+            None => return false,
+        };
+        let end = match &self.body {
+            Some((rest, _)) => rest.end,
+            None => self
+                .pieces
+                .back()
+                .map_or(first, |(s, b)| s + b.len() as u64),
+        };
+        (first..end).contains(&offset)
+    }
+
+    fn keep(&mut self, start: u64, bytes: bytes::Bytes) {
+        self.pieces.push_back((start, bytes));
+        while self.pieces.len() > 1 {
+            let total: u64 = self.pieces.iter().map(|(_, b)| b.len() as u64).sum();
+            let oldest = self.pieces.front().map_or(0, |(_, b)| b.len() as u64);
+            if total - oldest < KEPT {
+                break;
+            }
+            self.pieces.pop_front();
+        }
+    }
 }
 
 impl Object {
-    /// One ranged GET.
+    /// One ranged GET, waited for, whole.
     fn fetch(&self, range: Range<u64>) -> std::io::Result<bytes::Bytes> {
         let Some(rt) = &self.dir.runtime else {
-            return Err(std::io::Error::other("the object store client is closed"));
+            return Err(closed());
         };
         let (store, key) = (Arc::clone(&self.dir.store), self.key.clone());
         let (start, want) = (range.start, range.end - range.start);
+        let what = self.what();
+        self.count_get();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let got = match store.get_range(&key, range).await {
+                Ok(got) if got.len() as u64 == want => Ok(got),
+                Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Err(e) => Err(std::io::Error::other(format!("{what}: {e}"))),
+            };
+            let _ = tx.send(got);
+        });
+        let got = rx.recv().map_err(|_| stopped())??;
+        self.remember(start, &got);
+        Ok(got)
+    }
+
+    /// Sends one ranged GET of `range` and streams its body: a task on
+    /// the client's runtime cuts it into pieces of [`PIECE`] bytes and
+    /// sends them on the channel returned, at most [`AHEAD`] unread.
+    fn stream(&self, range: Range<u64>) -> std::io::Result<std::sync::mpsc::Receiver<Piece>> {
+        use futures_util::StreamExt;
+        let Some(rt) = &self.dir.runtime else {
+            return Err(closed());
+        };
+        let (store, key) = (Arc::clone(&self.dir.store), self.key.clone());
+        let what = self.what();
+        self.count_get();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(AHEAD);
+        rt.spawn(async move {
+            let options = object_store::GetOptions::default().with_range(Some(range.clone()));
+            let mut body = match store.get_opts(&key, options).await {
+                Ok(got) => got.into_stream(),
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(format!("{what}: {e}"))));
+                    return;
+                }
+            };
+            let (mut at, mut piece) = (range.start, bytes::BytesMut::new());
+            loop {
+                let next = body.next().await;
+                let ready = match &next {
+                    Some(Ok(bytes)) => {
+                        piece.extend_from_slice(bytes);
+                        piece.len() >= PIECE
+                    }
+                    _ => !piece.is_empty(),
+                };
+                if ready {
+                    let bytes = piece.split().freeze();
+                    let start = at;
+                    at += bytes.len() as u64;
+                    // The channel blocks when the reads are behind: off
+                    // the runtime's workers.
+                    let sender = tx.clone();
+                    let sent = tokio::task::spawn_blocking(move || sender.send(Ok((start, bytes))))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                    if !sent {
+                        return; // The object was dropped: the GET is cancelled.
+                    }
+                }
+                match next {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(std::io::Error::other(format!("{what}: {e}"))));
+                        return;
+                    }
+                    None if at < range.end => {
+                        let _ = tx.send(Err(std::io::ErrorKind::UnexpectedEof.into()));
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    fn what(&self) -> String {
+        format!("reading blob {} at {}", self.address, self.dir.url)
+    }
+
+    fn count_get(&self) {
         self.dir
             .gets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let got = wait_on(rt, async move { store.get_range(&key, range).await })
-            .ok_or_else(|| std::io::Error::other("the object store client stopped"))?
-            .map_err(|e| {
-                std::io::Error::other(format!(
-                    "reading blob {} at {}: {e}",
-                    self.address, self.dir.url
-                ))
-            })?;
-        if got.len() as u64 != want {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
+    }
+
+    /// Puts fetched bytes in the read cache, if it is on.
+    fn remember(&self, start: u64, got: &bytes::Bytes) {
         if let Some(cache) = &self.dir.cache {
             let old = cache.get(&self.address).unwrap_or_default();
             cache.insert(self.address, Arc::new(old.with(start, got.clone())));
         }
-        Ok(got)
     }
 
-    /// Fills `buf` from the read cache, if it holds `offset..end`.
-    fn cached(&self, buf: &mut [u8], offset: u64, end: u64) -> bool {
+    /// Fills `buf` from the read cache, if it holds all of it.
+    fn cached(&self, buf: &mut [u8], offset: u64) -> bool {
         let Some(cached) = self.dir.cache.as_ref().and_then(|c| c.get(&self.address)) else {
             return false;
         };
-        match cached.find(offset, end) {
-            Some(bytes) => {
-                buf.copy_from_slice(bytes);
-                true
-            }
-            None => false,
-        }
+        fill(cached.windows.iter(), buf, offset)
     }
+
+    /// Takes the next piece of the run's GET into the kept ones.
+    fn take_piece(&self, ahead: &mut Ahead) -> std::io::Result<()> {
+        let Some((rest, rx)) = ahead.body.as_mut() else {
+            return Ok(());
+        };
+        let got = rx.recv().map_err(|_| stopped()).and_then(|piece| piece);
+        let (start, bytes) = match got {
+            Ok(piece) => piece,
+            Err(e) => {
+                // The next read that needs it sends the GET again.
+                ahead.body = None;
+                return Err(e);
+            }
+        };
+        rest.start = start + bytes.len() as u64;
+        if rest.start >= rest.end {
+            ahead.body = None;
+        }
+        self.remember(start, &bytes);
+        ahead.keep(start, bytes);
+        Ok(())
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::other("the object store client is closed")
+}
+
+fn stopped() -> std::io::Error {
+    std::io::Error::other("the object store client stopped")
 }
 
 impl BlobSource for Object {
@@ -172,30 +333,82 @@ impl BlobSource for Object {
             .checked_add(buf.len() as u64)
             .filter(|end| *end <= self.len)
             .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        if self.cached(buf, offset, end) {
+        if self.cached(buf, offset) {
             return Ok(());
         }
-        // Held while fetching: reads ahead in parallel wait for the window
-        // rather than each fetching it.
+        if end - offset > KEPT / 2 {
+            // Too large to be sure of staying in the kept pieces (a huge
+            // chunk size): fetched as it is.
+            let bytes = self.fetch(offset..end)?;
+            buf.copy_from_slice(&bytes);
+            return Ok(());
+        }
+        // Held while waiting: reads ahead in parallel wait for their
+        // piece rather than each sending a GET.
         let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((start, bytes)) = &ahead.window
-            && offset >= *start
-            && end <= start + bytes.len() as u64
-        {
-            let from = (offset - start) as usize;
-            buf.copy_from_slice(&bytes[from..from + buf.len()]);
-            return Ok(());
+        loop {
+            if fill(ahead.pieces.iter(), buf, offset) {
+                return Ok(());
+            }
+            if ahead.body.is_some() && ahead.covers(offset) {
+                // The run's GET brings (the rest of) it.
+                self.take_piece(&mut ahead)?;
+                continue;
+            }
+            // Nothing taken or to come holds it: start afresh.
+            ahead.body = None;
+            ahead.pieces.clear();
+            let run = ahead.run.clone();
+            if run.start <= offset && end <= run.end {
+                let from = run.start + (offset - run.start) / KEPT * KEPT;
+                let rest = from..run.end;
+                ahead.body = Some((rest.clone(), self.stream(rest)?));
+                // Marks where the run's bytes start (covers() needs one).
+                ahead.pieces.push_back((from, bytes::Bytes::new()));
+            } else {
+                let to = end.max(offset.saturating_add(MIN_FETCH)).min(self.len);
+                let window = offset.min(to.saturating_sub(MIN_FETCH))..to;
+                let bytes = self.fetch(window.clone())?;
+                ahead.keep(window.start, bytes);
+                return if fill(ahead.pieces.iter(), buf, offset) {
+                    Ok(())
+                } else {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                };
+            }
         }
-        let window = if ahead.run.start <= offset && end <= ahead.run.end {
-            offset..ahead.run.end.min(offset.saturating_add(WINDOW)).max(end)
-        } else {
-            let to = end.max(offset.saturating_add(MIN_FETCH)).min(self.len);
-            offset.min(to.saturating_sub(MIN_FETCH))..to
-        };
-        let bytes = self.fetch(window.clone())?;
-        let from = (offset - window.start) as usize;
-        buf.copy_from_slice(&bytes[from..from + buf.len()]);
-        ahead.window = Some((window.start, bytes));
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill;
+
+    fn windows() -> Vec<(u64, bytes::Bytes)> {
+        vec![
+            (10, bytes::Bytes::from_static(b"abcde")),
+            (15, bytes::Bytes::from_static(b"fghij")),
+            (30, bytes::Bytes::from_static(b"xyz")),
+        ]
+    }
+
+    #[test]
+    fn a_read_is_pieced_together_from_adjacent_windows_and_not_across_a_gap() {
+        let w = windows();
+        let mut buf = [0u8; 4];
+        assert!(fill(w.iter(), &mut buf, 11));
+        assert_eq!(&buf, b"bcde");
+        assert!(fill(w.iter(), &mut buf, 13));
+        assert_eq!(&buf, b"defg", "straddles the first two windows");
+        let mut all = [0u8; 10];
+        assert!(fill(w.iter(), &mut all, 10));
+        assert_eq!(&all, b"abcdefghij");
+        assert!(
+            !fill(w.iter(), &mut buf, 18),
+            "runs past the second window into a gap"
+        );
+        assert!(!fill(w.iter(), &mut buf, 8), "starts before any window");
+        assert!(!fill(w.iter(), &mut buf, 31), "runs past the end");
+        assert!(fill(w.iter(), &mut [], 1000), "nothing to read");
     }
 }
