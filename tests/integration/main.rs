@@ -11,6 +11,8 @@ mod backends;
 mod backends_backup;
 #[cfg(feature = "s3")]
 mod backends_faults;
+#[cfg(feature = "s3")]
+mod backends_throttle;
 mod backup;
 mod backup_cli;
 mod blob_cli;
