@@ -39,6 +39,20 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// The record of a new destination for the store `store_id`.
+    pub(crate) fn new(store_id: &str, region: Option<&str>) -> Record {
+        Record {
+            format: manifest::FORMAT,
+            store_id: store_id.to_string(),
+            region: region.map(str::to_string),
+        }
+    }
+
+    /// `backup.json`'s bytes.
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec_pretty(self).map_err(|e| Error::corrupt("backup.json", e.to_string()))
+    }
+
     /// Refuses a backup of the store `store_id` into the destination this
     /// record is of (named `place`) when it is another store's, or of
     /// another data region (unless allowed).
@@ -122,14 +136,8 @@ impl Destination {
                     ));
                 }
                 crate::fsutil::create_private_dir_all(root).map_err(io("creating", root))?;
-                let record = Record {
-                    format: manifest::FORMAT,
-                    store_id: store_id.to_string(),
-                    region: region.map(str::to_string),
-                };
-                let body = serde_json::to_vec_pretty(&record)
-                    .map_err(|e| Error::corrupt("backup.json", e.to_string()))?;
-                crate::fsutil::write_file_durably(&root.join(RECORD), &body, 0o600)?;
+                let record = Record::new(store_id, region);
+                crate::fsutil::write_file_durably(&root.join(RECORD), &record.to_json()?, 0o600)?;
                 record
             }
         };

@@ -257,17 +257,9 @@ fn restore_files(
         )?;
         tell(b.digest.bytes);
     }
-    if options.install_key && (config.master_key.is_some() || config.master_key_file.is_some()) {
-        let (path, _) = crate::blob::keys::embedded_paths(data);
-        crate::fsutil::write_file_durably(&path, master.to_hex().as_bytes(), 0o600)?;
-    }
-    let cache = data.join("cache.redb");
-    match std::fs::remove_file(&cache) {
-        Ok(()) => tracing::info!("deleted the target's cache.redb (it cached another store)"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("deleting {}", cache.display()), e)),
-    }
-    copy::sync_all(data)?;
+    let install =
+        options.install_key && (config.master_key.is_some() || config.master_key_file.is_some());
+    ready_target(data, install.then_some(master))?;
     copy_checked(
         &snapshot,
         &data.join("store.redb"),
@@ -380,4 +372,24 @@ fn copy_checked(
             .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     std::fs::rename(&tmp, to).map_err(|e| Error::io(format!("renaming into {}", to.display()), e))
+}
+
+/// The last step before the restored `store.redb` goes in place: writes
+/// `master` as the target's embedded key file when given, deletes the
+/// target's `cache.redb` (it cached another store) and syncs the target.
+pub(crate) fn ready_target(
+    data: &Path,
+    master: Option<&crate::blob::crypto::SecretKey>,
+) -> Result<(), Error> {
+    if let Some(master) = master {
+        let (path, _) = crate::blob::keys::embedded_paths(data);
+        crate::fsutil::write_file_durably(&path, master.to_hex().as_bytes(), 0o600)?;
+    }
+    let cache = data.join("cache.redb");
+    match std::fs::remove_file(&cache) {
+        Ok(()) => tracing::info!("deleted the target's cache.redb (it cached another store)"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("deleting {}", cache.display()), e)),
+    }
+    copy::sync_all(data)
 }

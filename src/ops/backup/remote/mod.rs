@@ -182,14 +182,8 @@ impl Bucket {
                         ),
                     ));
                 }
-                let record = Record {
-                    format: manifest::FORMAT,
-                    store_id: store_id.to_string(),
-                    region: region.map(str::to_string),
-                };
-                let body = serde_json::to_vec_pretty(&record)
-                    .map_err(|e| Error::corrupt("backup.json", e.to_string()))?;
-                self.put_small(&self.key(RECORD), body).await?;
+                let record = Record::new(store_id, region);
+                self.put_small(&self.key(RECORD), record.to_json()?).await?;
                 record
             }
         };

@@ -153,17 +153,7 @@ pub(crate) async fn restore(
             std::fs::rename(&from, &to)
                 .map_err(|e| Error::io(format!("renaming into {}", to.display()), e))?;
         }
-        if let Some(master) = install {
-            let (path, _) = crate::blob::keys::embedded_paths(&data2);
-            crate::fsutil::write_file_durably(&path, master.to_hex().as_bytes(), 0o600)?;
-        }
-        let cache = data2.join("cache.redb");
-        match std::fs::remove_file(&cache) {
-            Ok(()) => tracing::info!("deleted the target's cache.redb (it cached another store)"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("deleting {}", cache.display()), e)),
-        }
-        copy::sync_all(&data2)?;
+        super::super::restore::ready_target(&data2, install.as_ref())?;
         let db = data2.join("store.redb");
         std::fs::rename(&plain2, &db)
             .map_err(|e| Error::io(format!("renaming into {}", db.display()), e))?;
