@@ -29,6 +29,12 @@
 //! `fsync`. Durability does not depend on any of this: the blob is
 //! `fsync`ed before it is acknowledged. Elsewhere than Linux these calls are
 //! skipped and every write is buffered.
+//!
+//! With object storage the file is only a staging copy (see
+//! [`Sink::start`]): the upload reads it back at once and deletes it, and
+//! the object the server acknowledged is what is durable, so none of the
+//! above applies: plain buffered writes, no `fsync` (it halved a 4 MiB put
+//! to a local Ceph gateway: 55.5 ms to 28.5 ms).
 
 use std::fs::File;
 use std::io::Write;
