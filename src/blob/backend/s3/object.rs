@@ -15,6 +15,7 @@ use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::wait_on;
 use crate::blob::backend::BlobSource;
 use crate::error::Error;
 use crate::types::BlobAddress;
@@ -144,9 +145,10 @@ pub(super) struct Ahead {
 impl Ahead {
     /// Whether `offset` is in the pieces taken or still to come.
     fn covers(&self, offset: u64) -> bool {
-        let first = match self.pieces.front() {
-            Some((start, _)) => *start,
-            None => return false,
+        let first = match (self.pieces.front(), &self.body) {
+            (Some((start, _)), _) => *start,
+            (None, Some((rest, _))) => rest.start,
+            (None, None) => return false,
         };
         let end = match &self.body {
             Some((rest, _)) => rest.end,
@@ -181,16 +183,12 @@ impl Object {
         let (start, want) = (range.start, range.end - range.start);
         let what = self.what();
         self.count_get();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let got = match store.get_range(&key, range).await {
-                Ok(got) if got.len() as u64 == want => Ok(got),
-                Ok(_) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Err(e) => Err(std::io::Error::other(format!("{what}: {e}"))),
-            };
-            let _ = tx.send(got);
-        });
-        let got = rx.recv().map_err(|_| stopped())??;
+        let got = wait_on(rt, async move { store.get_range(&key, range).await })
+            .ok_or_else(stopped)?
+            .map_err(|e| std::io::Error::other(format!("{what}: {e}")))?;
+        if got.len() as u64 != want {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         self.remember(start, &got);
         Ok(got)
     }
@@ -363,8 +361,6 @@ impl BlobSource for Object {
                 let from = run.start + (offset - run.start) / KEPT * KEPT;
                 let rest = from..run.end;
                 ahead.body = Some((rest.clone(), self.stream(rest)?));
-                // Marks where the run's bytes start (covers() needs one).
-                ahead.pieces.push_back((from, bytes::Bytes::new()));
             } else {
                 let to = end.max(offset.saturating_add(MIN_FETCH)).min(self.len);
                 let window = offset.min(to.saturating_sub(MIN_FETCH))..to;
