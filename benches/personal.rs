@@ -16,7 +16,9 @@
 //! Criterion groups:
 //!
 //! * `session_get`: `sessions().get(id)`, an inline point read that returns
-//!   the whole context.
+//!   the whole context (its opened turns kept in memory by default).
+//! * `session_get_no_cache`: the same on a store with
+//!   `session_cache_bytes(0)`: every read decrypts the context.
 //! * `append_turn`: `sessions().append_turn` of one more turn to a second
 //!   session kept at the same context size (the context bound drops the
 //!   oldest turn), one durable commit each.
@@ -52,10 +54,11 @@ struct Fixture {
     write_session: SessionId,
 }
 
-fn fixture(rt: &Runtime) -> Fixture {
+fn fixture(rt: &Runtime, session_cache_bytes: u64) -> Fixture {
     let dir = temp_dir("bv-personal");
     let config = Config::new(dir.path())
         .password_cost(8, 1)
+        .session_cache_bytes(session_cache_bytes)
         .session_max_turns(TURNS)
         .session_max_context_bytes(1 << 20);
     rt.block_on(async {
@@ -119,7 +122,7 @@ fn fixture(rt: &Runtime) -> Fixture {
 
 fn bench_personal(c: &mut Criterion) {
     let rt = Runtime::new().expect("runtime");
-    let fx = fixture(&rt);
+    let fx = fixture(&rt, Config::default().session_cache_bytes);
     let context = fx.store.sessions().get(fx.read_session).expect("get");
     assert_eq!(context.context.len(), TURNS);
     eprintln!(
@@ -131,6 +134,12 @@ fn bench_personal(c: &mut Criterion) {
     c.bench_function("session_get", |b| {
         b.iter(|| black_box(fx.store.sessions().get(black_box(fx.read_session))))
     });
+    // The same read with no opened contexts kept: each read decrypts.
+    let cold = fixture(&rt, 0);
+    c.bench_function("session_get_no_cache", |b| {
+        b.iter(|| black_box(cold.store.sessions().get(black_box(cold.read_session))))
+    });
+    rt.block_on(cold.store.close());
     c.bench_function("append_turn", |b| {
         b.iter(|| {
             rt.block_on(async {

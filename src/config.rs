@@ -25,6 +25,7 @@ use crate::error::{Error, quote};
 /// | `session_idle_timeout` | 30 minutes | 1 s to 3650 days | `BV_SESSION_IDLE_SECS` |
 /// | `session_max_turns` | 32 turns of context | 1 to 65536 | `BV_SESSION_MAX_TURNS` |
 /// | `session_max_context_bytes` | 16 KiB of context text | 1 B to 16 MiB | `BV_SESSION_MAX_CONTEXT_BYTES` |
+/// | `session_cache_bytes` | 4 MiB of opened session contexts kept in memory, so a read does not decrypt unchanged turns again (0: off) | 0 to 1 TiB | `BV_SESSION_CACHE_BYTES` |
 /// | `password_memory_kib` | 19456 (argon2id, OWASP) | 8 to 2097152 (2 GiB) | `BV_PASSWORD_MEMORY_KIB` |
 /// | `password_iterations` | 2 | 1 to 64 | `BV_PASSWORD_ITERATIONS` |
 /// | `default_retention_days` | 90 | 1 to 3650 | `BV_DEFAULT_RETENTION_DAYS` |
@@ -89,6 +90,10 @@ pub struct Config {
     pub session_max_turns: usize,
     /// Most bytes of turn text kept in a session's context.
     pub session_max_context_bytes: usize,
+    /// Bytes of opened (decrypted) session contexts kept in memory; 0
+    /// keeps none. An entry unused for ten minutes, or any after an
+    /// erasure, is dropped and its text zeroed.
+    pub session_cache_bytes: u64,
     /// argon2id memory cost in KiB.
     pub password_memory_kib: u32,
     /// argon2id iterations.
@@ -179,6 +184,7 @@ impl Default for Config {
             session_idle_timeout: Duration::from_secs(30 * 60),
             session_max_turns: 32,
             session_max_context_bytes: 16 << 10,
+            session_cache_bytes: 4 << 20,
             password_memory_kib: 19_456,
             password_iterations: 2,
             default_retention_days: 90,
@@ -216,6 +222,7 @@ struct FileConfig {
     session_idle_timeout_secs: Option<u64>,
     session_max_turns: Option<usize>,
     session_max_context_bytes: Option<usize>,
+    session_cache_bytes: Option<u64>,
     password_memory_kib: Option<u32>,
     password_iterations: Option<u32>,
     default_retention_days: Option<u32>,
@@ -335,6 +342,7 @@ impl Config {
             session_max_context_bytes: f
                 .session_max_context_bytes
                 .unwrap_or(d.session_max_context_bytes),
+            session_cache_bytes: f.session_cache_bytes.unwrap_or(d.session_cache_bytes),
             password_memory_kib: f.password_memory_kib.unwrap_or(d.password_memory_kib),
             password_iterations: f.password_iterations.unwrap_or(d.password_iterations),
             default_retention_days: f.default_retention_days.unwrap_or(d.default_retention_days),
@@ -406,6 +414,9 @@ impl Config {
         if let Some(v) = get("BV_SESSION_MAX_CONTEXT_BYTES") {
             self.session_max_context_bytes = num("BV_SESSION_MAX_CONTEXT_BYTES", v)?;
         }
+        if let Some(v) = get("BV_SESSION_CACHE_BYTES") {
+            self.session_cache_bytes = num("BV_SESSION_CACHE_BYTES", v)?;
+        }
         if let Some(v) = get("BV_PASSWORD_MEMORY_KIB") {
             self.password_memory_kib = num("BV_PASSWORD_MEMORY_KIB", v)?;
         }
@@ -469,6 +480,7 @@ impl Config {
             self.session_max_context_bytes,
             1..=16 << 20,
         )?;
+        check_range("session_cache_bytes", self.session_cache_bytes, 0..=1 << 40)?;
         check_range("password_memory_kib", self.password_memory_kib, 8..=2 << 20)?;
         check_range("password_iterations", self.password_iterations, 1..=64)?;
         check_range(
@@ -525,6 +537,11 @@ impl Config {
     /// Sets the most bytes of context per session.
     pub fn session_max_context_bytes(mut self, n: usize) -> Self {
         self.session_max_context_bytes = n;
+        self
+    }
+    /// Sets the bytes of opened session contexts kept in memory (0: none).
+    pub fn session_cache_bytes(mut self, n: u64) -> Self {
+        self.session_cache_bytes = n;
         self
     }
     /// Sets the argon2id cost (memory in KiB, iterations). Tests use a low

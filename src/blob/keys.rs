@@ -39,7 +39,7 @@ use base64::Engine;
 use crate::blob::crypto::{SecretKey, WrappedKey, unwrap, wrap};
 use crate::db::Db;
 use crate::db::keys::{self as stored, OwnerKeysRecord};
-use crate::db::sealing::{RecordKey, RecordKeys, Sealer};
+use crate::db::sealing::{RecordKey, RecordKeys};
 use crate::error::Error;
 use crate::types::{BlobAddress, UserId};
 
@@ -258,7 +258,7 @@ impl Keyring {
             address_keys: Mutex::new(HashMap::new()),
             record_keys: Mutex::new(HashMap::new()),
         }));
-        db.install_sealer(Sealer::new(Arc::new(keyring.clone())));
+        db.install_sealer(Arc::new(keyring.clone()));
         crate::blob::audit_key::load(db, &keyring).await?;
         Ok(keyring)
     }

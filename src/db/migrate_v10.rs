@@ -208,6 +208,7 @@ fn seal_batch(
                 &mut txn.open_table(SESSIONS).ctx("opening sessions")?,
                 &row.open(&key)?,
                 &key,
+                None,
             )?,
             Plain::Profile(row) => crate::db::profiles::write(
                 &mut txn.open_table(PROFILES).ctx("opening profiles")?,

@@ -63,6 +63,9 @@ mod migrate_v6;
 mod migrate_v7;
 mod migrate_v8;
 pub(crate) mod migrate_v9;
+pub(crate) mod opened;
+#[cfg(test)]
+mod opened_tests;
 mod ops;
 pub(crate) mod profile_row;
 pub(crate) mod profiles;
@@ -104,6 +107,8 @@ pub(crate) const INLINE_LIST_LIMIT: usize = 64;
 pub(crate) struct DbSettings {
     pub(crate) context: crate::model::session::ContextLimits,
     pub(crate) session_idle: std::time::Duration,
+    /// Bytes of opened session contexts kept in memory (`db::opened`).
+    pub(crate) session_cache_bytes: u64,
     pub(crate) password_memory_kib: u32,
     pub(crate) password_iterations: u32,
     /// Where every recorded time is read.
@@ -283,6 +288,7 @@ impl Db {
                     max_bytes: config.session_max_context_bytes,
                 },
                 session_idle: config.session_idle_timeout,
+                session_cache_bytes: config.session_cache_bytes,
                 password_memory_kib: config.password_memory_kib,
                 password_iterations: config.password_iterations,
                 clock: config.clock.clone(),
@@ -304,8 +310,19 @@ impl Db {
 
     /// Installs what finds owners' record keys (the keyring, once loaded).
     /// The first install wins.
-    pub(crate) fn install_sealer(&self, sealer: sealing::Sealer) {
-        let _ = self.sealer.set(sealer);
+    pub(crate) fn install_sealer(&self, keys: Arc<dyn sealing::RecordKeys>) {
+        let opened = opened::OpenedContexts::new(self.settings.session_cache_bytes);
+        let _ = self
+            .sealer
+            .set(sealing::Sealer::new(keys, Arc::new(opened)));
+    }
+
+    /// Drops every opened session context from memory (`db::opened`):
+    /// after an erasure, none of the erased user's text stays there.
+    pub(crate) fn forget_opened(&self) {
+        if let Some(s) = self.sealer.get() {
+            s.forget_opened();
+        }
     }
 
     /// What seals and opens personal fields; an error before the keyring

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blob::crypto::{SecretKey, random_bytes};
 use crate::db::keys::{self as stored, WrappedKey};
+use crate::db::opened::OpenedContexts;
 use crate::db::txn::ReadTxn;
 use crate::error::Error;
 use crate::types::UserId;
@@ -99,7 +100,15 @@ impl std::fmt::Debug for Sealed {
 
 /// An owner's record key, ready to seal and open (the cipher's key
 /// schedule is computed once).
-pub(crate) struct RecordKey(Aes256GcmSiv);
+pub(crate) struct RecordKey {
+    cipher: Aes256GcmSiv,
+    /// Tells this unwrapped key from every other in the process (see
+    /// [`RecordKey::instance`]).
+    instance: u64,
+}
+
+/// The next [`RecordKey::instance`].
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for RecordKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,7 +119,18 @@ impl std::fmt::Debug for RecordKey {
 impl RecordKey {
     /// The cipher of a record key.
     pub(crate) fn new(key: &SecretKey) -> RecordKey {
-        RecordKey(Aes256GcmSiv::new(key.bytes().into()))
+        RecordKey {
+            cipher: Aes256GcmSiv::new(key.bytes().into()),
+            instance: NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// A number no other record key made in this process has: what the
+    /// opened-context cache (`db::opened`) remembers a key by, so that a
+    /// key unwrapped again (after a rotation or an erasure) never serves
+    /// what an earlier one opened.
+    pub(crate) fn instance(&self) -> u64 {
+        self.instance
     }
 
     /// Seals `value` (postcard) for the field `aad` names. The plaintext
@@ -123,7 +143,7 @@ impl RecordKey {
         let mut body = postcard::to_stdvec(value)
             .map_err(|e| Error::invalid("record", format!("cannot be encoded: {e}")))?;
         let nonce = random_bytes::<12>()?;
-        self.0
+        self.cipher
             .encrypt_in_place(&nonce.into(), aad, &mut body)
             .map_err(|_| Error::io("sealing a field", std::io::Error::other("AEAD failure")))?;
         Ok(Sealed { nonce, body })
@@ -139,7 +159,7 @@ impl RecordKey {
         what: impl Fn() -> String,
     ) -> Result<T, Error> {
         let Sealed { nonce, mut body } = sealed;
-        self.0
+        self.cipher
             .decrypt_in_place(&nonce.into(), aad, &mut body)
             .map_err(|_| {
                 Error::corrupt(what(), "a sealed field does not open under its owner's key")
@@ -173,13 +193,28 @@ pub(crate) trait RecordKeys: Send + Sync {
     fn remember(&self, owner: UserId, key: &Arc<RecordKey>);
 }
 
-/// Finds owners' record keys in a transaction. Cheap to clone.
+/// Finds owners' record keys in a transaction, and holds the contexts
+/// opened with them (`db::opened`). Cheap to clone.
 #[derive(Clone)]
-pub(crate) struct Sealer(Arc<dyn RecordKeys>);
+pub(crate) struct Sealer {
+    keys: Arc<dyn RecordKeys>,
+    opened: Arc<OpenedContexts>,
+}
 
 impl Sealer {
-    pub(crate) fn new(keys: Arc<dyn RecordKeys>) -> Sealer {
-        Sealer(keys)
+    pub(crate) fn new(keys: Arc<dyn RecordKeys>, opened: Arc<OpenedContexts>) -> Sealer {
+        Sealer { keys, opened }
+    }
+
+    /// The session contexts opened lately.
+    pub(crate) fn opened(&self) -> &OpenedContexts {
+        &self.opened
+    }
+
+    /// Drops everything opened with any owner's key from memory (after an
+    /// erasure).
+    pub(crate) fn forget_opened(&self) {
+        self.opened.clear();
     }
 
     /// The owner's record key as `txn` sees it; [`Error::MissingKey`] if
@@ -187,7 +222,7 @@ impl Sealer {
     /// snapshot are remembered: a key made in a write transaction that
     /// then aborts must not outlive it.
     pub(crate) fn key(&self, txn: &impl ReadTxn, owner: UserId) -> Result<Arc<RecordKey>, Error> {
-        if let Some(k) = self.0.cached(owner) {
+        if let Some(k) = self.keys.cached(owner) {
             return Ok(k);
         }
         let wrapped = stored::record_key(txn, owner)?.ok_or_else(|| Error::MissingKey {
@@ -195,9 +230,9 @@ impl Sealer {
                 "the record key of user {owner} is gone (erased?); their records cannot be read"
             ),
         })?;
-        let key = Arc::new(self.0.unwrap(owner, &wrapped)?);
+        let key = Arc::new(self.keys.unwrap(owner, &wrapped)?);
         if txn.is_snapshot() {
-            self.0.remember(owner, &key);
+            self.keys.remember(owner, &key);
         }
         Ok(key)
     }
@@ -209,13 +244,13 @@ impl Sealer {
         txn: &WriteTransaction,
         owner: UserId,
     ) -> Result<Arc<RecordKey>, Error> {
-        if let Some(k) = self.0.cached(owner) {
+        if let Some(k) = self.keys.cached(owner) {
             return Ok(k);
         }
         if let Some(wrapped) = stored::record_key(txn, owner)? {
-            return Ok(Arc::new(self.0.unwrap(owner, &wrapped)?));
+            return Ok(Arc::new(self.keys.unwrap(owner, &wrapped)?));
         }
-        let (key, wrapped) = self.0.generate(txn, owner)?;
+        let (key, wrapped) = self.keys.generate(txn, owner)?;
         stored::put_record_key(txn, owner, &wrapped)?;
         Ok(Arc::new(key))
     }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::codec;
+use crate::db::opened::OpenedContexts;
 use crate::db::records::{SessionV1, TurnV1, at, tag, ts, turns_from_stored, turns_to_stored};
 use crate::db::sealing::{RecordKey, Sealed, aad};
 use crate::error::Error;
@@ -145,16 +146,38 @@ impl SessionRow {
 
     /// The whole session, its context opened with the owner's record key.
     pub(crate) fn open(self, key: &RecordKey) -> Result<ConversationSession, Error> {
+        self.open_with(key, None)
+    }
+
+    /// [`open`](Self::open), taking the turns from `opened` when it holds
+    /// them for exactly this sealed context, and leaving them there when
+    /// it did not.
+    pub(crate) fn open_with(
+        self,
+        key: &RecordKey,
+        opened: Option<&OpenedContexts>,
+    ) -> Result<ConversationSession, Error> {
         let mut s = self.head;
         s.context = match self.context {
             Context::Plain(turns) => turns,
             Context::Sealed(sealed) => {
-                let id = s.id;
-                let stored: Vec<TurnV1> =
-                    key.open(&aad(CONTEXT_FIELD, id.to_key()), sealed, || {
-                        format!("{KIND} {id}")
-                    })?;
-                turns_from_stored(stored)
+                let (id, owner) = (s.id, s.user_id);
+                let opened = opened.filter(|o| o.enabled());
+                if let Some(turns) = opened.and_then(|o| o.get(id, owner, key.instance(), &sealed))
+                {
+                    turns
+                } else {
+                    let kept = opened.map(|_| sealed.clone());
+                    let stored: Vec<TurnV1> =
+                        key.open(&aad(CONTEXT_FIELD, id.to_key()), sealed, || {
+                            format!("{KIND} {id}")
+                        })?;
+                    let turns = turns_from_stored(stored);
+                    if let (Some(o), Some(sealed)) = (opened, kept) {
+                        o.put(id, owner, key.instance(), sealed, turns.clone());
+                    }
+                    turns
+                }
             }
         };
         Ok(s)
@@ -164,10 +187,29 @@ impl SessionRow {
 /// Encodes a session in format 2, its context sealed under `key` (the
 /// owner's record key).
 pub(crate) fn encode(s: &ConversationSession, key: &RecordKey) -> Result<Vec<u8>, Error> {
+    encode_with(s, key, None)
+}
+
+/// [`encode`], leaving the turns in `opened` as what the new sealed
+/// context opens to.
+pub(crate) fn encode_with(
+    s: &ConversationSession,
+    key: &RecordKey,
+    opened: Option<&OpenedContexts>,
+) -> Result<Vec<u8>, Error> {
     let context = key.seal(
         &aad(CONTEXT_FIELD, s.id.to_key()),
         &turns_to_stored(&s.context),
     )?;
+    if let Some(o) = opened.filter(|o| o.enabled()) {
+        o.put(
+            s.id,
+            s.user_id,
+            key.instance(),
+            context.clone(),
+            s.context.clone(),
+        );
+    }
     codec::encode_versioned(
         VERSION,
         &SessionV2 {

@@ -11,6 +11,7 @@ use redb::WriteTransaction;
 use tracing::instrument;
 
 use crate::db::Db;
+use crate::db::opened::OpenedContexts;
 use crate::db::schema::{SESSIONS, SESSIONS_BY_DELETED, SESSIONS_BY_EXPIRY, SESSIONS_BY_USER};
 use crate::db::sealing::{RecordKey, Sealer};
 use crate::db::session_row::{self, SessionRow};
@@ -72,16 +73,18 @@ pub(crate) fn open(
     row: SessionRow,
 ) -> Result<ConversationSession, Error> {
     let key = sealer.key(txn, row.head().user_id)?;
-    row.open(&key)
+    row.open_with(&key, Some(sealer.opened()))
 }
 
-/// Writes a session, its context sealed under `key`.
+/// Writes a session, its context sealed under `key` (and the turns left
+/// in `opened` as what the new row opens to).
 pub(crate) fn write(
     sessions: &mut redb::Table<u128, &'static [u8]>,
     s: &ConversationSession,
     key: &RecordKey,
+    opened: Option<&OpenedContexts>,
 ) -> Result<(), Error> {
-    let bytes = session_row::encode(s, key)?;
+    let bytes = session_row::encode_with(s, key, opened)?;
     sessions
         .insert(s.id.to_key(), bytes.as_slice())
         .ctx("writing a session")?;
@@ -101,7 +104,7 @@ pub(crate) fn modify(
         .filter(|r| r.head().deleted_at.is_none())
         .ok_or_else(|| Error::not_found(Entity::Session, id))?;
     let key = sealer.key_or_create(txn, row.head().user_id)?;
-    let mut s = row.open(&key)?;
+    let mut s = row.open_with(&key, Some(sealer.opened()))?;
     let (old_user_key, old_expiry_key, was_open) =
         (user_key(&s), expiry_key(&s), s.ended_at.is_none());
     f(&mut s)?;
@@ -134,7 +137,7 @@ pub(crate) fn modify(
             .insert(expiry_key(&s), ())
             .ctx("writing sessions_by_expiry")?;
     }
-    write(&mut sessions, &s, &key)?;
+    write(&mut sessions, &s, &key, Some(sealer.opened()))?;
     Ok(s)
 }
 
@@ -174,6 +177,7 @@ impl Sessions<'_> {
                             &mut txn.open_table(SESSIONS).ctx("opening sessions")?,
                             &s,
                             &key,
+                            Some(sealer.opened()),
                         )?;
                         txn.open_table(SESSIONS_BY_USER)
                             .ctx("opening sessions_by_user")?

@@ -78,6 +78,7 @@ impl Privacy<'_> {
                     )
                     .await?;
                 self.blobs.keyring.forget(user);
+                self.db.forget_opened();
                 return Ok(match done {
                     Some(e) => {
                         report.keys_destroyed_at = e.keys_destroyed_at;
@@ -141,6 +142,7 @@ impl Privacy<'_> {
             )
             .await?;
         self.blobs.keyring.forget(user);
+        self.db.forget_opened();
         tracing::info!(user = %user, scope = %row.scope, "erasure finished");
         let _ = self.db.settings.privacy_events.send(PrivacyEvent::Erased {
             user,

@@ -220,6 +220,11 @@ fn every_numeric_setting_has_a_range() {
             "1 to 16777216",
         ),
         (
+            c().session_cache_bytes(u64::MAX),
+            "session_cache_bytes",
+            "0 to 1099511627776",
+        ),
+        (
             c().password_cost(u32::MAX, 1),
             "password_memory_kib",
             "8 to 2097152",
