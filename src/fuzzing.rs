@@ -13,10 +13,11 @@ mod rows;
 
 pub use admin::{AdminHarness, admin_request, sample_admin_lines};
 pub use audit::{audit_event, sample_audit_events};
-pub use backend_probe::{backend_blobs, backend_gets, place_orphan, remove_blob};
+pub use backend_probe::{backend_blobs, backend_gets, backend_heads, place_orphan, remove_blob};
 #[cfg(feature = "s3")]
 pub use backend_probe::{
-    s3_object, s3_objects, s3_open_uploads, s3_set_object, s3_upload_takes_parts,
+    s3_delete_behind, s3_object, s3_objects, s3_open_uploads, s3_set_object,
+    s3_upload_marker_times, s3_upload_takes_parts,
 };
 pub use backup::{backup_manifest, sample_backup_files};
 pub use blob_path::{blob_path, sample_blob_paths};

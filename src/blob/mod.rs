@@ -261,7 +261,9 @@ async fn open_backend(
         }
         #[cfg(feature = "s3")]
         crate::BlobBackendConfig::S3(s3) => {
-            let backend: Arc<dyn BlobBackend> = Arc::new(backend::s3::S3Dir::new(s3)?);
+            let backend: Arc<dyn BlobBackend> = Arc::new(
+                backend::s3::S3Dir::new(s3)?.refresh_markers(config.lifecycle.orphan_grace),
+            );
             let probe = Arc::clone(&backend);
             tokio::task::spawn_blocking(move || probe.list(None, 1))
                 .await

@@ -74,7 +74,7 @@ impl OpenBlob {
         }
         let mut head = [0u8; format::HEADER_LEN];
         file.read_exact_at(&mut head, 0)
-            .map_err(|e| Error::io("reading a blob header", e))?;
+            .map_err(|e| read_failed(&what, "reading a blob header", e))?;
         let header = Header::parse(&head).map_err(corrupt)?;
         if let Some(expected_len) = expected_len
             && header.plain_len != expected_len
@@ -89,7 +89,7 @@ impl OpenBlob {
         }
         let mut trailer = [0u8; format::TRAILER_LEN];
         file.read_exact_at(&mut trailer, file_len - format::TRAILER_LEN as u64)
-            .map_err(|e| Error::io("reading a blob trailer", e))?;
+            .map_err(|e| read_failed(&what, "reading a blob trailer", e))?;
         let range = format::table_range(&header, file_len, &trailer).map_err(corrupt)?;
         let table_len = usize::try_from(range.end - range.start).map_err(|_| Error::Integrity {
             what: what.clone(),
@@ -97,7 +97,7 @@ impl OpenBlob {
         })?;
         let mut table = vec![0u8; table_len];
         file.read_exact_at(&mut table, range.start)
-            .map_err(|e| Error::io("reading a chunk table", e))?;
+            .map_err(|e| read_failed(&what, "reading a chunk table", e))?;
         let offsets = format::chunk_offsets(&table, file_len).map_err(corrupt)?;
         let middle = ChunkSealer::new(header, key).map_err(corrupt)?;
         let last = ChunkSealer::new(header, key).map_err(corrupt)?;
@@ -143,7 +143,7 @@ impl OpenBlob {
         let mut sealed = vec![0u8; sealed_len];
         self.file
             .read_exact_at(&mut sealed, start)
-            .map_err(|e| Error::io("reading a chunk", e))?;
+            .map_err(|e| read_failed(&self.what, "reading a chunk", e))?;
         let last = i + 1 == n;
         let sealer = if last { &self.last } else { &self.middle };
         let index = u32::try_from(i).map_err(|_| Error::corrupt("blob", "chunk index over u32"))?;
@@ -180,6 +180,20 @@ impl OpenBlob {
             out.extend_from_slice(&chunk[from..to]);
         }
         Ok(out)
+    }
+}
+
+/// A source's read error. A source that is gone reads as a missing blob,
+/// as at the open: an object deleted behind the store's back (a remote
+/// source reports `NotFound`; an open local file cannot).
+fn read_failed(what: &str, context: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::Integrity {
+            what: what.to_string(),
+            detail: format!("its blob file is missing ({e})"),
+        }
+    } else {
+        Error::io(context.to_string(), e)
     }
 }
 

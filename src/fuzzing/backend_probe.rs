@@ -52,11 +52,31 @@ pub fn backend_gets(store: &Store) -> Option<u64> {
     store.blob_store().backend.gets_sent()
 }
 
+/// HEAD requests the store's backend has sent, if it is a remote one.
+pub fn backend_heads(store: &Store) -> Option<u64> {
+    store.blob_store().backend.heads_sent()
+}
+
+/// Deletes the object of `address` through a client of its own, as
+/// someone else with access to the bucket would: the store's read cache
+/// is not told. `false` if there was none.
+#[cfg(feature = "s3")]
+pub fn s3_delete_behind(config: &crate::S3Config, address: [u8; 32]) -> Result<bool, Error> {
+    use crate::blob::backend::BlobBackend;
+    crate::blob::backend::s3::S3Dir::new(config)?.delete(BlobAddress(address))
+}
+
 /// The multipart uploads left open under `config`'s prefix, as their
 /// markers name them: (object key, upload id).
 #[cfg(feature = "s3")]
 pub fn s3_open_uploads(config: &crate::S3Config) -> Result<Vec<(String, String)>, Error> {
     crate::blob::backend::s3::S3Dir::new(config)?.open_uploads()
+}
+
+/// When each upload marker under `config`'s prefix was last put.
+#[cfg(feature = "s3")]
+pub fn s3_upload_marker_times(config: &crate::S3Config) -> Result<Vec<crate::Timestamp>, Error> {
+    crate::blob::backend::s3::S3Dir::new(config)?.upload_marker_times()
 }
 
 /// Whether the upload `id` of `key` under `config`'s bucket still takes

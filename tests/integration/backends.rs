@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-#[cfg(feature = "s3")]
-use bharatvoice_store::fuzzing::backend_gets;
 use bharatvoice_store::fuzzing::{backend_blobs, place_orphan, remove_blob};
+#[cfg(feature = "s3")]
+use bharatvoice_store::fuzzing::{backend_gets, backend_heads, s3_delete_behind};
 use bharatvoice_store::{
     Actor, AudioFile, BlobBackendConfig, Config, LifecycleConfig, PutOptions, Store,
 };
@@ -310,6 +310,71 @@ async fn object_reads_take_one_ranged_get_per_run_of_chunks() {
         let before = backend_gets(&t.store).unwrap();
         assert!(t.store.files().read(me, f.id).await.unwrap() == data);
         assert_eq!(backend_gets(&t.store).unwrap() - before, 2 + 1);
+    }
+    t.store.close().await;
+}
+
+/// An object opened from the read cache sends no `HEAD`: the GET of the
+/// run it reads confirms it is still there, and a run the cache holds too
+/// is confirmed by one `HEAD` before any of it is handed out. So an
+/// object deleted behind the store's back (by another client of the
+/// bucket, which the store's cache never hears of) is never served from
+/// the cache: every read says the blob is missing.
+#[cfg(feature = "s3")]
+#[tokio::test]
+async fn a_cached_object_deleted_behind_the_store_is_not_served() {
+    let Some(endpoint) = s3_endpoint() else {
+        return eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
+    };
+    let _engine = ENGINE.read().await;
+    let s3 = s3_config(&endpoint);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path(), BlobBackendConfig::S3(s3.clone())))
+        .await
+        .unwrap();
+    let t = TestStore { dir, store };
+    let u = t.user("tara").await;
+    let me = Actor::User(u.id);
+    let data = noise(2 << 20, 5);
+    let f = put(&t, &u, &data).await;
+    let requests = || {
+        (
+            backend_heads(&t.store).expect("counts HEADs"),
+            backend_gets(&t.store).expect("counts GETs"),
+        )
+    };
+    let read_at = |at: usize| {
+        let files = t.store.files();
+        async move { files.read_range(me, f.id, at as u64, CHUNK as u64).await }
+    };
+    let (a, b) = (3 * CHUNK + 5, 20 * CHUNK + 9);
+
+    // Cold: a HEAD, the open's GETs and the run's.
+    assert!(read_at(a).await.unwrap() == data[a..a + CHUNK]);
+    // Warm metadata, another run: no HEAD, one GET.
+    let (heads, gets) = requests();
+    assert!(read_at(b).await.unwrap() == data[b..b + CHUNK]);
+    assert_eq!(requests(), (heads, gets + 1), "opened from the cache");
+    // All of it cached: one HEAD confirms it, no GET.
+    assert!(read_at(b).await.unwrap() == data[b..b + CHUNK]);
+    assert_eq!(requests(), (heads + 1, gets + 1), "confirmed by a HEAD");
+
+    let address = f.blob.0;
+    let gone = tokio::task::spawn_blocking(move || s3_delete_behind(&s3, address))
+        .await
+        .unwrap();
+    assert!(gone.unwrap(), "the object was there");
+    for read in [
+        read_at(a).await,
+        read_at(b).await,
+        t.store.files().read(me, f.id).await,
+    ] {
+        match read {
+            Err(bharatvoice_store::Error::Integrity { detail, .. }) => {
+                assert!(detail.contains("missing"), "{detail}")
+            }
+            other => panic!("a deleted object was read: {:?}", other.map(|b| b.len())),
+        }
     }
     t.store.close().await;
 }

@@ -1,5 +1,6 @@
 //! The object backend when things go wrong on the way to the engine: a
-//! `bvstore file put` killed in the middle of its multipart upload, and
+//! `bvstore file put` killed in the middle of its multipart upload, an
+//! upload that outlasts the orphan grace beside the collector, and
 //! the gateway killed and started again while a store uses it. Needs a
 //! running engine (`BV_TEST_S3_ENDPOINT`); the gateway test also needs
 //! the cluster's directory (`BV_TEST_CEPH_DIR`, the one given to
@@ -11,10 +12,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use bharatvoice_store::fuzzing::{backend_blobs, s3_open_uploads, s3_upload_takes_parts};
+use bharatvoice_store::fuzzing::{
+    backend_blobs, s3_open_uploads, s3_upload_marker_times, s3_upload_takes_parts,
+};
 use bharatvoice_store::{
-    Actor, BlobBackendConfig, HealthStatus, LifecycleConfig, ListOptions, PutOptions, S3Config,
-    Store,
+    Actor, BlobBackendConfig, ConsentKind, HealthStatus, LifecycleConfig, ListOptions, NewUser,
+    PutOptions, S3Config, Store,
 };
 
 use crate::backends::{ENGINE, config, s3_config, s3_endpoint, s3_var};
@@ -319,4 +322,94 @@ async fn the_gateway_killed_mid_run_gives_clear_errors_and_the_store_recovers() 
     assert_eq!(health.part("blobs").unwrap().status, HealthStatus::Healthy);
     assert_verifies_deep(&t.store, "after the gateway came back").await;
     t.store.close().await;
+}
+
+/// An upload that takes longer than the orphan grace is not taken for
+/// one a dead process left: its marker is put again every quarter of the
+/// grace while the parts go up, so the collector, run again and again
+/// beside it, leaves it alone and the file reads back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_upload_keeps_its_marker_fresh_past_the_orphan_grace() {
+    let Some(endpoint) = s3_endpoint() else {
+        return eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
+    };
+    let _engine = ENGINE.read().await;
+    let s3 = s3_config(&endpoint);
+    let grace = Duration::from_millis(500);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), BlobBackendConfig::S3(s3.clone())).lifecycle(
+        LifecycleConfig::default()
+            .purge_grace(Duration::ZERO)
+            .orphan_grace(grace),
+    );
+    let store = std::sync::Arc::new(Store::open(config).await.unwrap());
+    let user = store
+        .users()
+        .create(NewUser::new("slow", "slow@example.in").consent(ConsentKind::AudioStorage))
+        .await
+        .unwrap();
+    // 1 MiB of noise 200 times: 40 parts of 5 MiB, well over the grace.
+    let data = noise(1 << 20, 9).repeat(200);
+    let put = {
+        let (store, data) = (std::sync::Arc::clone(&store), data.clone());
+        tokio::spawn(async move {
+            store
+                .files()
+                .put_bytes(
+                    Actor::User(user.id),
+                    user.id,
+                    &data,
+                    PutOptions::content_type("audio/wav"),
+                )
+                .await
+        })
+    };
+    // Each poll: the markers' times, then one collector pass.
+    let (mut seen, mut passes) = (std::collections::BTreeSet::new(), 0);
+    let (mut first, mut last) = (None, None);
+    while !put.is_finished() {
+        let times = {
+            let s3 = s3.clone();
+            tokio::task::spawn_blocking(move || s3_upload_marker_times(&s3))
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        if !times.is_empty() {
+            first.get_or_insert_with(Instant::now);
+            last = Some(Instant::now());
+        }
+        seen.extend(times);
+        store.lifecycle().run("orphans", false).await.unwrap();
+        passes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let file = put.await.unwrap().expect("the put survives the collector");
+    assert!(
+        store
+            .files()
+            .read(Actor::User(user.id), file.id)
+            .await
+            .unwrap()
+            == data,
+        "read back whole"
+    );
+    // How long the upload was seen open: longer than the grace, or the
+    // collector would have left even a stale marker alone.
+    let open = match (first, last) {
+        (Some(first), Some(last)) => last - first,
+        _ => Duration::ZERO,
+    };
+    eprintln!(
+        "upload seen open for {open:?}; {passes} collector passes; marker times seen: {}",
+        seen.len()
+    );
+    assert!(
+        open > grace,
+        "the upload must be seen open longer than the grace for this test to mean anything: {open:?}"
+    );
+    assert!(
+        seen.len() >= 2,
+        "the marker was put again while the upload was open for {open:?}: {seen:?}"
+    );
 }

@@ -126,6 +126,13 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
         None
     }
 
+    /// How many HEAD requests a remote backend has sent; `None` for a
+    /// local one.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    fn heads_sent(&self) -> Option<u64> {
+        None
+    }
+
     /// The local directory, when this backend is one (only there can a
     /// watch see blob files changed behind the store's back).
     fn as_local(&self) -> Option<&local::LocalDir> {

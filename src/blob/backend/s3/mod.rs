@@ -53,6 +53,8 @@ pub(crate) struct S3Dir {
     probe: Arc<AmazonS3>,
     /// GET requests sent (ranged reads of objects).
     gets: Arc<std::sync::atomic::AtomicU64>,
+    /// HEAD requests sent (opens, existence checks).
+    heads: Arc<std::sync::atomic::AtomicU64>,
     /// `<prefix>/blobs`.
     root: Key,
     /// `<prefix>/uploads`: a marker per multipart upload in flight.
@@ -63,6 +65,9 @@ pub(crate) struct S3Dir {
     url: String,
     /// Recently read bytes (see [`object`]), if on.
     cache: Option<ReadCache>,
+    /// How often an upload in flight puts its marker again (see
+    /// [`S3Dir::refresh_markers`]); never if `None`.
+    marker_refresh: Option<std::time::Duration>,
 }
 
 /// The client's runtime, shut down without blocking when the backend goes
@@ -120,13 +125,26 @@ impl S3Dir {
             store: Arc::new(store),
             probe: Arc::new(probe),
             gets: Default::default(),
+            heads: Default::default(),
             url: format!("s3://{}/{root}", config.bucket),
             root,
             uploads,
             part_bytes: config.part_bytes,
             runtime: Runtime(Some(runtime)),
             cache: object::read_cache(config.read_cache_bytes),
+            marker_refresh: None,
         })
+    }
+
+    /// Keeps the markers of uploads in flight younger than `grace` (the
+    /// orphan collector's: it aborts an upload whose marker is older):
+    /// each is put again every quarter of it while its parts go up, so an
+    /// upload that takes longer than the grace is not taken for one a dead
+    /// process left. A grace of 0 (tests) collects every upload it sees.
+    pub(crate) fn refresh_markers(mut self, grace: std::time::Duration) -> S3Dir {
+        self.marker_refresh =
+            (!grace.is_zero()).then(|| (grace / 4).max(std::time::Duration::from_millis(10)));
+        self
     }
 
     fn key(&self, address: BlobAddress) -> Key {
@@ -157,6 +175,25 @@ impl S3Dir {
         if let Some(cache) = &self.cache {
             cache.invalidate(&address);
         }
+    }
+
+    /// The length of the object of `address`, if there is one (a `HEAD`).
+    fn head(&self, address: BlobAddress) -> Result<Option<u64>, Error> {
+        let (store, key) = (Arc::clone(&self.store), self.key(address));
+        let context = self.context("looking up", address);
+        self.heads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let head = self.run(&context.clone(), async move {
+            match store.head(&key).await {
+                Ok(meta) => Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(failed(context, e)),
+            }
+        })?;
+        if head.is_none() {
+            self.forget(address);
+        }
+        Ok(head)
     }
 
     fn context(&self, what: &str, address: BlobAddress) -> String {
@@ -250,32 +287,31 @@ impl BlobBackend for S3Dir {
         result
     }
 
+    /// Opens the object of `address`. When the read cache holds some of
+    /// it, its length is taken from there and nothing is sent: the first
+    /// request the reads make confirms the object is still there (see
+    /// [`Object`]). Otherwise one `HEAD`.
     fn open(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error> {
-        let (store, key) = (Arc::clone(&self.store), self.key(address));
-        let context = self.context("looking up", address);
-        let head = self.run(&context.clone(), async move {
-            match store.head(&key).await {
-                Ok(meta) => Ok(Some(meta.size)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(failed(context, e)),
-            }
-        })?;
-        if head.is_none() {
-            self.forget(address);
-        }
-        Ok(head.map(|len| {
-            Box::new(Object {
-                dir: self.handle(),
-                key: self.key(address),
-                address,
-                len,
-                ahead: Default::default(),
-            }) as Box<dyn BlobSource>
-        }))
+        let known = self.cache.as_ref().and_then(|c| c.get(&address));
+        let (len, confirmed) = match known {
+            Some(cached) => (cached.len, false),
+            None => match self.head(address)? {
+                Some(len) => (len, true),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Box::new(Object {
+            dir: self.handle(),
+            key: self.key(address),
+            address,
+            len,
+            confirmed: Arc::new(std::sync::atomic::AtomicBool::new(confirmed)),
+            ahead: Default::default(),
+        })))
     }
 
     fn exists(&self, address: BlobAddress) -> Result<bool, Error> {
-        Ok(self.open(address)?.is_some())
+        Ok(self.head(address)?.is_some())
     }
 
     fn delete(&self, address: BlobAddress) -> Result<bool, Error> {
@@ -310,6 +346,10 @@ impl BlobBackend for S3Dir {
 
     fn gets_sent(&self) -> Option<u64> {
         Some(self.gets.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn heads_sent(&self) -> Option<u64> {
+        Some(self.heads.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn list(&self, after: Option<BlobAddress>, limit: usize) -> Result<Vec<StoredBlob>, Error> {
@@ -348,6 +388,7 @@ impl S3Dir {
         Handle {
             store: Arc::clone(&self.store),
             gets: Arc::clone(&self.gets),
+            heads: Arc::clone(&self.heads),
             runtime: self.runtime.0.as_ref().map(|rt| rt.handle().clone()),
             url: self.url.clone(),
             cache: self.cache.clone(),

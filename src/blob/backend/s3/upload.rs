@@ -65,14 +65,18 @@ impl S3Dir {
         let name = tmp.display().to_string();
         let file = tokio::fs::File::from_std(file);
         let marker = self.uploads.clone().join(uuid::Uuid::now_v7().to_string());
+        let refresh = self.marker_refresh;
         self.run(&context.clone(), async move {
             let id = store
                 .create_multipart(&key)
                 .await
                 .map_err(|e| failed(context.clone(), e))?;
             let named = format!("{key}\n{id}");
-            let sent = match store.put(&marker, PutPayload::from(named)).await {
-                Ok(_) => send_parts(&store, &key, &id, file, part, &name, &context).await,
+            let sent = match store.put(&marker, PutPayload::from(named.clone())).await {
+                Ok(_) => {
+                    let parts = send_parts(&store, &key, &id, file, part, &name, &context);
+                    refreshing(parts, refresh, &store, &marker, &named).await
+                }
                 Err(e) => Err(failed(context.clone(), e)),
             };
             let done = match sent {
@@ -177,6 +181,22 @@ impl S3Dir {
         })
     }
 
+    /// When each upload marker was last put.
+    pub(crate) fn upload_marker_times(&self) -> Result<Vec<Timestamp>, Error> {
+        let (store, uploads) = (Arc::clone(&self.store), self.uploads.clone());
+        self.run("listing upload markers", async move {
+            let mut out = Vec::new();
+            let mut listing = store.list(Some(&uploads));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| failed("listing upload markers".into(), e))?;
+                out.push(Timestamp::from_micros(
+                    meta.last_modified.timestamp_micros(),
+                ));
+            }
+            Ok(out)
+        })
+    }
+
     /// Whether upload `id` of `key` still takes parts (sends a small one).
     pub(crate) fn upload_takes_parts(&self, key: &str, id: &str) -> Result<bool, Error> {
         let (store, key, id) = (Arc::clone(&self.store), Key::from(key), id.to_string());
@@ -184,6 +204,36 @@ impl S3Dir {
             let probe = PutPayload::from_static(b"probe");
             Ok(store.put_part(&key, &id, 9_998, probe).await.is_ok())
         })
+    }
+}
+
+/// Runs `work` (an upload's parts going up), putting its marker again
+/// every `every` meanwhile: the orphan collector aborts the uploads whose
+/// marker is older than its grace, and a live upload may take longer.
+async fn refreshing<T>(
+    work: impl Future<Output = T>,
+    every: Option<std::time::Duration>,
+    store: &AmazonS3,
+    marker: &Key,
+    named: &str,
+) -> T {
+    let Some(every) = every else {
+        return work.await;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // The first tick is now: the marker was just put.
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                // The parts go on meanwhile (each is a task of its own).
+                if let Err(e) = store.put(marker, PutPayload::from(named.to_string())).await {
+                    tracing::warn!(%marker, error = %e, "could not refresh an upload's marker");
+                }
+            }
+        }
     }
 }
 
