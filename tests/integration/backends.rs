@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bharatvoice_store::fuzzing::{backend_blobs, place_orphan, remove_blob};
 #[cfg(feature = "s3")]
-use bharatvoice_store::fuzzing::{backend_gets, backend_heads, s3_delete_behind};
+use bharatvoice_store::fuzzing::{
+    backend_gets, backend_heads, s3_delete_behind, s3_object, s3_set_object,
+};
 use bharatvoice_store::{
     Actor, AudioFile, BlobBackendConfig, Config, LifecycleConfig, PutOptions, Store,
 };
@@ -319,7 +321,9 @@ async fn object_reads_take_one_ranged_get_per_run_of_chunks() {
 /// is confirmed by one `HEAD` before any of it is handed out. So an
 /// object deleted behind the store's back (by another client of the
 /// bucket, which the store's cache never hears of) is never served from
-/// the cache: every read says the blob is missing.
+/// the cache: every read says the blob is missing; put back, it reads
+/// again; replaced by other bytes, it is refused and its cached bytes
+/// dropped.
 #[cfg(feature = "s3")]
 #[tokio::test]
 async fn a_cached_object_deleted_behind_the_store_is_not_served() {
@@ -359,8 +363,22 @@ async fn a_cached_object_deleted_behind_the_store_is_not_served() {
     assert!(read_at(b).await.unwrap() == data[b..b + CHUNK]);
     assert_eq!(requests(), (heads + 1, gets + 1), "confirmed by a HEAD");
 
+    let name = format!("blobs/{}", f.blob);
+    let set_behind = |bytes: Option<Vec<u8>>| {
+        let (config, name) = (s3.clone(), name.clone());
+        tokio::task::spawn_blocking(move || s3_set_object(&config, &name, bytes))
+    };
+    let copy = {
+        let (config, name) = (s3.clone(), name.clone());
+        tokio::task::spawn_blocking(move || s3_object(&config, &name))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the object")
+    };
     let address = f.blob.0;
-    let gone = tokio::task::spawn_blocking(move || s3_delete_behind(&s3, address))
+    let config = s3.clone();
+    let gone = tokio::task::spawn_blocking(move || s3_delete_behind(&config, address))
         .await
         .unwrap();
     assert!(gone.unwrap(), "the object was there");
@@ -376,6 +394,21 @@ async fn a_cached_object_deleted_behind_the_store_is_not_served() {
             other => panic!("a deleted object was read: {:?}", other.map(|b| b.len())),
         }
     }
+
+    // Put back as it was: read again.
+    set_behind(Some(copy)).await.unwrap().unwrap();
+    assert!(read_at(b).await.unwrap() == data[b..b + CHUNK]);
+    // Replaced by other bytes (another length): the read that finds it
+    // out fails and drops what the cache held, so the next open asks the
+    // server and finds bytes that are no blob.
+    set_behind(Some(vec![7; 1000])).await.unwrap().unwrap();
+    assert!(read_at(b).await.is_err(), "the old length is refused");
+    let again = read_at(b).await;
+    assert!(
+        matches!(again, Err(bharatvoice_store::Error::Integrity { .. })),
+        "{:?}",
+        again.map(|b| b.len())
+    );
     t.store.close().await;
 }
 

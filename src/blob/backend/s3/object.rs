@@ -237,13 +237,14 @@ impl Object {
     }
 
     /// Notes what a request found: the object there (confirmed), or gone
-    /// (dropped from the cache, so the next open asks again).
+    /// or replaced (dropped from the cache, so the next open asks again).
     fn note<T>(&self, got: std::io::Result<T>) -> std::io::Result<T> {
+        use std::io::ErrorKind::{InvalidData, NotFound};
         match &got {
             Ok(_) => self
                 .confirmed
                 .store(true, std::sync::atomic::Ordering::Release),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.forget(),
+            Err(e) if matches!(e.kind(), NotFound | InvalidData) => self.forget(),
             Err(_) => {}
         }
         got
@@ -422,11 +423,14 @@ fn io(what: &str, e: object_store::Error) -> std::io::Error {
     std::io::Error::new(kind, format!("{what}: {e}"))
 }
 
-/// An object found at another length than it was opened at.
+/// An object found at another length than it was opened at
+/// ([`std::io::ErrorKind::InvalidData`]: what the cache holds of it is
+/// stale).
 fn changed(what: &str, now: u64, opened: u64) -> std::io::Error {
-    std::io::Error::other(format!(
-        "{what}: the object is {now} bytes, it was {opened} when opened (replaced?)"
-    ))
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{what}: the object is {now} bytes, it was {opened} when opened (replaced?)"),
+    )
 }
 
 fn closed() -> std::io::Error {
