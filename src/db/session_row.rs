@@ -185,7 +185,9 @@ impl SessionRow {
 }
 
 /// Encodes a session in format 2, its context sealed under `key` (the
-/// owner's record key).
+/// owner's record key). Only the tests and the fuzz targets encode
+/// without the opened-context cache.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode(s: &ConversationSession, key: &RecordKey) -> Result<Vec<u8>, Error> {
     encode_with(s, key, None)
 }
