@@ -72,6 +72,7 @@ pub(crate) mod profiles;
 pub(crate) mod records;
 pub(crate) mod removal;
 mod reopen;
+mod riders;
 mod schema;
 pub(crate) mod sealing;
 pub(crate) mod session_row;
@@ -418,6 +419,22 @@ impl Db {
         F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
     {
         (self.writer()?.write(op).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
+    }
+
+    /// [`write`](Self::write) committed with the next batch of other
+    /// writes rather than on its own, or alone after `max_wait` (see
+    /// [`riders`]): for background work beside foreground writes.
+    pub(crate) async fn write_beside<T, F>(
+        &self,
+        op: F,
+        max_wait: std::time::Duration,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        (self.writer()?.write_beside(op, max_wait).await)
+            .map_err(|e| guard::corrupt_if_damaged(&self.path, e))
     }
 
     /// [`write`](Self::write) with the audit entries `entries_of(result)`

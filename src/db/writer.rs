@@ -29,12 +29,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::guard::guarded;
 use crate::db::reopen::Reopener;
+use crate::db::riders::{Riders, Timer, Wait};
 use crate::db::snapshot::ReadCache;
 use crate::error::{Error, StorageContext};
 
@@ -47,6 +49,9 @@ type ExclusiveWork = Box<dyn FnOnce(Result<&mut Database, Error>, &Path) + Send>
 enum Request {
     /// A write, batched with its neighbours into one commit.
     Write(Box<dyn Job>),
+    /// A write that joins the next batch, or commits alone at its
+    /// deadline (see [`super::riders`]).
+    Rider(Box<dyn Job>, std::time::Instant),
     /// Work with the database to itself (see [`Writer::exclusive`]).
     Exclusive(ExclusiveWork),
 }
@@ -65,6 +70,26 @@ struct TypedJob<T, F> {
     op: F,
     result: Option<Result<T, Error>>,
     reply: oneshot::Sender<Result<T, Error>>,
+}
+
+/// Where a request's answer arrives.
+type Answer<T> = oneshot::Receiver<Result<T, Error>>;
+
+impl<T, F> TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+{
+    /// A request running `op`, and where its answer arrives.
+    fn boxed(op: F) -> (Box<dyn Job>, Answer<T>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(TypedJob {
+            op,
+            result: None,
+            reply,
+        });
+        (job, answer)
+    }
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -197,22 +222,29 @@ impl Writer {
         self.enqueue(op).await?.await.map_err(|_| Error::Closed)?
     }
 
-    /// Queues `op` and returns once it is queued (it waits only for room in
-    /// the queue); the receiver gets the answer after the commit.
-    pub(crate) async fn enqueue<T, F>(
-        &self,
-        op: F,
-    ) -> Result<oneshot::Receiver<Result<T, Error>>, Error>
+    /// Like [`write`](Self::write), but `op` is committed with the next
+    /// batch of other writes instead of on its own, or alone once
+    /// `max_wait` has passed with none (see [`super::riders`]); requests
+    /// queued after it may commit before it.
+    pub(crate) async fn write_beside<T, F>(&self, op: F, max_wait: Duration) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob {
-            op,
-            result: None,
-            reply,
-        });
+        let (job, answer) = TypedJob::boxed(op);
+        let deadline = std::time::Instant::now() + max_wait;
+        self.send(Request::Rider(job, deadline)).await?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Queues `op` and returns once it is queued (it waits only for room in
+    /// the queue); the receiver gets the answer after the commit.
+    pub(crate) async fn enqueue<T, F>(&self, op: F) -> Result<Answer<T>, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, Error> + Send + 'static,
+    {
+        let (job, answer) = TypedJob::boxed(op);
         self.send(Request::Write(job)).await?;
         Ok(answer)
     }
@@ -332,11 +364,37 @@ impl Ctx<'_> {
 
 fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut riders = Riders::default();
+    let timer = Timer::new();
     let mut next = None;
-    while let Some(first) = next.take().or_else(|| rx.blocking_recv()) {
+    loop {
+        let first = match (next.take(), riders.deadline(), &timer) {
+            (Some(request), _, _) => Some(request),
+            (None, Some(deadline), Some(timer)) => match timer.recv_until(&mut rx, deadline) {
+                Wait::Got(request) => Some(request),
+                Wait::TimedOut => {
+                    commit_riders(ctx, &mut riders);
+                    continue;
+                }
+                Wait::Closed => None,
+            },
+            // No clock to wait on: riders go as they come (below).
+            (None, Some(_), None) => {
+                commit_riders(ctx, &mut riders);
+                continue;
+            }
+            (None, None, _) => rx.blocking_recv(),
+        };
+        let Some(first) = first else { break };
         match first {
             Request::Exclusive(work) => {
+                // Queued before it: committed before it runs.
+                commit_riders(ctx, &mut riders);
                 run_exclusive(ctx, work);
+                continue;
+            }
+            Request::Rider(job, deadline) => {
+                riders.push(job, deadline);
                 continue;
             }
             Request::Write(job) => batch.push(job),
@@ -344,6 +402,7 @@ fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) 
         while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(Request::Write(job)) => batch.push(job),
+                Ok(Request::Rider(job, deadline)) => riders.push(job, deadline),
                 // Runs after this batch commits, in queue order.
                 Ok(exclusive) => {
                     next = Some(exclusive);
@@ -352,10 +411,26 @@ fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) 
                 Err(_) => break,
             }
         }
+        // After the batch's own requests: a rider never delays their start.
+        batch.extend(riders.take());
         let _span = tracing::debug_span!("group_commit", requests = batch.len()).entered();
         ctx.counters.record(batch.len());
         commit_batch(ctx, std::mem::take(&mut batch));
     }
+    // The queue is closed: riders still waiting commit before the end.
+    commit_riders(ctx, &mut riders);
+}
+
+/// Commits the waiting riders, if any, as one batch of their own.
+fn commit_riders(ctx: &Ctx<'_>, riders: &mut Riders<Box<dyn Job>>) {
+    let batch = riders.take();
+    if batch.is_empty() {
+        return;
+    }
+    let _span =
+        tracing::debug_span!("group_commit", requests = batch.len(), riders = true).entered();
+    ctx.counters.record(batch.len());
+    commit_batch(ctx, batch);
 }
 
 /// Exclusive work: the shared snapshot is dropped first (it is a read
@@ -432,12 +507,12 @@ fn commit_alone(ctx: &Ctx<'_>, mut job: Box<dyn Job>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
+    pub(in crate::db) const T: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("t");
 
-    fn writer(dir: &Path) -> (Arc<RwLock<Database>>, Writer) {
+    pub(in crate::db) fn writer(dir: &Path) -> (Arc<RwLock<Database>>, Writer) {
         let path = dir.join("w.redb");
         let db = Arc::new(RwLock::new(Database::create(&path).unwrap()));
         let writer =
@@ -445,14 +520,16 @@ mod tests {
         (db, writer)
     }
 
-    fn put(k: u64) -> impl FnMut(&WriteTransaction) -> Result<u64, Error> + Send + 'static {
+    pub(in crate::db) fn put(
+        k: u64,
+    ) -> impl FnMut(&WriteTransaction) -> Result<u64, Error> + Send + 'static {
         move |txn| {
             txn.open_table(T).ctx("t")?.insert(k, k).ctx("t")?;
             Ok(k)
         }
     }
 
-    fn stored(db: &RwLock<Database>, k: u64) -> Option<u64> {
+    pub(in crate::db) fn stored(db: &RwLock<Database>, k: u64) -> Option<u64> {
         use redb::ReadableDatabase;
         let txn = crate::db::shared(db).begin_read().unwrap();
         let t = txn.open_table(T).ok()?;
