@@ -179,13 +179,11 @@ impl S3Dir {
 
     /// The length of the object of `address`, if there is one (a `HEAD`).
     fn head(&self, address: BlobAddress) -> Result<Option<u64>, Error> {
-        let (store, key) = (Arc::clone(&self.store), self.key(address));
+        let sent = head_size(&self.store, &self.heads, self.key(address));
         let context = self.context("looking up", address);
-        self.heads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let head = self.run(&context.clone(), async move {
-            match store.head(&key).await {
-                Ok(meta) => Ok(Some(meta.size)),
+            match sent.await {
+                Ok(size) => Ok(Some(size)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(failed(context, e)),
             }
@@ -199,6 +197,18 @@ impl S3Dir {
     fn context(&self, what: &str, address: BlobAddress) -> String {
         format!("{what} blob {address} at {}", self.url)
     }
+}
+
+/// One `HEAD` of `key`, counted in `heads` (see
+/// [`BlobBackend::heads_sent`]): the object's size.
+fn head_size(
+    store: &Arc<AmazonS3>,
+    heads: &std::sync::atomic::AtomicU64,
+    key: Key,
+) -> impl std::future::Future<Output = object_store::Result<u64>> + Send + 'static {
+    let store = Arc::clone(store);
+    heads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    async move { store.head(&key).await.map(|meta| meta.size) }
 }
 
 /// The configured bucket's builder and client options (credentials and

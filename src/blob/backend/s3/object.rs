@@ -11,9 +11,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use object_store::ObjectStore;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::wait_on;
 use crate::blob::backend::BlobSource;
@@ -259,15 +259,12 @@ impl Object {
         let Some(rt) = &self.dir.runtime else {
             return Err(closed());
         };
-        let (store, key) = (Arc::clone(&self.dir.store), self.key.clone());
+        let sent = super::head_size(&self.dir.store, &self.dir.heads, self.key.clone());
         let (what, len) = (self.what(), self.len);
-        self.dir
-            .heads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let got = wait_on(rt, async move {
-            let meta = store.head(&key).await.map_err(|e| io(&what, e))?;
-            if meta.size != len {
-                return Err(changed(&what, meta.size, len));
+            let size = sent.await.map_err(|e| io(&what, e))?;
+            if size != len {
+                return Err(changed(&what, size, len));
             }
             Ok(())
         })
