@@ -80,6 +80,7 @@ pub(crate) mod sessions;
 pub(crate) mod snapshot;
 pub(crate) mod snapshot_copy;
 pub(crate) mod stats;
+mod text;
 pub(crate) mod txn;
 pub(crate) mod usage;
 pub(crate) mod user_record;

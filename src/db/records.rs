@@ -238,6 +238,7 @@ impl SessionV1 {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct TurnV1 {
     role: RoleV1,
+    #[serde(deserialize_with = "crate::db::text::deserialize")]
     text: String,
     at: i64,
 }
