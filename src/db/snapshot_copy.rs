@@ -13,6 +13,7 @@
 //! them (a test checks the list against `schema::create_all`).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{
     Database, Durability, Key, MultimapTableHandle, ReadTransaction, ReadableTable,
@@ -67,8 +68,55 @@ const KNOWN: &[&str] = &[
 ];
 
 /// Copies every table of `src` into a new database at `dest` (which must
-/// not exist), durably, and says what the snapshot held.
+/// not exist), durably, and says what the snapshot held. (A backup to
+/// object storage; a local one uses [`copy_snapshot_beside`].)
+#[cfg(feature = "s3")]
 pub(crate) fn copy_snapshot(src: &ReadTransaction, dest: &Path) -> Result<SnapshotInfo, Error> {
+    let blobs = blob_addresses(src)?;
+    copy_tables(src, dest, blobs)
+}
+
+/// [`copy_snapshot`], running `beside` on another thread meanwhile with
+/// the blob addresses the snapshot names (read first, from the same
+/// snapshot): a backup copies the blob files while the tables are copied.
+/// `beside` is told to give up (its flag set) if the copy fails; it is
+/// waited for either way, and a panic in it is an error.
+pub(crate) fn copy_snapshot_beside<T: Send>(
+    src: &ReadTransaction,
+    dest: &Path,
+    beside: impl FnOnce(&[BlobAddress], &AtomicBool) -> Result<T, Error> + Send,
+) -> Result<(SnapshotInfo, T), Error> {
+    let blobs = blob_addresses(src)?;
+    let give_up = AtomicBool::new(false);
+    let (copied, other) = std::thread::scope(|s| {
+        let other = s.spawn(|| beside(&blobs, &give_up));
+        let copied = copy_tables(src, dest, Vec::new());
+        if copied.is_err() {
+            give_up.store(true, Ordering::Relaxed);
+        }
+        let other = other.join().unwrap_or_else(|p| {
+            Err(Error::corrupt(
+                "backup",
+                format!(
+                    "a thread beside the snapshot copy panicked: {}",
+                    crate::error::panic_message(&*p)
+                ),
+            ))
+        });
+        (copied, other)
+    });
+    let mut info = copied?;
+    let other = other?;
+    info.blobs = blobs;
+    Ok((info, other))
+}
+
+/// The table copy of a snapshot; `blobs` goes into the info.
+fn copy_tables(
+    src: &ReadTransaction,
+    dest: &Path,
+    blobs: Vec<BlobAddress>,
+) -> Result<SnapshotInfo, Error> {
     for table in src.list_tables().ctx("listing tables")? {
         if !KNOWN.contains(&table.name()) {
             return Err(Error::corrupt(
@@ -128,7 +176,7 @@ pub(crate) fn copy_snapshot(src: &ReadTransaction, dest: &Path) -> Result<Snapsh
     Ok(SnapshotInfo {
         schema_version: schema_version(src)?,
         store_id: store_id(src)?,
-        blobs: blob_addresses(src)?,
+        blobs,
         rows,
     })
 }
@@ -216,5 +264,83 @@ mod tests {
         for t in r.list_tables().unwrap() {
             assert!(KNOWN.contains(&t.name()), "{} is not copied", t.name());
         }
+    }
+
+    /// A database with a schema, a store id and two blobs.
+    fn source(dir: &std::path::Path) -> redb::Database {
+        use super::{BLOBS, META, SCHEMA_VERSION_KEY, STORE_ID_KEY};
+        let db = redb::Database::create(dir.join("s.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        super::create_all(&txn).unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(SCHEMA_VERSION_KEY, &10u32.to_le_bytes()[..])
+                .unwrap();
+            meta.insert(STORE_ID_KEY, &[7u8; 16][..]).unwrap();
+            let mut blobs = txn.open_table(BLOBS).unwrap();
+            for b in [[1u8; 32], [2u8; 32]] {
+                blobs.insert(b, &b"row"[..]).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        db
+    }
+
+    /// The work beside the copy gets the snapshot's blob addresses on
+    /// another thread, and its result comes back with the copy's.
+    #[test]
+    fn beside_the_copy_runs_on_another_thread_with_the_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = source(dir.path());
+        let r = db.begin_read().unwrap();
+        let me = std::thread::current().id();
+        let (info, (addresses, other_thread)) =
+            super::copy_snapshot_beside(&r, &dir.path().join("copy.redb"), |a, _| {
+                Ok((a.to_vec(), std::thread::current().id() != me))
+            })
+            .unwrap();
+        assert!(other_thread);
+        assert_eq!(addresses.len(), 2);
+        assert_eq!(info.blobs, addresses);
+        assert_eq!(info.schema_version, 10);
+        assert!(dir.path().join("copy.redb").exists());
+    }
+
+    /// A failed copy tells the work beside it to give up and returns its
+    /// own error; a panic beside a copy is an error, not a crash.
+    #[test]
+    fn a_failed_copy_stops_the_work_beside_it_and_a_panic_beside_is_an_error() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let db = source(dir.path());
+        let r = db.begin_read().unwrap();
+        // The destination is a directory: the table copy cannot create it.
+        let told = AtomicBool::new(false);
+        let err = super::copy_snapshot_beside(&r, dir.path(), |_, give_up| {
+            let t0 = Instant::now();
+            while !give_up.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            told.store(give_up.load(Ordering::Relaxed), Ordering::Relaxed);
+            Err::<(), _>(crate::error::Error::invalid("beside", "gave up"))
+        })
+        .unwrap_err();
+        assert!(told.load(Ordering::Relaxed), "the work beside was told");
+        assert!(
+            !err.to_string().contains("gave up"),
+            "the copy's error comes first: {err}"
+        );
+        let err = super::copy_snapshot_beside(&r, &dir.path().join("p.redb"), |_, _| {
+            if told.load(Ordering::Relaxed) {
+                panic!("beside");
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, crate::error::Error::Corrupt { .. }),
+            "{err:?}"
+        );
     }
 }

@@ -10,9 +10,10 @@
 //!
 //! 1. blob deletions are held off (`BlobStore::pin_all`: purge, erasure and
 //!    orphan collection wait), then the snapshot is copied;
-//! 2. the blob files it names are linked or copied (those an earlier
-//!    generation in the destination already holds are skipped), then the
-//!    destination's file system is synced;
+//! 2. meanwhile, on other threads, the blob files it names are linked or
+//!    copied ([`blob_files`]; those an earlier generation in the
+//!    destination already holds are skipped); then the destination's file
+//!    system is synced;
 //! 3. the manifest is written and the generation renamed into place;
 //!    generations beyond `keep` are deleted.
 //!
@@ -25,6 +26,7 @@
 //! included: deleting old generations (`keep`) is what makes an erasure
 //! reach the backups. `docs/OPERATIONS.md` says so.
 
+mod blob_files;
 mod copy;
 pub(crate) mod destination;
 pub(crate) mod manifest;
@@ -44,9 +46,8 @@ use crate::blob::backend::local::LocalDir;
 use crate::error::Error;
 use crate::store::Store;
 use crate::types::{BlobAddress, Timestamp};
-use copy::Placed;
 use destination::Destination;
-use manifest::{BlobEntry, Manifest};
+use manifest::Manifest;
 
 /// Called as a long operation goes: bytes done, bytes in all.
 #[derive(Clone)]
@@ -211,33 +212,36 @@ impl Store {
                     .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
 
                 // 1. Hold blob deletions off, then take the snapshot under the
-                //    master key it was written with.
+                //    master key it was written with; 2. the blob files it
+                //    names are placed meanwhile, on other threads.
                 let _pinned = blobs.pin_all().await;
                 let rotation = blobs.keyring.lock_master_rotation().await;
                 let master = blobs.keyring.master();
                 let created_at = db.now();
                 let snapshot_file = partial.join("store.redb");
                 let file2 = snapshot_file.clone();
-                let info = db
-                    .scan(move |txn| crate::db::snapshot_copy::copy_snapshot(txn, &file2))
-                    .await?;
-                drop(rotation);
-
-                // 2. The blob files.
                 let d2 = Arc::clone(&destination);
                 let progress = options.progress.clone();
                 let link = !options.no_links;
-                let addresses = info.blobs.clone();
-                let copied = blocking("copying blob files", move || {
-                    copy_blobs(
-                        &d2,
-                        &LocalDir::new(source),
-                        &addresses,
-                        link,
-                        progress.as_ref(),
-                    )
-                })
-                .await?;
+                let (info, copied) = db
+                    .scan(move |txn| {
+                        crate::db::snapshot_copy::copy_snapshot_beside(
+                            txn,
+                            &file2,
+                            |addresses, give_up| {
+                                blob_files::copy_blobs(
+                                    &d2,
+                                    &LocalDir::new(source),
+                                    addresses,
+                                    link,
+                                    progress.as_ref(),
+                                    give_up,
+                                )
+                            },
+                        )
+                    })
+                    .await?;
+                drop(rotation);
                 drop(_pinned);
                 let mut buf = Vec::new();
                 let metadata = copy::digest(&snapshot_file, &mut buf)?
@@ -353,126 +357,6 @@ pub(crate) fn health(db: &crate::db::Db) -> crate::health::PartHealth {
             format!("the last backup record does not read: {e}"),
         ),
     }
-}
-
-/// What copying the blob files did: (count, bytes) per way.
-struct Copied {
-    entries: Vec<BlobEntry>,
-    copied: (u64, u64),
-    linked: (u64, u64),
-    skipped: (u64, u64),
-    missing: Vec<BlobAddress>,
-}
-
-/// What became of one blob.
-enum Outcome {
-    Skipped(manifest::FileDigest),
-    Placed(Placed, manifest::FileDigest),
-    Missing,
-}
-
-/// Threads copying blob files: reads, hashing and writes of several files
-/// overlap (one thread left the disk idle while it hashed).
-const COPY_THREADS: usize = 4;
-
-fn copy_blobs(
-    dest: &Destination,
-    source: &LocalDir,
-    addresses: &[BlobAddress],
-    link: bool,
-    progress: Option<&Progress>,
-) -> Result<Copied, Error> {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    let known = dest.known_blobs()?;
-    let layout = LocalDir::new(dest.blobs_dir());
-    let tmp = dest.tmp_dir();
-    crate::fsutil::create_private_dir_all(&tmp)
-        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    let total: u64 = addresses
-        .iter()
-        .filter_map(|a| std::fs::symlink_metadata(source.path_of(*a)).ok())
-        .map(|m| m.len())
-        .sum();
-    let (next, done) = (AtomicUsize::new(0), AtomicU64::new(0));
-    let one = |address: BlobAddress, buf: &mut Vec<u8>| -> Result<Outcome, Error> {
-        let to = layout.path_of(address);
-        if let Some(digest) = known.get(&address)
-            && std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_file() && m.len() == digest.bytes)
-        {
-            return Ok(Outcome::Skipped(digest.clone()));
-        }
-        Ok(
-            match copy::place(&source.path_of(address), &to, &tmp, link, buf)? {
-                Some((how, digest)) => Outcome::Placed(how, digest),
-                None => Outcome::Missing,
-            },
-        )
-    };
-    let worker = || -> Result<Vec<(usize, Outcome)>, Error> {
-        let (mut mine, mut buf) = (Vec::new(), Vec::new());
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&address) = addresses.get(i) else {
-                return Ok(mine);
-            };
-            let outcome = one(address, &mut buf)?;
-            let bytes = match &outcome {
-                Outcome::Skipped(d) | Outcome::Placed(_, d) => d.bytes,
-                Outcome::Missing => 0,
-            };
-            let so_far = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-            if let Some(p) = progress {
-                p.tell(so_far, total.max(so_far));
-            }
-            mine.push((i, outcome));
-        }
-    };
-    let results: Vec<Result<Vec<(usize, Outcome)>, Error>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..COPY_THREADS).map(|_| s.spawn(worker)).collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|p| {
-                    Err(Error::corrupt(
-                        "backup",
-                        format!(
-                            "a copy thread panicked: {}",
-                            crate::error::panic_message(&*p)
-                        ),
-                    ))
-                })
-            })
-            .collect()
-    });
-    let mut all = Vec::with_capacity(addresses.len());
-    for r in results {
-        all.extend(r?);
-    }
-    all.sort_unstable_by_key(|(i, _)| *i);
-    let mut out = Copied {
-        entries: Vec::with_capacity(addresses.len()),
-        copied: (0, 0),
-        linked: (0, 0),
-        skipped: (0, 0),
-        missing: Vec::new(),
-    };
-    for (i, outcome) in all {
-        let address = addresses[i];
-        let (tally, digest) = match outcome {
-            Outcome::Skipped(d) => (&mut out.skipped, d),
-            Outcome::Placed(Placed::Linked, d) => (&mut out.linked, d),
-            Outcome::Placed(Placed::Copied, d) => (&mut out.copied, d),
-            Outcome::Missing => {
-                tracing::warn!(blob = %address, "a blob the snapshot names has no file; the backup lists it as missing");
-                out.missing.push(address);
-                continue;
-            }
-        };
-        tally.0 += 1;
-        tally.1 += digest.bytes;
-        out.entries.push(BlobEntry { address, digest });
-    }
-    Ok(out)
 }
 
 /// Runs blocking file work on the blocking pool.
