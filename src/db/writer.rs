@@ -365,25 +365,29 @@ impl Ctx<'_> {
 fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     let mut riders = Riders::default();
-    let timer = Timer::new();
+    // Built at the first rider: a store that never sees one never has it.
+    let timer = std::cell::OnceCell::new();
     let mut next = None;
     loop {
-        let first = match (next.take(), riders.deadline(), &timer) {
-            (Some(request), _, _) => Some(request),
-            (None, Some(deadline), Some(timer)) => match timer.recv_until(&mut rx, deadline) {
-                Wait::Got(request) => Some(request),
-                Wait::TimedOut => {
-                    commit_riders(ctx, &mut riders);
-                    continue;
+        let clock = || timer.get_or_init(Timer::new).as_ref();
+        let first = match (next.take(), riders.deadline()) {
+            (Some(request), _) => Some(request),
+            (None, Some(deadline)) if let Some(timer) = clock() => {
+                match timer.recv_until(&mut rx, deadline) {
+                    Wait::Got(request) => Some(request),
+                    Wait::TimedOut => {
+                        commit_riders(ctx, &mut riders);
+                        continue;
+                    }
+                    Wait::Closed => None,
                 }
-                Wait::Closed => None,
-            },
+            }
             // No clock to wait on: riders go as they come (below).
-            (None, Some(_), None) => {
+            (None, Some(_)) => {
                 commit_riders(ctx, &mut riders);
                 continue;
             }
-            (None, None, _) => rx.blocking_recv(),
+            (None, None) => rx.blocking_recv(),
         };
         let Some(first) = first else { break };
         match first {
