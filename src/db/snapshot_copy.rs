@@ -13,6 +13,7 @@
 //! them (a test checks the list against `schema::create_all`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{
@@ -32,7 +33,7 @@ pub(crate) struct SnapshotInfo {
     /// The store's id (a UUID's 16 bytes, as hex).
     pub(crate) store_id: String,
     /// Every blob a row of the snapshot names, in address order.
-    pub(crate) blobs: Vec<BlobAddress>,
+    pub(crate) blobs: Arc<[BlobAddress]>,
     /// Rows copied, over all tables.
     pub(crate) rows: u64,
 }
@@ -72,50 +73,81 @@ const KNOWN: &[&str] = &[
 /// object storage; a local one uses [`copy_snapshot_beside`].)
 #[cfg(feature = "s3")]
 pub(crate) fn copy_snapshot(src: &ReadTransaction, dest: &Path) -> Result<SnapshotInfo, Error> {
-    let blobs = blob_addresses(src)?;
-    copy_tables(src, dest, blobs)
+    copy_tables(src, dest, blob_addresses(src)?.into())
 }
 
-/// [`copy_snapshot`], running `beside` on another thread meanwhile with
-/// the blob addresses the snapshot names (read first, from the same
-/// snapshot): a backup copies the blob files while the tables are copied.
-/// `beside` is told to give up (its flag set) if the copy fails; it is
-/// waited for either way, and a panic in it is an error.
-pub(crate) fn copy_snapshot_beside<T: Send>(
+/// [`copy_snapshot`], starting `beside` on another thread first with the
+/// blob addresses the snapshot names (read from the same snapshot): a
+/// backup copies the blob files while the tables are copied. Returns once
+/// the tables are copied, so that the caller can end the read transaction
+/// (a long one keeps redb from reusing the pages later writes free) while
+/// `beside` goes on: wait for it with [`Beside::join`]. `beside` is told
+/// to give up (its flag set) if the table copy fails, and if its handle is
+/// dropped unjoined.
+pub(crate) fn copy_snapshot_beside<T: Send + 'static>(
     src: &ReadTransaction,
     dest: &Path,
-    beside: impl FnOnce(&[BlobAddress], &AtomicBool) -> Result<T, Error> + Send,
-) -> Result<(SnapshotInfo, T), Error> {
-    let blobs = blob_addresses(src)?;
-    let give_up = AtomicBool::new(false);
-    let (copied, other) = std::thread::scope(|s| {
-        let other = s.spawn(|| beside(&blobs, &give_up));
-        let copied = copy_tables(src, dest, Vec::new());
-        if copied.is_err() {
-            give_up.store(true, Ordering::Relaxed);
+    beside: impl FnOnce(&[BlobAddress], &AtomicBool) -> Result<T, Error> + Send + 'static,
+) -> Result<(SnapshotInfo, Beside<T>), Error> {
+    let blobs: Arc<[BlobAddress]> = blob_addresses(src)?.into();
+    let give_up = Arc::new(AtomicBool::new(false));
+    let (b, g) = (Arc::clone(&blobs), Arc::clone(&give_up));
+    let thread = std::thread::Builder::new()
+        .name("bv-backup-blobs".into())
+        .spawn(move || beside(&b, &g))
+        .map_err(|e| Error::io("starting the blob copy", e))?;
+    let other = Beside {
+        thread: Some(thread),
+        give_up,
+    };
+    match copy_tables(src, dest, blobs) {
+        Ok(info) => Ok((info, other)),
+        Err(e) => {
+            // Told to give up, and waited for: nothing runs on after.
+            other.give_up.store(true, Ordering::Relaxed);
+            let _ = other.join();
+            Err(e)
         }
-        let other = other.join().unwrap_or_else(|p| {
+    }
+}
+
+/// The work started beside a snapshot copy ([`copy_snapshot_beside`]).
+pub(crate) struct Beside<T> {
+    thread: Option<std::thread::JoinHandle<Result<T, Error>>>,
+    give_up: Arc<AtomicBool>,
+}
+
+impl<T> Beside<T> {
+    /// Waits for the work's end; a panic in it is an error, not a crash.
+    pub(crate) fn join(mut self) -> Result<T, Error> {
+        let Some(thread) = self.thread.take() else {
+            return Err(Error::invalid("backup", "the blob copy was already joined"));
+        };
+        thread.join().unwrap_or_else(|p| {
             Err(Error::corrupt(
                 "backup",
                 format!(
-                    "a thread beside the snapshot copy panicked: {}",
+                    "the thread beside the snapshot copy panicked: {}",
                     crate::error::panic_message(&*p)
                 ),
             ))
-        });
-        (copied, other)
-    });
-    let mut info = copied?;
-    let other = other?;
-    info.blobs = blobs;
-    Ok((info, other))
+        })
+    }
+}
+
+impl<T> Drop for Beside<T> {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.give_up.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The table copy of a snapshot; `blobs` goes into the info.
 fn copy_tables(
     src: &ReadTransaction,
     dest: &Path,
-    blobs: Vec<BlobAddress>,
+    blobs: Arc<[BlobAddress]>,
 ) -> Result<SnapshotInfo, Error> {
     for table in src.list_tables().ctx("listing tables")? {
         if !KNOWN.contains(&table.name()) {
@@ -287,57 +319,82 @@ mod tests {
     }
 
     /// The work beside the copy gets the snapshot's blob addresses on
-    /// another thread, and its result comes back with the copy's.
+    /// another thread, and the copy returns (its read transaction can
+    /// end) while that work is still running.
     #[test]
-    fn beside_the_copy_runs_on_another_thread_with_the_addresses() {
+    fn beside_the_copy_runs_on_with_the_addresses_after_the_copy_returns() {
+        use std::sync::mpsc;
         let dir = tempfile::tempdir().unwrap();
         let db = source(dir.path());
         let r = db.begin_read().unwrap();
         let me = std::thread::current().id();
-        let (info, (addresses, other_thread)) =
-            super::copy_snapshot_beside(&r, &dir.path().join("copy.redb"), |a, _| {
+        let (go, wait) = mpsc::channel::<()>();
+        let (info, beside) =
+            super::copy_snapshot_beside(&r, &dir.path().join("copy.redb"), move |a, _| {
+                // Held until the test has the copy's result.
+                wait.recv().unwrap();
                 Ok((a.to_vec(), std::thread::current().id() != me))
             })
             .unwrap();
-        assert!(other_thread);
-        assert_eq!(addresses.len(), 2);
-        assert_eq!(info.blobs, addresses);
+        drop(r);
+        assert_eq!(info.blobs.len(), 2);
         assert_eq!(info.schema_version, 10);
         assert!(dir.path().join("copy.redb").exists());
+        go.send(()).unwrap();
+        let (addresses, other_thread) = beside.join().unwrap();
+        assert!(other_thread);
+        assert_eq!(&addresses[..], &info.blobs[..]);
     }
 
-    /// A failed copy tells the work beside it to give up and returns its
-    /// own error; a panic beside a copy is an error, not a crash.
+    /// A failed copy tells the work beside it to give up, waits for it and
+    /// returns its own error; a dropped handle tells it to give up too; a
+    /// panic beside a copy is an error, not a crash.
     #[test]
-    fn a_failed_copy_stops_the_work_beside_it_and_a_panic_beside_is_an_error() {
+    fn the_work_beside_gives_up_when_told_and_a_panic_there_is_an_error() {
+        use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::time::{Duration, Instant};
         let dir = tempfile::tempdir().unwrap();
         let db = source(dir.path());
         let r = db.begin_read().unwrap();
-        // The destination is a directory: the table copy cannot create it.
-        let told = AtomicBool::new(false);
-        let err = super::copy_snapshot_beside(&r, dir.path(), |_, give_up| {
-            let t0 = Instant::now();
-            while !give_up.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
-                std::thread::sleep(Duration::from_millis(1));
+        // Waits (at most 30 s) to be told to give up; says whether it was.
+        let waiter = |told: Arc<AtomicBool>| {
+            move |_: &[crate::types::BlobAddress], give_up: &AtomicBool| {
+                let t0 = Instant::now();
+                while !give_up.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                told.store(give_up.load(Ordering::Relaxed), Ordering::Relaxed);
+                Err::<(), _>(crate::error::Error::invalid("beside", "gave up"))
             }
-            told.store(give_up.load(Ordering::Relaxed), Ordering::Relaxed);
-            Err::<(), _>(crate::error::Error::invalid("beside", "gave up"))
-        })
-        .unwrap_err();
+        };
+        // The destination is a directory: the table copy cannot create it.
+        let told = Arc::new(AtomicBool::new(false));
+        let err = super::copy_snapshot_beside(&r, dir.path(), waiter(Arc::clone(&told)))
+            .err()
+            .unwrap();
         assert!(told.load(Ordering::Relaxed), "the work beside was told");
         assert!(
             !err.to_string().contains("gave up"),
             "the copy's error comes first: {err}"
         );
-        let err = super::copy_snapshot_beside(&r, &dir.path().join("p.redb"), |_, _| {
-            if told.load(Ordering::Relaxed) {
-                panic!("beside");
-            }
-            Ok(())
-        })
-        .unwrap_err();
+        // A copy that succeeds, its handle dropped unjoined.
+        let told2 = Arc::new(AtomicBool::new(false));
+        let (_, beside) =
+            super::copy_snapshot_beside(&r, &dir.path().join("d.redb"), waiter(Arc::clone(&told2)))
+                .unwrap();
+        drop(beside);
+        let t0 = Instant::now();
+        while !told2.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(told2.load(Ordering::Relaxed), "a dropped handle tells it");
+        let (_, beside) =
+            super::copy_snapshot_beside(&r, &dir.path().join("p.redb"), |_, _| -> Result<(), _> {
+                panic!("beside")
+            })
+            .unwrap();
+        let err = beside.join().unwrap_err();
         assert!(
             matches!(err, crate::error::Error::Corrupt { .. }),
             "{err:?}"

@@ -213,7 +213,8 @@ impl Store {
 
                 // 1. Hold blob deletions off, then take the snapshot under the
                 //    master key it was written with; 2. the blob files it
-                //    names are placed meanwhile, on other threads.
+                //    names are placed meanwhile, on other threads (and go
+                //    on after the snapshot's read transaction ends).
                 let _pinned = blobs.pin_all().await;
                 let rotation = blobs.keyring.lock_master_rotation().await;
                 let master = blobs.keyring.master();
@@ -223,12 +224,12 @@ impl Store {
                 let d2 = Arc::clone(&destination);
                 let progress = options.progress.clone();
                 let link = !options.no_links;
-                let (info, copied) = db
+                let (info, blob_copy) = db
                     .scan(move |txn| {
                         crate::db::snapshot_copy::copy_snapshot_beside(
                             txn,
                             &file2,
-                            |addresses, give_up| {
+                            move |addresses, give_up| {
                                 blob_files::copy_blobs(
                                     &d2,
                                     &LocalDir::new(source),
@@ -242,6 +243,7 @@ impl Store {
                     })
                     .await?;
                 drop(rotation);
+                let copied = blocking("copying blob files", move || blob_copy.join()).await?;
                 drop(_pinned);
                 let mut buf = Vec::new();
                 let metadata = copy::digest(&snapshot_file, &mut buf)?
