@@ -517,6 +517,19 @@ pub(crate) fn quote(input: &str) -> String {
     }
 }
 
+/// The error of a thread that panicked (`thread` says which) during work
+/// on `subject`: [`Error::Corrupt`], with the panic's message.
+pub(crate) fn thread_panicked(
+    subject: &str,
+    thread: &str,
+    payload: Box<dyn std::any::Any + Send>,
+) -> Error {
+    Error::corrupt(
+        subject,
+        format!("{thread} panicked: {}", panic_message(&*payload)),
+    )
+}
+
 /// The message a caught panic carried (its `&str` or `String` payload).
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload

@@ -124,12 +124,10 @@ impl<T> Beside<T> {
             return Err(Error::invalid("backup", "the blob copy was already joined"));
         };
         thread.join().unwrap_or_else(|p| {
-            Err(Error::corrupt(
+            Err(crate::error::thread_panicked(
                 "backup",
-                format!(
-                    "the thread beside the snapshot copy panicked: {}",
-                    crate::error::panic_message(&*p)
-                ),
+                "the thread beside the snapshot copy",
+                p,
             ))
         })
     }

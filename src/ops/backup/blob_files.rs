@@ -104,13 +104,7 @@ pub(crate) fn copy_blobs(
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|p| {
-                    Err(Error::corrupt(
-                        "backup",
-                        format!(
-                            "a copy thread panicked: {}",
-                            crate::error::panic_message(&*p)
-                        ),
-                    ))
+                    Err(crate::error::thread_panicked("backup", "a copy thread", p))
                 })
             })
             .collect()
