@@ -1,6 +1,9 @@
 //! Copying one file into a backup or out of one, hashing it on the way:
 //! the SHA-256 a manifest records, and checks on restore.
 //!
+//! A store whose blobs are in object storage has its blobs read through
+//! the backend and written into the backup ([`place_from`]).
+//!
 //! Into a backup on the same file system, a blob is hard-linked (no bytes
 //! written; blob files are never changed in place, and the purge does not
 //! overwrite a file that has another link, see `blob::backend::local`),
@@ -13,12 +16,14 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::blob::backend::{BlobBackend, BlobSource};
 use crate::error::Error;
 use crate::ops::backup::manifest::FileDigest;
+use crate::types::BlobAddress;
 
 const BUF: usize = 1 << 20;
 
@@ -46,7 +51,7 @@ pub(crate) fn digest(path: &Path, buf: &mut Vec<u8>) -> Result<Option<FileDigest
 
 /// Reads `src` to its end, hashing, and writes it to `sink` if given.
 fn hash_through(
-    src: &mut File,
+    src: &mut impl Read,
     path: &Path,
     mut sink: Option<(&mut File, &Path)>,
     buf: &mut Vec<u8>,
@@ -89,12 +94,7 @@ pub(crate) fn place(
     link: bool,
     buf: &mut Vec<u8>,
 ) -> Result<Option<(Placed, FileDigest)>, Error> {
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = tmp_dir.join(format!("{name}.part"));
-    let _ = std::fs::remove_file(&tmp);
+    let tmp = part_path(to, tmp_dir);
     if link {
         match std::fs::hard_link(from, &tmp) {
             Ok(()) => {
@@ -116,6 +116,94 @@ pub(crate) fn place(
     Ok(Some((Placed::Copied, d)))
 }
 
+/// Puts the blob at `address` of `backend` (object storage: nothing to
+/// link) at `to`, replacing what is there: read through the backend in
+/// one announced run, written to a temporary file and renamed, hashed on
+/// the way; `None` if the backend has no such blob.
+pub(crate) fn place_from(
+    backend: &dyn BlobBackend,
+    address: BlobAddress,
+    to: &Path,
+    tmp_dir: &Path,
+    buf: &mut Vec<u8>,
+) -> Result<Option<FileDigest>, Error> {
+    let Some(source) = backend.open(address)? else {
+        return Ok(None);
+    };
+    let len = source.len()?;
+    source.will_read(0..len);
+    let tmp = part_path(to, tmp_dir);
+    let mut dst = create(&tmp)?;
+    let from = PathBuf::from(format!("blob {address} in the {} backend", backend.name()));
+    let mut reader = SourceReader {
+        source: &*source,
+        at: 0,
+        len,
+    };
+    match hash_through(&mut reader, &from, Some((&mut dst, &tmp)), buf) {
+        Ok(d) => {
+            rename(&tmp, to)?;
+            Ok(Some(d))
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            match e {
+                // Gone between the open (its length may come from a read
+                // cache) and the read: missing, as if the open had said so.
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    Ok(None)
+                }
+                e => Err(e),
+            }
+        }
+    }
+}
+
+/// A blob source read in order, as `Read`.
+struct SourceReader<'a> {
+    source: &'a dyn BlobSource,
+    at: u64,
+    len: u64,
+}
+
+impl Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = usize::try_from(self.len - self.at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if n > 0 {
+            self.source.read_exact_at(&mut buf[..n], self.at)?;
+            self.at += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// The temporary name of a file on its way to `to`, in `tmp_dir`, with
+/// whatever an interrupted copy left there removed.
+fn part_path(to: &Path, tmp_dir: &Path) -> PathBuf {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = tmp_dir.join(format!("{name}.part"));
+    let _ = std::fs::remove_file(&tmp);
+    tmp
+}
+
+/// Creates `path` for writing (mode 0600, not through a symbolic link).
+pub(crate) fn create(path: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io("creating", path))
+}
+
 /// Copies `from` to `to` (a new file, mode 0600), hashing; `None` if
 /// `from` does not exist.
 pub(crate) fn copy_hashing(
@@ -123,20 +211,12 @@ pub(crate) fn copy_hashing(
     to: &Path,
     buf: &mut Vec<u8>,
 ) -> Result<Option<FileDigest>, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
     let mut src = match open_nofollow(from) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("reading", from)(e)),
     };
-    let mut dst = File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(to)
-        .map_err(io("creating", to))?;
+    let mut dst = create(to)?;
     hash_through(&mut src, from, Some((&mut dst, to)), buf).map(Some)
 }
 

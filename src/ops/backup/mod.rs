@@ -11,9 +11,9 @@
 //! 1. blob deletions are held off (`BlobStore::pin_all`: purge, erasure and
 //!    orphan collection wait), then the snapshot is copied;
 //! 2. meanwhile, on other threads, the blob files it names are linked or
-//!    copied ([`blob_files`]; those an earlier generation in the
-//!    destination already holds are skipped); then the destination's file
-//!    system is synced;
+//!    copied, or read through an object-storage backend ([`blob_files`];
+//!    those an earlier generation in the destination already holds are
+//!    skipped); then the destination's file system is synced;
 //! 3. the manifest is written and the generation renamed into place;
 //!    generations beyond `keep` are deleted.
 //!
@@ -46,6 +46,7 @@ use crate::blob::backend::local::LocalDir;
 use crate::error::Error;
 use crate::store::Store;
 use crate::types::{BlobAddress, Timestamp};
+use blob_files::BlobFiles;
 use destination::Destination;
 use manifest::Manifest;
 
@@ -181,16 +182,10 @@ impl Store {
                 let t0 = std::time::Instant::now();
                 let db = self.db();
                 let blobs = self.blob_store();
-                let source = blobs
-                    .backend
-                    .as_local()
-                    .map(|l| l.root().to_path_buf())
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "backup",
-                            "a store whose blobs are in object storage backs up to an s3:// destination, not a directory",
-                        )
-                    })?;
+                let source = match blobs.backend.as_local() {
+                    Some(local) => BlobFiles::Local(LocalDir::new(local.root().to_path_buf())),
+                    None => BlobFiles::Backend(Arc::clone(&blobs.backend)),
+                };
                 let store_id = db.read(crate::db::snapshot_copy::store_id)?;
                 let region = self.region().map(str::to_string);
                 let dest2 = dest.clone();
@@ -232,7 +227,7 @@ impl Store {
                             move |addresses, give_up| {
                                 blob_files::copy_blobs(
                                     &d2,
-                                    &LocalDir::new(source),
+                                    &source,
                                     addresses,
                                     link,
                                     progress.as_ref(),

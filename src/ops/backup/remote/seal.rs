@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::blob::crypto::SecretKey;
 use crate::error::Error;
-use crate::ops::backup::copy::io;
+use crate::ops::backup::copy::{create, io};
 use crate::ops::backup::manifest::FileDigest;
 
 const MAGIC: &[u8; 8] = b"BVSNAP01";
@@ -213,18 +213,6 @@ fn fill(input: &mut std::fs::File, buf: &mut [u8], path: &Path) -> Result<usize,
         }
     }
     Ok(n)
-}
-
-fn create(path: &Path) -> Result<std::fs::File, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io("creating", path))
 }
 
 #[cfg(test)]
