@@ -139,13 +139,21 @@ pub(crate) fn backup_text(r: &BackupReport) -> String {
             r.blobs_linked,
             size(r.bytes_linked)
         ),
-        format!(
-            "{:<10} {:>8} {:>10}  (already in the destination)",
-            "skipped",
-            r.blobs_skipped,
-            size(r.bytes_skipped)
-        ),
     ];
+    if r.blobs_copied_by_engine > 0 {
+        lines.push(format!(
+            "{:<10} {:>8} {:>10}  (copied by the engine within the bucket)",
+            "in bucket",
+            r.blobs_copied_by_engine,
+            size(r.bytes_copied_by_engine)
+        ));
+    }
+    lines.extend([format!(
+        "{:<10} {:>8} {:>10}  (already in the destination)",
+        "skipped",
+        r.blobs_skipped,
+        size(r.bytes_skipped)
+    )]);
     if !r.missing.is_empty() {
         lines.push(format!(
             "warning: {} blob(s) the store names have no file (run `bvstore gc` to mark them damaged)",

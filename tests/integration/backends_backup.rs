@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bharatvoice_store::fuzzing::{s3_object, s3_objects, s3_set_object};
+use bharatvoice_store::fuzzing::{backend_gets, s3_object, s3_objects, s3_set_object};
 use bharatvoice_store::{
     Actor, BackupOptions, BackupTarget, BlobBackendConfig, Config, Error, LifecycleConfig,
     MasterKey, NewUser, PutOptions, RestoreOptions, S3Config, Store, VerifyOptions,
@@ -58,6 +58,7 @@ async fn a_backup_to_s3_restored_into_an_empty_directory_passes_verify_deep() {
         BlobBackendConfig::Local,
         BlobBackendConfig::S3(s3_config(&endpoint)),
     ] {
+        let source_kind = source.clone();
         let kind = match &source {
             BlobBackendConfig::Local => "local blobs",
             BlobBackendConfig::S3(_) => "blobs in the bucket",
@@ -92,14 +93,37 @@ async fn a_backup_to_s3_restored_into_an_empty_directory_passes_verify_deep() {
                 .unwrap();
             files.push((f.id, data));
         }
+        // Another prefix of the same bucket: with the store's blobs in the
+        // bucket, the engine copies them (the store reads none of them).
         let target = s3_config(&endpoint);
+        let gets_before = backend_gets(&store);
         let first = store
             .backup(BackupTarget::S3(target.clone()), BackupOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{kind}: backup: {e}"));
         assert_eq!(first.generation, 1);
         assert_eq!(first.blobs, sizes.len() as u64, "{kind}: {first:?}");
-        assert_eq!(first.blobs_copied, first.blobs, "{kind}: {first:?}");
+        let in_bucket = matches!(source_kind, BlobBackendConfig::S3(_));
+        let (uploaded, by_engine) = if in_bucket {
+            (0, first.blobs)
+        } else {
+            (first.blobs, 0)
+        };
+        assert_eq!(
+            (first.blobs_copied, first.blobs_copied_by_engine),
+            (uploaded, by_engine),
+            "{kind}: {first:?}"
+        );
+        assert_eq!(
+            backend_gets(&store),
+            gets_before,
+            "{kind}: the store read its own blobs for the backup"
+        );
+        if in_bucket {
+            let stored: u64 = sizes.len() as u64;
+            assert_eq!(first.blobs_copied_by_engine, stored);
+            assert!(first.bytes_copied_by_engine > 12 << 20, "{first:?}");
+        }
         assert!(first.destination.to_string_lossy().starts_with("s3://"));
 
         // The snapshot left sealed: no username in clear.
@@ -139,10 +163,15 @@ async fn a_backup_to_s3_restored_into_an_empty_directory_passes_verify_deep() {
             .await
             .unwrap();
         assert_eq!(
-            (third.generation, third.blobs_copied, third.blobs_skipped),
+            (
+                third.generation,
+                third.blobs_copied + third.blobs_copied_by_engine,
+                third.blobs_skipped
+            ),
             (3, 1, first.blobs),
             "{kind}: {third:?}"
         );
+        assert_eq!(third.blobs_copied_by_engine, u64::from(in_bucket));
         let listed = Store::backups(BackupTarget::S3(target.clone())).unwrap();
         assert_eq!(
             listed.iter().map(|g| g.generation).collect::<Vec<_>>(),

@@ -138,6 +138,15 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
     fn as_local(&self) -> Option<&local::LocalDir> {
         None
     }
+
+    /// Where an object-storage backend keeps the blob at `address`: a
+    /// backup into the same bucket has the engine copy it there rather
+    /// than reading and uploading it. `None` for any other backend.
+    #[cfg(feature = "s3")]
+    fn object_of(&self, address: BlobAddress) -> Option<s3::ObjectName> {
+        let _ = address;
+        None
+    }
 }
 
 /// A blob open for positioned reads.

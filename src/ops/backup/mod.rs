@@ -110,6 +110,15 @@ pub struct BackupReport {
     pub blobs_copied: u64,
     /// Bytes of the blob files copied.
     pub bytes_copied: u64,
+    /// Blobs the object-storage engine copied from the store's own bucket
+    /// into the backup's (a backup to `s3://` in the bucket the store's
+    /// blobs are in): none of their bytes uploaded by the store, each
+    /// read back once for the manifest's SHA-256.
+    #[serde(default)]
+    pub blobs_copied_by_engine: u64,
+    /// Bytes of the blobs the engine copied.
+    #[serde(default)]
+    pub bytes_copied_by_engine: u64,
     /// Blob files hard-linked (no bytes written), and their bytes.
     pub blobs_linked: u64,
     /// Bytes of the blob files linked.
@@ -274,6 +283,8 @@ impl Store {
                     blobs: manifest.blobs.len() as u64,
                     blobs_copied: copied.copied.0,
                     bytes_copied: copied.copied.1,
+                    blobs_copied_by_engine: 0,
+                    bytes_copied_by_engine: 0,
                     blobs_linked: copied.linked.0,
                     bytes_linked: copied.linked.1,
                     blobs_skipped: copied.skipped.0,

@@ -46,6 +46,25 @@ const CLIENT_THREADS: usize = 2;
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A bucket (and prefix) holding blobs.
+/// An object of a bucket on an engine: where a blob lies in object
+/// storage ([`BlobBackend::object_of`]).
+pub(crate) struct ObjectName {
+    /// The engine's endpoint (`None`: AWS).
+    pub(crate) endpoint: Option<String>,
+    pub(crate) bucket: String,
+    pub(crate) key: Key,
+}
+
+impl ObjectName {
+    /// Whether this object lies in the bucket `config` names on the same
+    /// engine, where one request copies it.
+    pub(crate) fn shares_bucket(&self, config: &S3Config) -> bool {
+        let endpoint =
+            |e: &Option<String>| e.as_deref().map(|e| e.trim_end_matches('/').to_string());
+        self.bucket == config.bucket && endpoint(&self.endpoint) == endpoint(&config.endpoint)
+    }
+}
+
 pub(crate) struct S3Dir {
     store: Arc<AmazonS3>,
     /// The same bucket without retries and with a short timeout, for
@@ -63,6 +82,10 @@ pub(crate) struct S3Dir {
     runtime: Runtime,
     /// `s3://bucket/prefix`, for messages.
     url: String,
+    /// The endpoint (`None`: AWS) and bucket, which tell whether a backup
+    /// target shares them.
+    endpoint: Option<String>,
+    bucket: String,
     /// Recently read bytes (see [`object`]), if on.
     cache: Option<ReadCache>,
     /// How often an upload in flight puts its marker again (see
@@ -127,6 +150,8 @@ impl S3Dir {
             gets: Default::default(),
             heads: Default::default(),
             url: format!("s3://{}/{root}", config.bucket),
+            endpoint: config.endpoint.clone(),
+            bucket: config.bucket.clone(),
             root,
             uploads,
             part_bytes: config.part_bytes,
@@ -358,6 +383,14 @@ impl BlobBackend for S3Dir {
         Some(self.gets.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    fn object_of(&self, address: BlobAddress) -> Option<ObjectName> {
+        Some(ObjectName {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            key: self.key(address),
+        })
+    }
+
     fn heads_sent(&self) -> Option<u64> {
         Some(self.heads.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -403,5 +436,27 @@ impl S3Dir {
             url: self.url.clone(),
             cache: self.cache.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Key, ObjectName};
+    use crate::blob::backend::choice::S3Config;
+
+    #[test]
+    fn only_the_same_bucket_on_the_same_engine_is_shared() {
+        let object = |endpoint: Option<&str>, bucket: &str| ObjectName {
+            endpoint: endpoint.map(str::to_string),
+            bucket: bucket.into(),
+            key: Key::from("store/blobs/ab"),
+        };
+        let target = S3Config::new("audio").endpoint("http://127.0.0.1:7480");
+        assert!(object(Some("http://127.0.0.1:7480"), "audio").shares_bucket(&target));
+        assert!(object(Some("http://127.0.0.1:7480/"), "audio").shares_bucket(&target));
+        assert!(!object(Some("http://127.0.0.1:7480"), "backups").shares_bucket(&target));
+        assert!(!object(Some("http://10.0.0.2:7480"), "audio").shares_bucket(&target));
+        assert!(!object(None, "audio").shares_bucket(&target));
+        assert!(object(None, "audio").shares_bucket(&S3Config::new("audio")));
     }
 }

@@ -5,13 +5,18 @@
 //! Blob files are read through the store's own backend (a local
 //! directory, or another bucket) and streamed up in parts, hashed on the
 //! way: memory holds at most a few parts per upload, whatever the blob's
-//! size. A blob the destination already holds at the size an earlier
+//! size. When the store's blobs are in the target's bucket on the same
+//! engine, the engine copies each one instead (one `CopyObject` request,
+//! nothing uploaded) and the copy is read back once for its digest; a
+//! copy the engine refuses (too large for one request, no permission)
+//! falls back to the upload. A blob the destination already holds at the size an earlier
 //! manifest gives is skipped, so a second backup uploads only what is new.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as Key;
 use sha2::{Digest, Sha256};
@@ -37,6 +42,7 @@ const PIECE: usize = 4 << 20;
 enum Outcome {
     Skipped(FileDigest),
     Uploaded(FileDigest),
+    CopiedByEngine(FileDigest),
     Missing,
 }
 
@@ -53,7 +59,7 @@ pub(crate) async fn backup(
     let lock = bucket
         .open_for_backup(&store_id, region.as_deref(), options.allow_region_change)
         .await?;
-    let result = locked(store, &bucket, store_id, region, options, t0).await;
+    let result = locked(store, &bucket, target, store_id, region, options, t0).await;
     lock.release(&bucket).await;
     result
 }
@@ -61,6 +67,7 @@ pub(crate) async fn backup(
 async fn locked(
     store: &Store,
     bucket: &Bucket,
+    target: &S3Config,
     store_id: String,
     region: Option<String>,
     options: BackupOptions,
@@ -113,9 +120,12 @@ async fn locked(
                         Some(d) if stored.get(&address) == Some(&d.bytes) => {
                             Ok(Outcome::Skipped(d.clone()))
                         }
-                        _ => upload_blob(bucket, backend, address).await,
+                        _ => transfer_blob(bucket, target, backend, address).await,
                     };
-                    if let Ok(Outcome::Skipped(d) | Outcome::Uploaded(d)) = &outcome {
+                    if let Ok(
+                        Outcome::Skipped(d) | Outcome::Uploaded(d) | Outcome::CopiedByEngine(d),
+                    ) = &outcome
+                    {
                         let so_far =
                             done.fetch_add(d.bytes, std::sync::atomic::Ordering::Relaxed) + d.bytes;
                         if let Some(p) = progress {
@@ -147,6 +157,8 @@ async fn locked(
         blobs: 0,
         blobs_copied: 0,
         bytes_copied: 0,
+        blobs_copied_by_engine: 0,
+        bytes_copied_by_engine: 0,
         blobs_linked: 0,
         bytes_linked: 0,
         blobs_skipped: 0,
@@ -167,6 +179,11 @@ async fn locked(
             Outcome::Uploaded(d) => {
                 report.blobs_copied += 1;
                 report.bytes_copied += d.bytes;
+                d
+            }
+            Outcome::CopiedByEngine(d) => {
+                report.blobs_copied_by_engine += 1;
+                report.bytes_copied_by_engine += d.bytes;
                 d
             }
             Outcome::Missing => {
@@ -204,6 +221,7 @@ async fn locked(
         generation,
         blobs = report.blobs,
         uploaded = report.blobs_copied,
+        copied_by_engine = report.blobs_copied_by_engine,
         skipped = report.blobs_skipped,
         destination = %bucket.url,
         "backup complete"
@@ -235,6 +253,64 @@ impl Drop for Staged {
         let _ = std::fs::remove_file(&self.plain);
         let _ = std::fs::remove_file(&self.sealed);
     }
+}
+
+/// Puts one blob into the backup: copied by the engine when the store's
+/// backend keeps it in the target's bucket, else uploaded.
+async fn transfer_blob(
+    bucket: &Bucket,
+    target: &S3Config,
+    backend: Arc<dyn crate::blob::backend::BlobBackend>,
+    address: BlobAddress,
+) -> Result<Outcome, Error> {
+    if let Some(from) = backend
+        .object_of(address)
+        .filter(|o| o.shares_bucket(target))
+        && let Some(outcome) = copy_in_bucket(bucket, &from.key, address).await?
+    {
+        return Ok(outcome);
+    }
+    upload_blob(bucket, backend, address).await
+}
+
+/// Has the engine copy the object `from` of the backup's bucket to the
+/// blob's key in the backup, then reads the copy back for its digest:
+/// the manifest's SHA-256 is of the bytes the backup holds. `Missing` if
+/// there is no such object; `None` if the engine refuses the copy (the
+/// caller uploads instead).
+async fn copy_in_bucket(
+    bucket: &Bucket,
+    from: &Key,
+    address: BlobAddress,
+) -> Result<Option<Outcome>, Error> {
+    let to = bucket.blob_key(address);
+    if *from == to {
+        return Ok(None);
+    }
+    match bucket.store.copy(from, &to).await {
+        Ok(()) => {}
+        Err(object_store::Error::NotFound { .. }) => return Ok(Some(Outcome::Missing)),
+        Err(e) => {
+            tracing::debug!(blob = %address, error = %e, "the engine did not copy the blob; uploading it");
+            return Ok(None);
+        }
+    }
+    let mut body = bucket
+        .store
+        .get(&to)
+        .await
+        .map_err(|e| bucket.fail("reading back the copy", &to, e))?
+        .into_stream();
+    let (mut hash, mut bytes) = (Sha256::new(), 0u64);
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| bucket.fail("reading back the copy", &to, e))?;
+        hash.update(&piece);
+        bytes += piece.len() as u64;
+    }
+    Ok(Some(Outcome::CopiedByEngine(FileDigest {
+        bytes,
+        sha256: hash.finalize().into(),
+    })))
 }
 
 /// Uploads one blob from the store's backend; `Missing` if it has none.
