@@ -24,7 +24,8 @@
 //!   offset (`local`, `s3`), and one ranged `get_range` of the same length
 //!   (`raw`).
 //!
-//! * `s3_backup_1GiB`: see `benches/blob/s3_backup.rs`.
+//! * `s3_backup_1GiB`, `s3_backup_in_bucket_1GiB`: see
+//!   `benches/blob/s3_backup.rs`.
 //!
 //! The objects of the measured store puts are deleted after each sample,
 //! through the raw client (behind the store: those records are never read
@@ -244,4 +245,5 @@ pub(super) fn bench(c: &mut Criterion, local: &Fixture) {
     group.finish();
     remote.rt.block_on(remote.store.close());
     super::s3_backup::bench(c, &raw, &settings);
+    super::s3_backup::bench_in_bucket(c, &raw, &settings);
 }

@@ -113,3 +113,120 @@ pub(super) fn bench(c: &mut Criterion, raw: &Raw, settings: &S3Config) {
     group.finish();
     fx.rt.block_on(fx.store.close());
 }
+
+/// Every object under `prefix`, with its size.
+async fn objects_under(raw: &Raw, prefix: &str) -> Vec<(Key, u64)> {
+    raw.client
+        .list(Some(&Key::from(prefix)))
+        .map(|m| {
+            let m = m.expect("listing");
+            (m.location, m.size)
+        })
+        .collect()
+        .await
+}
+
+/// `s3_backup_in_bucket_1GiB`: a store whose 1 GiB of blobs (16 × 64 MiB)
+/// is in the bucket, backed up to another prefix of the same bucket: the
+/// engine copies each object and the store reads the copy back once for
+/// the manifest's digest. Peers in the same run: the raw `object_store`
+/// `copy` of the same 16 objects, four at once (the engine's own copy
+/// rate), and the raw upload of their bytes from memory (what such a
+/// backup moved before the engine copied: every byte through the device).
+pub(super) fn bench_in_bucket(c: &mut Criterion, raw: &Raw, settings: &S3Config) {
+    let store_prefix = format!("{}-in-bucket", raw.prefix);
+    let fx = Fixture::with(|dir| {
+        Config::new(dir).blob_backend(bharatvoice_store::BlobBackendConfig::S3(
+            settings.clone().prefix(&store_prefix),
+        ))
+    });
+    let mut data = random()[..MAX_SIZE].to_vec();
+    for _ in 0..FILES {
+        stamp(&mut data);
+        fx.put(&data, (RANDOM_AUTO.options)());
+    }
+    let objects = fx
+        .rt
+        .block_on(objects_under(raw, &format!("{store_prefix}/blobs")));
+    assert_eq!(objects.len(), FILES, "one object per put");
+    let total: u64 = objects.iter().map(|(_, n)| n).sum();
+    let bodies: Vec<bytes::Bytes> = objects
+        .iter()
+        .map(|(key, _)| {
+            fx.rt
+                .block_on(async { raw.client.get(key).await?.bytes().await })
+                .expect("object bytes")
+        })
+        .collect();
+
+    let mut group = c.benchmark_group("s3_backup_in_bucket_1GiB");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Bytes(total))
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(60));
+    group.bench_function("store", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let prefix = format!("{}-ib-backup-{}", raw.prefix, uuid::Uuid::now_v7());
+                let target = BackupTarget::S3(settings.clone().prefix(&prefix));
+                let start = Instant::now();
+                let report = fx
+                    .rt
+                    .block_on(fx.store.backup(target, BackupOptions::default()))
+                    .expect("backup");
+                elapsed += start.elapsed();
+                assert_eq!(report.blobs_copied_by_engine as usize, FILES);
+                fx.rt.block_on(clear(raw, &prefix));
+            }
+            elapsed
+        })
+    });
+    group.bench_function("raw_copy", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let prefix = format!("{}-ib-copy-{}", raw.prefix, uuid::Uuid::now_v7());
+                let start = Instant::now();
+                fx.rt.block_on(
+                    futures_util::stream::iter(objects.iter().enumerate()).for_each_concurrent(
+                        4,
+                        |(i, (from, _))| {
+                            let to = Key::from(format!("{prefix}/blobs/{i}"));
+                            async move { raw.client.copy(from, &to).await.expect("raw copy") }
+                        },
+                    ),
+                );
+                elapsed += start.elapsed();
+                fx.rt.block_on(clear(raw, &prefix));
+            }
+            elapsed
+        })
+    });
+    group.bench_function("raw_upload", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let prefix = format!("{}-ib-upload-{}", raw.prefix, uuid::Uuid::now_v7());
+                let start = Instant::now();
+                fx.rt.block_on(
+                    futures_util::stream::iter(bodies.iter().enumerate()).for_each_concurrent(
+                        4,
+                        |(i, body)| {
+                            let key = Key::from(format!("{prefix}/blobs/{i}"));
+                            async move { raw.put(&key, black_box(body)).await }
+                        },
+                    ),
+                );
+                elapsed += start.elapsed();
+                fx.rt.block_on(clear(raw, &prefix));
+            }
+            elapsed
+        })
+    });
+    group.finish();
+    fx.rt.block_on(fx.store.close());
+    fx.rt.block_on(clear(raw, &store_prefix));
+}
