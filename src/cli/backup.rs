@@ -148,12 +148,12 @@ pub(crate) fn backup_text(r: &BackupReport) -> String {
             size(r.bytes_copied_by_engine)
         ));
     }
-    lines.extend([format!(
+    lines.push(format!(
         "{:<10} {:>8} {:>10}  (already in the destination)",
         "skipped",
         r.blobs_skipped,
         size(r.bytes_skipped)
-    )]);
+    ));
     if !r.missing.is_empty() {
         lines.push(format!(
             "warning: {} blob(s) the store names have no file (run `bvstore gc` to mark them damaged)",

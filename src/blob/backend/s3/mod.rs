@@ -45,7 +45,6 @@ const CLIENT_THREADS: usize = 2;
 /// The longest a health check waits for the bucket to answer.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// A bucket (and prefix) holding blobs.
 /// An object of a bucket on an engine: where a blob lies in object
 /// storage ([`BlobBackend::object_of`]).
 pub(crate) struct ObjectName {
@@ -65,6 +64,7 @@ impl ObjectName {
     }
 }
 
+/// A bucket (and prefix) holding blobs.
 pub(crate) struct S3Dir {
     store: Arc<AmazonS3>,
     /// The same bucket without retries and with a short timeout, for

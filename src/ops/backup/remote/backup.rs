@@ -9,8 +9,9 @@
 //! engine, the engine copies each one instead (one `CopyObject` request,
 //! nothing uploaded) and the copy is read back once for its digest; a
 //! copy the engine refuses (too large for one request, no permission)
-//! falls back to the upload. A blob the destination already holds at the size an earlier
-//! manifest gives is skipped, so a second backup uploads only what is new.
+//! falls back to the upload. A blob the destination already holds at the
+//! size an earlier manifest gives is skipped, so a second backup uploads
+//! only what is new.
 
 use std::sync::Arc;
 
