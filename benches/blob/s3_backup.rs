@@ -46,6 +46,57 @@ async fn clear(raw: &Raw, prefix: &str) {
     }
 }
 
+/// A group of whole-backup samples of `total` bytes each: 10, flat, up to
+/// a minute.
+fn backup_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    total: u64,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .throughput(Throughput::Bytes(total))
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(60));
+    group
+}
+
+/// Times `run` once per iteration, each under a fresh prefix
+/// `<raw prefix>-<label>-<uuid>` of the bucket; then, untimed, checks
+/// what it returned and deletes the prefix's objects (an in-memory engine
+/// must not fill up).
+fn per_prefix<R>(
+    b: &mut Bencher<'_>,
+    fx: &Fixture,
+    raw: &Raw,
+    label: &str,
+    run: impl Fn(&str) -> R,
+    check: impl Fn(R),
+) {
+    b.iter_custom(|iters| {
+        let mut elapsed = Duration::ZERO;
+        for _ in 0..iters {
+            let prefix = format!("{}-{label}-{}", raw.prefix, uuid::Uuid::now_v7());
+            let start = Instant::now();
+            let out = run(&prefix);
+            elapsed += start.elapsed();
+            check(out);
+            fx.rt.block_on(clear(raw, &prefix));
+        }
+        elapsed
+    })
+}
+
+/// One full backup of the fixture's store to `prefix` of the bucket.
+fn backup(fx: &Fixture, settings: &S3Config, prefix: &str) -> bharatvoice_store::BackupReport {
+    let target = BackupTarget::S3(settings.clone().prefix(prefix));
+    fx.rt
+        .block_on(fx.store.backup(target, BackupOptions::default()))
+        .expect("backup")
+}
+
 pub(super) fn bench(c: &mut Criterion, raw: &Raw, settings: &S3Config) {
     let fx = Fixture::new();
     let mut data = random()[..MAX_SIZE].to_vec();
@@ -61,37 +112,24 @@ pub(super) fn bench(c: &mut Criterion, raw: &Raw, settings: &S3Config) {
         .map(|p| std::fs::metadata(p).expect("blob size").len())
         .sum();
 
-    let mut group = c.benchmark_group("s3_backup_1GiB");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Bytes(total))
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(60));
+    let mut group = backup_group(c, "s3_backup_1GiB", total);
     group.bench_function("store", |b| {
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iters {
-                let prefix = format!("{}-backup-{}", raw.prefix, uuid::Uuid::now_v7());
-                let target = BackupTarget::S3(settings.clone().prefix(&prefix));
-                let start = Instant::now();
-                let report = fx
-                    .rt
-                    .block_on(fx.store.backup(target, BackupOptions::default()))
-                    .expect("backup");
-                elapsed += start.elapsed();
-                assert_eq!(report.blobs_copied as usize, FILES);
-                fx.rt.block_on(clear(raw, &prefix));
-            }
-            elapsed
-        })
+        per_prefix(
+            b,
+            &fx,
+            raw,
+            "backup",
+            |prefix| backup(&fx, settings, prefix),
+            |report| assert_eq!(report.blobs_copied as usize, FILES),
+        )
     });
     group.bench_function("raw", |b| {
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iters {
-                let prefix = format!("{}-copy-{}", raw.prefix, uuid::Uuid::now_v7());
-                let start = Instant::now();
+        per_prefix(
+            b,
+            &fx,
+            raw,
+            "copy",
+            |prefix| {
                 fx.rt.block_on(
                     futures_util::stream::iter(blob_files.iter().enumerate()).for_each_concurrent(
                         4,
@@ -103,12 +141,10 @@ pub(super) fn bench(c: &mut Criterion, raw: &Raw, settings: &S3Config) {
                             }
                         },
                     ),
-                );
-                elapsed += start.elapsed();
-                fx.rt.block_on(clear(raw, &prefix));
-            }
-            elapsed
-        })
+                )
+            },
+            drop,
+        )
     });
     group.finish();
     fx.rt.block_on(fx.store.close());
@@ -159,37 +195,24 @@ pub(super) fn bench_in_bucket(c: &mut Criterion, raw: &Raw, settings: &S3Config)
         })
         .collect();
 
-    let mut group = c.benchmark_group("s3_backup_in_bucket_1GiB");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Bytes(total))
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(60));
+    let mut group = backup_group(c, "s3_backup_in_bucket_1GiB", total);
     group.bench_function("store", |b| {
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iters {
-                let prefix = format!("{}-ib-backup-{}", raw.prefix, uuid::Uuid::now_v7());
-                let target = BackupTarget::S3(settings.clone().prefix(&prefix));
-                let start = Instant::now();
-                let report = fx
-                    .rt
-                    .block_on(fx.store.backup(target, BackupOptions::default()))
-                    .expect("backup");
-                elapsed += start.elapsed();
-                assert_eq!(report.blobs_copied_by_engine as usize, FILES);
-                fx.rt.block_on(clear(raw, &prefix));
-            }
-            elapsed
-        })
+        per_prefix(
+            b,
+            &fx,
+            raw,
+            "ib-backup",
+            |prefix| backup(&fx, settings, prefix),
+            |report| assert_eq!(report.blobs_copied_by_engine as usize, FILES),
+        )
     });
     group.bench_function("raw_copy", |b| {
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iters {
-                let prefix = format!("{}-ib-copy-{}", raw.prefix, uuid::Uuid::now_v7());
-                let start = Instant::now();
+        per_prefix(
+            b,
+            &fx,
+            raw,
+            "ib-copy",
+            |prefix| {
                 fx.rt.block_on(
                     futures_util::stream::iter(objects.iter().enumerate()).for_each_concurrent(
                         4,
@@ -198,19 +221,18 @@ pub(super) fn bench_in_bucket(c: &mut Criterion, raw: &Raw, settings: &S3Config)
                             async move { raw.client.copy(from, &to).await.expect("raw copy") }
                         },
                     ),
-                );
-                elapsed += start.elapsed();
-                fx.rt.block_on(clear(raw, &prefix));
-            }
-            elapsed
-        })
+                )
+            },
+            drop,
+        )
     });
     group.bench_function("raw_upload", |b| {
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iters {
-                let prefix = format!("{}-ib-upload-{}", raw.prefix, uuid::Uuid::now_v7());
-                let start = Instant::now();
+        per_prefix(
+            b,
+            &fx,
+            raw,
+            "ib-upload",
+            |prefix| {
                 fx.rt.block_on(
                     futures_util::stream::iter(bodies.iter().enumerate()).for_each_concurrent(
                         4,
@@ -219,12 +241,10 @@ pub(super) fn bench_in_bucket(c: &mut Criterion, raw: &Raw, settings: &S3Config)
                             async move { raw.put(&key, black_box(body)).await }
                         },
                     ),
-                );
-                elapsed += start.elapsed();
-                fx.rt.block_on(clear(raw, &prefix));
-            }
-            elapsed
-        })
+                )
+            },
+            drop,
+        )
     });
     group.finish();
     fx.rt.block_on(fx.store.close());
