@@ -48,7 +48,7 @@
 //! ```
 
 // No unsafe code, except kernel hints std does not offer: two page-cache
-// hints (`sync_file_range`, `posix_fadvise`) in `blob::sink`, and a
+// hints (`sync_file_range` in `fsutil`, `posix_fadvise` in `blob::sink`), a
 // huge-page hint (`madvise`) in `blob::bigbuf`; and the free space of a
 // disk (`statvfs`) in `quota`.
 #![deny(unsafe_code)]

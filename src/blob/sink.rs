@@ -184,7 +184,7 @@ fn run(path: &std::path::Path, mut rx: mpsc::Receiver<Msg>, cache_limit: u64) ->
                 file.write_all(&sealed).map_err(|e| io("writing", e))?;
                 let from = written;
                 written += sealed.len() as u64;
-                start_writeback(&file, from, written);
+                crate::fsutil::start_writeback(&file, from, written);
                 if written >= direct_from {
                     match go_direct(path, &file, written, &sealed) {
                         Switch::Now(d) => direct = Some(d),
@@ -343,32 +343,6 @@ fn write_at(file: &File, bytes: &[u8], at: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts writeback of `[start, end)` without waiting. Like the other
-/// hints here, failures are ignored: the final `fsync` reports real errors.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, start: u64, end: u64) {
-    sync_range(file, start, end, libc::SYNC_FILE_RANGE_WRITE);
-}
-
-/// `sync_file_range(2)` over `[start, end)`; an empty or out-of-range
-/// span does nothing.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn sync_range(file: &File, start: u64, end: u64, flags: libc::c_uint) {
-    use std::os::fd::AsRawFd;
-    let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
-        return;
-    };
-    if end <= start {
-        return;
-    }
-    // SAFETY: a plain syscall on a borrowed file descriptor; no memory is
-    // passed.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), start, end - start, flags);
-    }
-}
-
 /// Waits for `[start, end)` to reach the device, then drops it from the
 /// page cache if `drop_pages`.
 #[cfg(target_os = "linux")]
@@ -376,7 +350,7 @@ fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
     if end <= start {
         return;
     }
-    sync_range(
+    crate::fsutil::sync_range(
         file,
         start,
         end,
@@ -391,9 +365,6 @@ fn settle(file: &File, start: u64, end: u64, drop_pages: bool) {
         drop_cached(file, offset, len);
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _start: u64, _end: u64) {}
 
 #[cfg(not(target_os = "linux"))]
 fn settle(_file: &File, _start: u64, _end: u64, _drop_pages: bool) {}

@@ -12,7 +12,15 @@
 //! into place, so a file at its final name is always whole; they are not
 //! synced one by one (the caller syncs the file system once, as `cp` and
 //! `rsync` users do with `sync`, before it writes anything that names
-//! them).
+//! them), but each one's writeback is started as soon as it is written, so
+//! the disk writes while the next files are copied and the final sync
+//! finds little left (1 GiB in 1 MiB files, four threads: the sync after
+//! the copy fell from ~510 ms to ~3 ms, the copy itself unchanged).
+//!
+//! The copy loop reads, hashes and writes [`BUF`] bytes at a time: with a
+//! 1 MiB buffer the same copy took 3× as long (1 GiB of 1 MiB files, one
+//! thread: 4.2–4.5 s against 1.1–1.2 s with 64–256 KiB; reading and
+//! hashing alone, or reading and writing alone, are as fast with either).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -25,7 +33,8 @@ use crate::error::Error;
 use crate::ops::backup::manifest::FileDigest;
 use crate::types::BlobAddress;
 
-const BUF: usize = 1 << 20;
+/// Bytes read, hashed and written at a time (see the module docs).
+const BUF: usize = 256 << 10;
 
 /// How a file reached its destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +78,9 @@ fn hash_through(
             dst.write_all(&buf[..n]).map_err(io("writing", to))?;
         }
         bytes += n as u64;
+    }
+    if let Some((dst, _)) = sink {
+        crate::fsutil::start_writeback(dst, 0, bytes);
     }
     Ok(FileDigest {
         bytes,
