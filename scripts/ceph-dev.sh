@@ -6,7 +6,9 @@
 #
 #   scripts/ceph-dev.sh start DIR   # prints the S3 endpoint and the test user's keys,
 #                                   # and makes the test bucket (BV_CEPH_BUCKET,
-#                                   # default bvstore-test)
+#                                   # default bvstore-test), BUCKET-backups beside
+#                                   # it, and a second user bvstore-other with a
+#                                   # bucket bvstore-other
 #   scripts/ceph-dev.sh stop DIR    # stops every daemon started under DIR
 #   scripts/ceph-dev.sh stop-rgw DIR   # kills radosgw only (the cluster keeps its data)
 #   scripts/ceph-dev.sh start-rgw DIR  # starts it again and waits until it answers
@@ -126,6 +128,14 @@ CONF
     --access-key=bvstore-access --secret=bvstore-secret >/dev/null
   python3 "$(dirname "$0")/s3-mkbucket.py" "http://127.0.0.1:$port" "${BV_CEPH_BUCKET:-bvstore-test}" \
     bvstore-access bvstore-secret >&2
+  # A second bucket of the same user (backups into another bucket), and a
+  # second user with a bucket of its own, who cannot read the first's.
+  python3 "$(dirname "$0")/s3-mkbucket.py" "http://127.0.0.1:$port" \
+    "${BV_CEPH_BUCKET:-bvstore-test}-backups" bvstore-access bvstore-secret >&2
+  radosgw-admin -c "$conf" user create --uid=bvstore-other --display-name=bvstore-other \
+    --access-key=bvstore-other-access --secret=bvstore-other-secret >/dev/null
+  python3 "$(dirname "$0")/s3-mkbucket.py" "http://127.0.0.1:$port" bvstore-other \
+    bvstore-other-access bvstore-other-secret >&2
   echo "endpoint=http://127.0.0.1:$port access_key=bvstore-access secret_key=bvstore-secret"
 }
 

@@ -19,7 +19,8 @@ use crate::common::noise;
 /// and so must not appear in the uploaded snapshot.
 const MARKER: &str = "marker-user-7f3e";
 
-fn config(dir: &std::path::Path, key: &MasterKey, backend: BlobBackendConfig) -> Config {
+/// A store's settings for these tests (the object-storage suites share it).
+pub(crate) fn config(dir: &std::path::Path, key: &MasterKey, backend: BlobBackendConfig) -> Config {
     crate::common::config(dir)
         .master_key(key.clone())
         .blob_chunk_bytes(64 << 10)
@@ -31,7 +32,30 @@ fn config(dir: &std::path::Path, key: &MasterKey, backend: BlobBackendConfig) ->
         .blob_backend(backend)
 }
 
-async fn verify_deep(store: &Store, blobs: u64, what: &str) {
+/// A store in `dir/data` over `backend`, and one user (`name`) with
+/// audio-storage consent.
+pub(crate) async fn store_with_user(
+    dir: &std::path::Path,
+    key: &MasterKey,
+    backend: BlobBackendConfig,
+    name: &str,
+) -> (Store, bharatvoice_store::User) {
+    let store = Store::open(config(&dir.join("data"), key, backend))
+        .await
+        .unwrap();
+    let user = store
+        .users()
+        .create(
+            NewUser::new(name, format!("{name}@example.in"))
+                .consent(bharatvoice_store::ConsentKind::AudioStorage),
+        )
+        .await
+        .unwrap();
+    (store, user)
+}
+
+/// Asserts a clean `verify --deep` that read `blobs` blobs.
+pub(crate) async fn verify_deep(store: &Store, blobs: u64, what: &str) {
     let deep = store
         .verify(VerifyOptions {
             deep: true,
@@ -353,21 +377,7 @@ async fn a_damaged_s3_backup_is_refused_naming_the_object() {
     let _engine = ENGINE.read().await;
     let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::generate().unwrap();
-    let store = Store::open(config(
-        &dir.path().join("data"),
-        &key,
-        BlobBackendConfig::Local,
-    ))
-    .await
-    .unwrap();
-    let user = store
-        .users()
-        .create(
-            NewUser::new("damage", "d@example.in")
-                .consent(bharatvoice_store::ConsentKind::AudioStorage),
-        )
-        .await
-        .unwrap();
+    let (store, user) = store_with_user(dir.path(), &key, BlobBackendConfig::Local, "damage").await;
     store
         .files()
         .put_bytes(

@@ -10,6 +10,8 @@ mod backends;
 #[cfg(feature = "s3")]
 mod backends_backup;
 #[cfg(feature = "s3")]
+mod backends_cross;
+#[cfg(feature = "s3")]
 mod backends_faults;
 #[cfg(feature = "s3")]
 mod backends_throttle;

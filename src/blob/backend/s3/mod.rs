@@ -30,8 +30,11 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
+mod cross_copy;
 mod object;
 mod upload;
+
+pub(crate) use cross_copy::{CrossCopier, CrossCopy};
 
 use super::{BlobBackend, BlobSource, StoredBlob};
 use crate::blob::backend::choice::S3Config;
@@ -58,9 +61,15 @@ impl ObjectName {
     /// Whether this object lies in the bucket `config` names on the same
     /// engine, where one request copies it.
     pub(crate) fn shares_bucket(&self, config: &S3Config) -> bool {
+        self.bucket == config.bucket && self.shares_engine(config)
+    }
+
+    /// Whether this object lies on the engine `config` names (any bucket),
+    /// where the engine can copy it into `config`'s bucket.
+    pub(crate) fn shares_engine(&self, config: &S3Config) -> bool {
         let endpoint =
             |e: &Option<String>| e.as_deref().map(|e| e.trim_end_matches('/').to_string());
-        self.bucket == config.bucket && endpoint(&self.endpoint) == endpoint(&config.endpoint)
+        endpoint(&self.endpoint) == endpoint(&config.endpoint)
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use super::{Bucket, seal};
 use crate::blob::backend::BlobSource;
 use crate::blob::backend::choice::S3Config;
+use crate::blob::backend::s3::{CrossCopier, CrossCopy, ObjectName};
 use crate::error::Error;
 use crate::ops::backup::manifest::{self, BlobEntry, FileDigest, Manifest};
 use crate::ops::backup::{BackupOptions, BackupReport, blocking, record_last};
@@ -100,7 +101,20 @@ async fn locked(
         .await?;
     drop(rotation);
 
-    // 2. The blob files, then the sealed snapshot.
+    // 2. The blob files, then the sealed snapshot. Blobs in another bucket
+    //    of the target's engine are copied by the engine.
+    let copier = info
+        .blobs
+        .first()
+        .and_then(|a| blobs.backend.object_of(*a))
+        .filter(|o| o.shares_engine(target) && !o.shares_bucket(target))
+        .and_then(|_| match CrossCopier::new(target, Arc::clone(&bucket.store)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(error = %e, "no engine copies from the store's bucket; uploading");
+                None
+            }
+        });
     let total: u64 = match blobs.backend.as_local() {
         Some(local) => info
             .blobs
@@ -115,13 +129,13 @@ async fn locked(
         futures_util::stream::iter(info.blobs.iter().copied())
             .map(|address| {
                 let (known, stored, backend) = (&known, &stored, Arc::clone(&blobs.backend));
-                let (done, progress) = (&done, options.progress.as_ref());
+                let (done, progress, copier) = (&done, options.progress.as_ref(), &copier);
                 async move {
                     let outcome = match known.get(&address) {
                         Some(d) if stored.get(&address) == Some(&d.bytes) => {
                             Ok(Outcome::Skipped(d.clone()))
                         }
-                        _ => transfer_blob(bucket, target, backend, address).await,
+                        _ => transfer_blob(bucket, target, copier.as_ref(), backend, address).await,
                     };
                     if let Ok(
                         Outcome::Skipped(d) | Outcome::Uploaded(d) | Outcome::CopiedByEngine(d),
@@ -257,42 +271,56 @@ impl Drop for Staged {
 }
 
 /// Puts one blob into the backup: copied by the engine when the store's
-/// backend keeps it in the target's bucket, else uploaded.
+/// backend keeps it on the target's engine (in the target's bucket, or in
+/// another one through `copier`), else uploaded.
 async fn transfer_blob(
     bucket: &Bucket,
     target: &S3Config,
+    copier: Option<&CrossCopier>,
     backend: Arc<dyn crate::blob::backend::BlobBackend>,
     address: BlobAddress,
 ) -> Result<Outcome, Error> {
-    if let Some(from) = backend
-        .object_of(address)
-        .filter(|o| o.shares_bucket(target))
-        && let Some(outcome) = copy_in_bucket(bucket, &from.key, address).await?
+    if let Some(from) = backend.object_of(address)
+        && from.shares_engine(target)
+        && let Some(outcome) = engine_copy(bucket, target, copier, &from, address).await?
     {
         return Ok(outcome);
     }
     upload_blob(bucket, backend, address).await
 }
 
-/// Has the engine copy the object `from` of the backup's bucket to the
-/// blob's key in the backup, then reads the copy back for its digest:
-/// the manifest's SHA-256 is of the bytes the backup holds. `Missing` if
-/// there is no such object; `None` if the engine refuses the copy (the
-/// caller uploads instead).
-async fn copy_in_bucket(
+/// Has the engine copy the object `from` (of the target's engine) to the
+/// blob's key in the backup, then reads the copy back for its digest: the
+/// manifest's SHA-256 is of the bytes the backup holds. `Missing` if there
+/// is no such object; `None` if the engine refuses the copy, or no copier
+/// was made for another bucket (the caller uploads instead).
+async fn engine_copy(
     bucket: &Bucket,
-    from: &Key,
+    target: &S3Config,
+    copier: Option<&CrossCopier>,
+    from: &ObjectName,
     address: BlobAddress,
 ) -> Result<Option<Outcome>, Error> {
     let to = bucket.blob_key(address);
-    if *from == to {
+    let done = if from.shares_bucket(target) {
+        if from.key == to {
+            return Ok(None);
+        }
+        match bucket.store.copy(&from.key, &to).await {
+            Ok(()) => CrossCopy::Copied,
+            Err(object_store::Error::NotFound { .. }) => CrossCopy::NoSuchObject,
+            Err(e) => CrossCopy::Refused(e.to_string()),
+        }
+    } else if let Some(copier) = copier {
+        copier.copy(from, &to).await
+    } else {
         return Ok(None);
-    }
-    match bucket.store.copy(from, &to).await {
-        Ok(()) => {}
-        Err(object_store::Error::NotFound { .. }) => return Ok(Some(Outcome::Missing)),
-        Err(e) => {
-            tracing::debug!(blob = %address, error = %e, "the engine did not copy the blob; uploading it");
+    };
+    match done {
+        CrossCopy::Copied => {}
+        CrossCopy::NoSuchObject => return Ok(Some(Outcome::Missing)),
+        CrossCopy::Refused(why) => {
+            tracing::debug!(blob = %address, error = %why, "the engine did not copy the blob; uploading it");
             return Ok(None);
         }
     }
