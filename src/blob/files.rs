@@ -82,12 +82,14 @@ impl Files<'_> {
         .await
     }
 
-    async fn open_blob(&self, file: &AudioFile) -> Result<Arc<OpenBlob>, Error> {
+    /// Opens a file's blob; `once` for a read that will not come back (a
+    /// deep verify): it adds nothing to a remote backend's read cache.
+    async fn open_blob(&self, file: &AudioFile, once: bool) -> Result<Arc<OpenBlob>, Error> {
         let key = across_master_rotation(|| self.blob_key(file))?;
         let backend = self.blobs.backend.clone();
         let (addr, len, what) = (file.blob, file.plain_bytes, format!("file {}", file.id));
         let blob = tokio::task::spawn_blocking(move || {
-            OpenBlob::open(&*backend, addr, key.as_ref(), len, what)
+            OpenBlob::open(&*backend, addr, key.as_ref(), len, what, once)
         })
         .await
         .map_err(|e| Error::join("blob task", e))??;
@@ -131,7 +133,7 @@ impl Files<'_> {
                     .authorize(actor, id, Op::Read, "file.read", false)
                     .await?;
                 self.count_read(actor, &file, "file.read");
-                self.reader_of(&file).await
+                self.reader_of(&file, false).await
             },
         )
         .await
@@ -188,7 +190,7 @@ impl Files<'_> {
                     .await?;
                 check_range(&file, offset)?;
                 self.count_read(actor, &file, "file.read_range");
-                let blob = self.open_blob(&file).await?;
+                let blob = self.open_blob(&file, false).await?;
                 let (tx, rx) = tokio::sync::mpsc::channel(2);
                 let end = offset.saturating_add(len);
                 tokio::spawn(pump_range(blob, offset, end, None, self.blobs.depth, tx));
@@ -198,8 +200,8 @@ impl Files<'_> {
         .await
     }
 
-    async fn reader_of(&self, file: &AudioFile) -> Result<FileReader, Error> {
-        let blob = self.open_blob(file).await?;
+    async fn reader_of(&self, file: &AudioFile, once: bool) -> Result<FileReader, Error> {
+        let blob = self.open_blob(file, once).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tokio::spawn(pump(blob, file.sha256, self.blobs.depth, tx));
         Ok(FileReader::new(rx))
@@ -216,7 +218,7 @@ impl Files<'_> {
                     .authorize(actor, id, Op::Read, "file.read", false)
                     .await?;
                 self.count_read(actor, &file, "file.read");
-                let mut reader = self.reader_of(&file).await?;
+                let mut reader = self.reader_of(&file, false).await?;
                 // The record's size (capped: it is only a hint) saves regrowing.
                 let mut out = crate::blob::bigbuf::with_capacity(
                     usize::try_from(file.plain_bytes.min(1 << 30)).unwrap_or(0),
@@ -250,7 +252,7 @@ impl Files<'_> {
                     .await?;
                 check_range(&file, offset)?;
                 self.count_read(actor, &file, "file.read_range");
-                let blob = self.open_blob(&file).await?;
+                let blob = self.open_blob(&file, false).await?;
                 tokio::task::spawn_blocking(move || blob.range(offset, len))
                     .await
                     .map_err(|e| Error::join("blob task", e))?
@@ -286,7 +288,7 @@ impl Files<'_> {
     /// the SHA-256, for the store itself (no access check, no read
     /// counted); returns the plaintext bytes read.
     pub(crate) async fn verify_record(&self, file: &AudioFile) -> Result<u64, Error> {
-        let mut reader = self.reader_of(file).await?;
+        let mut reader = self.reader_of(file, true).await?;
         let mut plain = 0u64;
         while let Some(piece) = reader.next_chunk().await {
             plain += piece?.len() as u64;

@@ -33,15 +33,22 @@ pub(crate) struct OpenBlob {
 
 impl OpenBlob {
     /// Opens the blob at `address` in `backend`, checks its header against
-    /// what the record says, and reads its chunk table. Blocking.
+    /// what the record says, and reads its chunk table; `once` for a read
+    /// that will not come back (see [`BlobBackend::open_once`]). Blocking.
     pub(crate) fn open(
         backend: &dyn BlobBackend,
         address: BlobAddress,
         key: Option<&SecretKey>,
         expected_len: u64,
         what: String,
+        once: bool,
     ) -> Result<OpenBlob, Error> {
-        let Some(file) = backend.open(address)? else {
+        let opened = if once {
+            backend.open_once(address)?
+        } else {
+            backend.open(address)?
+        };
+        let Some(file) = opened else {
             return Err(Error::Integrity {
                 what,
                 detail: "its blob file is missing".into(),

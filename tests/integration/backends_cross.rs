@@ -44,6 +44,22 @@ async fn restore_and_check(
     restored.close().await;
 }
 
+/// A prefix in the second test user's bucket, under that user's keys:
+/// it cannot read the first user's bucket.
+pub(crate) fn other_users_bucket(endpoint: &str) -> S3Config {
+    let mut other = s3_config(endpoint);
+    other.bucket = s3_var("BV_TEST_S3_OTHER_BUCKET", "bvstore-other");
+    other.access_key_id = Some(s3_var(
+        "BV_TEST_S3_OTHER_ACCESS_KEY",
+        "bvstore-other-access",
+    ));
+    other.secret_access_key = Some(s3_var(
+        "BV_TEST_S3_OTHER_SECRET_KEY",
+        "bvstore-other-secret",
+    ));
+    other
+}
+
 fn counts(r: &BackupReport) -> (u64, u64, u64) {
     (r.blobs, r.blobs_copied, r.blobs_copied_by_engine)
 }
@@ -109,16 +125,7 @@ async fn a_backup_into_another_bucket_of_the_engine_is_copied_by_the_engine() {
     // Another user's bucket on the same engine: that user cannot read the
     // store's bucket, the engine refuses the copies, and the blobs are
     // uploaded instead.
-    let mut other = s3_config(&endpoint);
-    other.bucket = s3_var("BV_TEST_S3_OTHER_BUCKET", "bvstore-other");
-    other.access_key_id = Some(s3_var(
-        "BV_TEST_S3_OTHER_ACCESS_KEY",
-        "bvstore-other-access",
-    ));
-    other.secret_access_key = Some(s3_var(
-        "BV_TEST_S3_OTHER_SECRET_KEY",
-        "bvstore-other-secret",
-    ));
+    let other = other_users_bucket(&endpoint);
     let refused = store
         .backup(BackupTarget::S3(other.clone()), BackupOptions::default())
         .await

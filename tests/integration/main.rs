@@ -14,6 +14,8 @@ mod backends_cross;
 #[cfg(feature = "s3")]
 mod backends_faults;
 #[cfg(feature = "s3")]
+mod backends_read_once;
+#[cfg(feature = "s3")]
 mod backends_throttle;
 mod backup;
 mod backup_cli;

@@ -73,6 +73,14 @@ pub(crate) trait BlobBackend: Send + Sync + 'static {
     /// Opens a blob for positioned reads; `None` if there is none.
     fn open(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error>;
 
+    /// [`open`](Self::open) for a read that will not come back (a backup,
+    /// a deep verify): a backend that keeps what it reads in a cache of
+    /// recent blobs serves what the cache holds but adds nothing to it, so
+    /// a pass over every blob does not push the hot ones out.
+    fn open_once(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error> {
+        self.open(address)
+    }
+
     /// Whether a blob is stored at `address`.
     fn exists(&self, address: BlobAddress) -> Result<bool, Error>;
 

@@ -139,7 +139,7 @@ pub(crate) fn place_from(
     tmp_dir: &Path,
     buf: &mut Vec<u8>,
 ) -> Result<Option<FileDigest>, Error> {
-    let Some(source) = backend.open(address)? else {
+    let Some(source) = backend.open_once(address)? else {
         return Ok(None);
     };
     let len = source.len()?;

@@ -331,27 +331,13 @@ impl BlobBackend for S3Dir {
         result
     }
 
-    /// Opens the object of `address`. When the read cache holds some of
-    /// it, its length is taken from there and nothing is sent: the first
-    /// request the reads make confirms the object is still there (see
-    /// [`Object`]). Otherwise one `HEAD`.
+    /// Opens the object of `address` (see [`S3Dir::open_object`]).
     fn open(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error> {
-        let known = self.cache.as_ref().and_then(|c| c.get(&address));
-        let (len, confirmed) = match known {
-            Some(cached) => (cached.len, false),
-            None => match self.head(address)? {
-                Some(len) => (len, true),
-                None => return Ok(None),
-            },
-        };
-        Ok(Some(Box::new(Object {
-            dir: self.handle(),
-            key: self.key(address),
-            address,
-            len,
-            confirmed: Arc::new(std::sync::atomic::AtomicBool::new(confirmed)),
-            ahead: Default::default(),
-        })))
+        self.open_object(address, true)
+    }
+
+    fn open_once(&self, address: BlobAddress) -> Result<Option<Box<dyn BlobSource>>, Error> {
+        self.open_object(address, false)
     }
 
     fn exists(&self, address: BlobAddress) -> Result<bool, Error> {
@@ -435,6 +421,35 @@ impl BlobBackend for S3Dir {
 }
 
 impl S3Dir {
+    /// Opens the object of `address`. When the read cache holds some of
+    /// it, its length is taken from there and nothing is sent: the first
+    /// request the reads make confirms the object is still there (see
+    /// [`Object`]). Otherwise one `HEAD`. With `keep` what its reads fetch
+    /// goes into the read cache.
+    fn open_object(
+        &self,
+        address: BlobAddress,
+        keep: bool,
+    ) -> Result<Option<Box<dyn BlobSource>>, Error> {
+        let known = self.cache.as_ref().and_then(|c| c.get(&address));
+        let (len, confirmed) = match known {
+            Some(cached) => (cached.len, false),
+            None => match self.head(address)? {
+                Some(len) => (len, true),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Box::new(Object {
+            dir: self.handle(),
+            key: self.key(address),
+            address,
+            len,
+            keep,
+            confirmed: Arc::new(std::sync::atomic::AtomicBool::new(confirmed)),
+            ahead: Default::default(),
+        })))
+    }
+
     /// What an open object needs to read itself.
     fn handle(&self) -> Handle {
         Handle {

@@ -154,6 +154,9 @@ pub(super) struct Object {
     pub(super) key: Key,
     pub(super) address: BlobAddress,
     pub(super) len: u64,
+    /// Whether what its reads fetch goes into the read cache (not for a
+    /// read that will not come back: a backup, a deep verify).
+    pub(super) keep: bool,
     /// Whether a request answered by the server showed the object there,
     /// at `len` bytes, since it was opened.
     pub(super) confirmed: Arc<std::sync::atomic::AtomicBool>,
@@ -355,8 +358,12 @@ impl Object {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Puts fetched bytes in the read cache, if it is on.
+    /// Puts fetched bytes in the read cache, if it is on and the object is
+    /// kept.
     fn remember(&self, start: u64, got: &bytes::Bytes) {
+        if !self.keep {
+            return;
+        }
         if let Some(cache) = &self.dir.cache {
             let old = cache
                 .get(&self.address)

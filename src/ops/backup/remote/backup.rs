@@ -349,7 +349,7 @@ async fn upload_blob(
     address: BlobAddress,
 ) -> Result<Outcome, Error> {
     let source = blocking("opening a blob", move || {
-        let Some(source) = backend.open(address)? else {
+        let Some(source) = backend.open_once(address)? else {
             return Ok(None);
         };
         let len = source.len()?;
