@@ -13,6 +13,7 @@
 //! refused, and the caller uploads instead.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use object_store::aws::{AmazonS3, AmazonS3ConfigKey, AwsAuthorizer};
 use object_store::client::{HttpClient, HttpConnector, HttpRequest, ReqwestConnector};
@@ -42,6 +43,9 @@ pub(crate) struct CrossCopier {
     region: String,
     /// The target's client: its credentials sign the copies.
     store: Arc<AmazonS3>,
+    /// Set once the engine has refused a copy for good (no permission,
+    /// no such operation): the rest are not asked for.
+    given_up: AtomicBool,
 }
 
 impl CrossCopier {
@@ -66,13 +70,18 @@ impl CrossCopier {
             bucket: config.bucket.clone(),
             region,
             store,
+            given_up: AtomicBool::new(false),
         })
     }
 
     /// Has the engine copy `from` (any bucket of this engine) to `to` in
     /// this bucket. One request, no retries: a refusal or a failure is
     /// `Refused`, and the caller falls back to an upload (which retries).
+    /// After a refusal for good (`403`, `501`) no more copies are asked.
     pub(crate) async fn copy(&self, from: &ObjectName, to: &Key) -> CrossCopy {
+        if self.given_up.load(Ordering::Relaxed) {
+            return CrossCopy::Refused("the engine refused an earlier copy".into());
+        }
         let request = match self.signed_request(from, to).await {
             Ok(r) => r,
             Err(why) => return CrossCopy::Refused(why),
@@ -86,7 +95,11 @@ impl CrossCopier {
             Ok(b) => b,
             Err(e) => return CrossCopy::Refused(format!("{status}: {e}")),
         };
-        judge(status.as_u16(), &body)
+        let verdict = judge(status.as_u16(), &body);
+        if matches!(verdict, CrossCopy::Refused(_)) && matches!(status.as_u16(), 403 | 501) {
+            self.given_up.store(true, Ordering::Relaxed);
+        }
+        verdict
     }
 
     async fn signed_request(&self, from: &ObjectName, to: &Key) -> Result<HttpRequest, String> {
