@@ -18,9 +18,10 @@
 //! the copy fell from ~510 ms to ~3 ms, the copy itself unchanged).
 //!
 //! The copy loop reads, hashes and writes [`BUF`] bytes at a time: with a
-//! 1 MiB buffer the same copy took 3× as long (1 GiB of 1 MiB files, one
-//! thread: 4.2–4.5 s against 1.1–1.2 s with 64–256 KiB; reading and
-//! hashing alone, or reading and writing alone, are as fast with either).
+//! 1 MiB buffer a backup of 1 GiB (1 MiB files, writeback started as
+//! here) took 1.79–1.95 s against 1.34–1.41 s with 256 KiB, in the same
+//! runs (docs/BENCHMARKS.md; a standalone probe showed the 1 MiB loop
+//! waiting, up to 3× as long, in some runs and not in others).
 
 use std::fs::File;
 use std::io::{Read, Write};
