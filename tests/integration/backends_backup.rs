@@ -54,6 +54,40 @@ pub(crate) async fn store_with_user(
     (store, user)
 }
 
+/// A test's store with its blobs in the test bucket and one user, while
+/// it holds the suite's engine lock for reading. Fields drop in order:
+/// the store before its directory, the lock last.
+pub(crate) struct InBucket {
+    pub(crate) store: Store,
+    pub(crate) user: bharatvoice_store::User,
+    pub(crate) key: MasterKey,
+    pub(crate) endpoint: String,
+    pub(crate) dir: tempfile::TempDir,
+    _engine: tokio::sync::RwLockReadGuard<'static, ()>,
+}
+
+/// [`InBucket`] for the user `name`; `None` (the reason printed: the test
+/// is skipped) without `BV_TEST_S3_ENDPOINT`.
+pub(crate) async fn store_in_bucket(name: &str) -> Option<InBucket> {
+    let Some(endpoint) = s3_endpoint() else {
+        eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
+        return None;
+    };
+    let engine = ENGINE.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let backend = BlobBackendConfig::S3(s3_config(&endpoint));
+    let (store, user) = store_with_user(dir.path(), &key, backend, name).await;
+    Some(InBucket {
+        store,
+        user,
+        key,
+        endpoint,
+        dir,
+        _engine: engine,
+    })
+}
+
 /// Asserts a clean `verify --deep` that read `blobs` blobs.
 pub(crate) async fn verify_deep(store: &Store, blobs: u64, what: &str) {
     let deep = store

@@ -13,8 +13,8 @@ use bharatvoice_store::{
     RestoreOptions, S3Config, Store,
 };
 
-use crate::backends::{ENGINE, s3_config, s3_endpoint, s3_var};
-use crate::backends_backup::{config, store_with_user, verify_deep};
+use crate::backends::{s3_config, s3_var};
+use crate::backends_backup::{InBucket, config, store_in_bucket, verify_deep};
 use crate::common::noise;
 
 /// Restores the newest generation of `target` into `dir` (local blobs)
@@ -66,19 +66,17 @@ fn counts(r: &BackupReport) -> (u64, u64, u64) {
 
 #[tokio::test]
 async fn a_backup_into_another_bucket_of_the_engine_is_copied_by_the_engine() {
-    let Some(endpoint) = s3_endpoint() else {
-        return eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
+    let Some(InBucket {
+        store,
+        user,
+        key,
+        endpoint,
+        dir,
+        ..
+    }) = store_in_bucket("cross-bucket").await
+    else {
+        return;
     };
-    let _engine = ENGINE.read().await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate().unwrap();
-    let (store, user) = store_with_user(
-        dir.path(),
-        &key,
-        BlobBackendConfig::S3(s3_config(&endpoint)),
-        "cross-bucket",
-    )
-    .await;
     let me = Actor::User(user.id);
     // 0 B, one chunk + 1, and 7 MiB (a multipart object at 5 MiB parts).
     let mut files = Vec::new();

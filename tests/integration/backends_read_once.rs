@@ -5,30 +5,24 @@
 //! `BV_TEST_S3_ENDPOINT` (skipped without it).
 
 use bharatvoice_store::fuzzing::backend_gets;
-use bharatvoice_store::{
-    Actor, BackupOptions, BackupTarget, BlobBackendConfig, MasterKey, PutOptions, VerifyOptions,
-};
+use bharatvoice_store::{Actor, BackupOptions, BackupTarget, PutOptions, VerifyOptions};
 
-use crate::backends::{ENGINE, s3_config, s3_endpoint};
-use crate::backends_backup::store_with_user;
+use crate::backends_backup::{InBucket, store_in_bucket};
 use crate::backends_cross::other_users_bucket;
 use crate::common::noise;
 
 #[tokio::test]
 async fn backups_and_deep_verify_add_nothing_to_the_read_cache() {
-    let Some(endpoint) = s3_endpoint() else {
-        return eprintln!("skipped: BV_TEST_S3_ENDPOINT is not set");
+    let Some(InBucket {
+        store,
+        user,
+        endpoint,
+        dir,
+        ..
+    }) = store_in_bucket("read-once").await
+    else {
+        return;
     };
-    let _engine = ENGINE.read().await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate().unwrap();
-    let (store, user) = store_with_user(
-        dir.path(),
-        &key,
-        BlobBackendConfig::S3(s3_config(&endpoint)),
-        "read-once",
-    )
-    .await;
     let me = Actor::User(user.id);
     let gets = || backend_gets(&store).expect("counts GETs");
     let mut seed = 60;
