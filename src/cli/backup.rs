@@ -117,6 +117,26 @@ pub(crate) async fn backup(cli: &Cli, args: &BackupArgs, out: &Out) -> Outcome {
     done(out.emit(&report, || backup_text(&report)))
 }
 
+/// What the metadata copy was: rows, or a file copy's base or delta.
+fn metadata_line(r: &BackupReport) -> String {
+    if r.rows > 0 || r.metadata_parts <= 1 {
+        return format!("metadata   {} rows, {}", r.rows, size(r.metadata_bytes));
+    }
+    let what = if r.metadata_parts == 2 {
+        "store.redb copied whole (a new base)".to_string()
+    } else {
+        format!(
+            "pages written since the last backup (delta {} after the base)",
+            r.metadata_parts - 1
+        )
+    };
+    format!(
+        "metadata   {}: {what}; writes waited {:.1} ms",
+        size(r.metadata_bytes),
+        r.writes_paused_us as f64 / 1000.0
+    )
+}
+
 pub(crate) fn backup_text(r: &BackupReport) -> String {
     let mut lines = vec![
         format!(
@@ -125,7 +145,7 @@ pub(crate) fn backup_text(r: &BackupReport) -> String {
             clean_path(&r.destination),
             r.took_ms as f64 / 1000.0
         ),
-        format!("metadata   {} rows, {}", r.rows, size(r.metadata_bytes)),
+        metadata_line(r),
         format!("{:<10} {:>8} {:>10}", "blobs", "files", "bytes"),
         format!(
             "{:<10} {:>8} {:>10}",

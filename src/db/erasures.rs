@@ -158,6 +158,7 @@ pub(crate) fn destroy_keys(
         return Ok(None);
     }
     crate::db::keys::destroy(txn, user)?;
+    count_destruction(txn)?;
     if e.scope == ErasureScope::User {
         // Their sessions' turns (and every other sealed field) too.
         crate::db::keys::destroy_record_key(txn, user)?;
@@ -186,6 +187,21 @@ pub(crate) fn destroy_keys(
     e.keys_destroyed_at = Some(now);
     put(txn, &e)?;
     Ok(Some(e))
+}
+
+/// `meta`'s count of key destructions: a backup takes a new metadata base
+/// after one, so that no chain of deltas keeps an erased user's key in an
+/// old base (`ops::backup::file_copy`).
+const KEYS_DESTROYED: &str = "keys_destroyed";
+
+fn count_destruction(txn: &WriteTransaction) -> Result<(), Error> {
+    let n = destructions(txn)?;
+    crate::db::set_meta(txn, KEYS_DESTROYED, &n.saturating_add(1))
+}
+
+/// How many times keys were destroyed by an erasure, ever.
+pub(crate) fn destructions(txn: &impl ReadTxn) -> Result<u64, Error> {
+    Ok(crate::db::get_meta(txn, KEYS_DESTROYED, "the count of key destructions")?.unwrap_or(0))
 }
 
 /// Up to `limit` of the owner's file records (live or soft-deleted).

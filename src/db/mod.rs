@@ -42,6 +42,7 @@
 pub(crate) mod audit;
 pub(crate) mod audit_retention;
 pub(crate) mod audit_verify;
+pub(crate) mod backend_wrap;
 pub(crate) mod blobs;
 pub(crate) mod codec;
 pub(crate) mod erasures;
@@ -67,6 +68,7 @@ pub(crate) mod opened;
 #[cfg(test)]
 mod opened_tests;
 mod ops;
+pub(crate) mod page_tracker;
 pub(crate) mod profile_row;
 pub(crate) mod profiles;
 pub(crate) mod records;
@@ -139,6 +141,9 @@ pub(crate) struct Db {
     /// Every public operation's calls, errors and latency (the store's
     /// own metrics registry; the cache shares it).
     pub(crate) telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The pages of `store.redb` this open wrote, by epoch (never started
+    /// on a read-only store).
+    tracker: Arc<page_tracker::PageTracker>,
 }
 
 /// redb opened for writing, or read-only (a data directory the process may
@@ -207,16 +212,27 @@ pub(crate) fn begin_write(
     Ok(txn)
 }
 
-/// Opens or creates the file; through a fault plan where a test armed one.
+/// Opens or creates the file, its writes marked in `tracker` (restarted:
+/// see [`page_tracker`]); through a fault plan where a test armed one.
 fn create(
     builder: &redb::Builder,
     path: &std::path::Path,
+    tracker: &Arc<page_tracker::PageTracker>,
 ) -> Result<Database, redb::DatabaseError> {
     #[cfg(feature = "fault-injection")]
     if let Some(plan) = fault::plan_for(path) {
-        return builder.create_with_backend(fault::FaultBackend::open(path, plan)?);
+        let backend = fault::FaultBackend::open(path, plan)?;
+        return builder
+            .create_with_backend(page_tracker::Tracked::new(backend, Arc::clone(tracker)));
     }
-    builder.create(path)
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let backend = redb::backends::FileBackend::new(file)?;
+    builder.create_with_backend(page_tracker::Tracked::new(backend, Arc::clone(tracker)))
 }
 
 fn is_read_only(e: &redb::DatabaseError) -> bool {
@@ -239,7 +255,7 @@ impl Db {
             if config.read_only {
                 return Ok(None);
             }
-            let mut database = match create(&builder, &path) {
+            let mut database = match create(&builder, &path, &reopener.tracker) {
                 Ok(db) => db,
                 Err(e) if is_read_only(&e) => return Ok(None),
                 Err(e) => return Err(guard::open_error(&path, e)),
@@ -252,6 +268,7 @@ impl Db {
             Ok(Some(database))
         })?;
         let cache = Arc::new(snapshot::ReadCache::default());
+        let tracker = Arc::clone(&reopener.tracker);
         let (engine, writer) = match opened {
             Some(database) => {
                 let database = Arc::new(RwLock::new(database));
@@ -301,6 +318,7 @@ impl Db {
             audit: Arc::new(audit::Auditor::new(config.audit.enabled)),
             sealer: std::sync::OnceLock::new(),
             telemetry: Arc::new(crate::telemetry::Telemetry::new(config.clock.clone())),
+            tracker,
         })
     }
 

@@ -22,6 +22,23 @@ impl Db {
         (self.writer()?.exclusive(f).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
     }
 
+    /// Runs `f` between two commits (see `Writer::between`): every write
+    /// acknowledged before it is in the file and none runs while it does;
+    /// reads go on. A read-only store refuses with [`Error::ReadOnly`].
+    pub(crate) async fn between_commits<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, Error> + Send + 'static,
+    {
+        (self.writer()?.between(f).await).map_err(|e| guard::corrupt_if_damaged(&self.path, e))
+    }
+
+    /// Which pages of `store.redb` were written since when (see
+    /// [`page_tracker`](crate::db::page_tracker)).
+    pub(crate) fn tracker(&self) -> &std::sync::Arc<crate::db::page_tracker::PageTracker> {
+        &self.tracker
+    }
+
     /// Compacts `store.redb` (exclusive): returns whether it shrank, or
     /// [`Error::Busy`] if reads kept it busy for a second.
     pub(crate) async fn compact(&self) -> Result<bool, Error> {

@@ -26,6 +26,7 @@ use std::time::Duration;
 use redb::Database;
 
 use super::{create, guard, report_repair};
+use crate::db::page_tracker::PageTracker;
 use crate::db::snapshot::ReadCache;
 use crate::error::{Error, StorageContext};
 
@@ -36,6 +37,8 @@ pub(crate) struct Reopener {
     verify: bool,
     /// Set while the shared database is the placeholder.
     pub(crate) broken: std::sync::Arc<AtomicBool>,
+    /// Marks the pages every open writes (restarted at each).
+    pub(crate) tracker: std::sync::Arc<PageTracker>,
 }
 
 /// How many times a reopen waits for reads of the old handle to end.
@@ -55,6 +58,7 @@ impl Reopener {
             cache_bytes: config.db_cache_bytes,
             verify: config.verify_on_open,
             broken: std::sync::Arc::new(AtomicBool::new(false)),
+            tracker: PageTracker::new(),
         }
     }
 
@@ -71,7 +75,8 @@ impl Reopener {
     fn open(&self) -> Result<Database, Error> {
         let builder = self.builder();
         guard::guarded(&self.path, || {
-            create(&builder, &self.path).map_err(|e| guard::open_error(&self.path, e))
+            create(&builder, &self.path, &self.tracker)
+                .map_err(|e| guard::open_error(&self.path, e))
         })
     }
 

@@ -240,7 +240,7 @@ fn copy<K: Key + 'static, V: Value + 'static>(
     Ok(rows)
 }
 
-fn schema_version(src: &ReadTransaction) -> Result<u32, Error> {
+pub(crate) fn schema_version(src: &ReadTransaction) -> Result<u32, Error> {
     let meta = src.open_table(META).ctx("opening meta")?;
     let v = meta
         .get(SCHEMA_VERSION_KEY)
@@ -262,7 +262,7 @@ pub(crate) fn store_id(src: &ReadTransaction) -> Result<String, Error> {
     Ok(uuid::Uuid::from_bytes(bytes).to_string())
 }
 
-fn blob_addresses(src: &ReadTransaction) -> Result<Vec<BlobAddress>, Error> {
+pub(crate) fn blob_addresses(src: &ReadTransaction) -> Result<Vec<BlobAddress>, Error> {
     let blobs = match src.open_table(BLOBS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

@@ -44,6 +44,8 @@ use crate::error::{Error, StorageContext};
 /// An `Err` instead of the database when it could not be reopened after an
 /// I/O error.
 type ExclusiveWork = Box<dyn FnOnce(Result<&mut Database, Error>, &Path) + Send>;
+/// Work between two commits, given the database (shared) and its path.
+type BetweenWork = Box<dyn FnOnce(Result<&Database, Error>, &Path) + Send>;
 
 /// What the writer thread is asked to do, in queue order.
 enum Request {
@@ -54,6 +56,8 @@ enum Request {
     Rider(Box<dyn Job>, std::time::Instant),
     /// Work with the database to itself (see [`Writer::exclusive`]).
     Exclusive(ExclusiveWork),
+    /// Work while no write runs (see [`Writer::between`]).
+    Between(BetweenWork),
 }
 
 /// One queued request.
@@ -279,6 +283,27 @@ impl Writer {
         answer.await.map_err(|_| Error::Closed)?
     }
 
+    /// Runs `f` on the writer thread between two commits: after the writes
+    /// queued before it have committed (every page they wrote is in the
+    /// file), and before any write queued after it begins. Unlike
+    /// [`Writer::exclusive`], readers go on meanwhile. A panic in `f` is
+    /// [`Error::Corrupt`].
+    pub(crate) async fn between<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let work: BetweenWork = Box::new(move |db: Result<&Database, Error>, path: &Path| {
+            let _ = reply.send(match db {
+                Ok(db) => guarded(path, || f(db)),
+                Err(e) => Err(e),
+            });
+        });
+        self.send(Request::Between(work)).await?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
     /// Whether the writer still takes requests (its thread has not ended
     /// and it was not shut down).
     pub(crate) fn is_running(&self) -> bool {
@@ -397,6 +422,11 @@ fn run_writer(ctx: &Ctx<'_>, mut rx: mpsc::Receiver<Request>, max_batch: usize) 
                 run_exclusive(ctx, work);
                 continue;
             }
+            Request::Between(work) => {
+                commit_riders(ctx, &mut riders);
+                run_between(ctx, work);
+                continue;
+            }
             Request::Rider(job, deadline) => {
                 riders.push(job, deadline);
                 continue;
@@ -435,6 +465,19 @@ fn commit_riders(ctx: &Ctx<'_>, riders: &mut Riders<Box<dyn Job>>) {
         tracing::debug_span!("group_commit", requests = batch.len(), riders = true).entered();
     ctx.counters.record(batch.len());
     commit_batch(ctx, batch);
+}
+
+/// Work between commits: on the database as it is (reopened first if an
+/// I/O error left the placeholder), readers going on.
+fn run_between(ctx: &Ctx<'_>, work: BetweenWork) {
+    let _span = tracing::info_span!("between_commits").entered();
+    if let Some(r) = ctx.reopener.filter(|r| r.is_broken())
+        && let Err(e) = r.reopen(ctx.db, ctx.cache)
+    {
+        return work(Err(e), ctx.path);
+    }
+    let db = crate::db::shared(ctx.db);
+    work(Ok(&db), ctx.path);
 }
 
 /// Exclusive work: the shared snapshot is dropped first (it is a read

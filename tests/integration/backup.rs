@@ -407,11 +407,21 @@ async fn a_corrupted_or_missing_backup_file_is_refused_and_named() {
     let r = Store::restore(w.backups(), &target, RestoreOptions::default()).await;
     assert_refused(r, &hex, &target.data_dir);
 
-    let snapshot = w.backups().join("generations/000001/store.redb");
-    std::fs::write(&snapshot, b"not a database").unwrap();
-    let target = w.target("t3");
-    let r = Store::restore(w.backups(), &target, RestoreOptions::default()).await;
-    assert_refused(r, "store.redb", &target.data_dir);
+    // Each part of the metadata (its base, its delta) damaged in turn.
+    let parts: Vec<PathBuf> = std::fs::read_dir(w.backups().join("metadata"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(parts.len(), 2, "a base and its delta");
+    for (i, part) in parts.iter().enumerate() {
+        let kept = std::fs::read(part).unwrap();
+        std::fs::write(part, b"not a database").unwrap();
+        let target = w.target(&format!("t3-{i}"));
+        let r = Store::restore(w.backups(), &target, RestoreOptions::default()).await;
+        let name = part.file_name().unwrap().to_str().unwrap();
+        assert_refused(r, name, &target.data_dir);
+        std::fs::write(part, kept).unwrap();
+    }
 }
 
 #[tokio::test]

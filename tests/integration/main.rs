@@ -18,6 +18,7 @@ mod backends_read_once;
 #[cfg(feature = "s3")]
 mod backends_throttle;
 mod backup;
+mod backup_chain;
 mod backup_cli;
 mod blob_cli;
 mod blob_mount;

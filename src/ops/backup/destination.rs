@@ -5,7 +5,9 @@
 //! DEST/backup.json                   which store, which data region
 //! DEST/lock                          held (flock) by the backup writing here
 //! DEST/blobs/ab/cd/<address>         blob files, shared by generations
-//! DEST/generations/000001/           store.redb, manifest.json, manifest.mac
+//! DEST/metadata/<sha256>             metadata bases and deltas, shared
+//! DEST/generations/000001/           manifest.json, manifest.mac (and
+//!                                    store.redb for a row copy)
 //! DEST/generations/.000002.partial/  a generation being written
 //! ```
 //!
@@ -13,8 +15,9 @@
 //! once its manifest is durable: a generation directory with a plain name
 //! is complete. Blobs go in before the manifest that names them. The
 //! backup deletes only what it made: partial generations, generations
-//! beyond `--keep`, and blob files that a deleted generation's manifest
-//! names and no kept one does.
+//! beyond `--keep`, blob files that a deleted generation's manifest
+//! names and no kept one does, and metadata parts no complete
+//! generation names (a crashed backup's, or a deleted generation's).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -256,7 +259,46 @@ impl Destination {
                 Err(e) => return Err(io("deleting", &path)(e)),
             }
         }
+        self.sweep_pool()?;
         Ok((doomed.to_vec(), removed))
+    }
+
+    /// Deletes the metadata parts (`metadata/<sha256 hex>`) that no
+    /// complete generation's manifest names; if a manifest does not read,
+    /// deletes nothing.
+    pub(crate) fn sweep_pool(&self) -> Result<(), Error> {
+        use crate::ops::backup::file_copy::POOL;
+        let pool = self.root.join(POOL);
+        let entries = match std::fs::read_dir(&pool) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("listing", &pool)(e)),
+        };
+        let mut named = HashSet::new();
+        for g in self.generations()? {
+            let Ok(m) = manifest::read_unchecked(&self.generation_dir(g)) else {
+                return Ok(());
+            };
+            if let Some(c) = m.chain {
+                named.extend(c.parts().map(|p| hex::encode(p.sha256)));
+            }
+        }
+        for entry in entries {
+            let entry = entry.map_err(io("listing", &pool))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let ours = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if ours && !named.contains(&name) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io("deleting", &path)(e)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes a partial generation complete.
@@ -280,7 +322,13 @@ pub(crate) fn parse_generation(name: &str) -> Option<u64> {
 }
 
 /// The files a generation directory may hold.
-const GENERATION_FILES: &[&str] = &["store.redb", manifest::MANIFEST, manifest::MAC];
+const GENERATION_FILES: &[&str] = &[
+    "store.redb",
+    manifest::MANIFEST,
+    manifest::MAC,
+    crate::ops::backup::file_copy::BASE_FILE,
+    crate::ops::backup::file_copy::DELTA_FILE,
+];
 
 /// Removes a generation directory the backup made: only its known files,
 /// then the directory (left if something else is in it).

@@ -19,8 +19,11 @@ use crate::blob::crypto::SecretKey;
 use crate::error::Error;
 use crate::types::{BlobAddress, Timestamp};
 
-/// The manifest format this build writes and reads.
-pub(crate) const FORMAT: u32 = 1;
+/// The manifest format this build writes. It reads 1 too: format 2 added
+/// [`Manifest::chain`] (a local backup's metadata as a file copy, see
+/// `file_copy`); a format-1 manifest names `store.redb` in its generation
+/// directory.
+pub(crate) const FORMAT: u32 = 2;
 pub(crate) const MANIFEST: &str = "manifest.json";
 pub(crate) const MAC: &str = "manifest.mac";
 
@@ -56,15 +59,37 @@ pub(crate) struct Manifest {
     /// Blobs the snapshot names whose files were missing from the store
     /// when the backup ran (the store was already damaged there).
     pub(crate) missing: Vec<BlobAddress>,
+    /// The metadata as a base and deltas in the destination's pool
+    /// (format 2, local backups of a writable store); `metadata` is then
+    /// the base. `None`: `metadata` is `store.redb` in the generation's
+    /// directory (or, to object storage, its sealed copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) chain: Option<crate::ops::backup::file_copy::Chain>,
+}
+
+/// Whether this build reads a manifest of `m`'s format (and shape).
+pub(crate) fn readable(m: &Manifest) -> bool {
+    match m.format {
+        1 => m.chain.is_none(),
+        FORMAT => m.chain.as_ref().is_none_or(|c| c.base == m.metadata),
+        _ => false,
+    }
 }
 
 impl Manifest {
     /// Bytes of the metadata snapshot and every blob, saturated at
     /// `u64::MAX` (an unchecked manifest's sizes are anyone's).
     pub(crate) fn total_bytes(&self) -> u64 {
-        self.blobs.iter().fold(self.metadata.bytes, |sum, b| {
+        self.blobs.iter().fold(self.metadata_bytes(), |sum, b| {
             sum.saturating_add(b.digest.bytes)
         })
+    }
+
+    /// Bytes of the metadata: its one file, or every part of its chain.
+    pub(crate) fn metadata_bytes(&self) -> u64 {
+        self.chain
+            .as_ref()
+            .map_or(self.metadata.bytes, |c| c.bytes())
     }
 }
 
@@ -128,12 +153,13 @@ pub(crate) fn decode(
             detail: "its MAC does not match: the manifest was altered, or the master key is not the one the backup was made under".into(),
         })?;
     let manifest = decode_unchecked(body, place)?;
-    if manifest.format != FORMAT {
+    if !readable(&manifest) {
         return Err(Error::corrupt(
             format!("{place}/{MANIFEST}"),
             format!(
-                "manifest format {} (this build reads {FORMAT})",
-                manifest.format
+                "manifest format {} with{} a metadata chain (this build reads 1 without, {FORMAT} with or without)",
+                manifest.format,
+                if manifest.chain.is_some() { "" } else { "out" }
             ),
         ));
     }
@@ -189,6 +215,7 @@ mod tests {
                 },
             }],
             missing: Vec::new(),
+            chain: None,
         }
     }
 

@@ -2,33 +2,43 @@
 //! bring back, taken while the application keeps writing.
 //!
 //! A backup is one *generation* in a destination directory (see
-//! [`destination`]): the metadata copied table by table from one read
-//! snapshot of `store.redb` (`db::snapshot_copy`; redb has no online
-//! backup), every blob file that snapshot names, and a manifest signed
-//! under a key derived from the master key ([`manifest`]). Order, so that
-//! the generation is one instant of the store:
+//! [`destination`]): the metadata, every blob file it names, and a
+//! manifest signed under a key derived from the master key ([`manifest`]).
+//! Order, so that the generation is one instant of the store:
 //!
 //! 1. blob deletions are held off (`BlobStore::pin_all`: purge, erasure and
-//!    orphan collection wait), then the snapshot is copied;
-//! 2. meanwhile, on other threads, the blob files it names are linked or
-//!    copied, or read through an object-storage backend ([`blob_files`];
-//!    those an earlier generation in the destination already holds are
-//!    skipped); then the destination's file system is synced;
+//!    orphan collection wait), then the metadata is copied: `store.redb`
+//!    as a file, the whole of it (a *base*) or only the pages written
+//!    since the destination's newest generation (a *delta*), ending
+//!    between two commits ([`file_copy`]); a store open read-only is
+//!    copied table by table from one read snapshot instead
+//!    (`db::snapshot_copy`; redb has no online backup);
+//! 2. the blob files that instant names are linked or copied, or read
+//!    through an object-storage backend, on several threads
+//!    ([`blob_files`]; those an earlier generation in the destination
+//!    already holds are skipped); then the destination's file system is
+//!    synced;
 //! 3. the manifest is written and the generation renamed into place;
-//!    generations beyond `keep` are deleted.
+//!    generations beyond `keep` are deleted, with the blob files and
+//!    metadata parts only they named.
 //!
-//! Writes go on throughout: rows and blobs written after the snapshot are
-//! simply not in it. What a backup does not hold: `cache.redb` (a cache
-//! rebuilds), the master key (keep it apart from the backups: a backup is
-//! only as private as the key is), tamper and temporary files.
+//! Writes go on throughout (they wait only while the last pages are
+//! copied): rows and blobs written after the instant are simply not in
+//! it. What a backup does not hold: `cache.redb` (a cache rebuilds), the
+//! master key (keep it apart from the backups: a backup is only as
+//! private as the key is), tamper and temporary files.
 //!
 //! A backup holds what the store held at its instant, a user erased since
 //! included: deleting old generations (`keep`) is what makes an erasure
-//! reach the backups. `docs/OPERATIONS.md` says so.
+//! reach the backups. `docs/OPERATIONS.md` says so. (A metadata base
+//! that a kept generation's chain names stays until no kept generation
+//! names it; the deltas after it carry the erasure.)
 
 mod blob_files;
 mod copy;
+mod delta;
 pub(crate) mod destination;
+pub(crate) mod file_copy;
 pub(crate) mod manifest;
 #[cfg(feature = "s3")]
 pub(crate) mod remote;
@@ -100,10 +110,23 @@ pub struct BackupReport {
     pub generation: u64,
     /// When its snapshot was taken.
     pub created_at: Timestamp,
-    /// Rows copied into its metadata snapshot.
+    /// Rows copied into its metadata snapshot: a row copy is taken of a
+    /// store open read-only, and into object storage; 0 when `store.redb`
+    /// was copied as a file (a local backup of a store open for writing).
     pub rows: u64,
-    /// Size of its metadata snapshot, in bytes.
+    /// Bytes of metadata this backup wrote: the row copy; or, for a file
+    /// copy, the pages written since the destination's newest generation
+    /// (a delta), or the whole file when it took a new base.
     pub metadata_bytes: u64,
+    /// The files a restore of this generation rebuilds `store.redb` from:
+    /// 1 for a row copy or a new base, one more per delta since its base.
+    #[serde(default)]
+    pub metadata_parts: u64,
+    /// How long writes waited for this backup, in microseconds: the last
+    /// pages of a file copy are copied between two commits (the pages
+    /// written while the rest was copied). 0 for a row copy.
+    #[serde(default)]
+    pub writes_paused_us: u64,
     /// Blobs it holds.
     pub blobs: u64,
     /// Blob files copied, and their bytes.
@@ -206,6 +229,7 @@ impl Store {
                 let destination = blocking("opening the backup destination", move || {
                     let d = Destination::open_for_backup(&dest2, &id2, region2.as_deref(), allow)?;
                     d.remove_partials()?;
+                    d.sweep_pool()?;
                     Ok(d)
                 })
                 .await?;
@@ -223,48 +247,54 @@ impl Store {
                 let rotation = blobs.keyring.lock_master_rotation().await;
                 let master = blobs.keyring.master();
                 let created_at = db.now();
-                let snapshot_file = partial.join("store.redb");
-                let file2 = snapshot_file.clone();
-                let d2 = Arc::clone(&destination);
-                let progress = options.progress.clone();
                 let link = !options.no_links;
-                let (info, blob_copy) = db
-                    .scan(move |txn| {
-                        crate::db::snapshot_copy::copy_snapshot_beside(
-                            txn,
-                            &file2,
-                            move |addresses, give_up| {
-                                blob_files::copy_blobs(
-                                    &d2,
-                                    &source,
-                                    addresses,
-                                    link,
-                                    progress.as_ref(),
-                                    give_up,
-                                )
-                            },
-                        )
+                let progress = options.progress.clone();
+                let taken = if db.is_read_only() {
+                    let taken =
+                        rows_and_blobs(db, &destination, &partial, source, link, progress).await?;
+                    drop(rotation);
+                    taken
+                } else {
+                    let prev = destination.generations()?.last().copied();
+                    let d2 = Arc::clone(&destination);
+                    let master2 = master.clone();
+                    let prev_chain = blocking("reading the newest generation", move || {
+                        Ok(prev.and_then(|g| newest_chain(&d2, g, &master2)))
                     })
                     .await?;
-                drop(rotation);
-                let copied = blocking("copying blob files", move || blob_copy.join()).await?;
+                    let destroyed = db.read(crate::db::erasures::destructions)?;
+                    let since = prev_chain.as_ref().and_then(|c| {
+                        file_copy::extends(c, db.tracker(), &destination.root, destroyed)
+                    });
+                    let copied = file_copy::copy(db, since, &partial).await?;
+                    drop(rotation);
+                    file_and_blobs(
+                        &destination,
+                        &partial,
+                        copied,
+                        prev_chain.filter(|_| since.is_some()),
+                        source,
+                        link,
+                        progress,
+                    )
+                    .await?
+                };
                 drop(_pinned);
-                let mut buf = Vec::new();
-                let metadata = copy::digest(&snapshot_file, &mut buf)?
-                    .ok_or_else(|| Error::corrupt("backup", "the snapshot file vanished"))?;
                 copy::sync_all(&destination.root)?;
+                let copied = taken.blobs;
 
                 // 3. The manifest, then the generation in place.
                 let manifest = Manifest {
                     format: manifest::FORMAT,
                     store_id,
-                    schema_version: info.schema_version,
+                    schema_version: taken.schema_version,
                     region,
                     generation,
                     created_at,
-                    metadata: metadata.clone(),
+                    metadata: taken.metadata.clone(),
                     blobs: copied.entries,
                     missing: copied.missing.clone(),
+                    chain: taken.chain.clone(),
                 };
                 manifest::write(&partial, &manifest, &master)?;
                 destination.publish(generation)?;
@@ -278,8 +308,13 @@ impl Store {
                     destination: dest,
                     generation,
                     created_at,
-                    rows: info.rows,
-                    metadata_bytes: metadata.bytes,
+                    rows: taken.rows,
+                    metadata_bytes: taken.metadata_written,
+                    metadata_parts: taken
+                        .chain
+                        .as_ref()
+                        .map_or(1, |c| 1 + c.deltas.len() as u64),
+                    writes_paused_us: taken.paused_us,
                     blobs: manifest.blobs.len() as u64,
                     blobs_copied: copied.copied.0,
                     bytes_copied: copied.copied.1,
@@ -297,6 +332,8 @@ impl Store {
                 record_last(db, &report).await;
                 tracing::info!(
                     generation,
+                    metadata_parts = report.metadata_parts,
+                    writes_paused_us = report.writes_paused_us,
                     blobs = report.blobs,
                     copied = report.blobs_copied,
                     linked = report.blobs_linked,
@@ -367,8 +404,152 @@ pub(crate) fn health(db: &crate::db::Db) -> crate::health::PartHealth {
     }
 }
 
+/// The metadata and blob files a local backup took.
+struct Taken {
+    schema_version: u32,
+    rows: u64,
+    /// The row copy, or the chain's base.
+    metadata: manifest::FileDigest,
+    chain: Option<file_copy::Chain>,
+    metadata_written: u64,
+    paused_us: u64,
+    blobs: blob_files::Copied,
+}
+
+/// The chain of generation `g`, if its manifest checks (a chain is only
+/// extended from a manifest this store signed).
+fn newest_chain(
+    dest: &Destination,
+    g: u64,
+    master: &crate::blob::crypto::SecretKey,
+) -> Option<file_copy::Chain> {
+    match manifest::read(&dest.generation_dir(g), master) {
+        Ok(m) => m.chain,
+        Err(e) => {
+            tracing::warn!(generation = g, error = %e, "the newest generation's manifest does not check; taking a new base");
+            None
+        }
+    }
+}
+
+/// A row copy of the metadata (`db::snapshot_copy`) with the blob files
+/// it names placed meanwhile, on other threads (a store open read-only).
+async fn rows_and_blobs(
+    db: &crate::db::Db,
+    destination: &Arc<Destination>,
+    partial: &std::path::Path,
+    source: BlobFiles,
+    link: bool,
+    progress: Option<Progress>,
+) -> Result<Taken, Error> {
+    let snapshot_file = partial.join("store.redb");
+    let file2 = snapshot_file.clone();
+    let d2 = Arc::clone(destination);
+    let (info, blob_copy) = db
+        .scan(move |txn| {
+            crate::db::snapshot_copy::copy_snapshot_beside(
+                txn,
+                &file2,
+                move |addresses, give_up| {
+                    blob_files::copy_blobs(
+                        &d2,
+                        &source,
+                        addresses,
+                        link,
+                        progress.as_ref(),
+                        give_up,
+                    )
+                },
+            )
+        })
+        .await?;
+    let blobs = blocking("copying blob files", move || blob_copy.join()).await?;
+    let mut buf = Vec::new();
+    let metadata = copy::digest(&snapshot_file, &mut buf)?
+        .ok_or_else(|| Error::corrupt("backup", "the snapshot file vanished"))?;
+    Ok(Taken {
+        schema_version: info.schema_version,
+        rows: info.rows,
+        metadata_written: metadata.bytes,
+        metadata,
+        chain: None,
+        paused_us: 0,
+        blobs,
+    })
+}
+
+/// The blob files named by the snapshot a file copy ended at, placed on
+/// other threads; the copy's parts moved into the destination's pool.
+async fn file_and_blobs(
+    destination: &Arc<Destination>,
+    partial: &std::path::Path,
+    copied: file_copy::Copied,
+    extends: Option<file_copy::Chain>,
+    source: BlobFiles,
+    link: bool,
+    progress: Option<Progress>,
+) -> Result<Taken, Error> {
+    let d2 = Arc::clone(destination);
+    let txn = copied.txn;
+    let (schema_version, destroyed, blobs) = blocking("copying blob files", move || {
+        let schema_version = crate::db::snapshot_copy::schema_version(&txn)?;
+        let destroyed = crate::db::erasures::destructions(&txn)?;
+        let addresses = crate::db::snapshot_copy::blob_addresses(&txn)?;
+        // A long read transaction keeps redb from reusing pages.
+        drop(txn);
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let blobs =
+            blob_files::copy_blobs(&d2, &source, &addresses, link, progress.as_ref(), &never)?;
+        Ok((schema_version, destroyed, blobs))
+    })
+    .await?;
+    let root = &destination.root;
+    let tracker = format!("{:032x}", copied.stamp.id);
+    let mut written = copied.delta.bytes;
+    let chain = match (copied.base, extends) {
+        (Some(base), _) => {
+            file_copy::into_pool(root, partial, file_copy::BASE_FILE, &base)?;
+            written += base.bytes;
+            file_copy::Chain {
+                base,
+                deltas: vec![copied.delta.clone()],
+                tracker,
+                epoch: copied.stamp.epoch,
+                keys_destroyed: destroyed,
+            }
+        }
+        (None, Some(prev)) => {
+            let mut deltas = prev.deltas;
+            deltas.push(copied.delta.clone());
+            file_copy::Chain {
+                base: prev.base,
+                deltas,
+                tracker,
+                epoch: copied.stamp.epoch,
+                keys_destroyed: prev.keys_destroyed,
+            }
+        }
+        (None, None) => {
+            return Err(Error::invalid(
+                "backup",
+                "a delta was taken without the chain it extends",
+            ));
+        }
+    };
+    file_copy::into_pool(root, partial, file_copy::DELTA_FILE, &copied.delta)?;
+    Ok(Taken {
+        schema_version,
+        rows: 0,
+        metadata: chain.base.clone(),
+        chain: Some(chain),
+        metadata_written: written,
+        paused_us: u64::try_from(copied.paused.as_micros()).unwrap_or(u64::MAX),
+        blobs,
+    })
+}
+
 /// Runs blocking file work on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {

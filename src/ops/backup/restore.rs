@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::ops::backup::BackupTarget;
 use crate::ops::backup::copy;
 use crate::ops::backup::destination::Destination;
+use crate::ops::backup::file_copy;
 use crate::ops::backup::manifest::{self, FileDigest};
 use crate::store::Store;
 use crate::types::Timestamp;
@@ -230,8 +231,18 @@ fn restore_files(
     };
     let mut buf = Vec::new();
     let snapshot = dir.join("store.redb");
-    check(&snapshot, &m.metadata, &mut buf)?;
-    tell(m.metadata.bytes);
+    match &m.chain {
+        Some(chain) => {
+            for part in chain.parts() {
+                check(&file_copy::part_path(&dest.root, part), part, &mut buf)?;
+                tell(part.bytes);
+            }
+        }
+        None => {
+            check(&snapshot, &m.metadata, &mut buf)?;
+            tell(m.metadata.bytes);
+        }
+    }
     for b in &m.blobs {
         check(&layout.path_of(b.address), &b.digest, &mut buf)?;
         tell(b.digest.bytes);
@@ -260,15 +271,20 @@ fn restore_files(
     let install =
         options.install_key && (config.master_key.is_some() || config.master_key_file.is_some());
     ready_target(data, install.then_some(master))?;
-    copy_checked(
-        &snapshot,
-        &data.join("store.redb"),
-        &tmp,
-        &m.metadata,
-        &mut buf,
-    )?;
+    match &m.chain {
+        Some(chain) => {
+            file_copy::rebuild(&dest.root, chain, &data.join("store.redb"), &tmp, &mut buf)?
+        }
+        None => copy_checked(
+            &snapshot,
+            &data.join("store.redb"),
+            &tmp,
+            &m.metadata,
+            &mut buf,
+        )?,
+    }
     copy::sync_all(data)?;
-    tell(m.metadata.bytes);
+    tell(m.metadata_bytes());
     Ok(RestoreReport::of(data.clone(), generation, m))
 }
 

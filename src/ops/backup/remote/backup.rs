@@ -169,6 +169,8 @@ async fn locked(
         created_at,
         rows: info.rows,
         metadata_bytes: metadata.bytes,
+        metadata_parts: 1,
+        writes_paused_us: 0,
         blobs: 0,
         blobs_copied: 0,
         bytes_copied: 0,
@@ -222,6 +224,7 @@ async fn locked(
         metadata,
         blobs: entries,
         missing: report.missing.clone(),
+        chain: None,
     };
     let (body, mac) = manifest::encode(&manifest, &master)?;
     bucket.publish(generation, body, mac).await?;
