@@ -2,8 +2,9 @@
 //! restore or a backup reads. The same bytes as a generation's
 //! `manifest.json` (with its right MAC beside it: the parse behind the MAC
 //! check, and without the check), as its `manifest.mac` (beside a valid
-//! manifest), and as the destination's `backup.json`, each read from a
-//! scratch directory by the functions the backup uses.
+//! manifest), as the destination's `backup.json`, and as a metadata delta
+//! that a restore applies, each read from a scratch directory by the
+//! functions the backup and restore use.
 
 use std::path::{Path, PathBuf};
 
@@ -29,14 +30,14 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
-/// This thread's three scratch directories: a generation whose manifest
+/// This thread's four scratch directories: a generation whose manifest
 /// is the input, a generation whose MAC is, a destination whose
-/// `backup.json` is.
-fn dirs() -> [PathBuf; 3] {
+/// `backup.json` is, a restore applying a metadata delta that is.
+fn dirs() -> [PathBuf; 4] {
     thread_local! {
-        static DIRS: (Scratch, [PathBuf; 3]) = {
+        static DIRS: (Scratch, [PathBuf; 4]) = {
             let root = Scratch::new("backup");
-            let dirs = ["manifest", "mac", "destination"].map(|d| root.path().join(d));
+            let dirs = ["manifest", "mac", "destination", "delta"].map(|d| root.path().join(d));
             for d in &dirs {
                 std::fs::create_dir_all(d).expect("a scratch directory");
             }
@@ -109,14 +110,46 @@ fn try_destination(dir: &Path, data: &[u8]) -> bool {
     }
 }
 
+/// `data` as a metadata delta applied to an 8 KiB file: it applies (the
+/// file then has the delta's length, and the digest is of every byte of
+/// `data`) or is [`Error::Corrupt`].
+fn try_delta(dir: &Path, data: &[u8]) -> bool {
+    let delta = dir.join("delta");
+    let target = dir.join("target");
+    write(&delta, data);
+    write(&target, &[7u8; 8192]);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&target)
+        .expect("the scratch target");
+    match crate::ops::backup::delta::apply(&delta, &file, &target) {
+        Ok(found) => {
+            use sha2::Digest;
+            assert_eq!(
+                found.bytes,
+                data.len() as u64,
+                "the digest covers every byte"
+            );
+            assert_eq!(found.sha256, <[u8; 32]>::from(sha2::Sha256::digest(data)));
+            let end = u64::from_le_bytes(data[data.len() - 8..].try_into().expect("8 bytes"));
+            let len = file.metadata().expect("the target's size").len();
+            assert_eq!(len, end, "the file has the delta's length");
+            true
+        }
+        Err(Error::Corrupt { .. }) => false,
+        Err(other) => panic!("applying a delta returned a non-Corrupt error: {other}"),
+    }
+}
+
 /// Feeds `data` to every reader of this target; returns how many accepted
 /// it. Panics (the fuzzer's signal) only if a reader misbehaves.
 pub fn backup_manifest(data: &[u8]) -> usize {
-    let [manifest_dir, mac_dir, destination] = dirs();
+    let [manifest_dir, mac_dir, destination, delta] = dirs();
     [
         try_manifest(&manifest_dir, data),
         try_mac(&mac_dir, data),
         try_destination(&destination, data),
+        try_delta(&delta, data),
     ]
     .iter()
     .filter(|ok| **ok)
@@ -151,6 +184,21 @@ fn sample_manifest() -> Manifest {
     }
 }
 
+/// A delta with records of `runs` (offset, length; bytes 0x5a) ending at
+/// `file_len`.
+fn sample_delta(runs: &[(u64, u32)], file_len: u64) -> Vec<u8> {
+    let mut out = b"BVDELTA1".to_vec();
+    for (offset, len) in runs {
+        out.push(1);
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend(std::iter::repeat_n(0x5a, *len as usize));
+    }
+    out.push(0);
+    out.extend_from_slice(&file_len.to_le_bytes());
+    out
+}
+
 fn sample_manifest_json() -> Vec<u8> {
     serde_json::to_vec_pretty(&sample_manifest()).expect("serialises")
 }
@@ -173,8 +221,27 @@ pub fn sample_backup_files() -> Vec<(&'static str, Vec<u8>)> {
         store_id: "01923a4b-0000-7000-8000-000000000001".into(),
         region: Some("IN".into()),
     };
+    let chained = Manifest {
+        chain: Some(crate::ops::backup::file_copy::Chain {
+            base: sample_manifest().metadata,
+            deltas: vec![FileDigest {
+                bytes: 4096,
+                sha256: [8; 32],
+            }],
+            tracker: "0123456789abcdef0123456789abcdef".into(),
+            epoch: 7,
+            keys_destroyed: 1,
+        }),
+        ..sample_manifest()
+    };
     vec![
         ("manifest", sample_manifest_json()),
+        (
+            "manifest_chain",
+            serde_json::to_vec_pretty(&chained).expect("serialises"),
+        ),
+        ("delta", sample_delta(&[(0, 10), (4096, 300)], 9000)),
+        ("delta_empty", sample_delta(&[], 0)),
         (
             "manifest_bare",
             serde_json::to_vec(&bare).expect("serialises"),

@@ -36,7 +36,7 @@
 
 mod blob_files;
 mod copy;
-mod delta;
+pub(crate) mod delta;
 pub(crate) mod destination;
 pub(crate) mod file_copy;
 pub(crate) mod manifest;
