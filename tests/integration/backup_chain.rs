@@ -200,8 +200,10 @@ async fn keep_deletes_the_parts_no_kept_generation_names() {
     let fourth = w.backup(&store, Some(1)).await;
     assert_eq!(fourth.generations_removed, [1, 2, 3]);
     assert_eq!(w.pool().len(), 2, "the new base and its delta");
-    // A part left by a backup that crashed before its manifest is swept
-    // by the next backup; a file the backup did not make is left alone.
+    // A part left by a backup that crashed before its manifest (its
+    // partial generation left too) is swept by the next backup; a file
+    // the backup did not make is left alone.
+    std::fs::create_dir(w.backups().join("generations/.000005.partial")).unwrap();
     std::fs::write(w.backups().join("metadata").join("a".repeat(64)), b"x").unwrap();
     std::fs::write(w.backups().join("metadata/notes.txt"), b"mine").unwrap();
     w.backup(&store, None).await;

@@ -191,12 +191,14 @@ impl Destination {
         Ok(out)
     }
 
-    /// Removes partial generations a crashed backup left.
-    pub(crate) fn remove_partials(&self) -> Result<(), Error> {
+    /// Removes partial generations a crashed backup left; says whether
+    /// there were any (its metadata parts may be in the pool, unnamed).
+    pub(crate) fn remove_partials(&self) -> Result<bool, Error> {
         let dir = self.root.join(GENERATIONS);
         let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut found = false;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -206,9 +208,10 @@ impl Destination {
                 .is_some_and(|n| parse_generation(n).is_some());
             if is_partial {
                 remove_generation_files(&entry.path())?;
+                found = true;
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     /// What the kept generations' manifests say of each blob (unchecked:

@@ -228,8 +228,10 @@ impl Store {
                 );
                 let destination = blocking("opening the backup destination", move || {
                     let d = Destination::open_for_backup(&dest2, &id2, region2.as_deref(), allow)?;
-                    d.remove_partials()?;
-                    d.sweep_pool()?;
+                    // A crashed backup may have left parts in the pool.
+                    if d.remove_partials()? {
+                        d.sweep_pool()?;
+                    }
                     Ok(d)
                 })
                 .await?;
@@ -266,7 +268,17 @@ impl Store {
                     let since = prev_chain.as_ref().and_then(|c| {
                         file_copy::extends(c, db.tracker(), &destination.root, destroyed)
                     });
-                    let copied = file_copy::copy(db, since, &partial).await?;
+                    let mut copied = file_copy::copy(db, since, &partial).await?;
+                    let mut since = since;
+                    if since.is_some()
+                        && crate::db::erasures::destructions(&copied.txn)? != destroyed
+                    {
+                        // An erasure committed during the copy: its keys
+                        // must not stay in the chain's older base.
+                        drop(copied);
+                        copied = file_copy::copy(db, None, &partial).await?;
+                        since = None;
+                    }
                     drop(rotation);
                     file_and_blobs(
                         &destination,
