@@ -77,6 +77,10 @@
 //! 5. `ops/health`: 1000 sequential `store.health()` calls on the idle
 //!    store (p50, p99, max; target ≤ 10 ms), then one probe every 10 ms
 //!    while an extra `no_links` backup runs (same figures; not a target).
+//! 6. `ops/pause` (not a target): a linked backup into a new destination
+//!    while 8 tasks keep creating users, 300 ms of creates before and
+//!    after it: how long writes waited for the backup's last pages
+//!    (`writes_paused_us`) and the creates' latency over the whole run.
 //!
 //! Criterion group: `ops/health`, the mean of `store.health()` on the idle
 //! store, one caller; `ops/admin_socket_health`, the same probe asked
@@ -786,6 +790,64 @@ fn health(rt: &Runtime, fx: &Fixture) {
 
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// 6. Writes waiting for a backup
+// ---------------------------------------------------------------------------
+
+/// How long writes wait for a backup while 8 tasks keep creating users:
+/// the backup's `writes_paused_us` (its last pages copied between two
+/// commits) and the create latencies the writers saw over the whole run.
+fn pause_under_writes(rt: &Runtime, fx: &Fixture) {
+    const WRITERS: usize = 8;
+    let dest = fx.path("paused");
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for t in 0..WRITERS {
+            let (store, stop) = (fx.store.clone(), Arc::clone(&stop));
+            tasks.push(tokio::spawn(async move {
+                let mut took = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let name = format!("pause{t}x{i:07}");
+                    i += 1;
+                    let start = Instant::now();
+                    store
+                        .users()
+                        .create(NewUser::new(&name, format!("{name}@bench.example.in")))
+                        .await
+                        .expect("create a user");
+                    took.push(start.elapsed());
+                }
+                took
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (backup_took, report) = fx.backup(&dest, false).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut took = Vec::new();
+        for t in tasks {
+            took.extend(t.await.expect("a writer"));
+        }
+        took.sort_unstable();
+        let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "ops/pause: a backup (link, {} parts) of {:.1} ms while {WRITERS} tasks created \
+             users: writes waited {:.2} ms for it; {} creates, latency p50 {:.2} ms, p99 {:.2} ms, \
+             max {:.2} ms",
+            report.metadata_parts,
+            ms(backup_took),
+            report.writes_paused_us as f64 / 1000.0,
+            took.len(),
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(at(1.0)),
+        );
+    });
+    remove(&dest);
+}
+
 fn bench_ops(c: &mut Criterion) {
     let sz = sizes();
     eprintln!(
@@ -827,6 +889,9 @@ fn bench_ops(c: &mut Criterion) {
     let start = Instant::now();
     health(&rt, &fx);
     eprintln!("ops/health: part done in {:.2?}", start.elapsed());
+    let start = Instant::now();
+    pause_under_writes(&rt, &fx);
+    eprintln!("ops/pause: part done in {:.2?}", start.elapsed());
 
     let mut group = c.benchmark_group("ops");
     group.bench_function("health", |b| b.to_async(&rt).iter(|| fx.store.health()));

@@ -142,7 +142,7 @@ pub(crate) fn read_filled(src: &File, buf: &mut [u8], offset: u64) -> std::io::R
 /// size and SHA-256 (the caller compares them with the manifest's and
 /// discards `target` if they differ).
 pub(crate) fn apply(path: &Path, target: &File, target_path: &Path) -> Result<FileDigest, Error> {
-    let file = File::open(path).map_err(io("reading", path))?;
+    let file = crate::ops::backup::copy::open_nofollow(path).map_err(io("reading", path))?;
     let mut r = Hashing {
         inner: BufReader::with_capacity(1 << 20, file),
         hash: Sha256::new(),
