@@ -239,19 +239,14 @@ pub(crate) fn rebuild(
     tmp_dir: &Path,
     buf: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    use crate::ops::backup::restore::same;
+    use crate::ops::backup::restore::{missing, same};
     let tmp = tmp_dir.join("store.redb.restoring");
     let _ = std::fs::remove_file(&tmp);
     let built = (|| {
         let base = part_path(root, &chain.base);
         match crate::ops::backup::copy::copy_hashing(&base, &tmp, buf)? {
             Some(found) => same(&base, &chain.base, &found)?,
-            None => {
-                return Err(Error::Integrity {
-                    what: format!("backup file {}", base.display()),
-                    detail: "it is missing".into(),
-                });
-            }
+            None => return Err(missing(&base)),
         }
         let file = File::options()
             .write(true)

@@ -333,6 +333,11 @@ pub(crate) fn check_target(data_dir: &Path, force: bool) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))
 }
 
+/// A backup file the manifest names and the backup lacks.
+pub(crate) fn missing(path: &Path) -> Error {
+    mismatch(path, "it is missing".into())
+}
+
 fn mismatch(path: &Path, detail: String) -> Error {
     Error::Integrity {
         what: format!("backup file {}", path.display()),
@@ -343,7 +348,7 @@ fn mismatch(path: &Path, detail: String) -> Error {
 /// Checks a file against its manifest entry.
 fn check(path: &Path, expected: &FileDigest, buf: &mut Vec<u8>) -> Result<(), Error> {
     match copy::digest(path, buf)? {
-        None => Err(mismatch(path, "it is missing".into())),
+        None => Err(missing(path)),
         Some(d) => same(path, expected, &d),
     }
 }
