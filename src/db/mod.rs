@@ -91,6 +91,8 @@ pub(crate) mod users_index;
 pub(crate) mod users_password;
 pub(crate) mod verify;
 mod verify_repair;
+mod verify_sessions;
+mod verify_users;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

@@ -28,7 +28,7 @@ use crate::db::codec;
 use crate::db::schema::*;
 use crate::error::{Error, StorageContext};
 use crate::model::file::AudioFile;
-use crate::types::{BlobAddress, FileId, SessionId, UserId};
+use crate::types::{BlobAddress, FileId, UserId};
 
 pub(crate) use super::verify_repair::rebuild_derived;
 
@@ -101,113 +101,11 @@ pub(crate) struct MetaScan {
 /// Runs every metadata check on one snapshot.
 pub(crate) fn scan(txn: &ReadTransaction) -> Result<MetaScan, Error> {
     let mut s = MetaScan::default();
-    users(txn, &mut s)?;
-    sessions(txn, &mut s)?;
+    super::verify_users::check(txn, &mut s)?;
+    super::verify_sessions::check(txn, &mut s)?;
     let unindexed = files(txn, &mut s)?;
     blobs(txn, &mut s, &unindexed)?;
     Ok(s)
-}
-
-fn users(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
-    let table = txn.open_table(USERS).ctx("opening users")?;
-    for row in table.iter().ctx("scanning users")? {
-        let (k, v) = row.ctx("scanning users")?;
-        let id = UserId::from_key(k.value());
-        s.users += 1;
-        if let Err(e) = crate::db::user_record::decode_row(v.value(), id) {
-            s.problems.push(Problem::new(
-                ProblemKind::Undecodable,
-                format!("user {id}"),
-                e.to_string(),
-            ));
-        }
-    }
-    let profiles = txn.open_table(PROFILES).ctx("opening profiles")?;
-    for row in profiles.iter().ctx("scanning profiles")? {
-        let (k, v) = row.ctx("scanning profiles")?;
-        let id = UserId::from_key(k.value());
-        if let Err(e) = crate::db::profile_row::ProfileRow::decode(v.value(), id) {
-            s.problems.push(Problem::new(
-                ProblemKind::Undecodable,
-                format!("profile {id}"),
-                e.to_string(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn sessions(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
-    let table = txn.open_table(SESSIONS).ctx("opening sessions")?;
-    let by_user = txn
-        .open_table(SESSIONS_BY_USER)
-        .ctx("opening sessions_by_user")?;
-    // The (user, last active) a session row says, if it decodes.
-    let head_of = |id: u128, bytes: &[u8]| {
-        crate::db::session_row::SessionRow::decode(bytes, SessionId::from_key(id)).map(|r| {
-            let h = r.head();
-            (h.user_id.to_key(), h.last_active_at.as_micros())
-        })
-    };
-    for row in table.iter().ctx("scanning sessions")? {
-        let (k, v) = row.ctx("scanning sessions")?;
-        let id = SessionId::from_key(k.value());
-        s.sessions += 1;
-        match head_of(k.value(), v.value()) {
-            Ok((user, at)) => {
-                if by_user
-                    .get((user, at, k.value()))
-                    .ctx("reading sessions_by_user")?
-                    .is_none()
-                {
-                    s.problems.push(Problem::new(
-                        ProblemKind::MissingIndexEntry,
-                        format!("sessions_by_user session {id}"),
-                        "the session is not in its user's index",
-                    ));
-                }
-            }
-            Err(e) => s.problems.push(Problem::new(
-                ProblemKind::Undecodable,
-                format!("session {id}"),
-                e.to_string(),
-            )),
-        }
-    }
-    for e in by_user.iter().ctx("scanning sessions_by_user")? {
-        let (user, at, id) = e.ctx("scanning sessions_by_user")?.0.value();
-        s.index_entries += 1;
-        let says = table
-            .get(id)
-            .ctx("reading sessions")?
-            .and_then(|row| head_of(id, row.value()).ok());
-        if says != Some((user, at)) {
-            s.problems.push(Problem::new(
-                ProblemKind::DanglingIndexEntry,
-                format!("sessions_by_user session {}", SessionId::from_key(id)),
-                "no session row with this user and last-active time",
-            ));
-        }
-    }
-    for def in [SESSIONS_BY_EXPIRY, SESSIONS_BY_DELETED] {
-        let index = txn.open_table(def).ctx("opening a session index")?;
-        for e in index.iter().ctx("scanning a session index")? {
-            let (_, id) = e.ctx("scanning a session index")?.0.value();
-            s.index_entries += 1;
-            if table.get(id).ctx("reading sessions")?.is_none() {
-                s.problems.push(Problem::new(
-                    ProblemKind::DanglingIndexEntry,
-                    format!(
-                        "{} session {}",
-                        redb::TableHandle::name(&def),
-                        SessionId::from_key(id)
-                    ),
-                    "no session row",
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A file index entry: which index, and its key (the file id last).

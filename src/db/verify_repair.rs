@@ -16,7 +16,9 @@ use crate::types::{BlobAddress, FileId};
 /// Rebuilds what is derived from the rows: the four file indexes and
 /// `blobs_by_owner` from their rows, each blob's reference count from the
 /// file records (a blob no record names keeps its count: that is left
-/// for the operator), and usage from the blob rows.
+/// for the operator), the user and session indexes
+/// (`db::verify_users`, `db::verify_sessions`), and usage from the blob
+/// rows.
 pub(crate) fn rebuild_derived(txn: &WriteTransaction) -> Result<(), Error> {
     let mut records = Vec::new();
     {
@@ -107,5 +109,7 @@ pub(crate) fn rebuild_derived(txn: &WriteTransaction) -> Result<(), Error> {
         }
     }
     drop(by_owner);
+    super::verify_users::repair(txn)?;
+    super::verify_sessions::repair(txn)?;
     crate::db::usage::rebuild(txn)
 }

@@ -94,4 +94,5 @@ mod telemetry;
 mod trash;
 mod users;
 mod verify;
+mod verify_indexes;
 mod writer;

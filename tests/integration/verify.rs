@@ -20,7 +20,7 @@ const SESSIONS_BY_USER: TableDefinition<(u128, i64, u128), ()> =
     TableDefinition::new("sessions_by_user");
 const USAGE: TableDefinition<u128, &[u8]> = TableDefinition::new("usage");
 
-fn config(dir: &Path) -> Config {
+pub(crate) fn config(dir: &Path) -> Config {
     crate::common::config(dir).lifecycle(
         LifecycleConfig::default()
             .orphan_grace(Duration::ZERO)
@@ -30,15 +30,15 @@ fn config(dir: &Path) -> Config {
 
 /// A store with two users, a shared blob (two records), a deleted file
 /// and a session; closed.
-struct Fixture {
-    dir: tempfile::TempDir,
-    asha: User,
-    bina: User,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) asha: User,
+    pub(crate) bina: User,
     files: Vec<AudioFile>,
 }
 
 impl Fixture {
-    async fn new() -> Fixture {
+    pub(crate) async fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(config(dir.path())).await.unwrap();
         let mut users = Vec::new();
@@ -93,7 +93,7 @@ impl Fixture {
         }
     }
 
-    fn db(&self) -> Database {
+    pub(crate) fn db(&self) -> Database {
         Database::open(self.dir.path().join("store.redb")).unwrap()
     }
 
@@ -101,7 +101,7 @@ impl Fixture {
         crate::common::blob_file(self.dir.path(), &self.files[i])
     }
 
-    async fn verify(&self, deep: bool, repair: bool) -> StoreVerifyReport {
+    pub(crate) async fn verify(&self, deep: bool, repair: bool) -> StoreVerifyReport {
         let store = Store::open(config(self.dir.path())).await.unwrap();
         let options = VerifyOptions {
             deep,
@@ -115,7 +115,7 @@ impl Fixture {
 }
 
 /// The problems of a kind, by id.
-fn of(report: &StoreVerifyReport, kind: ProblemKind) -> Vec<(String, bool)> {
+pub(crate) fn of(report: &StoreVerifyReport, kind: ProblemKind) -> Vec<(String, bool)> {
     report
         .problems
         .iter()
@@ -241,7 +241,7 @@ async fn a_changed_blob_is_found_only_by_a_deep_verify_and_left_as_it_is() {
 }
 
 #[tokio::test]
-async fn undecodable_rows_and_session_index_damage_are_reported_and_left() {
+async fn an_undecodable_row_is_reported_and_left_while_session_index_damage_is_repaired() {
     let f = Fixture::new().await;
     {
         let db = f.db();
@@ -263,8 +263,17 @@ async fn undecodable_rows_and_session_index_damage_are_reported_and_left() {
         of(&r, ProblemKind::Undecodable),
         [(format!("user {}", f.bina.id), false)]
     );
-    assert_eq!(of(&r, ProblemKind::MissingIndexEntry).len(), 1, "{r:?}");
+    let missing = of(&r, ProblemKind::MissingIndexEntry);
+    assert_eq!(missing.len(), 1, "{r:?}");
+    assert!(
+        missing[0].0.starts_with("sessions_by_user session "),
+        "{r:?}"
+    );
+    assert!(missing[0].1, "the entry is rebuilt from its row: {r:?}");
+    // The user row stays as it is: a repair never rewrites a row.
     assert!(!r.is_clean());
+    let again = f.verify(false, false).await;
+    assert_eq!(of(&again, ProblemKind::MissingIndexEntry), []);
 }
 
 /// redb checks integrity only with no read transaction open. Readers that
