@@ -23,15 +23,13 @@ pub(crate) async fn handle(
         AdminRequest::CacheStats => json(&store.cache().stats()),
         AdminRequest::Jobs => json(&store.jobs().list()),
         AdminRequest::AuditTail { limit } => json(&store.audit_events(limit.clamp(1, 10_000))?),
-        AdminRequest::MigrateStatus => {
-            let applied = store.schema_version()?;
-            Ok(serde_json::json!({
-                "applied": applied,
-                "current": crate::SCHEMA_VERSION,
-                "pending": [],
-                "up_to_date": applied == crate::SCHEMA_VERSION,
-            }))
-        }
+        // A running store is migrated: nothing pending. The same shape as
+        // `Store::migration_status` gives a closed store.
+        AdminRequest::MigrateStatus => json(&crate::MigrationStatus {
+            applied: Some(store.schema_version()?),
+            latest: crate::SCHEMA_VERSION,
+            pending: Vec::new(),
+        }),
         AdminRequest::Verify { deep } => {
             let options = crate::VerifyOptions {
                 deep,

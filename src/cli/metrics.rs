@@ -2,12 +2,13 @@
 //! its parts' counters and gauges. Against a running store (through its
 //! admin socket) the figures are live; otherwise they are the last
 //! snapshot the store wrote into its metrics table while it ran, with the
-//! parts' values read now.
+//! parts' values read now. `--json` has one shape either way:
+//! `{"snapshot": {"at", "samples"} | null, "now": {...}}` (a running
+//! store's live figures are `now`, with no snapshot).
 
 use bharatvoice_store::{AdminRequest, MetricSample, MetricsReport};
 use clap::Args;
 
-use super::remote::{Opened, open_or_ask};
 use super::{Cli, Out, Outcome, clean, done};
 
 #[derive(Debug, Args)]
@@ -37,9 +38,22 @@ pub(crate) async fn run(cli: &Cli, args: &MetricsArgs, out: &Out) -> Outcome {
             Err(e) => return Err(e),
         }
     } else {
-        match open_or_ask(cli, out, request).await? {
-            Opened::Local(store) => store,
-            Opened::Remote(outcome) => return outcome,
+        match super::open(cli).await {
+            Ok(store) => store,
+            Err(locked @ bharatvoice_store::Error::Locked { .. }) => {
+                let data_dir = super::config_of(cli)?.data_dir;
+                let answer = super::remote::ask(&data_dir, out, &request, locked).await?;
+                // The shape a closed store's figures have; a running
+                // store's are live, so there is no snapshot to show.
+                let doc = serde_json::json!({ "snapshot": null, "now": answer });
+                return done(out.emit(&doc, || {
+                    match serde_json::from_value::<MetricsReport>(answer.clone()) {
+                        Ok(report) => format!("now (the running store):\n{}", report_text(&report)),
+                        Err(_) => answer.to_string(),
+                    }
+                }));
+            }
+            Err(e) => return Err(e),
         }
     };
     let now = store.metrics_report().await?;

@@ -29,9 +29,10 @@ async fn status(cli: &Cli, out: &Out) -> Outcome {
             let request = bharatvoice_store::AdminRequest::MigrateStatus;
             let answer = super::remote::ask(&config.data_dir, out, &request, locked).await?;
             return done(out.emit(&answer, || {
+                let applied = answer["applied"].as_u64().unwrap_or_default();
+                let latest = answer["latest"].as_u64().unwrap_or_default();
                 format!(
-                    "applied schema version: {}\nlatest schema version:  {}\nup to date (a running store is migrated)",
-                    answer["applied"], answer["current"]
+                    "applied schema version: {applied}\nlatest schema version:  {latest}\nup to date (a running store is migrated)"
                 )
             }));
         }

@@ -344,27 +344,39 @@ async fn init(cli: &Cli, args: &InitArgs, out: &Out) -> Outcome {
     }))
 }
 
-fn exit_code(e: &Error) -> u8 {
+/// The kind `--json` reports: [`Error::kind`], except that an error the
+/// store's process answered through its admin socket keeps that error's
+/// kind (a refusal there is the same refusal as here).
+fn kind_of(e: &Error) -> &str {
     match e {
-        Error::NotFound { .. } => 3,
-        Error::Conflict { .. } => 4,
-        Error::InvalidInput { .. } | Error::WrongType { .. } => 5,
-        Error::Locked { .. } => 6,
-        Error::VersionTooNew { .. } => 7,
-        Error::Corrupt { .. } | Error::Integrity { .. } => 8,
-        Error::WrongKey { .. }
-        | Error::MissingKey { .. }
-        | Error::InvalidKey { .. }
-        | Error::InsecureKeyFile { .. } => 9,
-        Error::PermissionDenied { .. } => 10,
-        Error::NoStore { .. } => 11,
-        Error::StoreIncomplete { .. } => 12,
-        Error::CacheUnavailable { .. } => 13,
-        Error::ReadOnly { .. } => 14,
-        Error::QuotaExceeded { .. } => 15,
-        Error::ConsentRequired { .. } => 16,
-        Error::RateLimited { .. } => 17,
-        Error::RegionMismatch { .. } => 18,
+        Error::Remote { kind, .. } => kind,
+        e => e.kind(),
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    code_of_kind(kind_of(e))
+}
+
+/// The exit code of an error kind (the table in `bvstore --help`).
+fn code_of_kind(kind: &str) -> u8 {
+    match kind {
+        "not_found" => 3,
+        "conflict" => 4,
+        "invalid_input" | "wrong_type" => 5,
+        "locked" => 6,
+        "version_too_new" => 7,
+        "corrupt" | "integrity" => 8,
+        "wrong_key" | "missing_key" | "invalid_key" | "insecure_key_file" => 9,
+        "permission_denied" => 10,
+        "no_store" => 11,
+        "store_incomplete" => 12,
+        "cache_unavailable" => 13,
+        "read_only" => 14,
+        "quota_exceeded" => 15,
+        "consent_required" => 16,
+        "rate_limited" => 17,
+        "region_mismatch" => 18,
         _ => 1,
     }
 }
@@ -383,7 +395,7 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
         source = s.source();
     }
     if json {
-        let doc = serde_json::json!({ "error": e.to_string(), "kind": e.kind(), "code": exit_code(e), "causes": chain });
+        let doc = serde_json::json!({ "error": e.to_string(), "kind": kind_of(e), "code": exit_code(e), "causes": chain });
         eprintln!("{doc}");
     } else {
         eprintln!("error: {}", clean(&e.to_string()));
@@ -392,6 +404,31 @@ pub(crate) fn report_error(e: &Error, json: bool) -> ExitCode {
         }
     }
     ExitCode::from(exit_code(e))
+}
+
+/// A command line clap refuses: with `--json` among the arguments, the
+/// error is one JSON object on stderr like every other error (kind
+/// `usage`, exit 2, clap's code for it); otherwise clap prints it. Help
+/// and version requests are printed by clap either way.
+pub(crate) fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().any(|a| a == "--json");
+    if !json
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit()
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let doc = serde_json::json!({ "error": message, "kind": "usage", "code": 2, "causes": [] });
+    eprintln!("{doc}");
+    ExitCode::from(2)
 }
 
 /// Prints `peak_rss_kib=N` (VmHWM of /proc/self/status) to stderr.

@@ -52,7 +52,8 @@ async fn every_operator_command_reaches_a_store_another_process_holds() {
     let stats = json(&run(d, &["--json", "stats"]).await);
     assert_eq!(stats["users"], 1, "{stats}");
     let metrics = json(&run(d, &["--json", "metrics"]).await);
-    let ops = metrics["operations"].as_array().unwrap();
+    assert!(metrics["snapshot"].is_null(), "{metrics}");
+    let ops = metrics["now"]["operations"].as_array().unwrap();
     let create = ops
         .iter()
         .find(|o| o["op"] == "users.create")
@@ -80,6 +81,10 @@ async fn every_operator_command_reaches_a_store_another_process_holds() {
     );
     let migrate = json(&run(d, &["--json", "migrate", "status"]).await);
     assert_eq!(migrate["applied"], SCHEMA_VERSION, "{migrate}");
+    assert_eq!(migrate["latest"], SCHEMA_VERSION, "{migrate}");
+    assert_eq!(migrate["pending"], serde_json::json!([]), "{migrate}");
+    let live_migrate = migrate;
+    let live_metrics = metrics;
     let verify = json(&run(d, &["--json", "verify", "--deep"]).await);
     assert_eq!(
         verify["problems"].as_array().map(Vec::len),
@@ -149,6 +154,21 @@ async fn every_operator_command_reaches_a_store_another_process_holds() {
     assert!(store.users().get_by_username("ravi").is_err());
     let repair = run(d, &["verify", "--repair"]).await;
     assert_eq!(repair.status.code(), Some(6), "{}", stderr(&repair));
+    // A refusal in the serving process keeps its kind and exit code: a
+    // destination that holds other things is invalid input (5) there as
+    // here.
+    let cluttered = backups.path().join("cluttered");
+    std::fs::create_dir(&cluttered).unwrap();
+    std::fs::write(cluttered.join("notes.txt"), b"mine").unwrap();
+    let refused = run(d, &["--json", "backup", cluttered.to_str().unwrap()]).await;
+    assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
+    let err: serde_json::Value =
+        serde_json::from_str(stderr(&refused).trim().lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (err["kind"].as_str(), err["code"].as_u64()),
+        (Some("invalid_input"), Some(5)),
+        "{err}"
+    );
 
     // Closing removes the socket; the commands then open the store.
     store.close().await;
@@ -156,6 +176,25 @@ async fn every_operator_command_reaches_a_store_another_process_holds() {
     assert!(!socket.exists());
     let stats = json(&run(d, &["--json", "stats"]).await);
     assert_eq!(stats["users"], 1);
+    // ... with the same JSON shape as the running store gave.
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let migrate = json(&run(d, &["--json", "migrate", "status"]).await);
+    assert_eq!(
+        keys(&migrate),
+        keys(&live_migrate),
+        "{migrate} / {live_migrate}"
+    );
+    let metrics = json(&run(d, &["--json", "metrics"]).await);
+    assert_eq!(keys(&metrics), keys(&live_metrics), "{metrics}");
+    assert_eq!(
+        keys(&metrics["now"]),
+        keys(&live_metrics["now"]),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

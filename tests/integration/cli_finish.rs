@@ -72,6 +72,34 @@ fn completions_cover_every_shell_without_a_store() {
 }
 
 #[test]
+fn a_command_line_that_does_not_parse_is_a_json_error_under_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("none");
+    // Text: clap's own message, exit 2.
+    let o = bvstore(&d, &["completions", "tcsh"]);
+    assert_eq!(code(&o), Some(2));
+    assert!(stderr(&o).contains("tcsh"), "{}", stderr(&o));
+    // With --json, anywhere on the line: one JSON object, kind `usage`.
+    for args in [
+        &["--json", "completions", "tcsh"][..],
+        &["user", "add", "--json"][..],
+        &["--json", "no-such-command"][..],
+    ] {
+        let o = bvstore(&d, args);
+        assert_eq!(code(&o), Some(2), "{args:?}");
+        let err: serde_json::Value = serde_json::from_str(stderr(&o).trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stderr(&o)));
+        assert_eq!(err["kind"], "usage", "{err}");
+        assert_eq!(err["code"], 2, "{err}");
+        assert!(!err["error"].as_str().unwrap().is_empty(), "{err}");
+    }
+    // Help is still help.
+    let help = bvstore(&d, &["--json", "--help"]);
+    assert_eq!(code(&help), Some(0));
+    assert!(stdout(&help).contains("Usage"), "{}", stdout(&help));
+}
+
+#[test]
 fn data_dir_comes_from_bv_data_dir_and_short_flags_work() {
     let dir = tempfile::tempdir().unwrap();
     let (env_dir, flag_dir) = (dir.path().join("env"), dir.path().join("flag"));
