@@ -421,7 +421,7 @@ impl Store {
         use crate::health::timed;
         let inner = &self.inner;
         crate::Health::of(vec![
-            timed(async { inner.db.health() }).await,
+            timed(inner.db.health()).await,
             timed(async { inner.cache.health() }).await,
             timed(inner.blobs.health()).await,
             timed(async { inner.jobs.health() }).await,

@@ -339,6 +339,25 @@ impl BlobStore {
                 Ok(_) => return Err(format!("{} is not a directory", tmp.display())),
                 Err(e) => return Err(format!("{}: {e}", tmp.display())),
             }
+            // Puts stage every blob here: a directory that refuses a new
+            // file (read-only mount, permissions) refuses every put.
+            let probe = tmp.join(format!(
+                ".health-probe-{}-{}",
+                std::process::id(),
+                crate::blob::crypto::random_bytes::<8>()
+                    .map(hex::encode)
+                    .unwrap_or_default()
+            ));
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&probe)
+                    .map_err(|e| format!("cannot create a file in {}: {e}", tmp.display()))?;
+                let _ = std::fs::remove_file(&probe);
+            }
             let asked = std::time::Instant::now();
             backend
                 .probe()

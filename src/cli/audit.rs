@@ -71,7 +71,7 @@ async fn verify(store: &Store, out: &Out) -> Outcome {
             .map_or("none".to_string(), |s| format!("entries up to {s} dropped by retention"));
         let verdict = match report.problem {
             None => "ok".to_string(),
-            Some(p) => format!("BROKEN: {:?} at seq {}", p.kind, p.seq),
+            Some(p) => format!("BROKEN: {} at seq {}", super::human::spelled(p.kind), p.seq),
         };
         format!(
             "entries checked: {}\nseqs:            {seqs}\nanchor:          {anchor}\nhead mac:        {}\nchain:           {verdict}",
@@ -83,7 +83,7 @@ async fn verify(store: &Store, out: &Out) -> Outcome {
         None => done(Ok(())),
         Some(p) => Err(Error::Integrity {
             what: "the audit log".into(),
-            detail: format!("{:?} at seq {}", p.kind, p.seq),
+            detail: format!("{} at seq {}", super::human::spelled(p.kind), p.seq),
         }),
     }
 }

@@ -182,8 +182,13 @@ pub(crate) fn backup_text(r: &BackupReport) -> String {
     }
     if !r.generations_removed.is_empty() {
         lines.push(format!(
-            "removed generation(s) {:?} and {} blob file(s) only they held",
-            r.generations_removed, r.blobs_removed
+            "removed generation(s) {} and {} blob file(s) only they held",
+            r.generations_removed
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.blobs_removed
         ));
     }
     lines.join("\n")

@@ -35,6 +35,16 @@ pub(crate) fn time_value(v: &serde_json::Value) -> String {
     }
 }
 
+/// An enum as the CLI spells it: its `--json` name (`keys_destroyed`),
+/// never Rust's (`KeysDestroyed`).
+pub(crate) fn spelled(value: impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
 /// [`time`] of an optional instant, `-` for none.
 pub(crate) fn time_or_dash(t: Option<Timestamp>) -> String {
     t.map_or_else(|| "-".to_string(), time)
@@ -42,6 +52,14 @@ pub(crate) fn time_or_dash(t: Option<Timestamp>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn enums_are_spelled_as_json_names_them() {
+        assert_eq!(
+            super::spelled(bharatvoice_store::ErasureStage::KeysDestroyed),
+            "keys_destroyed"
+        );
+    }
+
     #[test]
     fn times_are_whole_seconds_with_a_zone() {
         let t: bharatvoice_store::Timestamp = "2026-12-05T13:32:27.9Z".parse().unwrap();

@@ -366,8 +366,10 @@ async fn consent(store: &Store, args: &ConsentArgs, out: &Out) -> Outcome {
         let mut s = profile_text(&profile);
         if let Some(e) = erasure {
             s.push_str(&format!(
-                "\nerasure:    {} {:?} (due {})",
-                e.scope, e.stage, e.due
+                "\nerasure:    {} {} (due {})",
+                e.scope,
+                human::spelled(e.stage),
+                human::time(e.due)
             ));
         }
         s

@@ -128,7 +128,12 @@ fn summary_text(s: &UserSummary) -> String {
         rows.push((label.into(), format!("{}{who}", g.grants)));
     }
     let erasure = s.pending_erasure.as_ref().map_or("none".to_string(), |e| {
-        format!("{} {:?} (due {})", e.scope, e.stage, e.due)
+        format!(
+            "{} {} (due {})",
+            e.scope,
+            human::spelled(e.stage),
+            human::time(e.due)
+        )
     });
     rows.push(("pending erasure".into(), erasure));
     table(&rows)

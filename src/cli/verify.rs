@@ -82,8 +82,16 @@ pub(crate) fn text(r: &StoreVerifyReport) -> String {
         lines.push("no problems found".into());
         return lines.join("\n");
     }
+    // The id column is as wide as the longest id (a blob's is 69).
+    let w = r
+        .problems
+        .iter()
+        .map(|p| clean(&p.id).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     lines.push(format!(
-        "{:<22} {:<9} {:<60} detail",
+        "{:<22} {:<9} {:<w$} detail",
         "problem", "repaired", "id"
     ));
     for p in &r.problems {
@@ -92,7 +100,7 @@ pub(crate) fn text(r: &StoreVerifyReport) -> String {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         lines.push(format!(
-            "{:<22} {:<9} {:<60} {}",
+            "{:<22} {:<9} {:<w$} {}",
             kind,
             if p.repaired { "yes" } else { "no" },
             clean(&p.id),

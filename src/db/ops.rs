@@ -66,10 +66,14 @@ impl Db {
         .await
     }
 
-    /// The database's health: a read probe on a fresh snapshot, and
-    /// whether writes are taken.
-    pub(crate) fn health(&self) -> crate::health::PartHealth {
+    /// The database's health: a read probe on a fresh snapshot, the file's
+    /// size, and a round trip through the writer thread (a request queued
+    /// like a write, answered between two batches: it shows that writes
+    /// are taken and how long one waits for the batch ahead of it).
+    pub(crate) async fn health(&self) -> crate::health::PartHealth {
         use crate::health::{HealthStatus, PartHealth};
+        /// Longer than this for the writer to answer is degraded.
+        const SLOW_WRITER: std::time::Duration = std::time::Duration::from_secs(1);
         let probe = guard::guarded(&self.path, || {
             let txn = self.engine.begin_read()?;
             migrate::applied_version_in(&txn)
@@ -84,9 +88,12 @@ impl Db {
                 );
             }
         };
+        let size = std::fs::metadata(&self.path)
+            .map(|m| crate::bytesize::ByteSize(m.len()).to_string())
+            .unwrap_or_else(|e| format!("size unknown ({e})"));
         let stats = self.write_stats();
         let figures = format!(
-            "schema {version}; {} writes in {} commits, {} refused or failed",
+            "schema {version}; {size}; {} writes in {} commits, {} refused or failed",
             stats.requests, stats.commits, stats.failed_requests
         );
         match &self.writer {
@@ -100,7 +107,32 @@ impl Db {
                 HealthStatus::Unhealthy,
                 format!("the writer has stopped: writes fail; {figures}"),
             ),
-            Some(_) => PartHealth::new("database", HealthStatus::Healthy, figures),
+            Some(_) => {
+                let asked = std::time::Instant::now();
+                let answer =
+                    tokio::time::timeout(SLOW_WRITER, self.between_commits(|_| Ok(()))).await;
+                let took = asked.elapsed().as_secs_f64() * 1e3;
+                match answer {
+                    Ok(Ok(())) => PartHealth::new(
+                        "database",
+                        HealthStatus::Healthy,
+                        format!("writer answered in {took:.2} ms; {figures}"),
+                    ),
+                    Ok(Err(e)) => PartHealth::new(
+                        "database",
+                        HealthStatus::Unhealthy,
+                        format!("the writer refused a probe: {e}; {figures}"),
+                    ),
+                    Err(_) => PartHealth::new(
+                        "database",
+                        HealthStatus::Degraded,
+                        format!(
+                            "the writer did not answer in {} ms (a long batch ahead, or stuck); {figures}",
+                            SLOW_WRITER.as_millis()
+                        ),
+                    ),
+                }
+            }
         }
     }
 }

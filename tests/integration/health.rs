@@ -40,6 +40,37 @@ async fn a_fresh_store_is_healthy_in_every_part() {
             .contains(&format!("schema {}", bharatvoice_store::SCHEMA_VERSION)),
         "{h:?}"
     );
+    // The database part went through the writer and knows the file's size;
+    // the blobs part created a file where puts stage theirs, and left none.
+    let db = &h.part("database").unwrap().detail;
+    assert!(db.contains("writer answered in "), "{db}");
+    assert!(db.contains(" KiB") || db.contains(" MiB"), "{db}");
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("health-probe"))
+        .collect();
+    assert_eq!(leftovers, Vec::<std::path::PathBuf>::new());
+    // A closed store's writer refuses the probe: unhealthy, saying so.
+    store.close().await;
+    let h = store.health().await;
+    assert_eq!(status(&h, "database"), HealthStatus::Unhealthy, "{h:?}");
+    assert!(
+        h.part("database").unwrap().detail.contains("writer"),
+        "{h:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[tokio::test]
