@@ -286,8 +286,10 @@ async fn verify(store: &Store, args: &VerifyArgs, out: &Out) -> Outcome {
         .await?;
     done(out.emit(&report, || {
         format!(
-            "file {} ok: {} chunks, {} bytes authenticated",
-            report.file, report.chunks, report.plain_bytes
+            "file {} ok: {} chunks, {} authenticated",
+            report.file,
+            report.chunks,
+            human::size(report.plain_bytes)
         )
     }))
 }

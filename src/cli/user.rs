@@ -418,12 +418,14 @@ async fn quota(store: &Store, args: &QuotaArgs, out: &Out) -> Outcome {
 
 fn usage_text(u: &Usage) -> String {
     let limit = match (u.own_limit, u.limit) {
-        (Some(l), _) => format!("{l} bytes (the user's own)"),
-        (None, Some(l)) => format!("{l} bytes (the store default)"),
+        (Some(l), _) => format!("{} (the user's own)", human::size(l)),
+        (None, Some(l)) => format!("{} (the store default)", human::size(l)),
         (None, None) => "none".to_string(),
     };
     format!(
-        "user:    {}\nstored:  {} bytes in {} blob(s)\nquota:   {limit}",
-        u.user, u.stored_bytes, u.blobs
+        "user:    {}\nstored:  {} in {} blob(s)\nquota:   {limit}",
+        u.user,
+        human::size(u.stored_bytes),
+        u.blobs
     )
 }

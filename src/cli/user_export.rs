@@ -42,13 +42,13 @@ pub(crate) async fn export(store: &Store, args: &ExportArgs, out: &Out) -> Outco
 
 fn export_text(r: &ExportReport) -> String {
     format!(
-        "exported user {} to {}: {} file(s), {} session(s), {} entries, {} bytes, in {} ms",
+        "exported user {} to {}: {} file(s), {} session(s), {} entries, {}, in {} ms",
         r.user,
         clean_path(&r.path),
         r.files,
         r.sessions,
         r.entries,
-        r.bytes,
+        human::size(r.bytes),
         r.took_us / 1000
     )
 }
@@ -107,12 +107,12 @@ fn summary_text(s: &UserSummary) -> String {
     ));
     rows.push((
         "files".into(),
-        format!("{} ({} bytes)", s.files.files, s.files.bytes),
+        format!("{} ({})", s.files.files, human::size(s.files.bytes)),
     ));
     for (ct, n) in &s.files.by_content_type {
         rows.push((
             format!("  {}", clean(ct)),
-            format!("{} file(s), {} bytes", n.files, n.bytes),
+            format!("{} file(s), {}", n.files, human::size(n.bytes)),
         ));
     }
     for (label, g) in [

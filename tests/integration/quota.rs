@@ -400,7 +400,7 @@ fn the_cli_shows_and_sets_quotas_and_exits_15_when_one_is_passed() {
     let out = bvstore(d, &["user", "quota", "meena", "--set", "1000"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.contains("1000 bytes (the user's own)"), "{text}");
+    assert!(text.contains("1000 B (the user's own)"), "{text}");
     let clip = d.join("clip.ogg");
     std::fs::write(&clip, random_bytes(50_000, 14)).unwrap();
     let clip = clip.to_str().unwrap();
