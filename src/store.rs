@@ -381,7 +381,12 @@ impl Store {
     /// committed, including the audit records of refusals, which are
     /// written without their caller waiting for them.
     pub async fn flush(&self) -> Result<(), Error> {
-        self.inner.db.write(|_txn| Ok(())).await
+        crate::telemetry::observe(
+            &self.inner.db.telemetry,
+            crate::telemetry::op_key!("store.flush"),
+            self.inner.db.write(|_txn| Ok(())),
+        )
+        .await
     }
 
     /// The newest `limit` audit events, newest first. A refusal's record
@@ -390,12 +395,16 @@ impl Store {
     /// [`Audit::flush_reads`](crate::Audit::flush_reads) first to be sure
     /// to see them. [`audit`](Self::audit) has verify and filters.
     pub fn audit_events(&self, limit: usize) -> Result<Vec<AuditEvent>, Error> {
-        let mut events = self
-            .inner
-            .db
-            .read(|txn| crate::db::audit::tail(txn, limit, |_| true))?;
-        events.reverse();
-        Ok(events)
+        let db = &self.inner.db;
+        crate::telemetry::observe_sync(
+            &db.telemetry,
+            crate::telemetry::op_key!("store.audit_events"),
+            || {
+                let mut events = db.read(|txn| crate::db::audit::tail(txn, limit, |_| true))?;
+                events.reverse();
+                Ok(events)
+            },
+        )
     }
 
     /// The audit log: verify the chain, read its tail.
@@ -416,8 +425,18 @@ impl Store {
     }
 
     /// Each part's health (database, cache, blobs, jobs, integrity) and the worst of
-    /// them; the probes only read.
+    /// them; the probes write no data (the blobs probe creates and removes
+    /// an empty file where puts stage theirs).
     pub async fn health(&self) -> crate::Health {
+        // Counted like every public operation; it has no error to count.
+        let telemetry = &self.inner.db.telemetry;
+        let call = telemetry.start(crate::telemetry::op_key!("store.health"));
+        let health = self.probe_parts().await;
+        telemetry.finish(call, None);
+        health
+    }
+
+    async fn probe_parts(&self) -> crate::Health {
         use crate::health::timed;
         let inner = &self.inner;
         crate::Health::of(vec![

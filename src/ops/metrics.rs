@@ -25,6 +25,15 @@ impl Store {
     /// ```
     #[tracing::instrument(skip_all)]
     pub async fn metrics_report(&self) -> Result<MetricsReport, Error> {
+        crate::telemetry::observe(
+            &self.db().telemetry,
+            crate::telemetry::op_key!("store.metrics_report"),
+            self.metrics_report_now(),
+        )
+        .await
+    }
+
+    async fn metrics_report_now(&self) -> Result<MetricsReport, Error> {
         let telemetry = &self.db().telemetry;
         let operations = telemetry.counts().iter().map(OperationStats::of).collect();
         let mut values = cache_values(&self.cache().stats());

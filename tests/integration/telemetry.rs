@@ -164,6 +164,32 @@ impl metrics::Recorder for Recorder {
 }
 
 #[tokio::test]
+async fn health_flush_audit_and_the_metrics_report_are_counted_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    store.health().await;
+    store.health().await;
+    store.flush().await.unwrap();
+    store.audit_events(10).unwrap();
+    store.metrics_report().await.unwrap();
+    let report = store.metrics_report().await.unwrap();
+    let calls = |op: &str| {
+        report
+            .operations
+            .iter()
+            .find(|o| o.op == op)
+            .map(|o| o.calls)
+            .unwrap_or_else(|| panic!("{op} not counted: {:?}", report.operations))
+    };
+    assert_eq!(calls("store.health"), 2);
+    assert!(calls("store.flush") >= 1);
+    assert_eq!(calls("store.audit_events"), 1);
+    // A call is counted when it begins: the report counts itself.
+    assert!(calls("store.metrics_report") >= 2);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn an_applications_recorder_sees_the_stores_operations() {
     let seen = Arc::new(Seen::default());
     metrics::set_global_recorder(Recorder(Arc::clone(&seen))).expect("the only recorder");
