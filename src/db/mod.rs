@@ -90,6 +90,7 @@ pub(crate) mod users;
 pub(crate) mod users_index;
 pub(crate) mod users_password;
 pub(crate) mod verify;
+mod verify_records;
 mod verify_repair;
 mod verify_sessions;
 mod verify_users;

@@ -103,6 +103,7 @@ pub(crate) fn scan(txn: &ReadTransaction) -> Result<MetaScan, Error> {
     let mut s = MetaScan::default();
     super::verify_users::check(txn, &mut s)?;
     super::verify_sessions::check(txn, &mut s)?;
+    super::verify_records::check(txn, &mut s)?;
     let unindexed = files(txn, &mut s)?;
     blobs(txn, &mut s, &unindexed)?;
     Ok(s)

@@ -95,4 +95,5 @@ mod trash;
 mod users;
 mod verify;
 mod verify_indexes;
+mod verify_records;
 mod writer;
