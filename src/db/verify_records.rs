@@ -17,64 +17,74 @@ use crate::types::{BlobAddress, UserId};
 pub(crate) fn check(txn: &ReadTransaction, s: &mut MetaScan) -> Result<(), Error> {
     by_user::<crate::db::keys::OwnerKeysRecord>(txn, s, KEYS, "keys")?;
     by_user::<crate::model::privacy::Erasure>(txn, s, ERASURES, "erasures")?;
-    let scanning = "scanning record_keys";
-    for row in txn
-        .open_table(RECORD_KEYS)
-        .ctx("opening record_keys")?
-        .iter()
-        .ctx(scanning)?
-    {
-        let (k, v) = row.ctx(scanning)?;
-        let owner = UserId::from_key(k.value());
-        let decoded: Result<crate::db::keys::WrappedKey, Error> =
-            codec::decode_versioned(1, v.value(), || format!("record key of {owner}"));
-        if let Err(e) = decoded {
-            s.problems
-                .push(undecodable(format!("record_keys user {owner}"), e));
-        }
-    }
-    let scanning = "scanning damaged_blobs";
-    for row in txn
-        .open_table(DAMAGED_BLOBS)
-        .ctx("opening damaged_blobs")?
-        .iter()
-        .ctx(scanning)?
-    {
-        let (k, v) = row.ctx(scanning)?;
-        let address = BlobAddress(k.value());
-        if let Err(e) = codec::decode::<crate::db::lifecycle::Damage>(v.value(), address) {
-            s.problems
-                .push(undecodable(format!("damaged_blobs blob {address}"), e));
-        }
-    }
-    let scanning = "scanning credentials";
-    for row in txn
-        .open_table(CREDENTIALS)
-        .ctx("opening credentials")?
-        .iter()
-        .ctx(scanning)?
-    {
-        let (k, v) = row.ctx(scanning)?;
-        if let Err(e) = argon2::password_hash::PasswordHash::new(v.value()) {
-            s.problems.push(Problem::new(
-                ProblemKind::Undecodable,
-                format!("credentials user {}", UserId::from_key(k.value())),
-                format!("the stored password hash does not parse: {e}"),
-            ));
-        }
-    }
-    let scanning = "scanning metrics";
-    for row in txn
-        .open_table(METRICS)
-        .ctx("opening metrics")?
-        .iter()
-        .ctx(scanning)?
-    {
-        let (k, v) = row.ctx(scanning)?;
-        let (name, at, n) = k.value();
-        let id = format!("{name} {at} {n}");
-        if let Err(e) = codec::decode::<crate::model::metric::MetricSample>(v.value(), &id) {
-            s.problems.push(undecodable(format!("metrics {id}"), e));
+    each(
+        txn,
+        RECORD_KEYS,
+        "record_keys",
+        |k, v| {
+            let owner = UserId::from_key(k);
+            let decoded: Result<crate::db::keys::WrappedKey, Error> =
+                codec::decode_versioned(1, v, || format!("record key of {owner}"));
+            decoded
+                .err()
+                .map(|e| undecodable(format!("record_keys user {owner}"), e))
+        },
+        s,
+    )?;
+    each(
+        txn,
+        DAMAGED_BLOBS,
+        "damaged_blobs",
+        |k, v| {
+            let address = BlobAddress(k);
+            codec::decode::<crate::db::lifecycle::Damage>(v, address)
+                .err()
+                .map(|e| undecodable(format!("damaged_blobs blob {address}"), e))
+        },
+        s,
+    )?;
+    each(
+        txn,
+        CREDENTIALS,
+        "credentials",
+        |k, v| {
+            argon2::password_hash::PasswordHash::new(v).err().map(|e| {
+                Problem::new(
+                    ProblemKind::Undecodable,
+                    format!("credentials user {}", UserId::from_key(k)),
+                    format!("the stored password hash does not parse: {e}"),
+                )
+            })
+        },
+        s,
+    )?;
+    each(
+        txn,
+        METRICS,
+        "metrics",
+        |(name, at, n), v| {
+            let id = format!("{name} {at} {n}");
+            codec::decode::<crate::model::metric::MetricSample>(v, &id)
+                .err()
+                .map(|e| undecodable(format!("metrics {id}"), e))
+        },
+        s,
+    )
+}
+
+/// Runs `judge` on every row of `def`, keeping the problems it finds.
+fn each<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    def: TableDefinition<K, V>,
+    table: &str,
+    mut judge: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Option<Problem>,
+    s: &mut MetaScan,
+) -> Result<(), Error> {
+    let scanning = format!("scanning {table}");
+    for row in txn.open_table(def).ctx(&scanning)?.iter().ctx(&scanning)? {
+        let (k, v) = row.ctx(&scanning)?;
+        if let Some(p) = judge(k.value(), v.value()) {
+            s.problems.push(p);
         }
     }
     Ok(())
@@ -87,16 +97,18 @@ fn by_user<T: Record>(
     def: TableDefinition<u128, &[u8]>,
     table: &str,
 ) -> Result<(), Error> {
-    let scanning = format!("scanning {table}");
-    for row in txn.open_table(def).ctx(&scanning)?.iter().ctx(&scanning)? {
-        let (k, v) = row.ctx(&scanning)?;
-        let user = UserId::from_key(k.value());
-        if let Err(e) = codec::decode::<T>(v.value(), user) {
-            s.problems
-                .push(undecodable(format!("{table} user {user}"), e));
-        }
-    }
-    Ok(())
+    each(
+        txn,
+        def,
+        table,
+        |k, v| {
+            let user = UserId::from_key(k);
+            codec::decode::<T>(v, user)
+                .err()
+                .map(|e| undecodable(format!("{table} user {user}"), e))
+        },
+        s,
+    )
 }
 
 fn undecodable(id: String, e: Error) -> Problem {
