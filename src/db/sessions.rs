@@ -43,7 +43,8 @@ pub struct Sessions<'a> {
     pub(crate) db: &'a Db,
 }
 
-fn user_key(s: &ConversationSession) -> (u128, i64, u128) {
+/// A session's key in `sessions_by_user` (also what verify expects).
+pub(crate) fn user_key(s: &ConversationSession) -> (u128, i64, u128) {
     (
         s.user_id.to_key(),
         s.last_active_at.as_micros(),
@@ -51,7 +52,8 @@ fn user_key(s: &ConversationSession) -> (u128, i64, u128) {
     )
 }
 
-fn expiry_key(s: &ConversationSession) -> (i64, u128) {
+/// A session's key in `sessions_by_expiry` (also what verify expects).
+pub(crate) fn expiry_key(s: &ConversationSession) -> (i64, u128) {
     (s.expires_at.as_micros(), s.id.to_key())
 }
 

@@ -68,15 +68,15 @@ impl Entry {
 
 /// The entries a session's clear fields call for.
 fn entries(s: &ConversationSession) -> Vec<Entry> {
-    let id = s.id.to_key();
-    let mut out = vec![Entry::User(
-        s.user_id.to_key(),
-        s.last_active_at.as_micros(),
-        id,
-    )];
+    use crate::db::sessions::{expiry_key, user_key};
+    let (u, active, id) = user_key(s);
+    let mut out = vec![Entry::User(u, active, id)];
     match s.deleted_at {
         Some(at) => out.push(Entry::Deleted(at.as_micros(), id)),
-        None if s.ended_at.is_none() => out.push(Entry::Expiry(s.expires_at.as_micros(), id)),
+        None if s.ended_at.is_none() => {
+            let (at, id) = expiry_key(s);
+            out.push(Entry::Expiry(at, id));
+        }
         None => {}
     }
     out
